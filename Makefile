@@ -1,0 +1,45 @@
+# The two commands people type first are `make run` and `make test`; every other
+# target here is a step they depend on or a tool for developers.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench crds testbed system-deps e2e-kind clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+## make run: paper trading on this laptop, dashboard on http://localhost:8000
+run: $(STAMP)
+	$(BIN)/kubetrade local --strategies examples/strategies
+
+## make test: installs what the tests need, builds/caches the control plane, runs every test
+test: $(STAMP) system-deps testbed
+	$(BIN)/pytest tests
+
+system-deps:
+	scripts/system-deps.sh
+
+testbed: $(STAMP)
+	$(BIN)/python -m tests.bed build
+
+lint: $(STAMP)
+	$(BIN)/ruff check kubetrade tests bench
+	$(BIN)/mypy
+
+bench: $(STAMP) system-deps
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+crds: $(STAMP)
+	$(BIN)/python -m kubetrade.resources.crdgen crds
+
+e2e-kind: $(STAMP)
+	scripts/e2e-kind.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The one `kubetrade` command.
+
+Each subcommand is a module of this package exposing ``register(subparsers)``; the
+module registers its parser and sets ``func`` to a callable taking the parsed
+arguments and returning an exit code. Discovery keeps components from editing a
+shared file, and a component that has not landed is simply absent, never a stub.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from kubetrade import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kubetrade",
+        description="Kubernetes-native crypto trading bot.",
+    )
+    parser.add_argument("--version", action="version", version=f"kubetrade {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    result = args.func(args)
+    return int(result or 0)

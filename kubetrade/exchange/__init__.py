@@ -1,0 +1,1 @@
+"""Exchange access: ccxt adapter, ResilientExchange, paper broker, market-data feeds."""

@@ -1,0 +1,1 @@
+"""Telegram bot and the alert dispatcher."""

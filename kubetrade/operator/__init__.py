@@ -1,0 +1,1 @@
+"""Kopf handlers that turn custom resources into runner Deployments and Jobs."""

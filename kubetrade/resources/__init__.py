@@ -1,0 +1,1 @@
+"""Pydantic models of the custom resources; crds/*.yaml are generated from them."""

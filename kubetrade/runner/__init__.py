@@ -1,0 +1,1 @@
+"""The trading loop of one strategy: market data -> engine -> exchange -> state."""

@@ -1,0 +1,1 @@
+"""The Redis schema in one place: keys, publisher, reader."""
