@@ -1,0 +1,13 @@
+//go:build tools
+
+// Package tools pins the control-plane programs the test bed runs (see
+// tests/bed): requiring them here lets `go build` fetch exact versions from the
+// module proxy, so the test bed needs no prebuilt downloads.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "helm.sh/helm/v3/cmd/helm"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
