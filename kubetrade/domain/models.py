@@ -1,0 +1,238 @@
+"""The nouns every component shares: candles, signals, orders, fills, positions, trades.
+
+Prices, quantities, fees and P&L are ``Decimal`` because they are stored and compared
+with limits; float exists only inside indicator maths. Dataclasses (not pydantic) keep
+the replay loop cheap; ``to_dict``/``from_dict`` give the JSON form used in Redis and
+the API, with Decimals as strings so nothing is rounded on the way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, TypeVar
+
+ZERO = Decimal(0)
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class OrderStatus(StrEnum):
+    """Life of an order. CREATED is persisted before sending; UNKNOWN means sent but the
+    outcome was lost (timeout, 5xx), so it must be looked up by client id before any
+    other action."""
+
+    CREATED = "created"
+    UNKNOWN = "unknown"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    """One closed OHLCV bar; ``ts_ms`` is the bar's open time (Binance convention)."""
+
+    ts_ms: int
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class MarketInfo:
+    """Exchange trading rules for one symbol (Binance PRICE_FILTER, LOT_SIZE, NOTIONAL)."""
+
+    symbol: str
+    base: str
+    quote: str
+    price_step: Decimal
+    qty_step: Decimal
+    min_qty: Decimal
+    min_notional: Decimal
+    max_qty: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What a strategy wants; the risk engine decides whether and how much."""
+
+    strategy: str
+    symbol: str
+    side: Side
+    ts_ms: int
+    price: Decimal
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class Order:
+    client_order_id: str
+    strategy: str
+    symbol: str
+    side: Side
+    type: OrderType
+    quantity: Decimal
+    price: Decimal | None = None
+    status: OrderStatus = OrderStatus.CREATED
+    filled_quantity: Decimal = ZERO
+    average_price: Decimal | None = None
+    exchange_order_id: str | None = None
+    created_ms: int = 0
+    updated_ms: int = 0
+    reason: str = ""
+
+    @property
+    def remaining(self) -> Decimal:
+        return self.quantity - self.filled_quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution; ``trade_id`` is unique per exchange, which makes fills idempotent."""
+
+    trade_id: str
+    client_order_id: str
+    strategy: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    fee_asset: str
+    ts_ms: int
+
+
+@dataclass(slots=True)
+class Position:
+    strategy: str
+    symbol: str
+    quantity: Decimal
+    average_price: Decimal
+    opened_ms: int
+    stop_price: Decimal | None = None
+    fees: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedTrade:
+    """A round trip (spot, long only): entry fills to exit fills. ``pnl`` is net of fees."""
+
+    trade_id: str
+    strategy: str
+    symbol: str
+    quantity: Decimal
+    entry_price: Decimal
+    exit_price: Decimal
+    entry_ms: int
+    exit_ms: int
+    fees: Decimal
+    pnl: Decimal
+    exit_reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    asset: str
+    free: Decimal
+    locked: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+def make_client_order_id(strategy: str, ts_ms: int, seq: int) -> str:
+    """Deterministic id from (strategy, decision time, sequence).
+
+    Re-deciding the same candle after a crash yields the same id, so the exchange refuses
+    the copy (Binance -2010 duplicate) instead of filling it twice. Fits Binance's
+    ``^[a-zA-Z0-9-_]{1,36}$``.
+    """
+    digest = hashlib.sha256(strategy.encode()).hexdigest()[:8]
+    return f"kt-{digest}-{ts_ms:x}-{seq:x}"
+
+
+_T = TypeVar("_T")
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """JSON-ready dict of a model; Decimals become strings, enums their values."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, Decimal):
+            value = str(value)
+        elif isinstance(value, StrEnum):
+            value = value.value
+        out[f.name] = value
+    return out
+
+
+
+
+def from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
+    """Inverse of :func:`to_dict`; unknown keys are ignored so old readers survive new fields."""
+    names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    kwargs: dict[str, Any] = {}
+    for name, f in names.items():
+        if name not in data:
+            continue
+        value = data[name]
+        ftype = str(f.type)
+        if value is not None and "Decimal" in ftype:
+            value = Decimal(str(value))
+        elif value is not None and ftype in _ENUMS:
+            value = _ENUMS[ftype](value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+_ENUMS: dict[str, type[StrEnum]] = {
+    "Side": Side,
+    "OrderType": OrderType,
+    "OrderStatus": OrderStatus,
+}
+
+__all__ = [
+    "ZERO",
+    "Balance",
+    "Candle",
+    "ClosedTrade",
+    "Fill",
+    "MarketInfo",
+    "Order",
+    "OrderStatus",
+    "OrderType",
+    "Position",
+    "Side",
+    "Signal",
+    "from_dict",
+    "make_client_order_id",
+    "to_dict",
+]

@@ -1,0 +1,147 @@
+"""Every Redis key and channel kubetrade uses, in one place.
+
+Components never spell a key themselves; they ask ``Keys``. The prefix lets several
+installations (or test cases) share one Redis without seeing each other.
+
+Layout (``{p}`` is the prefix, ``{s}`` a strategy name):
+
+==========================================  =======  ===============================================
+key                                         type     holds
+==========================================  =======  ===============================================
+{p}:strategies                              set      names of strategies that have state
+{p}:strategy:{s}:engine                     string   JSON snapshot of the engine (portfolio, risk,
+                                                     tracker), written in the same MULTI as orders
+{p}:strategy:{s}:orders                     hash     client_order_id -> order JSON (every order the
+                                                     runner created, terminal ones included)
+{p}:strategy:{s}:positions                  hash     symbol -> position JSON
+{p}:strategy:{s}:fills                      set      exchange trade ids already applied (idempotence)
+{p}:strategy:{s}:trades                     stream   closed trades of this strategy
+{p}:strategy:{s}:equity                     stream   fields ts, equity
+{p}:strategy:{s}:summary                    hash     phase, equity, pnl, trades, win_rate, ... (the
+                                                     operator folds it into the Strategy status)
+{p}:strategy:{s}:reconciliation             string   JSON of the latest reconciliation result
+{p}:trades                                  stream   closed trades of all strategies (API pages it)
+{p}:audit                                   stream   ts, actor, action, strategy, detail (JSON)
+{p}:alerts                                  stream   alerts; consumer group ``notify`` sends them
+{p}:emergency                               hash     action, since_ms, by, reason
+{p}:emergency:acks                          hash     runner -> JSON {action, ts_ms, cancelled}
+{p}:preflight                               string   JSON of the latest pre-flight report
+{p}:validation:latest                       string   JSON summary of the latest validation report
+{p}:desired:strategies                      hash     name -> Strategy manifest JSON (local mode only)
+{p}:desired:riskpolicies                    hash     name -> RiskPolicy manifest JSON (local mode)
+{p}:auth:revoked:{jti}                      string   present = token revoked (TTL = token lifetime)
+{p}:auth:refresh:{jti}                      string   refresh-token family state (rotation, reuse)
+{p}:auth:login:{client}                     string   failed-login counter (TTL 60 s)
+==========================================  =======  ===============================================
+
+Pub/sub channels: ``{p}:events`` (dashboard events, JSON with a ``type``) and
+``{p}:emergency:changes`` (emergency action changes, so runners halt without polling).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_PREFIX = "kt"
+ALERTS_GROUP = "notify"
+
+
+def default_prefix() -> str:
+    return os.environ.get("KUBETRADE_REDIS_PREFIX", DEFAULT_PREFIX)
+
+
+@dataclass(frozen=True)
+class Keys:
+    prefix: str = DEFAULT_PREFIX
+
+    # -- per strategy -------------------------------------------------------------
+    def strategy(self, name: str, part: str) -> str:
+        return f"{self.prefix}:strategy:{name}:{part}"
+
+    def engine(self, name: str) -> str:
+        return self.strategy(name, "engine")
+
+    def orders(self, name: str) -> str:
+        return self.strategy(name, "orders")
+
+    def positions(self, name: str) -> str:
+        return self.strategy(name, "positions")
+
+    def fills_seen(self, name: str) -> str:
+        return self.strategy(name, "fills")
+
+    def strategy_trades(self, name: str) -> str:
+        return self.strategy(name, "trades")
+
+    def equity(self, name: str) -> str:
+        return self.strategy(name, "equity")
+
+    def summary(self, name: str) -> str:
+        return self.strategy(name, "summary")
+
+    def reconciliation(self, name: str) -> str:
+        return self.strategy(name, "reconciliation")
+
+    # -- global -------------------------------------------------------------------
+    @property
+    def strategies(self) -> str:
+        return f"{self.prefix}:strategies"
+
+    @property
+    def trades(self) -> str:
+        return f"{self.prefix}:trades"
+
+    @property
+    def audit(self) -> str:
+        return f"{self.prefix}:audit"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}:alerts"
+
+    @property
+    def emergency(self) -> str:
+        return f"{self.prefix}:emergency"
+
+    @property
+    def emergency_acks(self) -> str:
+        return f"{self.prefix}:emergency:acks"
+
+    @property
+    def preflight(self) -> str:
+        return f"{self.prefix}:preflight"
+
+    @property
+    def validation_latest(self) -> str:
+        return f"{self.prefix}:validation:latest"
+
+    @property
+    def desired_strategies(self) -> str:
+        return f"{self.prefix}:desired:strategies"
+
+    @property
+    def desired_riskpolicies(self) -> str:
+        return f"{self.prefix}:desired:riskpolicies"
+
+    def revoked_token(self, jti: str) -> str:
+        return f"{self.prefix}:auth:revoked:{jti}"
+
+    def refresh_token(self, jti: str) -> str:
+        return f"{self.prefix}:auth:refresh:{jti}"
+
+    def login_failures(self, client: str) -> str:
+        return f"{self.prefix}:auth:login:{client}"
+
+    # -- pub/sub ------------------------------------------------------------------
+    @property
+    def events_channel(self) -> str:
+        return f"{self.prefix}:events"
+
+    @property
+    def emergency_channel(self) -> str:
+        return f"{self.prefix}:emergency:changes"
+
+
+def keys_from_env() -> Keys:
+    return Keys(default_prefix())
