@@ -14,7 +14,7 @@ key                                         type     holds
 {p}:strategy:{s}:orders                     hash     client_order_id -> order JSON (every order the
                                                      runner created, terminal ones included)
 {p}:strategy:{s}:positions                  hash     symbol -> position JSON
-{p}:strategy:{s}:fills                      set      exchange trade ids already applied (idempotence)
+{p}:strategy:{s}:fills                      set      exchange trade ids applied (idempotence)
 {p}:strategy:{s}:trades                     stream   closed trades of this strategy
 {p}:strategy:{s}:equity                     stream   fields ts, equity
 {p}:strategy:{s}:summary                    hash     phase, equity, pnl, trades, win_rate, ... (the
@@ -27,7 +27,7 @@ key                                         type     holds
 {p}:emergency:acks                          hash     runner -> JSON {action, ts_ms, cancelled}
 {p}:preflight                               string   JSON of the latest pre-flight report
 {p}:validation:latest                       string   JSON summary of the latest validation report
-{p}:desired:strategies                      hash     name -> Strategy manifest JSON (local mode only)
+{p}:desired:strategies                      hash     name -> Strategy manifest JSON (local mode)
 {p}:desired:riskpolicies                    hash     name -> RiskPolicy manifest JSON (local mode)
 {p}:auth:revoked:{jti}                      string   present = token revoked (TTL = token lifetime)
 {p}:auth:refresh:{jti}                      string   refresh-token family state (rotation, reuse)
