@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from kubetrade.state.keys import Keys
 
@@ -54,7 +55,7 @@ class Alert:
     data: dict[str, Any] = field(default_factory=dict)
     id: str = ""
 
-    def fields(self) -> dict[str, str]:
+    def fields(self) -> dict[FieldT, EncodableT]:
         return {
             "kind": self.kind.value,
             "severity": self.severity.value,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from kubetrade.state.keys import Keys
 
@@ -26,7 +27,7 @@ class AuditEntry:
     detail: dict[str, Any] | None = None
     id: str = ""
 
-    def fields(self) -> dict[str, str]:
+    def fields(self) -> dict[FieldT, EncodableT]:
         return {
             "ts_ms": str(self.ts_ms),
             "actor": self.actor,
