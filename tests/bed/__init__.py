@@ -5,8 +5,21 @@
 through the fixtures in tests/fixtures/bed.py.
 """
 
+from tests.bed.build import Binaries, BuildError, ensure_built, platform_problem
+from tests.bed.controlplane import ControlPlane, start_control_plane
 from tests.bed.procs import BedError
 from tests.bed.redis import RedisServer, start_redis
 from tests.bed.session import Bed
 
-__all__ = ["Bed", "BedError", "RedisServer", "start_redis"]
+__all__ = [
+    "Bed",
+    "BedError",
+    "Binaries",
+    "BuildError",
+    "ControlPlane",
+    "RedisServer",
+    "ensure_built",
+    "platform_problem",
+    "start_control_plane",
+    "start_redis",
+]

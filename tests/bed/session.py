@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 
+from tests.bed.build import Binaries, ensure_built
+from tests.bed.controlplane import ControlPlane, start_control_plane
 from tests.bed.procs import reap_stale
 from tests.bed.redis import RedisServer, start_redis
 
@@ -16,8 +18,10 @@ class Bed:
     """The servers of one test session (or one `python -m tests.bed up`)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._redis: RedisServer | None = None
+        self._binaries: Binaries | None = None
+        self._control_plane: ControlPlane | None = None
         self._reaped = False
 
     def _reap_once(self) -> None:
@@ -32,8 +36,25 @@ class Bed:
                 self._redis = start_redis()
             return self._redis
 
+    def binaries(self) -> Binaries:
+        with self._lock:
+            if self._binaries is None:
+                self._binaries = ensure_built()
+            return self._binaries
+
+    def control_plane(self) -> ControlPlane:
+        with self._lock:
+            if self._control_plane is None:
+                binaries = self.binaries()
+                self._reap_once()
+                self._control_plane = start_control_plane(binaries)
+            return self._control_plane
+
     def stop(self) -> None:
         with self._lock:
+            if self._control_plane is not None:
+                self._control_plane.stop()
+                self._control_plane = None
             if self._redis is not None:
                 self._redis.stop()
                 self._redis = None

@@ -1,0 +1,174 @@
+"""Builds kube-apiserver, kubectl, helm and etcd from the pinned modules in hack/.
+
+There are no prebuilt downloads on this machine, only the Go module proxy, so the
+control plane is compiled from source once and cached under `.cache/bin/`. Each
+binary carries a stamp (hash of hack/go.mod, go.sum, the flags and the Go
+version); a warm run finds matching stamps and builds nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.bed.paths import BIN, HACK
+
+# binary name -> Go package (all pinned by hack/go.mod)
+PACKAGES: dict[str, str] = {
+    "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+    "etcd": "go.etcd.io/etcd/server/v3",
+    "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+    "helm": "helm.sh/helm/v3/cmd/helm",
+}
+
+
+class BuildError(RuntimeError):
+    """`go build` failed; the message holds the command and its output."""
+
+
+@dataclass(frozen=True)
+class Binaries:
+    """Paths of the control-plane programs, ready to run."""
+
+    kube_apiserver: Path
+    etcd: Path
+    kubectl: Path
+    helm: Path
+
+
+def _require(module: str) -> str:
+    match = re.search(rf"^\s*{re.escape(module)} (v\S+)", (HACK / "go.mod").read_text(), re.M)
+    if match is None:
+        raise BuildError(f"hack/go.mod does not require {module}")
+    return match.group(1)
+
+
+def _ldflags(name: str) -> str:
+    flags = ["-s", "-w"]
+    if name in ("kube-apiserver", "kubectl"):
+        version = _require("k8s.io/kubernetes")
+        major, minor = version.lstrip("v").split(".")[:2]
+        pkg = "k8s.io/component-base/version"
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+        ]
+    elif name == "helm":
+        flags.append(f"-X helm.sh/helm/v3/internal/version.version={_require('helm.sh/helm/v3')}")
+    return " ".join(flags)
+
+
+def platform_problem() -> str | None:
+    """Why the binaries cannot exist here, or None. The only reason to skip a test."""
+    if not sys.platform.startswith("linux"):
+        return f"the test bed's control plane runs on Linux only (this is {sys.platform})"
+    if shutil.which("go") is None and not all((BIN / n).exists() for n in PACKAGES):
+        return "no Go toolchain (`go`) to build kube-apiserver/etcd/kubectl/helm from hack/"
+    return None
+
+
+def _go_version() -> str:
+    out = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def _stamp(name: str, go_version: str) -> str:
+    digest = hashlib.sha256()
+    for part in (
+        (HACK / "go.mod").read_bytes(),
+        (HACK / "go.sum").read_bytes(),
+        PACKAGES[name].encode(),
+        _ldflags(name).encode(),
+        go_version.encode(),
+    ):
+        digest.update(part)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _build_lock() -> Iterator[None]:
+    """Serialise builds between concurrent runs sharing one checkout."""
+    BIN.mkdir(parents=True, exist_ok=True)
+    with (BIN / ".build.lock").open("w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _paths() -> Binaries:
+    return Binaries(
+        kube_apiserver=BIN / "kube-apiserver",
+        etcd=BIN / "etcd",
+        kubectl=BIN / "kubectl",
+        helm=BIN / "helm",
+    )
+
+
+def cached() -> Binaries | None:
+    """The binaries if all are built and current, without building anything."""
+    if shutil.which("go") is None:
+        # No toolchain to compare against: trust whatever was built before.
+        ok = all((BIN / n).exists() for n in PACKAGES)
+        return _paths() if ok else None
+    go_version = _go_version()
+    for name in PACKAGES:
+        stamp = BIN / f"{name}.stamp"
+        if not (BIN / name).exists() or not stamp.exists():
+            return None
+        if stamp.read_text().strip() != _stamp(name, go_version):
+            return None
+    return _paths()
+
+
+def ensure_built(force: bool = False, verbose: bool = True) -> Binaries:
+    """Build whatever is missing or stale; return the paths of all binaries."""
+    problem = platform_problem()
+    if problem is not None:
+        raise BuildError(problem)
+    if not force and (found := cached()) is not None:
+        return found
+    with _build_lock():
+        go_version = _go_version()
+        env = dict(os.environ)
+        env["GOFLAGS"] = f"{env.get('GOFLAGS', '')} -mod=mod".strip()
+        for name, package in PACKAGES.items():
+            target = BIN / name
+            stamp = BIN / f"{name}.stamp"
+            want = _stamp(name, go_version)
+            if not force and target.exists() and stamp.exists() and stamp.read_text() == want:
+                continue
+            tmp = BIN / f".{name}.tmp"
+            cmd = [
+                "go", "build", "-p", "2", "-trimpath",
+                f"-ldflags={_ldflags(name)}", "-o", str(tmp), package,
+            ]  # fmt: skip
+            if verbose:
+                print(f"testbed: building {name} ({package})", file=sys.stderr, flush=True)
+            started = time.monotonic()
+            result = subprocess.run(cmd, cwd=HACK, env=env, capture_output=True, text=True)
+            if result.returncode != 0:
+                raise BuildError(
+                    f"`{' '.join(cmd)}` in hack/ failed ({result.returncode}):\n"
+                    f"{result.stdout}{result.stderr}"
+                )
+            tmp.replace(target)  # atomic: a reader never sees half a binary
+            stamp.write_text(want)
+            if verbose:
+                took = time.monotonic() - started
+                print(f"testbed: built {name} in {took:.0f}s", file=sys.stderr, flush=True)
+    return _paths()
