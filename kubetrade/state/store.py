@@ -1,0 +1,237 @@
+"""The runner's durable state in Redis.
+
+A runner may be killed (SIGKILL, OOM, node loss) between any two instructions. The
+rule that keeps it safe: every change a decision or a fill causes is written in ONE
+``MULTI``/``EXEC`` transaction (:meth:`StateStore.commit`), so Redis holds either the
+state before the change or the state after it, never half of it. Orders are written
+with status CREATED *before* they are sent, so after a crash the runner knows which
+client order ids it may have sent and looks them up on the exchange before doing
+anything else.
+
+What is stored (keys from :class:`kubetrade.state.keys.Keys`):
+
+- ``orders`` hash: client_order_id -> order JSON (``to_dict`` form).
+- ``positions`` hash: symbol -> position JSON; rewritten whole in each commit, so it is
+  always the projection of the engine snapshot written in the same transaction.
+- ``fills`` set: exchange trade ids already applied (idempotence across restarts).
+- ``trades`` streams (per strategy and global): one entry per closed trade; fields are
+  the ``ClosedTrade`` JSON fields as strings (``None`` as ``""``).
+- ``equity`` stream: fields ``ts`` and ``equity``.
+- ``summary`` hash: phase, equity, pnl, trades, win_rate, open_positions, updated_ms,
+  halted_reason (plus whatever else the engine's summary reports).
+- ``engine`` string: the engine snapshot JSON (authoritative for restore).
+- ``paper`` string (``keys.strategy(name, "paper")``): the paper broker snapshot, written
+  in the same transaction as the engine snapshot so paper trading resumes exactly.
+- ``cursor`` hash (``keys.strategy(name, "cursor")``): symbol -> open time of the last
+  candle decided on, written with the decision so a candle is never decided twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from redis.asyncio import Redis
+
+from kubetrade.domain.models import ClosedTrade, Fill, Order, Position, from_dict, to_dict
+from kubetrade.state.keys import Keys
+
+TRADES_MAXLEN = 1_000_000
+EQUITY_MAXLEN = 200_000
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, default=str, separators=(",", ":"), sort_keys=True)
+
+
+def trade_fields(trade: ClosedTrade) -> dict[str, str]:
+    """Stream fields of a closed trade: every value a string, ``None`` as empty."""
+    return {k: "" if v is None else str(v) for k, v in to_dict(trade).items()}
+
+
+def trade_from_fields(fields: dict[str, str]) -> ClosedTrade:
+    data: dict[str, Any] = {k: (v if v != "" else None) for k, v in fields.items()}
+    for key in ("entry_ms", "exit_ms"):
+        if data.get(key) is not None:
+            data[key] = int(data[key])
+    if data.get("exit_reason") is None:
+        data["exit_reason"] = ""
+    return from_dict(ClosedTrade, data)
+
+
+@dataclass
+class Changes:
+    """Everything one step of the runner changes; written atomically by ``commit``."""
+
+    orders: list[Order] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    closed_trades: list[ClosedTrade] = field(default_factory=list)
+    engine_snapshot: dict[str, Any] | None = None
+    positions: dict[str, Position] | None = None
+    paper_snapshot: dict[str, Any] | None = None
+    cursor: dict[str, int] = field(default_factory=dict)
+    equity: tuple[int, Decimal] | None = None
+    summary: dict[str, Any] | None = None
+
+    def empty(self) -> bool:
+        return not (
+            self.orders
+            or self.fills
+            or self.closed_trades
+            or self.engine_snapshot is not None
+            or self.positions is not None
+            or self.paper_snapshot is not None
+            or self.cursor
+            or self.equity is not None
+            or self.summary is not None
+        )
+
+
+@dataclass
+class RestoredState:
+    """What a (re)starting runner finds in Redis."""
+
+    engine_snapshot: dict[str, Any] | None
+    paper_snapshot: dict[str, Any] | None
+    orders: dict[str, Order]
+    positions: dict[str, Position]
+    fills_seen: set[str]
+    cursor: dict[str, int]
+    summary: dict[str, str]
+
+    @property
+    def fresh(self) -> bool:
+        return self.engine_snapshot is None
+
+    def pending_orders(self) -> list[Order]:
+        """Orders whose fate the exchange knows better than we do (not terminal)."""
+        return [o for o in self.orders.values() if not o.status.is_terminal]
+
+
+class StateStore:
+    """Durable state of one strategy's runner. Single writer: one runner per strategy."""
+
+    def __init__(self, redis: Redis, keys: Keys, name: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.name = name
+
+    @property
+    def paper_key(self) -> str:
+        return self.keys.strategy(self.name, "paper")
+
+    @property
+    def cursor_key(self) -> str:
+        return self.keys.strategy(self.name, "cursor")
+
+    async def commit(self, changes: Changes) -> None:
+        """Write ``changes`` in one MULTI/EXEC: all of it survives a crash, or none."""
+        if changes.empty():
+            return
+        k, name = self.keys, self.name
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(k.strategies, name)
+            if changes.orders:
+                pipe.hset(
+                    k.orders(name),
+                    mapping={o.client_order_id: _dumps(to_dict(o)) for o in changes.orders},
+                )
+            if changes.fills:
+                pipe.sadd(k.fills_seen(name), *[f.trade_id for f in changes.fills])
+            for trade in changes.closed_trades:
+                fields = trade_fields(trade)
+                pipe.xadd(k.strategy_trades(name), fields, maxlen=TRADES_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                pipe.xadd(k.trades, fields, maxlen=TRADES_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            if changes.engine_snapshot is not None:
+                pipe.set(k.engine(name), _dumps(changes.engine_snapshot))
+            if changes.positions is not None:
+                pipe.delete(k.positions(name))
+                if changes.positions:
+                    pipe.hset(
+                        k.positions(name),
+                        mapping={s: _dumps(to_dict(p)) for s, p in changes.positions.items()},
+                    )
+            if changes.paper_snapshot is not None:
+                pipe.set(self.paper_key, _dumps(changes.paper_snapshot))
+            if changes.cursor:
+                pipe.hset(self.cursor_key, mapping={s: str(t) for s, t in changes.cursor.items()})
+            if changes.equity is not None:
+                ts, eq = changes.equity
+                pipe.xadd(
+                    k.equity(name),
+                    {"ts": str(ts), "equity": str(eq)},
+                    maxlen=EQUITY_MAXLEN,
+                    approximate=True,
+                )
+            if changes.summary is not None:
+                summary = {key: "" if v is None else str(v) for key, v in changes.summary.items()}
+                pipe.hset(k.summary(name), mapping=summary)  # type: ignore[arg-type]
+            await pipe.execute()
+
+    async def fills_seen(self, trade_ids: list[str]) -> set[str]:
+        """The subset of ``trade_ids`` already applied."""
+        if not trade_ids:
+            return set()
+        flags = await self.redis.smismember(self.keys.fills_seen(self.name), trade_ids)  # type: ignore[misc]
+        return {t for t, seen in zip(trade_ids, flags, strict=True) if seen}
+
+    async def load(self) -> RestoredState:
+        k, name = self.keys, self.name
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.get(k.engine(name))
+            pipe.get(self.paper_key)
+            pipe.hgetall(k.orders(name))
+            pipe.hgetall(k.positions(name))
+            pipe.smembers(k.fills_seen(name))
+            pipe.hgetall(self.cursor_key)
+            pipe.hgetall(k.summary(name))
+            engine, paper, orders, positions, fills, cursor, summary = await pipe.execute()
+        return RestoredState(
+            engine_snapshot=json.loads(engine) if engine else None,
+            paper_snapshot=json.loads(paper) if paper else None,
+            orders={cid: from_dict(Order, json.loads(v)) for cid, v in orders.items()},
+            positions={s: from_dict(Position, json.loads(v)) for s, v in positions.items()},
+            fills_seen=set(fills),
+            cursor={s: int(v) for s, v in cursor.items()},
+            summary=dict(summary),
+        )
+
+    async def trades(self, count: int | None = None) -> list[ClosedTrade]:
+        entries: Any = await self.redis.xrange(self.keys.strategy_trades(self.name), count=count)
+        return [trade_from_fields(fields) for _id, fields in entries]
+
+    async def equity_curve(self) -> list[tuple[int, Decimal]]:
+        entries: Any = await self.redis.xrange(self.keys.equity(self.name))
+        return [(int(f["ts"]), Decimal(f["equity"])) for _id, f in entries]
+
+    async def write_reconciliation(self, result: dict[str, Any]) -> None:
+        await self.redis.set(self.keys.reconciliation(self.name), _dumps(result))
+
+    async def ack_emergency(self, action: str, ts_ms: int, cancelled: list[str]) -> None:
+        await self.redis.hset(
+            self.keys.emergency_acks,
+            self.name,
+            _dumps({"action": action, "ts_ms": ts_ms, "cancelled": cancelled}),
+        )
+
+    async def read_emergency(self) -> dict[str, str]:
+        data: Any = await self.redis.hgetall(self.keys.emergency)  # type: ignore[misc]
+        return dict(data)
+
+    async def reset(self) -> None:
+        """Forget this strategy's state (used by tests and an explicit `--reset-state`)."""
+        k, name = self.keys, self.name
+        await self.redis.delete(
+            k.engine(name),
+            k.orders(name),
+            k.positions(name),
+            k.fills_seen(name),
+            k.strategy_trades(name),
+            k.equity(name),
+            k.summary(name),
+            k.reconciliation(name),
+            self.paper_key,
+            self.cursor_key,
+        )
