@@ -1,0 +1,123 @@
+"""Every Prometheus metric of the runner, in one place (prefix ``kubetrade_``).
+
+Labelled by strategy so ``kubetrade local`` (several strategies, one process) and a
+cluster (one runner pod per strategy) expose the same series. Alert rules and the
+Grafana dashboard in the Helm chart refer to these names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import start_http_server as _start_http_server
+
+BREAKER_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
+
+
+class RunnerMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.orders = Counter(
+            "kubetrade_orders_total",
+            "Orders submitted to the exchange, by final submission status.",
+            ["strategy", "symbol", "side", "status"],
+            registry=registry,
+        )
+        self.fills = Counter(
+            "kubetrade_fills_total",
+            "Fills applied (each exchange trade id once).",
+            ["strategy", "symbol", "side"],
+            registry=registry,
+        )
+        self.rejections = Counter(
+            "kubetrade_order_rejections_total",
+            "Orders refused, by the risk engine or the exchange, by reason.",
+            ["strategy", "reason"],
+            registry=registry,
+        )
+        self.trades = Counter(
+            "kubetrade_trades_closed_total",
+            "Round trips closed, by result (win/loss).",
+            ["strategy", "result"],
+            registry=registry,
+        )
+        self.pnl = Gauge(
+            "kubetrade_pnl", "Profit and loss since start (quote asset).", ["strategy"],
+            registry=registry,
+        )
+        self.equity = Gauge(
+            "kubetrade_equity", "Portfolio equity (quote asset).", ["strategy"], registry=registry
+        )
+        self.drawdown = Gauge(
+            "kubetrade_drawdown_ratio",
+            "Drawdown from the equity peak, as a fraction (0.05 = 5%).",
+            ["strategy"],
+            registry=registry,
+        )
+        self.open_positions = Gauge(
+            "kubetrade_open_positions", "Open positions.", ["strategy"], registry=registry
+        )
+        self.halted = Gauge(
+            "kubetrade_halted", "1 while trading is halted.", ["strategy"], registry=registry
+        )
+        self.breaker = Gauge(
+            "kubetrade_breaker_state",
+            "Exchange circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["strategy"],
+            registry=registry,
+        )
+        self.candle_lag = Gauge(
+            "kubetrade_candle_lag_seconds",
+            "Now minus the close time of the last candle processed.",
+            ["strategy", "symbol"],
+            registry=registry,
+        )
+        self.candles = Counter(
+            "kubetrade_candles_total", "Candles processed.", ["strategy", "symbol"],
+            registry=registry,
+        )
+        self.decision_latency = Histogram(
+            "kubetrade_decision_latency_seconds",
+            "Candle received to orders submitted to the exchange client.",
+            ["strategy"],
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=registry,
+        )
+        self.reconciliation_mismatches = Gauge(
+            "kubetrade_reconciliation_mismatches",
+            "Mismatches found by the latest reconciliation.",
+            ["strategy"],
+            registry=registry,
+        )
+        self.reconciliations = Counter(
+            "kubetrade_reconciliations_total", "Reconciliations run, by outcome.",
+            ["strategy", "outcome"], registry=registry,
+        )
+        self.emergency = Counter(
+            "kubetrade_emergency_actions_total", "Emergency actions applied.",
+            ["strategy", "action"], registry=registry,
+        )
+        self.recovered_orders = Counter(
+            "kubetrade_recovered_orders_total",
+            "Orders in CREATED/UNKNOWN state resolved at start, by outcome.",
+            ["strategy", "outcome"],
+            registry=registry,
+        )
+
+    def set_breaker(self, strategy: str, state: str) -> None:
+        self.breaker.labels(strategy).set(BREAKER_STATES.get(state.lower(), 2))
+
+
+_metrics: RunnerMetrics | None = None
+
+
+def runner_metrics() -> RunnerMetrics:
+    """The process-wide metrics (created once, registered on the default registry)."""
+    global _metrics
+    if _metrics is None:
+        _metrics = RunnerMetrics()
+    return _metrics
+
+
+def serve_metrics(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - scraped in-cluster
+    """Serve ``/metrics`` on ``port`` from a background thread."""
+    _start_http_server(port, addr=addr)
