@@ -1,0 +1,61 @@
+"""The Emergency kind: the namespace's kill switch, one object named ``default``."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, model_validator
+
+from kubetrade.resources.common import CRModel, CRStatus, Resource
+
+EMERGENCY_NAME = "default"
+EmergencyAction = Literal["none", "stop", "close-all"]
+
+
+class EmergencySpec(CRModel):
+    """``stop`` halts every runner and cancels open orders; ``close-all`` also sells every
+    position at market; ``none`` lets them trade again."""
+
+    action: EmergencyAction = Field(
+        default="none", description="none (trade), stop (halt, cancel orders) or close-all."
+    )
+    reason: str = Field(default="", max_length=1024, description="Why; shown in alerts.")
+    requested_by: str = Field(
+        default="", max_length=253, description="Who asked (user, API, Telegram chat)."
+    )
+
+
+class EmergencyStatus(CRStatus):
+    """What the operator mirrored and how many runners acknowledged it."""
+
+    state: EmergencyAction | None = Field(
+        default=None, description="The action in force (as mirrored to Redis)."
+    )
+    since: str | None = Field(
+        default=None,
+        description="When the action in force was first seen (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    by: str | None = Field(default=None, description="Who requested the action in force.")
+    acknowledged: int | None = Field(
+        default=None, ge=0, description="Runners that acknowledged the action in force."
+    )
+    runners: int | None = Field(
+        default=None, ge=0, description="Enabled Strategies (runners expected to acknowledge)."
+    )
+
+
+class Emergency(Resource):
+    """The kill switch. There is one per namespace and it is named ``default``."""
+
+    kind: Literal["Emergency"] = "Emergency"
+    spec: EmergencySpec = Field(default_factory=EmergencySpec)
+    status: EmergencyStatus | None = None
+
+    @model_validator(mode="after")
+    def _named_default(self) -> Self:
+        if self.metadata.name != EMERGENCY_NAME:
+            raise ValueError(
+                f"metadata.name must be {EMERGENCY_NAME!r}: there is one Emergency per namespace"
+            )
+        return self

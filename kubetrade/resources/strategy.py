@@ -1,0 +1,184 @@
+"""The Strategy kind: one trading algorithm on some symbols, paper or live."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal, Self
+
+from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
+
+from kubetrade.resources.algorithms import algorithms
+from kubetrade.resources.common import DNS_LABEL, CRModel, CRStatus, Num, Resource
+
+Timeframe = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
+SYMBOL_PATTERN = r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}$"
+#: Strategy names end up in Deployment, pod and label names; keep room for suffixes.
+MAX_STRATEGY_NAME = 45
+
+
+def _msg(text: str) -> str:
+    return text.removeprefix("Value error, ")
+
+
+class ExchangeSpec(CRModel):
+    """Where orders go. Keys are never in the spec: only the name of a Secret holding them."""
+
+    name: Literal["binance"] = Field(default="binance", description="Exchange; binance (spot).")
+    testnet: bool = Field(
+        default=True,
+        description="Use the exchange's testnet (no real money). Ignored in paper mode "
+        "except for market data.",
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_LABEL,
+        description="Name of a Secret in the same namespace with keys apiKey and secretKey; "
+        "mounted read-only into the runner. Required in live mode.",
+    )
+
+
+class StrategySpec(CRModel):
+    """What the trader wants to run."""
+
+    algorithm: str = Field(
+        description="Trading algorithm: sma-crossover, rsi-mean-reversion or bollinger-breakout.",
+        json_schema_extra={"enum": list[JsonValue](sorted(algorithms()))},
+    )
+    parameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Parameters of the algorithm (camelCase); absent ones take the "
+        "algorithm's defaults. sma-crossover: fastPeriod, slowPeriod; rsi-mean-reversion: "
+        "period, oversold, overbought; bollinger-breakout: period, stdDev.",
+    )
+    symbols: list[str] = Field(
+        min_length=1,
+        max_length=20,
+        description="Spot pairs to trade, as BASE/QUOTE, e.g. BTC/USDT.",
+        json_schema_extra={"items": {"pattern": SYMBOL_PATTERN}},
+    )
+    timeframe: Timeframe = Field(
+        default="1m", description="Candle interval the algorithm sees."
+    )
+    mode: Literal["paper", "live"] = Field(
+        default="paper",
+        description="paper simulates fills on real market data; live sends real orders "
+        "(needs a pre-flight PASS and a RiskPolicy with stop-loss and daily loss limit).",
+    )
+    exchange: ExchangeSpec = Field(
+        default_factory=ExchangeSpec, description="Exchange and the Secret with its keys."
+    )
+    risk_policy_ref: str = Field(
+        default="default",
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Name of the RiskPolicy in this namespace whose limits apply.",
+    )
+    enabled: bool = Field(
+        default=True,
+        description="false stops trading (runner scaled to 0) and keeps all state.",
+    )
+    initial_capital: Num = Field(
+        default=Decimal(10000),
+        gt=0,
+        le=Decimal(1_000_000_000),
+        description="Quote-asset cash the paper portfolio starts with.",
+    )
+    close_positions_on_delete: bool = Field(
+        default=False,
+        description="On delete, also sell open positions at market (open orders are "
+        "always cancelled first).",
+    )
+
+    @field_validator("symbols")
+    @classmethod
+    def _symbols_well_formed(cls, value: list[str]) -> list[str]:
+        import re
+
+        for i, symbol in enumerate(value):
+            if not re.fullmatch(SYMBOL_PATTERN, symbol):
+                raise ValueError(f"symbols[{i}] {symbol!r} is not BASE/QUOTE, e.g. BTC/USDT")
+        if len(set(value)) != len(value):
+            raise ValueError("symbols must not repeat a pair")
+        return value
+
+    @model_validator(mode="after")
+    def _check_algorithm_and_mode(self) -> Self:
+        known = algorithms()
+        model = known.get(self.algorithm)
+        if model is None:
+            raise ValueError(
+                f"algorithm {self.algorithm!r} is not one of {', '.join(sorted(known))}"
+            )
+        try:
+            model.model_validate(self.parameters)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"parameters.{'.'.join(str(p) for p in err['loc'])}: {_msg(err['msg'])}"
+                if err["loc"]
+                else f"parameters: {_msg(err['msg'])}"
+                for err in exc.errors()
+            )
+            raise ValueError(f"{self.algorithm}: {problems}") from None
+        if self.mode == "live" and not self.exchange.credentials_secret:
+            raise ValueError(
+                "exchange.credentialsSecret is required in live mode (the Secret with the "
+                "exchange keys)"
+            )
+        return self
+
+    def validated_parameters(self) -> dict[str, Any]:
+        """The parameters with the algorithm's defaults filled in (CR spelling)."""
+        model = algorithms()[self.algorithm]
+        return model.model_validate(self.parameters).model_dump(mode="json", by_alias=True)
+
+
+class StrategyStatus(CRStatus):
+    """What the operator and the runner report. P&L figures come from the runner's summary."""
+
+    phase: str | None = Field(
+        default=None,
+        description="Pending, PreflightRunning, PreflightFailed, Starting, Running, Halted, "
+        "Disabled, Terminating or Failed.",
+    )
+    pnl: str | None = Field(
+        default=None, description="Net realised + unrealised P&L in the quote asset."
+    )
+    equity: str | None = Field(default=None, description="Portfolio value in the quote asset.")
+    trades: int | None = Field(default=None, ge=0, description="Closed round-trip trades.")
+    win_rate: str | None = Field(
+        default=None, description="Share of closed trades with positive P&L, e.g. 55.0%."
+    )
+    open_positions: int | None = Field(default=None, ge=0, description="Open positions.")
+    halted_reason: str | None = Field(
+        default=None, description="Why the runner is halted, when it is."
+    )
+    deployment: str | None = Field(default=None, description="Name of the runner Deployment.")
+    config_hash: str | None = Field(
+        default=None, description="Hash of the pod configuration the runner was started with."
+    )
+    preflight: str | None = Field(
+        default=None, description="Result of the latest pre-flight: PASS, WARN or FAIL."
+    )
+    summary_updated: str | None = Field(
+        default=None, description="When the runner last wrote its summary (RFC 3339)."
+    )
+
+
+class Strategy(Resource):
+    """A trading algorithm the operator runs as a runner Deployment."""
+
+    kind: Literal["Strategy"] = "Strategy"
+    spec: StrategySpec
+    status: StrategyStatus | None = None
+
+    @model_validator(mode="after")
+    def _name_fits(self) -> Self:
+        if len(self.metadata.name) > MAX_STRATEGY_NAME:
+            raise ValueError(
+                f"metadata.name must be at most {MAX_STRATEGY_NAME} characters (it names "
+                "the runner Deployment and its pods)"
+            )
+        return self

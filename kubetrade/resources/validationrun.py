@@ -1,0 +1,102 @@
+"""The ValidationRun kind: paper-trade a Strategy and decide GO or NO-GO.
+
+The operator turns it into a Job running ``kubetrade validate``; that command writes
+the report to a ConfigMap and the decision into this object's status.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import Field
+
+from kubetrade.resources.common import DNS_LABEL, CRModel, CRStatus, Num, Resource
+
+DURATION_PATTERN = r"^([0-9]+(s|m|h|d))+$"
+
+
+class GoNoGoCriteria(CRModel):
+    """The runbook's thresholds; every one must hold for GO."""
+
+    min_trades: int = Field(default=10, ge=0, le=1_000_000, description="Closed trades needed.")
+    min_win_rate_pct: Num = Field(
+        default=Decimal(45), ge=0, le=100, description="Smallest win rate, percent."
+    )
+    min_sharpe: Num = Field(
+        default=Decimal("0.5"), ge=-100, le=100, description="Smallest annualised Sharpe."
+    )
+    max_drawdown_pct: Num = Field(
+        default=Decimal(15), ge=0, le=100, description="Largest peak-to-trough drawdown, percent."
+    )
+
+
+class ValidationRunSpec(CRModel):
+    """Which Strategy to validate, how, and against which thresholds."""
+
+    strategy_ref: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=DNS_LABEL,
+        description="Name of the Strategy in this namespace to validate (its spec is copied; "
+        "the Strategy itself keeps running as it is).",
+    )
+    duration: str = Field(
+        default="48h",
+        max_length=32,
+        pattern=DURATION_PATTERN,
+        description="How long to paper-trade forward, e.g. 48h, 90m, 1d12h.",
+    )
+    replay: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=1024,
+        description="Replay recorded candles at full speed instead of trading forward: a "
+        "CSV path in the validation pod (timestamp_ms,open,high,low,close,volume) or "
+        "'bundled' for the candles shipped with kubetrade.",
+    )
+    criteria: GoNoGoCriteria = Field(
+        default_factory=GoNoGoCriteria, description="GO/NO-GO thresholds."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        description="Fail the Job after this long; default: the duration plus one hour.",
+    )
+
+
+class ValidationRunStatus(CRStatus):
+    """Follows the Job; the decision and report are written by ``kubetrade validate``."""
+
+    phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = Field(
+        default=None, description="Pending, Running, Succeeded or Failed (follows the Job)."
+    )
+    decision: Literal["GO", "NO-GO"] | None = Field(
+        default=None, description="GO when every criterion held, else NO-GO."
+    )
+    job: str | None = Field(default=None, description="Name of the validation Job.")
+    report_config_map: str | None = Field(
+        default=None, description="ConfigMap holding the full JSON report."
+    )
+    progress: str | None = Field(
+        default=None, description="How far the run is, e.g. 37% or 12h of 48h."
+    )
+    failed_criteria: list[str] = Field(
+        default_factory=list, description="Criteria that did not hold, with by how much."
+    )
+    start_time: str | None = Field(
+        default=None, description="When the Job started (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+    completion_time: str | None = Field(
+        default=None, description="When the Job finished (RFC 3339).",
+        json_schema_extra={"format": "date-time"},
+    )
+
+
+class ValidationRun(Resource):
+    """A paper-trading validation of one Strategy, run as a Job."""
+
+    kind: Literal["ValidationRun"] = "ValidationRun"
+    spec: ValidationRunSpec
+    status: ValidationRunStatus | None = None
