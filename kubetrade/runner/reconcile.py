@@ -1,0 +1,166 @@
+"""Reconciliation: does what we believe match what the exchange says?
+
+Pure comparison, no I/O: the runner fetches balances and open orders, calls
+:func:`reconcile`, stores and publishes the result, and alerts + audits every
+mismatch. Nothing is overwritten here: a mismatch is a question for a human (or for
+the next reconciliation, once an in-flight fill lands), not something to paper over.
+
+Balances are compared against ``baseline + position`` per base asset, where the
+baseline is what the account held of that asset when this strategy first started, so
+coins that were there before the bot do not count as a mismatch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from kubetrade.domain.models import ZERO, Balance, MarketInfo, Order, Position
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    kind: str  # balance | order_missing_on_exchange | order_unknown_locally | order_state
+    subject: str  # asset or client order id
+    local: str
+    exchange: str
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "kind": self.kind,
+            "subject": self.subject,
+            "local": self.local,
+            "exchange": self.exchange,
+            "detail": self.detail,
+        }
+
+
+@dataclass
+class ReconciliationResult:
+    strategy: str
+    ts_ms: int
+    trigger: str
+    positions_checked: int = 0
+    orders_checked: int = 0
+    mismatches: list[Mismatch] = field(default_factory=list)
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and not self.error
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "strategy": self.strategy,
+            "ts_ms": self.ts_ms,
+            "trigger": self.trigger,
+            "status": "ok" if self.ok else ("error" if self.error else "mismatch"),
+            "ok": self.ok,
+            "positions_checked": self.positions_checked,
+            "orders_checked": self.orders_checked,
+            "mismatches": [m.to_dict() for m in self.mismatches],
+            "error": self.error,
+        }
+
+
+def base_assets(markets: Mapping[str, MarketInfo], symbols: Iterable[str]) -> dict[str, str]:
+    """symbol -> base asset, for the symbols this strategy trades."""
+    out: dict[str, str] = {}
+    for symbol in symbols:
+        info = markets.get(symbol)
+        out[symbol] = info.base if info else symbol.split("/")[0]
+    return out
+
+
+def reconcile(
+    *,
+    strategy: str,
+    ts_ms: int,
+    trigger: str,
+    symbols: Iterable[str],
+    markets: Mapping[str, MarketInfo],
+    positions: Mapping[str, Position],
+    local_orders: Iterable[Order],
+    balances: Mapping[str, Balance],
+    exchange_orders: Iterable[Order],
+    baseline: Mapping[str, Decimal],
+    client_id_prefix: str,
+) -> ReconciliationResult:
+    result = ReconciliationResult(strategy=strategy, ts_ms=ts_ms, trigger=trigger)
+    symbols = list(symbols)
+    expected: dict[str, Decimal] = {}
+    for symbol, asset in base_assets(markets, symbols).items():
+        pos = positions.get(symbol)
+        expected[asset] = expected.get(asset, ZERO) + (pos.quantity if pos else ZERO)
+    for asset, qty in sorted(expected.items()):
+        result.positions_checked += 1
+        want = baseline.get(asset, ZERO) + qty
+        bal = balances.get(asset)
+        have = bal.total if bal else ZERO
+        tolerance = _tolerance(markets, asset)
+        if abs(have - want) > tolerance:
+            result.mismatches.append(
+                Mismatch(
+                    kind="balance",
+                    subject=asset,
+                    local=str(want),
+                    exchange=str(have),
+                    detail=f"position {qty} + baseline {baseline.get(asset, ZERO)}",
+                )
+            )
+    local_open = {
+        o.client_order_id: o
+        for o in local_orders
+        if not o.status.is_terminal and o.symbol in symbols
+    }
+    remote_open = {
+        o.client_order_id: o
+        for o in exchange_orders
+        if o.client_order_id.startswith(client_id_prefix)
+    }
+    result.orders_checked = len(set(local_open) | set(remote_open))
+    for cid in sorted(set(local_open) - set(remote_open)):
+        result.mismatches.append(
+            Mismatch(
+                kind="order_missing_on_exchange",
+                subject=cid,
+                local=local_open[cid].status.value,
+                exchange="absent",
+            )
+        )
+    for cid in sorted(set(remote_open) - set(local_open)):
+        result.mismatches.append(
+            Mismatch(
+                kind="order_unknown_locally",
+                subject=cid,
+                local="absent",
+                exchange=remote_open[cid].status.value,
+            )
+        )
+    for cid in sorted(set(local_open) & set(remote_open)):
+        mine, theirs = local_open[cid], remote_open[cid]
+        if mine.filled_quantity != theirs.filled_quantity:
+            result.mismatches.append(
+                Mismatch(
+                    kind="order_state",
+                    subject=cid,
+                    local=f"filled {mine.filled_quantity}",
+                    exchange=f"filled {theirs.filled_quantity}",
+                )
+            )
+    return result
+
+
+def _tolerance(markets: Mapping[str, MarketInfo], asset: str) -> Decimal:
+    """Half a quantity step of the asset's market: smaller differences are rounding."""
+    steps = [m.qty_step for m in markets.values() if m.base == asset]
+    return (min(steps) / 2) if steps else Decimal("1e-8")
+
+
+def client_id_prefix(client_order_id_example: str) -> str:
+    """``kt-<digest>-`` of a deterministic client id: the part shared by one strategy."""
+    parts = client_order_id_example.split("-")
+    return "-".join(parts[:2]) + "-"
