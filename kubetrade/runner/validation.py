@@ -343,7 +343,8 @@ class Progress:
         self.step_pct = step_pct
         self.min_interval_ms = int(min_interval_s * 1000)
         self.started_ms = wall.now_ms()
-        self._last_pct = -1e9
+        self._last_pct = 0.0
+        self._last_bucket = 0
         self._last_ms = self.started_ms
         self.pct = 0.0
         self.eta_s: float | None = None
@@ -361,13 +362,15 @@ class Progress:
         )
         if self.pct >= 100:
             self.eta_s = 0.0
+        bucket = int(self.pct // self.step_pct)
         due = (
             force
-            or self.pct - self._last_pct >= self.step_pct
+            or bucket > self._last_bucket
             or (now - self._last_ms >= self.min_interval_ms and self.pct > self._last_pct)
         )
         if not due:
             return
+        self._last_bucket = bucket
         self._last_pct = self.pct
         self._last_ms = now
         log.info("validation progress %s", self.text())
