@@ -451,3 +451,194 @@ def run_checks(inputs: PreflightInputs, ts_ms: int) -> PreflightReport:
         results=results,
         namespace=inputs.namespace,
     )
+
+
+# -- gathering (the only part that talks to the exchange) -------------------------------
+
+DEFAULT_SECRETS_DIR = "/var/run/secrets/kubetrade/exchange"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    api_key: str
+    secret: str
+
+    def __repr__(self) -> str:  # never print the keys, even by accident
+        return "Credentials(api_key=***, secret=***)"
+
+    def __bool__(self) -> bool:
+        return bool(self.api_key and self.secret)
+
+
+def load_credentials(env: Mapping[str, str]) -> Credentials:
+    """BINANCE_API_KEY/BINANCE_SECRET_KEY, else the Secret's files (apiKey, secretKey)
+    in KUBETRADE_SECRETS_DIR, the way the operator mounts them into pods."""
+    key = env.get("BINANCE_API_KEY", "").strip()
+    secret = env.get("BINANCE_SECRET_KEY", "").strip()
+    if key and secret:
+        return Credentials(key, secret)
+    from pathlib import Path
+
+    directory = Path(env.get("KUBETRADE_SECRETS_DIR", DEFAULT_SECRETS_DIR))
+    try:
+        key = key or (directory / "apiKey").read_text(encoding="utf-8").strip()
+        secret = secret or (directory / "secretKey").read_text(encoding="utf-8").strip()
+    except OSError:
+        pass
+    return Credentials(key, secret)
+
+
+def client_throttle_enabled(env: Mapping[str, str]) -> bool:
+    """KUBETRADE_RATE_LIMIT switches the exchange client's request throttle; on unless
+    explicitly turned off."""
+    return env.get("KUBETRADE_RATE_LIMIT", "true").strip().lower() not in (
+        "0", "false", "off", "no", "disabled",
+    )
+
+
+def _safe(exc: BaseException) -> str:
+    """An error for the report: its type and message, with any secret masked."""
+    from kubetrade.runner.logs import redactor
+
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return str(redactor().redact_text(text))[:300]
+
+
+async def probe_permissions(exchange: Any) -> KeyPermissions:
+    """Binance's apiRestrictions through the exchange adapter, when it can ask."""
+    fetch = getattr(exchange, "fetch_api_restrictions", None)
+    if fetch is None:
+        return KeyPermissions(None, error="the exchange adapter cannot read key permissions")
+    try:
+        raw = await fetch()
+    except Exception as exc:  # any failure only degrades this check to WARN
+        return KeyPermissions(None, error=_safe(exc))
+    if not isinstance(raw, Mapping):
+        return KeyPermissions(None, error="unexpected apiRestrictions answer")
+    withdrawals = raw.get("enableWithdrawals")
+    spot = raw.get("enableSpotAndMarginTrading")
+    return KeyPermissions(
+        enable_withdrawals=None if withdrawals is None else bool(withdrawals),
+        enable_spot_trading=None if spot is None else bool(spot),
+        raw=dict(raw),
+    )
+
+
+async def gather_inputs(
+    *,
+    strategy: str,
+    mode: str,
+    symbols: Sequence[str],
+    limits: Any,
+    exchange: Any,
+    credentials: Credentials,
+    env: Mapping[str, str],
+    reports: Sequence[Mapping[str, Any]],
+    clock: Any,
+    namespace: str = "",
+) -> PreflightInputs:
+    """Ask the exchange what the checks need; every failure becomes an input, not a crash.
+
+    ``limits`` is anything with the RiskLimits fields (RiskPolicySpec or RiskLimits).
+    """
+    from kubetrade.exchange.base import AuthenticationFailed
+
+    markets: Mapping[str, MarketInfo] | None = None
+    markets_error = ""
+    try:
+        markets = await exchange.load_markets()
+    except Exception as exc:
+        markets_error = _safe(exc)
+
+    balances: Mapping[str, Balance] | None = None
+    balances_error = ""
+    if credentials:
+        try:
+            balances = await exchange.fetch_balances()
+            probe = ApiKeyProbe(True, True)
+        except AuthenticationFailed as exc:
+            balances_error = "the API key was refused"
+            probe = ApiKeyProbe(True, False, _safe(exc))
+        except Exception as exc:
+            balances_error = _safe(exc)
+            probe = ApiKeyProbe(True, False, _safe(exc))
+        permissions: KeyPermissions | None = (
+            await probe_permissions(exchange) if probe.ok else
+            KeyPermissions(None, error="the API key was refused")
+        )
+    else:
+        probe = ApiKeyProbe(False, False)
+        balances_error = "no API key"
+        permissions = KeyPermissions(None, error="no API key")
+
+    server_ms: int | None = None
+    server_error = ""
+    before = clock.now_ms()
+    try:
+        server_ms = int(await exchange.server_time_ms())
+    except Exception as exc:
+        server_error = _safe(exc)
+    after = clock.now_ms()
+
+    interval = getattr(limits, "order_interval_seconds", None)
+    return PreflightInputs(
+        strategy=strategy,
+        namespace=namespace,
+        mode=mode,
+        symbols=tuple(symbols),
+        api_key=probe,
+        balances=balances,
+        balances_error=balances_error,
+        markets=markets,
+        markets_error=markets_error,
+        rate_limit=RateLimitConfig(
+            client_throttle=client_throttle_enabled(env),
+            max_orders_per_interval=getattr(limits, "max_orders_per_interval", None),
+            order_interval_seconds=None if interval is None else Decimal(str(interval)),
+        ),
+        stop_loss_pct=getattr(limits, "stop_loss_pct", None),
+        daily_loss_limit_pct=getattr(limits, "daily_loss_limit_pct", None),
+        dashboard_password=env.get("DASHBOARD_PASSWORD"),
+        reports=tuple(reports),
+        permissions=permissions,
+        # the midpoint of the round trip is our best estimate of "now" at the server
+        local_ms=(before + after) // 2,
+        server_ms=server_ms,
+        server_error=server_error,
+    )
+
+
+# -- publishing -------------------------------------------------------------------------
+
+
+async def publish(redis: Any, keys: Any, report: PreflightReport) -> None:
+    """keys.preflight for /api/preflight, an alert per WARN/FAIL, and an audit entry."""
+    from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
+    from kubetrade.state.audit import AuditEntry, write_audit
+
+    await redis.set(keys.preflight, report.to_json())
+    for r in report.results:
+        if r.status is CheckStatus.PASS:
+            continue
+        fail = r.status is CheckStatus.FAIL
+        await raise_alert(redis, keys, Alert(
+            kind=AlertKind.PREFLIGHT_FAIL if fail else AlertKind.PREFLIGHT_WARN,
+            severity=Severity.CRITICAL if fail else Severity.WARNING,
+            title=f"Pre-flight {r.status.value}: {r.name}",
+            text=r.message + (
+                " A live runner will not start." if fail else " Live trading may start."
+            ),
+            ts_ms=report.ts_ms,
+            strategy=report.strategy,
+            data={"check": r.name, "status": r.status.value, "ours": r.ours,
+                  "namespace": report.namespace},
+        ))
+    await write_audit(redis, keys, AuditEntry(
+        ts_ms=report.ts_ms,
+        actor="preflight",
+        action="preflight",
+        strategy=report.strategy,
+        detail={"status": report.status.value,
+                "failed": [r.name for r in report.failed],
+                "warned": [r.name for r in report.warned]},
+    ))
