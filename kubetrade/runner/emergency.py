@@ -1,0 +1,113 @@
+"""Where emergency commands come from: Redis and, in a cluster, the Emergency CR.
+
+Two independent paths on purpose: the operator mirrors the ``Emergency/default``
+resource into Redis, but if Redis is down the kill switch must still work, so in a
+cluster the runner also watches the resource itself. Both paths produce the same
+:class:`EmergencyCommand`; the runner applies an action once per change, so seeing it
+on both paths is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from kubetrade.domain.clock import Clock
+from kubetrade.state.keys import Keys
+
+ACTIONS = ("none", "stop", "close-all")
+EMERGENCY_NAME = "default"
+PLURAL = "emergencies"
+
+
+@dataclass(frozen=True)
+class EmergencyCommand:
+    action: str
+    since_ms: int
+    by: str
+    reason: str
+    source: str  # "redis" | "kubernetes" | "start"
+
+
+Handler = Callable[[EmergencyCommand], Awaitable[None]]
+
+
+def parse_redis_state(data: dict[str, Any], source: str) -> EmergencyCommand | None:
+    """Hash or channel JSON ``{"action","since_ms","by","reason"}``; None if unusable."""
+    action = str(data.get("action") or "none")
+    if action not in ACTIONS:
+        return None
+    try:
+        since = int(data.get("since_ms") or 0)
+    except (TypeError, ValueError):
+        since = 0
+    return EmergencyCommand(
+        action=action,
+        since_ms=since,
+        by=str(data.get("by") or ""),
+        reason=str(data.get("reason") or ""),
+        source=source,
+    )
+
+
+def parse_cr(obj: dict[str, Any], now_ms: int) -> EmergencyCommand | None:
+    spec = obj.get("spec") or {}
+    action = str(spec.get("action") or "none")
+    if action not in ACTIONS:
+        return None
+    return EmergencyCommand(
+        action=action,
+        since_ms=now_ms,
+        by=str(spec.get("requestedBy") or spec.get("requested_by") or "kubernetes"),
+        reason=str(spec.get("reason") or ""),
+        source="kubernetes",
+    )
+
+
+async def read_redis_emergency(redis: Redis, keys: Keys) -> EmergencyCommand | None:
+    data: Any = await redis.hgetall(keys.emergency)  # type: ignore[misc]
+    if not data:
+        return None
+    return parse_redis_state(dict(data), "start")
+
+
+async def listen_redis(
+    redis: Redis, keys: Keys, handler: Handler, ready: asyncio.Event | None = None
+) -> None:
+    """Call ``handler`` for every message on the emergency channel until cancelled."""
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.emergency_channel)
+    if ready is not None:
+        ready.set()
+    try:
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if not msg:
+                continue
+            try:
+                data = json.loads(msg["data"])
+            except (TypeError, ValueError):
+                continue
+            cmd = parse_redis_state(data if isinstance(data, dict) else {}, "redis")
+            if cmd is not None:
+                await handler(cmd)
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def watch_kubernetes(
+    namespace: str, handler: Handler, clock: Clock, api_client: Any | None = None
+) -> None:
+    """Apply every change of ``Emergency/default`` in ``namespace``; deletion means none."""
+    from kubetrade.runner.kube import watch_object
+
+    async for obj in watch_object(namespace, PLURAL, EMERGENCY_NAME, api_client):
+        cmd = parse_cr(obj or {"spec": {"action": "none", "requestedBy": "kubernetes"}},
+                       clock.now_ms())
+        if cmd is not None:
+            await handler(cmd)
