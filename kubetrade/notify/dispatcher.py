@@ -1,0 +1,364 @@
+"""Send every alert of the durable stream to the operator's chat, once.
+
+Reading: a consumer group (``ALERTS_GROUP``) on ``keys.alerts``. An entry is acked
+only after Telegram confirmed the message, so an alert raised while Telegram (or
+this process) is down waits in Redis. On start the consumer re-reads its own
+unacked entries, and periodically XAUTOCLAIMs entries another consumer (a crashed
+pod with another name) left pending too long.
+
+Once: before sending, each alert id is marked ``sending`` (SET NX, TTL) and after
+Telegram confirms it is marked ``sent``. A re-delivered entry already ``sent`` (crash
+between send and ack) is acked without sending; one still ``sending`` (crash during
+the send: Telegram may or may not have it) is sent again with a note that it may be
+a repeat, because losing an alert is worse than a flagged duplicate.
+
+Pace: Telegram allows about 20 messages per minute into one group and 30 per second
+overall. A burst waits for a send slot and, meanwhile, everything that fired with it
+is grouped into one message (see :func:`kubetrade.notify.text.group_alerts`).
+Failures: 429 waits ``retry_after``; network errors and 5xx back off exponentially
+with jitter, forever — the alert stays pending in Redis, nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import warnings
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from telegram import Bot, LinkPreviewOptions
+from telegram.error import BadRequest, RetryAfter, TelegramError
+
+from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.notify.text import Outgoing, group_alerts
+from kubetrade.state.alerts import Alert
+from kubetrade.state.audit import AuditEntry, write_audit
+from kubetrade.state.keys import ALERTS_GROUP, Keys
+
+log = logging.getLogger(__name__)
+
+SENT_TTL_SECONDS = 7 * 24 * 3600
+SENDING = "sending"
+SENT = "sent"
+
+Send = Callable[[str], Awaitable[None]]
+
+
+def sent_key(keys: Keys, alert_id: str) -> str:
+    """Delivery mark of one alert. Not in :class:`Keys` (lead's file) yet; same prefix."""
+    return f"{keys.prefix}:notify:sent:{alert_id}"
+
+
+class RateLimiter:
+    """Sliding windows: at most ``limit`` sends per ``seconds`` for each window."""
+
+    def __init__(self, clock: Clock, windows: tuple[tuple[int, float], ...]) -> None:
+        self.clock = clock
+        self.windows = windows
+        horizon = max(seconds for _, seconds in windows)
+        self._horizon_ms = int(horizon * 1000)
+        self._sent: deque[int] = deque()
+
+    def delay(self) -> float:
+        """Seconds until a send is allowed (0 = now)."""
+        now = self.clock.now_ms()
+        while self._sent and self._sent[0] <= now - self._horizon_ms:
+            self._sent.popleft()
+        wait_ms = 0
+        for limit, seconds in self.windows:
+            window_ms = int(seconds * 1000)
+            recent = [t for t in self._sent if t > now - window_ms]
+            if len(recent) >= limit:
+                # the oldest send that must leave the window before one more fits
+                wait_ms = max(wait_ms, recent[len(recent) - limit] + window_ms - now)
+        return wait_ms / 1000
+
+    async def wait_turn(self) -> None:
+        while (wait := self.delay()) > 0:
+            await self.clock.sleep(wait)
+
+    def record(self) -> None:
+        """Count one request Telegram received (sent, or refused with 429)."""
+        self._sent.append(self.clock.now_ms())
+
+    async def acquire(self) -> None:
+        await self.wait_turn()
+        self.record()
+
+
+def telegram_limits(per_chat_per_minute: int = 20, per_second: int = 30) -> tuple[
+    tuple[int, float], ...
+]:
+    return ((per_chat_per_minute, 60.0), (per_second, 1.0))
+
+
+def bot_sender(bot: Bot, chat_id: int) -> Send:
+    """Plain-text sends to the operator's chat (no parse mode: see kubetrade.notify.text)."""
+    no_preview = LinkPreviewOptions(is_disabled=True)
+
+    async def send(text: str) -> None:
+        await bot.send_message(chat_id=chat_id, text=text, link_preview_options=no_preview)
+
+    return send
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    with warnings.catch_warnings():  # PTB 22 warns that the int form becomes a timedelta
+        warnings.simplefilter("ignore")
+        value: Any = exc.retry_after
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+class AlertDispatcher:
+    """The loop that drains ``keys.alerts`` into Telegram. ``run()`` until ``stop()``."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        send: Send,
+        consumer: str,
+        clock: Clock | None = None,
+        limiter: RateLimiter | None = None,
+        linger_seconds: float = 1.0,
+        max_batch: int = 200,
+        block_ms: int = 2000,
+        claim_idle_ms: int = 60_000,
+        claim_every_seconds: float = 30.0,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 60.0,
+    ) -> None:
+        self.redis: Any = redis  # decode_responses=True: replies are str
+        self.keys = keys
+        self.send = send
+        self.consumer = consumer
+        self.clock: Clock = clock or SystemClock()
+        self.limiter = limiter or RateLimiter(self.clock, telegram_limits())
+        self.linger_seconds = linger_seconds
+        self.max_batch = max_batch
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.claim_every_ms = int(claim_every_seconds * 1000)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self._stopping = asyncio.Event()
+        self._own_pending_done = False
+        self._last_claim_ms: int | None = None
+        # figures for tests and /status
+        self.messages_sent = 0
+        self.alerts_sent = 0
+        self.duplicates_skipped = 0
+        self.send_failures = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group at the start of the stream (id 0), so alerts
+        raised before the notifier first ran are delivered too."""
+        try:
+            await self.redis.xgroup_create(self.keys.alerts, ALERTS_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self) -> None:
+        await self.ensure_group()
+        while not self.stopping:
+            try:
+                await self.step()
+            except RedisError as exc:
+                # Redis down: nothing can be read or acked; wait and try again
+                log.warning("alert dispatcher: Redis error %s; retrying", type(exc).__name__)
+                await self._pause(self.backoff_cap / 4)
+
+    async def step(self) -> int:
+        """Read one batch and deliver it; returns the number of alerts handled."""
+        entries = await self._next_batch()
+        if not entries:
+            return 0
+        return await self.deliver(entries)
+
+    # -- reading ------------------------------------------------------------------
+    async def _read(self, stream_id: str, count: int, block: int | None) -> list[Any]:
+        reply = await self.redis.xreadgroup(
+            ALERTS_GROUP,
+            self.consumer,
+            {self.keys.alerts: stream_id},
+            count=count,
+            block=block,
+        )
+        if not reply:
+            return []
+        _, entries = reply[0]
+        # a pending entry trimmed from the stream comes back with no fields: nothing to send
+        gone = [i for i, f in entries if not f]
+        if gone:
+            await self.redis.xack(self.keys.alerts, ALERTS_GROUP, *gone)
+        return [(i, f) for i, f in entries if f]
+
+    async def _claim(self) -> list[Any]:
+        now = self.clock.now_ms()
+        if self._last_claim_ms is not None and now - self._last_claim_ms < self.claim_every_ms:
+            return []
+        self._last_claim_ms = now
+        claimed: list[Any] = []
+        start = "0-0"
+        while len(claimed) < self.max_batch:
+            reply = await self.redis.xautoclaim(
+                self.keys.alerts,
+                ALERTS_GROUP,
+                self.consumer,
+                self.claim_idle_ms,
+                start_id=start,
+                count=self.max_batch,
+            )
+            start, entries = reply[0], reply[1]
+            claimed.extend((i, f) for i, f in entries if f)
+            if start in ("0-0", b"0-0"):
+                break
+        return claimed
+
+    async def _next_batch(self) -> list[Any]:
+        if not self._own_pending_done:
+            # entries this consumer read before a restart and never acked
+            own = await self._read("0", self.max_batch, None)
+            if own:
+                return own
+            self._own_pending_done = True
+        claimed = await self._claim()
+        if claimed:
+            return claimed
+        first = await self._read(">", self.max_batch, self.block_ms)
+        if not first:
+            return []
+        if self.linger_seconds > 0 and len(first) < self.max_batch:
+            await self.clock.sleep(self.linger_seconds)
+        # also wait for a send slot before grouping: what fires meanwhile joins the group
+        wait = self.limiter.delay()
+        if wait > 0:
+            await self.clock.sleep(wait)
+        more = await self._read(">", self.max_batch - len(first), None) if len(
+            first
+        ) < self.max_batch else []
+        return first + more
+
+    # -- delivering ---------------------------------------------------------------
+    async def deliver(self, entries: list[Any]) -> int:
+        alerts: list[Alert] = []
+        bad: list[str] = []
+        for entry_id, fields in entries:
+            try:
+                alerts.append(Alert.from_stream(entry_id, fields))
+            except (KeyError, ValueError, TypeError):
+                bad.append(entry_id)
+        if bad:
+            log.error("alert dispatcher: %d malformed alert entries acked unsent: %s",
+                      len(bad), ", ".join(bad[:5]))
+            await self.redis.xack(self.keys.alerts, ALERTS_GROUP, *bad)
+        if not alerts:
+            return len(bad)
+        marks = await self.redis.mget([sent_key(self.keys, a.id) for a in alerts])
+        done = [a.id for a, m in zip(alerts, marks, strict=True) if m == SENT]
+        if done:
+            self.duplicates_skipped += len(done)
+            await self.redis.xack(self.keys.alerts, ALERTS_GROUP, *done)
+        todo = [a for a, m in zip(alerts, marks, strict=True) if m != SENT]
+        repeated = [a.id for a, m in zip(alerts, marks, strict=True) if m == SENDING]
+        for out in group_alerts(todo, repeated):
+            if self.stopping:
+                break
+            await self._deliver_one(out)
+        return len(entries)
+
+    async def _deliver_one(self, out: Outgoing) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert_id in out.alert_ids:
+                pipe.set(sent_key(self.keys, alert_id), SENDING, nx=True, ex=SENT_TTL_SECONDS)
+            await pipe.execute()
+        delivered = await self._send_with_retry(out)
+        if not delivered:
+            return  # stopping: the entries stay pending and are re-read on restart
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for alert_id in out.alert_ids:
+                pipe.set(sent_key(self.keys, alert_id), SENT, ex=SENT_TTL_SECONDS)
+            pipe.xack(self.keys.alerts, ALERTS_GROUP, *out.alert_ids)
+            await pipe.execute()
+        self.messages_sent += 1
+        self.alerts_sent += len(out.alert_ids)
+
+    async def _send_with_retry(self, out: Outgoing) -> bool:
+        attempt = 0
+        text = out.text
+        while not self.stopping:
+            await self.limiter.wait_turn()
+            try:
+                await self.send(text)
+                self.limiter.record()
+                return True
+            except RetryAfter as exc:
+                self.limiter.record()
+                wait = retry_after_seconds(exc)
+                self.send_failures += 1
+                log.warning("Telegram flood control: retrying in %.1f s", wait)
+                await self._pause(wait)
+            except BadRequest as exc:
+                # permanent for this text (e.g. chat not found, malformed): one plain
+                # fallback, then give up on the text but record that it happened
+                self.send_failures += 1
+                if text != out.text:
+                    await self._undeliverable(out, str(exc))
+                    return True
+                log.error("Telegram refused an alert message (%s); sending a fallback", exc)
+                text = (f"{len(out.alert_ids)} alert(s) could not be shown "
+                        f"(Telegram: {exc}); see the audit log / dashboard.")
+            except TelegramError as exc:
+                # network errors, timeouts, 5xx, 401/403: Telegram unreachable or refusing
+                self.send_failures += 1
+                attempt += 1
+                wait = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 20))
+                wait = wait * (0.5 + random.random() / 2)
+                log.warning(
+                    "Telegram send failed (%s: %s); attempt %d, retrying in %.1f s",
+                    type(exc).__name__, exc, attempt, wait,
+                )
+                await self._pause(wait)
+        return False
+
+    async def _undeliverable(self, out: Outgoing, reason: str) -> None:
+        log.error("alert(s) %s undeliverable: %s", ", ".join(out.alert_ids), reason)
+        await write_audit(
+            self.redis,
+            self.keys,
+            AuditEntry(
+                ts_ms=self.clock.now_ms(),
+                actor="notify",
+                action="alert.undeliverable",
+                detail={"alert_ids": list(out.alert_ids), "reason": reason},
+            ),
+        )
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep on the clock, but wake up at once when stopping."""
+        if self.stopping:
+            return
+        sleeper = asyncio.ensure_future(self.clock.sleep(seconds))
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({sleeper, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeper, stopper):
+                if not task.done():
+                    task.cancel()
