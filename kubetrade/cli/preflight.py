@@ -1,0 +1,184 @@
+"""`kubetrade preflight`: the runbook's pre-flight checks before live trading.
+
+Runs on a laptop (``--strategy-file``) or as the operator's init Job in a cluster
+(``--strategy NAME --namespace NS``); prints a table (or ``--json``), stores the result
+for ``GET /api/preflight``, raises an alert per WARN/FAIL, and exits non-zero on any
+FAIL so the Job fails and the live runner does not start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from typing import Any
+
+EXIT_FAIL = 1
+EXIT_USAGE = 2
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "preflight",
+        help="run the pre-flight checks a live strategy must pass",
+        description="Run the runbook's eight pre-flight checks (plus ours) for a strategy. "
+        "Exit code 1 when any check FAILs.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--strategy-file", metavar="FILE",
+                     help="Strategy YAML (may also hold its RiskPolicy)")
+    src.add_argument("--strategy", metavar="NAME", help="Strategy in the cluster")
+    p.add_argument("--namespace", "-n", default=os.environ.get("POD_NAMESPACE", "default"),
+                   help="namespace of --strategy (default: $POD_NAMESPACE or default)")
+    p.add_argument("--kubeconfig", default=None,
+                   help="kubeconfig (default: in-cluster, then $KUBECONFIG)")
+    p.add_argument("--risk-policy-file", metavar="FILE",
+                   help="RiskPolicy YAML (default: the one named by the strategy in "
+                   "--strategy-file, else defaults with STOP_LOSS_PCT/DAILY_LOSS_LIMIT_PCT)")
+    p.add_argument("--report-dir", default="data",
+                   help="where validation reports are looked for (default: data/)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--no-publish", action="store_true",
+                   help="do not store results/alerts in Redis even when REDIS_URL is set")
+    p.set_defaults(func=run)
+
+
+def _risk_from_env(env: dict[str, str]) -> Any:
+    """The runbook configures stop-loss and daily loss limit by environment variables;
+    they apply when no RiskPolicy manifest is given."""
+    from kubetrade.resources import RiskPolicySpec
+
+    overrides: dict[str, Any] = {}
+    for var, field in (("STOP_LOSS_PCT", "stop_loss_pct"),
+                       ("DAILY_LOSS_LIMIT_PCT", "daily_loss_limit_pct"),
+                       ("MAX_POSITION_SIZE_PCT", "max_position_size_pct"),
+                       ("MAX_CONCURRENT_POSITIONS", "max_concurrent_positions")):
+        if env.get(var, "").strip():
+            overrides[field] = env[var].strip()
+    return RiskPolicySpec.model_validate(overrides)
+
+
+def load_inputs(args: argparse.Namespace, env: dict[str, str]) -> tuple[Any, Any, Any]:
+    """(strategy, risk policy spec, kube api client or None)."""
+    from kubetrade.resources import RiskPolicy, load_manifests, load_strategy_file
+    from kubetrade.runner.validation import cluster_risk_policy, cluster_strategy, kube_api_client
+
+    api = None
+    if args.strategy_file:
+        strategy = load_strategy_file(args.strategy_file)
+        ref = strategy.spec.risk_policy_ref
+        policies = [r for r in load_manifests(args.strategy_file)
+                    if isinstance(r, RiskPolicy) and r.metadata.name == ref]
+        if args.risk_policy_file:
+            policies = [r for r in load_manifests(args.risk_policy_file)
+                        if isinstance(r, RiskPolicy)]
+            if len(policies) != 1:
+                raise ValueError(f"{args.risk_policy_file}: expected exactly one RiskPolicy, "
+                                 f"found {len(policies)}")
+        risk = policies[0].spec if policies else _risk_from_env(env)
+    else:
+        api = kube_api_client(args.kubeconfig)
+        strategy = cluster_strategy(api, args.namespace, args.strategy)
+        policy = cluster_risk_policy(api, args.namespace, strategy.spec.risk_policy_ref)
+        risk = policy.spec if policy is not None else _risk_from_env(env)
+    return strategy, risk, api
+
+
+def make_exchange(strategy: Any, credentials: Any, env: dict[str, str]) -> Any:
+    from kubetrade.domain.clock import SystemClock
+    from kubetrade.exchange.binance import BinanceExchange
+
+    testnet_env = env.get("BINANCE_TESTNET", "").strip().lower()
+    testnet = (testnet_env in ("1", "true", "yes") if testnet_env
+               else bool(strategy.spec.exchange.testnet))
+    return BinanceExchange(
+        api_key=credentials.api_key or None,
+        secret=credentials.secret or None,
+        testnet=testnet,
+        base_url=env.get("KUBETRADE_EXCHANGE_URL") or None,
+        clock=SystemClock(),
+    )
+
+
+async def _reports(args: argparse.Namespace, api: Any, redis: Any, keys: Any) -> list[Any]:
+    from kubetrade.runner.validation import cluster_validation_reports, load_reports
+
+    reports: list[Any] = list(load_reports(args.report_dir))
+    if redis is not None:
+        latest = await redis.get(keys.validation_latest)
+        if latest:
+            try:
+                data = json.loads(latest)
+                data["_source"] = "redis " + keys.validation_latest
+                reports.append(data)
+            except ValueError:
+                pass
+    if api is not None:
+        reports.extend(await asyncio.to_thread(cluster_validation_reports, api, args.namespace))
+    return reports
+
+
+async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
+    import redis.asyncio as aioredis
+
+    from kubetrade.domain.clock import SystemClock
+    from kubetrade.runner import preflight as pf
+    from kubetrade.state.keys import keys_from_env
+
+    strategy, risk, api = load_inputs(args, env)
+    credentials = pf.load_credentials(env)
+    redis = None
+    keys = keys_from_env()
+    if env.get("REDIS_URL"):
+        redis = aioredis.from_url(env["REDIS_URL"], decode_responses=True)
+    exchange = make_exchange(strategy, credentials, env)
+    clock = SystemClock()
+    try:
+        reports = await _reports(args, api, redis, keys)
+        inputs = await pf.gather_inputs(
+            strategy=strategy.metadata.name,
+            namespace=args.namespace if api is not None else "",
+            mode=strategy.spec.mode,
+            symbols=strategy.spec.symbols,
+            limits=risk,
+            exchange=exchange,
+            credentials=credentials,
+            env=env,
+            reports=reports,
+            clock=clock,
+        )
+        report = pf.run_checks(inputs, ts_ms=clock.now_ms())
+        if redis is not None and not args.no_publish:
+            await pf.publish(redis, keys, report)
+        return report
+    finally:
+        await exchange.close()
+        if redis is not None:
+            await redis.aclose()
+        if api is not None:
+            api.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from kubetrade.runner.logs import configure_logging
+
+    # logs to stderr: stdout carries the table or the JSON a script parses
+    configure_logging(stream=sys.stderr)
+    env = dict(os.environ)
+    try:
+        report = asyncio.run(run_preflight(args, env))
+    except (ValueError, OSError) as exc:
+        print(f"kubetrade preflight: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # e.g. the Strategy is not in the cluster
+        from kubernetes.client.exceptions import ApiException
+
+        if not isinstance(exc, ApiException):
+            raise
+        print(f"kubetrade preflight: Kubernetes API: {exc.status} {exc.reason}",
+              file=sys.stderr)
+        return EXIT_USAGE
+    print(report.to_json() if args.json else report.table())
+    return EXIT_FAIL if not report.passed else 0
