@@ -48,7 +48,7 @@ class EmergencyStatus(CRStatus):
 class Emergency(Resource):
     """The kill switch. There is one per namespace and it is named ``default``."""
 
-    kind: Literal["Emergency"] = "Emergency"
+    kind: Literal["Emergency"] = Field(default="Emergency", description="Emergency")
     spec: EmergencySpec = Field(default_factory=EmergencySpec)
     status: EmergencyStatus | None = None
 

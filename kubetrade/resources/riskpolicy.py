@@ -22,7 +22,7 @@ class RiskPolicySpec(CRModel):
     stop_loss_pct: Num = Field(
         default=Decimal("5.0"),
         ge=0,
-        le=100,
+        lt=100,
         description="Sell a position when it is this many percent below its entry price; "
         "0 = no stop-loss (refused for live strategies).",
     )
@@ -47,54 +47,47 @@ class RiskPolicySpec(CRModel):
         description="Largest position, as percent of equity, one entry may open.",
     )
     max_concurrent_positions: int = Field(
-        default=3, ge=1, le=100, description="Most positions open at once across symbols."
+        default=3, ge=1, le=1000, description="Most positions open at once across symbols."
     )
-    max_order_quantity: Num | None = Field(
-        default=None, gt=0, description="Largest base-asset quantity of one order; unset = none."
+    max_order_quantity: Num = Field(
+        default=Decimal(1_000_000), gt=0, description="Largest base-asset quantity of one order."
     )
-    max_order_notional: Num | None = Field(
-        default=None,
-        gt=0,
-        description="Largest quote-asset value of one order; unset = none.",
+    max_order_notional: Num = Field(
+        default=Decimal(100_000), gt=0, description="Largest quote-asset value of one order."
     )
     price_collar_pct: Num = Field(
         default=Decimal("5.0"),
-        gt=0,
+        ge=0,
         le=100,
         description="Refuse orders priced more than this percent away from the reference "
-        "(last) price.",
+        "(last) price; 0 = no collar.",
     )
     reference_max_age_seconds: int = Field(
-        default=120,
+        default=300,
         ge=1,
-        le=86400,
         description="Refuse orders when the reference price is older than this.",
     )
     max_orders_per_interval: int = Field(
         default=10,
         ge=1,
-        le=10000,
         description="Most orders one strategy may send per orderIntervalSeconds.",
     )
     order_interval_seconds: int = Field(
-        default=60, ge=1, le=86400, description="Window of maxOrdersPerInterval."
+        default=60, ge=1, description="Window of maxOrdersPerInterval."
     )
     allowed_symbols: list[str] = Field(
         default_factory=list,
-        max_length=200,
         description="Pairs strategies may trade (BASE/QUOTE); empty = any.",
-        json_schema_extra={"items": {"pattern": SYMBOL_PATTERN}},
+        json_schema_extra={"items": {"type": "string", "pattern": SYMBOL_PATTERN}},
     )
     strategy_max_consecutive_losses: int = Field(
         default=5,
         ge=0,
-        le=1000,
         description="Disable a strategy after this many losing trades in a row; 0 = never.",
     )
     strategy_re_enable_check_hours: Num = Field(
         default=Decimal(24),
-        ge=0,
-        le=8760,
+        gt=0,
         description="Hours after which an auto-disabled strategy is re-evaluated.",
     )
 
@@ -126,6 +119,6 @@ class RiskPolicyStatus(CRStatus):
 class RiskPolicy(Resource):
     """Risk limits shared by the Strategies that reference it by name."""
 
-    kind: Literal["RiskPolicy"] = "RiskPolicy"
+    kind: Literal["RiskPolicy"] = Field(default="RiskPolicy", description="RiskPolicy")
     spec: RiskPolicySpec = Field(default_factory=RiskPolicySpec)
     status: RiskPolicyStatus | None = None

@@ -56,7 +56,7 @@ class StrategySpec(CRModel):
         min_length=1,
         max_length=20,
         description="Spot pairs to trade, as BASE/QUOTE, e.g. BTC/USDT.",
-        json_schema_extra={"items": {"pattern": SYMBOL_PATTERN}},
+        json_schema_extra={"items": {"type": "string", "pattern": SYMBOL_PATTERN}},
     )
     timeframe: Timeframe = Field(
         default="1m", description="Candle interval the algorithm sees."
@@ -170,7 +170,7 @@ class StrategyStatus(CRStatus):
 class Strategy(Resource):
     """A trading algorithm the operator runs as a runner Deployment."""
 
-    kind: Literal["Strategy"] = "Strategy"
+    kind: Literal["Strategy"] = Field(default="Strategy", description="Strategy")
     spec: StrategySpec
     status: StrategyStatus | None = None
 

@@ -97,6 +97,6 @@ class ValidationRunStatus(CRStatus):
 class ValidationRun(Resource):
     """A paper-trading validation of one Strategy, run as a Job."""
 
-    kind: Literal["ValidationRun"] = "ValidationRun"
+    kind: Literal["ValidationRun"] = Field(default="ValidationRun", description="ValidationRun")
     spec: ValidationRunSpec
     status: ValidationRunStatus | None = None
