@@ -201,11 +201,7 @@ def parameters_schema() -> tuple[Schema, list[Schema]]:
                     "type": prop["type"],
                     "description": "",
                     **{b: prop[b] for b in ("minimum", "maximum") if b in prop},
-                    **{
-                        b: prop[b]
-                        for b in ("exclusiveMinimum", "exclusiveMaximum")
-                        if prop.get(b)
-                    },
+                    **{b: prop[b] for b in ("exclusiveMinimum", "exclusiveMaximum") if prop.get(b)},
                 }
                 continue
             if current["type"] != prop["type"]:
@@ -238,9 +234,7 @@ def parameters_schema() -> tuple[Schema, list[Schema]]:
         "type": "object",
         "description": "Parameters of the algorithm; absent ones take the algorithm's "
         "defaults. "
-        + "; ".join(
-            f"{algo}: {', '.join(s.get('properties', {}))}" for algo, s in per_algo.items()
-        )
+        + "; ".join(f"{algo}: {', '.join(s.get('properties', {}))}" for algo, s in per_algo.items())
         + ".",
         "default": {},
         "properties": union,
@@ -253,10 +247,8 @@ def parameters_schema() -> tuple[Schema, list[Schema]]:
         if foreign:
             rules.append(
                 {
-                    "rule": guard
-                    + " && ".join(f"!has(self.parameters.{k})" for k in foreign),
-                    "message": f"spec.parameters: {algo} takes only "
-                    f"{', '.join(props)}",
+                    "rule": guard + " && ".join(f"!has(self.parameters.{k})" for k in foreign),
+                    "message": f"spec.parameters: {algo} takes only {', '.join(props)}",
                     "fieldPath": ".parameters",
                     "reason": "FieldValueForbidden",
                 }
@@ -279,16 +271,18 @@ def parameters_schema() -> tuple[Schema, list[Schema]]:
             ):
                 if plain not in prop:
                     continue
-                same = union[key].get(plain) == prop[plain] and bool(
-                    union[key].get(flag)
-                ) == bool(prop.get(flag))
+                same = union[key].get(plain) == prop[plain] and bool(union[key].get(flag)) == bool(
+                    prop.get(flag)
+                )
                 if same:
                     continue
                 literal = _cel_literal(prop[plain], kind)
                 checks.append(
-                    (f"self.parameters.{key} {strict_op if prop.get(flag) else op} {literal}",
-                     f"{'>' if plain == 'minimum' else '<'}"
-                     f"{'' if prop.get(flag) else '='} {literal}")
+                    (
+                        f"self.parameters.{key} {strict_op if prop.get(flag) else op} {literal}",
+                        f"{'>' if plain == 'minimum' else '<'}"
+                        f"{'' if prop.get(flag) else '='} {literal}",
+                    )
                 )
             for expr, text in checks:
                 rules.append(
@@ -415,8 +409,7 @@ KINDS: list[dict[str, Any]] = [
             {"name": "P&L", "type": "string", "jsonPath": ".status.pnl"},
             {"name": "Trades", "type": "integer", "jsonPath": ".status.trades"},
             {"name": "Win Rate", "type": "string", "jsonPath": ".status.winRate"},
-            {"name": "Algorithm", "type": "string", "jsonPath": ".spec.algorithm",
-             "priority": 1},
+            {"name": "Algorithm", "type": "string", "jsonPath": ".spec.algorithm", "priority": 1},
             {"name": "Enabled", "type": "boolean", "jsonPath": ".spec.enabled", "priority": 1},
             {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
         ],

@@ -49,13 +49,9 @@ def parse_manifest(doc: dict[str, Any], source: str = "<manifest>") -> AnyResour
     kind = doc.get("kind")
     model = KINDS.get(kind) if isinstance(kind, str) else None
     if model is None:
-        raise ManifestError(
-            f"{source}: kind {kind!r} is not one of {', '.join(KINDS)}"
-        )
+        raise ManifestError(f"{source}: kind {kind!r} is not one of {', '.join(KINDS)}")
     if doc.get("apiVersion", API_VERSION) != API_VERSION:
-        raise ManifestError(
-            f"{source}: apiVersion {doc.get('apiVersion')!r} must be {API_VERSION}"
-        )
+        raise ManifestError(f"{source}: apiVersion {doc.get('apiVersion')!r} must be {API_VERSION}")
     try:
         return model.model_validate(doc)
     except ValidationError as exc:
@@ -65,9 +61,7 @@ def parse_manifest(doc: dict[str, Any], source: str = "<manifest>") -> AnyResour
 
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
-        return sorted(
-            p for p in path.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml")
-        )
+        return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
     if not path.exists():
         raise ManifestError(f"{path}: no such file or directory")
     return [path]
@@ -93,7 +87,5 @@ def load_strategy_file(path: str | Path) -> Strategy:
     """The one Strategy in a file (other kinds in the file, e.g. its RiskPolicy, are allowed)."""
     strategies = [r for r in load_manifests(path) if isinstance(r, Strategy)]
     if len(strategies) != 1:
-        raise ManifestError(
-            f"{path}: expected exactly one Strategy, found {len(strategies)}"
-        )
+        raise ManifestError(f"{path}: expected exactly one Strategy, found {len(strategies)}")
     return strategies[0]

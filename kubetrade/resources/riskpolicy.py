@@ -7,10 +7,11 @@ off. Runners watch their RiskPolicy and apply changes live, without a restart.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from kubetrade.resources.common import CRModel, CRStatus, Num, Resource
 from kubetrade.resources.strategy import SYMBOL_PATTERN
@@ -90,6 +91,14 @@ class RiskPolicySpec(CRModel):
         gt=0,
         description="Hours after which an auto-disabled strategy is re-evaluated.",
     )
+
+    @field_validator("allowed_symbols")
+    @classmethod
+    def _pairs(cls, value: list[str]) -> list[str]:
+        for i, symbol in enumerate(value):
+            if not re.fullmatch(SYMBOL_PATTERN, symbol):
+                raise ValueError(f"allowedSymbols[{i}] {symbol!r} is not BASE/QUOTE, e.g. BTC/USDT")
+        return value
 
     def to_limits(self) -> Any:
         """The engine's RiskLimits for this policy."""

@@ -26,6 +26,7 @@ class ExchangeSpec(CRModel):
     name: Literal["binance"] = Field(default="binance", description="Exchange; binance (spot).")
     testnet: bool = Field(
         default=True,
+        strict=True,
         description="Use the exchange's testnet (no real money). Ignored in paper mode "
         "except for market data.",
     )
@@ -58,9 +59,7 @@ class StrategySpec(CRModel):
         description="Spot pairs to trade, as BASE/QUOTE, e.g. BTC/USDT.",
         json_schema_extra={"items": {"type": "string", "pattern": SYMBOL_PATTERN}},
     )
-    timeframe: Timeframe = Field(
-        default="1m", description="Candle interval the algorithm sees."
-    )
+    timeframe: Timeframe = Field(default="1m", description="Candle interval the algorithm sees.")
     mode: Literal["paper", "live"] = Field(
         default="paper",
         description="paper simulates fills on real market data; live sends real orders "
@@ -78,6 +77,7 @@ class StrategySpec(CRModel):
     )
     enabled: bool = Field(
         default=True,
+        strict=True,
         description="false stops trading (runner scaled to 0) and keeps all state.",
     )
     initial_capital: Num = Field(
@@ -88,6 +88,7 @@ class StrategySpec(CRModel):
     )
     close_positions_on_delete: bool = Field(
         default=False,
+        strict=True,
         description="On delete, also sell open positions at market (open orders are "
         "always cancelled first).",
     )

@@ -85,11 +85,13 @@ class ValidationRunStatus(CRStatus):
         default_factory=list, description="Criteria that did not hold, with by how much."
     )
     start_time: str | None = Field(
-        default=None, description="When the Job started (RFC 3339).",
+        default=None,
+        description="When the Job started (RFC 3339).",
         json_schema_extra={"format": "date-time"},
     )
     completion_time: str | None = Field(
-        default=None, description="When the Job finished (RFC 3339).",
+        default=None,
+        description="When the Job finished (RFC 3339).",
         json_schema_extra={"format": "date-time"},
     )
 
