@@ -1,0 +1,153 @@
+"""Performance metrics for analytics and the GO/NO-GO validation.
+
+Formulas (also in docs/metrics.md; ratios are fractions, 0.45 means 45%):
+
+* ``trades``        number of closed round trips.
+* ``win_rate``      wins / trades, a win being a trade with net ``pnl > 0`` (fees
+                    included); 0 when there are no trades.
+* ``total_return``  E_last / E_first - 1 over the equity curve.
+* ``max_drawdown``  max over t of (peak_t - E_t) / peak_t, peak_t = max(E_0..E_t);
+                    a positive fraction (0.12 = 12% below the peak at worst).
+* ``sharpe``        per-period simple returns r_i = E_i / E_{i-1} - 1 of the equity
+                    curve, risk-free rate 0:
+                    sharpe = mean(r) / std(r, ddof=1) * sqrt(N), with N the number of
+                    periods in a year for a market open 365 days:
+                    N = 365 * 86_400_000 / period_ms, period_ms the median spacing of
+                    the curve's timestamps (1m candles: N = 525_600). 0 when fewer than
+                    two returns or std is 0. This is empyrical's ``sharpe_ratio`` with
+                    ``annualization=N``, which the tests check.
+* ``profit_factor`` gross profit / gross loss = sum(pnl > 0) / |sum(pnl < 0)|; ``None``
+                    when there is no losing trade (undefined, not infinite).
+* ``expectancy``    mean net pnl per trade in quote currency = sum(pnl) / trades
+                    (equivalently win_rate * avg_win - loss_rate * avg_loss).
+
+Ratios are floats: they are statistics compared with thresholds, not money; money
+(``expectancy``, ``gross_profit``, ``gross_loss``, ``net_pnl``) stays Decimal.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from itertools import pairwise
+from typing import Any
+
+from kubetrade.domain.models import ZERO, ClosedTrade
+
+YEAR_MS = 365 * 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceMetrics:
+    trades: int
+    wins: int
+    losses: int
+    win_rate: float
+    sharpe: float
+    max_drawdown: float
+    total_return: float
+    profit_factor: float | None
+    expectancy: Decimal
+    gross_profit: Decimal
+    gross_loss: Decimal
+    net_pnl: Decimal
+    periods_per_year: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trades": self.trades,
+            "wins": self.wins,
+            "losses": self.losses,
+            "win_rate": self.win_rate,
+            "sharpe": self.sharpe,
+            "max_drawdown": self.max_drawdown,
+            "total_return": self.total_return,
+            "profit_factor": self.profit_factor,
+            "expectancy": str(self.expectancy),
+            "gross_profit": str(self.gross_profit),
+            "gross_loss": str(self.gross_loss),
+            "net_pnl": str(self.net_pnl),
+            "periods_per_year": self.periods_per_year,
+        }
+
+
+def periods_per_year(timestamps_ms: Sequence[int]) -> float:
+    """Annualisation factor from the median spacing of the timestamps (365-day year)."""
+    if len(timestamps_ms) < 2:
+        return 0.0
+    gaps = [b - a for a, b in pairwise(timestamps_ms) if b > a]
+    if not gaps:
+        return 0.0
+    return YEAR_MS / statistics.median(gaps)
+
+
+def returns_of(equity: Sequence[float]) -> list[float]:
+    """Simple per-period returns E_i / E_{i-1} - 1 (periods with E_{i-1} <= 0 skipped)."""
+    return [b / a - 1.0 for a, b in pairwise(equity) if a > 0]
+
+
+def sharpe_ratio(returns: Sequence[float], annualization: float) -> float:
+    if len(returns) < 2 or annualization <= 0:
+        return 0.0
+    sd = statistics.stdev(returns)
+    if sd == 0 or math.isnan(sd):
+        return 0.0
+    return statistics.fmean(returns) / sd * math.sqrt(annualization)
+
+
+def max_drawdown(equity: Sequence[float]) -> float:
+    peak = -math.inf
+    worst = 0.0
+    for e in equity:
+        if e > peak:
+            peak = e
+        if peak > 0:
+            dd = (peak - e) / peak
+            if dd > worst:
+                worst = dd
+    return worst
+
+
+def compute_metrics(
+    trades: Sequence[ClosedTrade], equity_curve: Sequence[tuple[int, Decimal]]
+) -> PerformanceMetrics:
+    """All metrics of one run; see the module docstring for every formula."""
+    n = len(trades)
+    pnls = [t.pnl for t in trades]
+    wins = sum(1 for p in pnls if p > 0)
+    losses = sum(1 for p in pnls if p < 0)
+    gross_profit = sum((p for p in pnls if p > 0), ZERO)
+    gross_loss = -sum((p for p in pnls if p < 0), ZERO)
+    net = sum(pnls, ZERO)
+    ts = [t for t, _ in equity_curve]
+    eq = [float(e) for _, e in equity_curve]
+    ann = periods_per_year(ts)
+    total_return = eq[-1] / eq[0] - 1.0 if len(eq) >= 2 and eq[0] > 0 else 0.0
+    return PerformanceMetrics(
+        trades=n,
+        wins=wins,
+        losses=losses,
+        win_rate=wins / n if n else 0.0,
+        sharpe=sharpe_ratio(returns_of(eq), ann),
+        max_drawdown=max_drawdown(eq),
+        total_return=total_return,
+        profit_factor=float(gross_profit / gross_loss) if gross_loss > 0 else None,
+        expectancy=net / n if n else ZERO,
+        gross_profit=gross_profit,
+        gross_loss=gross_loss,
+        net_pnl=net,
+        periods_per_year=ann,
+    )
+
+
+__all__ = [
+    "PerformanceMetrics",
+    "compute_metrics",
+    "max_drawdown",
+    "periods_per_year",
+    "returns_of",
+    "sharpe_ratio",
+]

@@ -1,0 +1,234 @@
+"""Cash, positions and realised P&L, driven only by fills.
+
+Spot and long only: a BUY fill opens or adds to a position, a SELL fill reduces it. A
+round trip becomes one ``ClosedTrade`` when the position is gone, whose ``pnl`` is the
+cash that came back minus the cash that went out (fees included), so the sum of the
+trades' P&L is exactly the realised P&L, and ``equity = cash + marked positions`` at
+any moment. Fills are facts from the exchange; a fill that would make cash or a
+position negative means our books disagree with the exchange, and is refused loudly
+(``BooksMismatch``) rather than papered over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from kubetrade.domain.models import (
+    ZERO,
+    ClosedTrade,
+    Fill,
+    Position,
+    Side,
+    from_dict,
+    to_dict,
+)
+
+
+class BooksMismatch(ValueError):
+    """A fill contradicts our books (sell more than held, spend more than cash)."""
+
+
+@dataclass(slots=True)
+class _RoundTrip:
+    """Cash flows of the open round trip of one symbol."""
+
+    trade_id: str
+    entry_qty: Decimal = ZERO
+    entry_value: Decimal = ZERO
+    cash_out: Decimal = ZERO
+    exit_qty: Decimal = ZERO
+    exit_value: Decimal = ZERO
+    cash_in: Decimal = ZERO
+    fees: Decimal = ZERO
+
+
+def _fee_in_quote(fill: Fill, base: str, quote: str) -> tuple[Decimal, Decimal, Decimal]:
+    """(fee valued in quote, fee paid in quote, fee paid in base)."""
+    if fill.fee < 0:
+        raise BooksMismatch(f"fill {fill.trade_id}: fee must not be negative, got {fill.fee}")
+    if fill.fee_asset == quote or not fill.fee_asset:
+        return fill.fee, fill.fee, ZERO
+    if fill.fee_asset == base:
+        return fill.fee * fill.price, ZERO, fill.fee
+    # Fees in a third asset (BNB) are not in these books; they are reported, not valued.
+    return ZERO, ZERO, ZERO
+
+
+class Portfolio:
+    """One strategy's books in one quote asset."""
+
+    __slots__ = (
+        "_trips",
+        "cash",
+        "dust",
+        "fees_paid",
+        "positions",
+        "quote_asset",
+        "realised_pnl",
+        "starting_cash",
+        "strategy",
+    )
+
+    def __init__(self, strategy: str, starting_cash: Decimal, quote_asset: str = "USDT") -> None:
+        if starting_cash < 0:
+            raise ValueError(f"starting_cash must be >= 0, got {starting_cash}")
+        self.strategy = strategy
+        self.quote_asset = quote_asset
+        self.starting_cash = starting_cash
+        self.cash = starting_cash
+        self.positions: dict[str, Position] = {}
+        self.dust: dict[str, Decimal] = {}
+        self.realised_pnl = ZERO
+        self.fees_paid = ZERO
+        self._trips: dict[str, _RoundTrip] = {}
+
+    def equity(self, marks: dict[str, Decimal]) -> Decimal:
+        """Cash plus every position (and unsellable dust) at its mark price."""
+        total = self.cash
+        for sym, pos in self.positions.items():
+            mark = marks.get(sym, pos.average_price)
+            total += pos.quantity * mark
+        for sym, qty in self.dust.items():
+            total += qty * marks.get(sym, ZERO)
+        return total
+
+    def apply_fill(
+        self, fill: Fill, base: str, min_qty: Decimal = ZERO, reason: str = ""
+    ) -> ClosedTrade | None:
+        """Book one fill; returns the ClosedTrade when it ends a round trip.
+
+        ``min_qty`` is the exchange's smallest sellable quantity: what is left below it
+        after a sell cannot be sold, so the round trip ends and the rest is kept as dust.
+        """
+        if fill.quantity <= 0 or fill.price <= 0:
+            raise BooksMismatch(
+                f"fill {fill.trade_id}: quantity and price must be positive "
+                f"(got {fill.quantity} @ {fill.price})"
+            )
+        fee_value, fee_quote, fee_base = _fee_in_quote(fill, base, self.quote_asset)
+        notional = fill.quantity * fill.price
+        sym = fill.symbol
+        if fill.side is Side.BUY:
+            cash_out = notional + fee_quote
+            if cash_out > self.cash:
+                raise BooksMismatch(
+                    f"fill {fill.trade_id}: buy costs {cash_out} {self.quote_asset} "
+                    f"but cash is {self.cash}"
+                )
+            got = fill.quantity - fee_base
+            self.cash -= cash_out
+            self.fees_paid += fee_value
+            pos = self.positions.get(sym)
+            if pos is None:
+                pos = Position(
+                    strategy=self.strategy,
+                    symbol=sym,
+                    quantity=got,
+                    average_price=fill.price,
+                    opened_ms=fill.ts_ms,
+                    fees=fee_value,
+                )
+                self.positions[sym] = pos
+                self._trips[sym] = _RoundTrip(trade_id=fill.client_order_id)
+            else:
+                pos.average_price = (
+                    pos.quantity * pos.average_price + got * fill.price
+                ) / (pos.quantity + got)
+                pos.quantity += got
+                pos.fees += fee_value
+            trip = self._trips[sym]
+            trip.entry_qty += got
+            trip.entry_value += notional
+            trip.cash_out += cash_out
+            trip.fees += fee_value
+            return None
+
+        pos = self.positions.get(sym)
+        sold = fill.quantity + fee_base
+        if pos is None or sold > pos.quantity:
+            held = ZERO if pos is None else pos.quantity
+            raise BooksMismatch(
+                f"fill {fill.trade_id}: sells {sold} {sym} but only {held} is held"
+            )
+        cash_in = notional - fee_quote
+        self.cash += cash_in
+        self.fees_paid += fee_value
+        pos.quantity -= sold
+        pos.fees += fee_value
+        trip = self._trips[sym]
+        trip.exit_qty += fill.quantity
+        trip.exit_value += notional
+        trip.cash_in += cash_in
+        trip.fees += fee_value
+        if pos.quantity > 0 and pos.quantity >= min_qty:
+            return None
+        if pos.quantity > 0:
+            self.dust[sym] = self.dust.get(sym, ZERO) + pos.quantity
+        del self.positions[sym]
+        del self._trips[sym]
+        pnl = trip.cash_in - trip.cash_out
+        self.realised_pnl += pnl
+        return ClosedTrade(
+            trade_id=trip.trade_id,
+            strategy=self.strategy,
+            symbol=sym,
+            quantity=trip.entry_qty,
+            entry_price=trip.entry_value / trip.entry_qty if trip.entry_qty else ZERO,
+            exit_price=trip.exit_value / trip.exit_qty if trip.exit_qty else ZERO,
+            entry_ms=pos.opened_ms,
+            exit_ms=fill.ts_ms,
+            fees=trip.fees,
+            pnl=pnl,
+            exit_reason=reason,
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "cash": str(self.cash),
+            "starting_cash": str(self.starting_cash),
+            "realised_pnl": str(self.realised_pnl),
+            "fees_paid": str(self.fees_paid),
+            "positions": [to_dict(p) for p in self.positions.values()],
+            "dust": {k: str(v) for k, v in self.dust.items()},
+            "trips": {
+                sym: {
+                    "trade_id": t.trade_id,
+                    "entry_qty": str(t.entry_qty),
+                    "entry_value": str(t.entry_value),
+                    "cash_out": str(t.cash_out),
+                    "exit_qty": str(t.exit_qty),
+                    "exit_value": str(t.exit_value),
+                    "cash_in": str(t.cash_in),
+                    "fees": str(t.fees),
+                }
+                for sym, t in self._trips.items()
+            },
+        }
+
+    @classmethod
+    def restore(cls, strategy: str, data: dict[str, Any], quote_asset: str = "USDT") -> Portfolio:
+        pf = cls(strategy, Decimal(data["starting_cash"]), quote_asset)
+        pf.cash = Decimal(data["cash"])
+        pf.realised_pnl = Decimal(data.get("realised_pnl", "0"))
+        pf.fees_paid = Decimal(data.get("fees_paid", "0"))
+        for p in data.get("positions", []):
+            pos = from_dict(Position, p)
+            pf.positions[pos.symbol] = pos
+        pf.dust = {k: Decimal(v) for k, v in data.get("dust", {}).items()}
+        for sym, t in data.get("trips", {}).items():
+            pf._trips[sym] = _RoundTrip(
+                trade_id=t["trade_id"],
+                **{k: Decimal(t[k]) for k in t if k != "trade_id"},
+            )
+        for sym, pos in pf.positions.items():
+            if sym not in pf._trips:
+                pf._trips[sym] = _RoundTrip(
+                    trade_id=f"restored-{sym}-{pos.opened_ms}",
+                    entry_qty=pos.quantity,
+                    entry_value=pos.quantity * pos.average_price,
+                    cash_out=pos.quantity * pos.average_price + pos.fees,
+                    fees=pos.fees,
+                )
+        return pf

@@ -1,0 +1,381 @@
+"""Risk limits and the pre-trade risk engine.
+
+Two layers, both audited with a machine-readable ``rule`` and a human ``reason``:
+
+* Portfolio rules from the runbook: stop-loss per position (``stop_loss_pct``), a daily
+  loss limit that halts entries for the rest of the UTC day (``daily_loss_limit_pct``),
+  a maximum drawdown from peak equity that halts until a person resumes
+  (``max_drawdown_pct``), position sizing (``max_position_size_pct`` of equity) and
+  ``max_concurrent_positions``.
+* Pre-trade controls of the kind SEC Rule 15c3-5 and FIA's guidance ask for: maximum
+  order quantity and notional, a price collar against a fresh reference price (orders
+  refused while the reference is stale or missing), a duplicate-order guard, an
+  orders-per-interval throttle and a symbol allowlist.
+
+Exits (sells of what is held) reduce risk, so they are exempt from the entry controls
+(allowlist, concurrency, size, collar, throttle); they still pass the duplicate guard.
+Percentages are percent (5.0 means 5%), as the runbook writes them; 0 switches the
+percentage rule off.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+from kubetrade.domain.models import ZERO, MarketInfo, Side
+
+HUNDRED = Decimal(100)
+
+
+class RiskLimits(BaseModel):
+    """The RiskPolicy spec. Defaults let paper trading start with no edits."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+    stop_loss_pct: Decimal = Field(
+        default=Decimal("5.0"),
+        ge=0,
+        lt=100,
+        description="Sell a position at market when a candle's low falls this many percent "
+        "below its entry price. 0 disables (refused by pre-flight in live mode).",
+    )
+    daily_loss_limit_pct: Decimal = Field(
+        default=Decimal("3.0"),
+        ge=0,
+        le=100,
+        description="Halt new entries for the rest of the UTC day once equity is this many "
+        "percent below the day's starting equity. 0 disables.",
+    )
+    max_drawdown_pct: Decimal = Field(
+        default=Decimal("15.0"),
+        ge=0,
+        le=100,
+        description="Halt trading until a person resumes once equity is this many percent "
+        "below its peak. 0 disables.",
+    )
+    max_position_size_pct: Decimal = Field(
+        default=Decimal("10.0"),
+        gt=0,
+        le=100,
+        description="Size of a new position as a percentage of current equity.",
+    )
+    max_concurrent_positions: int = Field(
+        default=3, ge=1, le=1000, description="Open positions allowed at once."
+    )
+    max_order_quantity: Decimal = Field(
+        default=Decimal("1000000"),
+        gt=0,
+        description="Largest quantity (base asset) one order may have.",
+    )
+    max_order_notional: Decimal = Field(
+        default=Decimal("100000"),
+        gt=0,
+        description="Largest value (quote asset) one order may have.",
+    )
+    price_collar_pct: Decimal = Field(
+        default=Decimal("5.0"),
+        ge=0,
+        le=100,
+        description="Refuse orders whose price is more than this many percent away from "
+        "the reference price. 0 disables the collar.",
+    )
+    reference_max_age_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="Refuse entries when the reference price is older than this.",
+    )
+    max_orders_per_interval: int = Field(
+        default=10, ge=1, description="Orders allowed per throttle interval."
+    )
+    order_interval_seconds: int = Field(
+        default=60, ge=1, description="Throttle and duplicate-guard window in seconds."
+    )
+    allowed_symbols: list[str] = Field(
+        default_factory=list,
+        description="Symbols orders may be placed on (e.g. BTC/USDT); empty allows the "
+        "symbols the strategy lists.",
+    )
+    strategy_max_consecutive_losses: int = Field(
+        default=5,
+        ge=0,
+        description="Disable a strategy after this many losing trades in a row. 0 disables "
+        "the tracker.",
+    )
+    strategy_re_enable_check_hours: Decimal = Field(
+        default=Decimal("24"),
+        gt=0,
+        description="Hours after which a disabled strategy is re-evaluated (re-enabled when "
+        "its shadow trades while disabled made money).",
+    )
+
+    @field_validator("allowed_symbols")
+    @classmethod
+    def _symbols_look_like_pairs(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if "/" not in s:
+                raise ValueError(f"allowed_symbols: {s!r} is not BASE/QUOTE (e.g. BTC/USDT)")
+        return v
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """A risk verdict: ``ok`` or refused under ``rule`` with a ``reason``."""
+
+    ok: bool
+    rule: str = ""
+    reason: str = ""
+    detail: dict[str, Any] | None = None
+
+
+ACCEPT = Decision(True)
+
+
+def refuse(rule: str, reason: str, **detail: Any) -> Decision:
+    return Decision(False, rule, reason, {k: str(v) for k, v in detail.items()})
+
+
+def floor_to_step(qty: Decimal, step: Decimal) -> Decimal:
+    """Round a quantity down to a multiple of the exchange's LOT_SIZE step."""
+    if step <= 0:
+        return qty
+    return (qty / step).to_integral_value(rounding=ROUND_DOWN) * step
+
+
+def round_price(price: Decimal, step: Decimal) -> Decimal:
+    """A price on the exchange's tick grid (nearest, ties to even)."""
+    if step <= 0:
+        return price
+    return (price / step).to_integral_value() * step
+
+
+def stop_price_for(entry_price: Decimal, limits: RiskLimits) -> Decimal | None:
+    """Where the stop-loss of a position entered at ``entry_price`` sits."""
+    if limits.stop_loss_pct <= 0:
+        return None
+    return entry_price * (HUNDRED - limits.stop_loss_pct) / HUNDRED
+
+
+def size_entry(
+    equity: Decimal,
+    cash: Decimal,
+    price: Decimal,
+    market: MarketInfo,
+    limits: RiskLimits,
+    fee_rate: Decimal,
+) -> tuple[Decimal, Decision]:
+    """Quantity for a new position, or a refusal saying which minimum it missed.
+
+    Target value = ``max_position_size_pct`` of equity, capped by what cash can pay
+    (fees included), by ``max_order_notional`` and ``max_order_quantity``, then rounded
+    down to the lot step. Below the exchange minimum quantity or notional it is refused.
+    """
+    target = equity * limits.max_position_size_pct / HUNDRED
+    affordable = cash / (1 + fee_rate)
+    value = min(target, affordable, limits.max_order_notional)
+    if value <= 0 or price <= 0:
+        return ZERO, refuse(
+            "insufficient_cash", f"no cash to size a position (cash {cash})", cash=cash
+        )
+    qty = value / price
+    qty = min(qty, limits.max_order_quantity)
+    if market.max_qty is not None:
+        qty = min(qty, market.max_qty)
+    qty = floor_to_step(qty, market.qty_step)
+    if qty < market.min_qty or qty <= 0:
+        return ZERO, refuse(
+            "below_min_qty",
+            f"sized quantity {qty} is below the exchange minimum {market.min_qty} for "
+            f"{market.symbol}",
+            quantity=qty,
+            min_qty=market.min_qty,
+        )
+    if qty * price < market.min_notional:
+        return ZERO, refuse(
+            "below_min_notional",
+            f"sized order value {qty * price} is below the exchange minimum notional "
+            f"{market.min_notional} for {market.symbol}",
+            notional=qty * price,
+            min_notional=market.min_notional,
+        )
+    return qty, ACCEPT
+
+
+@dataclass(slots=True)
+class _Reference:
+    price: Decimal
+    ts_ms: int
+
+
+class PreTradeControls:
+    """Stateful order checks: reference prices, throttle window, duplicate guard."""
+
+    __slots__ = ("_order_times", "_recent", "limits", "references")
+
+    def __init__(self, limits: RiskLimits) -> None:
+        self.limits = limits
+        self.references: dict[str, _Reference] = {}
+        self._order_times: deque[int] = deque()
+        self._recent: deque[tuple[int, str, str, Decimal]] = deque()
+
+    def set_reference(self, symbol: str, price: Decimal, ts_ms: int) -> None:
+        ref = self.references.get(symbol)
+        if ref is None:
+            self.references[symbol] = _Reference(price, ts_ms)
+        elif ts_ms >= ref.ts_ms:
+            ref.price = price
+            ref.ts_ms = ts_ms
+
+    def _prune(self, now_ms: int) -> None:
+        horizon = now_ms - self.limits.order_interval_seconds * 1000
+        times = self._order_times
+        while times and times[0] <= horizon:
+            times.popleft()
+        recent = self._recent
+        while recent and recent[0][0] <= horizon:
+            recent.popleft()
+
+    def check(
+        self,
+        *,
+        symbol: str,
+        side: Side,
+        quantity: Decimal,
+        price: Decimal,
+        now_ms: int,
+        reduce_only: bool,
+        open_positions: int,
+        has_position: bool,
+        open_same_side: bool,
+        allowed_symbols: frozenset[str] | None,
+    ) -> Decision:
+        """Every pre-trade rule in order; the first that fails refuses the order."""
+        lim = self.limits
+        self._prune(now_ms)
+        if open_same_side:
+            return refuse(
+                "duplicate_order",
+                f"a {side} order on {symbol} is still open",
+                symbol=symbol,
+                side=side,
+            )
+        for ts, sym, sd, qty in self._recent:
+            if sym == symbol and sd == side and qty == quantity:
+                return refuse(
+                    "duplicate_order",
+                    f"identical {side} {quantity} {symbol} order sent "
+                    f"{(now_ms - ts) / 1000:.0f}s ago (window {lim.order_interval_seconds}s)",
+                    symbol=symbol,
+                    side=side,
+                    quantity=quantity,
+                )
+        if reduce_only:
+            return ACCEPT
+        allowed = allowed_symbols
+        if lim.allowed_symbols:
+            allowed = frozenset(lim.allowed_symbols)
+        if allowed is not None and symbol not in allowed:
+            return refuse(
+                "symbol_not_allowed",
+                f"{symbol} is not in allowed_symbols {sorted(allowed)}",
+                symbol=symbol,
+            )
+        if not has_position and open_positions >= lim.max_concurrent_positions:
+            return refuse(
+                "max_concurrent_positions",
+                f"{open_positions} positions open, max_concurrent_positions is "
+                f"{lim.max_concurrent_positions}",
+                open_positions=open_positions,
+                limit=lim.max_concurrent_positions,
+            )
+        if quantity > lim.max_order_quantity:
+            return refuse(
+                "max_order_quantity",
+                f"quantity {quantity} exceeds max_order_quantity {lim.max_order_quantity}",
+                quantity=quantity,
+                limit=lim.max_order_quantity,
+            )
+        notional = quantity * price
+        if notional > lim.max_order_notional:
+            return refuse(
+                "max_order_notional",
+                f"order value {notional} exceeds max_order_notional {lim.max_order_notional}",
+                notional=notional,
+                limit=lim.max_order_notional,
+            )
+        ref = self.references.get(symbol)
+        if ref is None:
+            return refuse("no_reference", f"no reference price for {symbol} yet", symbol=symbol)
+        age_ms = now_ms - ref.ts_ms
+        if age_ms > lim.reference_max_age_seconds * 1000:
+            return refuse(
+                "stale_reference",
+                f"reference price for {symbol} is {age_ms / 1000:.0f}s old, "
+                f"reference_max_age_seconds is {lim.reference_max_age_seconds}",
+                age_seconds=age_ms / 1000,
+                limit=lim.reference_max_age_seconds,
+            )
+        if lim.price_collar_pct > 0:
+            deviation = abs(price - ref.price) * HUNDRED / ref.price
+            if deviation > lim.price_collar_pct:
+                return refuse(
+                    "price_collar",
+                    f"order price {price} is {deviation:.2f}% from reference {ref.price}, "
+                    f"price_collar_pct is {lim.price_collar_pct}",
+                    price=price,
+                    reference=ref.price,
+                    limit=lim.price_collar_pct,
+                )
+        if len(self._order_times) >= lim.max_orders_per_interval:
+            return refuse(
+                "throttle",
+                f"{len(self._order_times)} orders in the last {lim.order_interval_seconds}s, "
+                f"max_orders_per_interval is {lim.max_orders_per_interval}",
+                orders=len(self._order_times),
+                limit=lim.max_orders_per_interval,
+            )
+        return ACCEPT
+
+    def record(self, symbol: str, side: Side, quantity: Decimal, now_ms: int) -> None:
+        """Count an order that is going out (throttle and duplicate windows)."""
+        self._order_times.append(now_ms)
+        self._recent.append((now_ms, symbol, str(side), quantity))
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "references": {
+                s: {"price": str(r.price), "ts_ms": r.ts_ms} for s, r in self.references.items()
+            },
+            "order_times": list(self._order_times),
+            "recent": [[t, s, sd, str(q)] for t, s, sd, q in self._recent],
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        self.references = {
+            s: _Reference(Decimal(r["price"]), int(r["ts_ms"]))
+            for s, r in data.get("references", {}).items()
+        }
+        self._order_times = deque(int(t) for t in data.get("order_times", []))
+        self._recent = deque(
+            (int(t), str(s), str(sd), Decimal(q)) for t, s, sd, q in data.get("recent", [])
+        )
+
+
+__all__ = [
+    "ACCEPT",
+    "Decision",
+    "PreTradeControls",
+    "RiskLimits",
+    "floor_to_step",
+    "refuse",
+    "round_price",
+    "size_entry",
+    "stop_price_for",
+]

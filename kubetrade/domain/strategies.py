@@ -1,0 +1,346 @@
+"""Built-in strategies, selectable by name, with typed and validated parameters.
+
+The parameter models are pydantic so the operator can generate the Strategy CRD schema
+from them (camelCase, descriptions, bounds) and so a bad ``parameters`` block is refused
+with a message naming the field. The strategies themselves are plain classes: they are
+called once per closed candle in the replay loop, where pydantic would cost more than
+the maths.
+
+Contract: a strategy is told about *closed* candles only, through
+``update(symbol, close)``, and answers ``Side.BUY`` (enter long), ``Side.SELL`` (exit)
+or ``None``. It never sees the candle being formed, so it cannot look ahead. It keeps
+state per symbol, so one Strategy can trade several symbols.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import deque
+from typing import Any, ClassVar, Generic, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from kubetrade.domain.indicators import PRICE_SCALE, RollingStats, WilderRSI
+from kubetrade.domain.models import Side
+
+_CONFIG = ConfigDict(
+    alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+)
+
+
+class SmaCrossoverParams(BaseModel):
+    """Trend following: long while the fast average is above the slow one."""
+
+    model_config = _CONFIG
+
+    fast_period: int = Field(
+        default=10, ge=1, le=1000, description="Candles in the fast simple moving average."
+    )
+    slow_period: int = Field(
+        default=30, ge=2, le=5000, description="Candles in the slow simple moving average."
+    )
+
+    @model_validator(mode="after")
+    def _slow_after_fast(self) -> Self:
+        if self.slow_period <= self.fast_period:
+            raise ValueError(
+                f"slowPeriod ({self.slow_period}) must be greater than "
+                f"fastPeriod ({self.fast_period})"
+            )
+        return self
+
+
+class RsiMeanReversionParams(BaseModel):
+    """Mean reversion: buy when RSI is oversold, sell when it is overbought."""
+
+    model_config = _CONFIG
+
+    period: int = Field(default=14, ge=2, le=1000, description="RSI lookback in candles.")
+    oversold: float = Field(
+        default=30.0, gt=0, lt=100, description="Buy when RSI falls below this level."
+    )
+    overbought: float = Field(
+        default=70.0, gt=0, lt=100, description="Sell when RSI rises above this level."
+    )
+
+    @model_validator(mode="after")
+    def _levels_ordered(self) -> Self:
+        if self.overbought <= self.oversold:
+            raise ValueError(
+                f"overbought ({self.overbought}) must be greater than oversold ({self.oversold})"
+            )
+        return self
+
+
+class BollingerBreakoutParams(BaseModel):
+    """Breakout: buy when the close breaks above the upper band, exit below the middle."""
+
+    model_config = _CONFIG
+
+    period: int = Field(default=20, ge=2, le=1000, description="Bollinger window in candles.")
+    std_dev: float = Field(
+        default=2.0, gt=0, le=10, description="Band width in population standard deviations."
+    )
+
+
+ALGORITHMS: dict[str, type[BaseModel]] = {
+    "sma-crossover": SmaCrossoverParams,
+    "rsi-mean-reversion": RsiMeanReversionParams,
+    "bollinger-breakout": BollingerBreakoutParams,
+}
+"""Parameter models keyed by the ``spec.algorithm`` names users type."""
+
+P = TypeVar("P", bound=BaseModel)
+S = TypeVar("S")
+
+
+class Strategy(ABC, Generic[P, S]):
+    """Per-symbol state plus a decision rule; see the module docstring for the contract."""
+
+    algorithm: ClassVar[str]
+
+    def __init__(self, params: P) -> None:
+        self.params = params
+        self._states: dict[str, S] = {}
+
+    @property
+    @abstractmethod
+    def warmup(self) -> int:
+        """Closed candles needed before the first signal can appear."""
+
+    @abstractmethod
+    def _new_state(self) -> S: ...
+
+    @abstractmethod
+    def _step(self, state: S, close: float) -> Side | None: ...
+
+    @abstractmethod
+    def _dump(self, state: S) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _load(self, data: dict[str, Any]) -> S: ...
+
+    def update(self, symbol: str, close: float) -> Side | None:
+        """Feed one *closed* candle's close; returns the signal it triggers, if any."""
+        state = self._states.get(symbol)
+        if state is None:
+            state = self._states[symbol] = self._new_state()
+        return self._step(state, close)
+
+    def parameters(self) -> dict[str, Any]:
+        return self.params.model_dump(by_alias=True)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Indicator state per symbol, JSON-able, so a restart needs no re-warm-up."""
+        return {
+            "algorithm": self.algorithm,
+            "symbols": {sym: self._dump(st) for sym, st in self._states.items()},
+        }
+
+    def restore(self, data: dict[str, Any]) -> None:
+        if data.get("algorithm") not in (None, self.algorithm):
+            raise ValueError(
+                f"snapshot is for algorithm {data.get('algorithm')!r}, not {self.algorithm!r}"
+            )
+        self._states = {sym: self._load(st) for sym, st in data.get("symbols", {}).items()}
+
+
+class _SmaState:
+    __slots__ = ("above", "fast_sum", "slow_sum", "window")
+
+    def __init__(self) -> None:
+        self.window: deque[int] = deque()
+        self.fast_sum = 0
+        self.slow_sum = 0
+        self.above: bool | None = None
+
+
+class SmaCrossover(Strategy[SmaCrossoverParams, _SmaState]):
+    """BUY when fast SMA crosses above slow SMA, SELL when it crosses below.
+
+    "Crosses above" means: on the previous closed candle fast <= slow, on this one
+    fast > slow (and symmetrically for below). The first candle on which both averages
+    exist only records which side fast is on; it never signals. Sums are exact
+    integers of 1e-8 price units, so equality is real equality.
+    """
+
+    algorithm = "sma-crossover"
+
+    def __init__(self, params: SmaCrossoverParams) -> None:
+        super().__init__(params)
+        self._fast = params.fast_period
+        self._slow = params.slow_period
+
+    @property
+    def warmup(self) -> int:
+        return self._slow + 1
+
+    def _new_state(self) -> _SmaState:
+        return _SmaState()
+
+    def _step(self, state: _SmaState, close: float) -> Side | None:
+        x = round(close * PRICE_SCALE)
+        window = state.window
+        window.append(x)
+        n = len(window)
+        fast = self._fast
+        slow = self._slow
+        state.fast_sum += x
+        state.slow_sum += x
+        if n > fast:
+            state.fast_sum -= window[n - 1 - fast]
+        if n > slow:
+            state.slow_sum -= window.popleft()
+            n = slow
+        if n < slow:
+            return None
+        above = state.fast_sum * slow > state.slow_sum * fast
+        prev = state.above
+        state.above = above
+        if prev is None or prev == above:
+            return None
+        return Side.BUY if above else Side.SELL
+
+    def _dump(self, state: _SmaState) -> dict[str, Any]:
+        return {"window": list(state.window), "above": state.above}
+
+    def _load(self, data: dict[str, Any]) -> _SmaState:
+        st = _SmaState()
+        st.window = deque(int(v) for v in data.get("window", []))
+        while len(st.window) > self._slow:
+            st.window.popleft()
+        vals = list(st.window)
+        st.slow_sum = sum(vals)
+        st.fast_sum = sum(vals[-self._fast :])
+        above = data.get("above")
+        st.above = None if above is None else bool(above)
+        return st
+
+
+class RsiMeanReversion(Strategy[RsiMeanReversionParams, WilderRSI]):
+    """BUY when RSI crosses down through ``oversold``; SELL when it crosses up through
+    ``overbought``. Crossings (not levels) so one excursion gives one signal."""
+
+    algorithm = "rsi-mean-reversion"
+
+    @property
+    def warmup(self) -> int:
+        return self.params.period + 2
+
+    def _new_state(self) -> WilderRSI:
+        return WilderRSI(self.params.period)
+
+    def _step(self, state: WilderRSI, close: float) -> Side | None:
+        before = state.value if state.ready else None
+        state.update(close)
+        if before is None or not state.ready:
+            return None
+        now = state.value
+        if now < self.params.oversold <= before:
+            return Side.BUY
+        if now > self.params.overbought >= before:
+            return Side.SELL
+        return None
+
+    def _dump(self, state: WilderRSI) -> dict[str, Any]:
+        return state.snapshot()
+
+    def _load(self, data: dict[str, Any]) -> WilderRSI:
+        rsi = WilderRSI(self.params.period)
+        rsi.restore(data)
+        return rsi
+
+
+class _BollState:
+    __slots__ = ("inside", "stats")
+
+    def __init__(self, period: int) -> None:
+        self.stats = RollingStats(period)
+        self.inside = True
+
+
+class BollingerBreakout(Strategy[BollingerBreakoutParams, _BollState]):
+    """BUY when the close ends above the upper band (mean + k*std of the previous
+    ``period`` closes plus this one); SELL when it ends below the middle band (the mean).
+    A BUY needs the previous close to have been at or below its upper band."""
+
+    algorithm = "bollinger-breakout"
+
+    @property
+    def warmup(self) -> int:
+        return self.params.period + 1
+
+    def _new_state(self) -> _BollState:
+        return _BollState(self.params.period)
+
+    def _step(self, state: _BollState, close: float) -> Side | None:
+        stats = state.stats
+        stats.update(close)
+        if not stats.ready:
+            return None
+        mean = stats.mean
+        upper = mean + self.params.std_dev * stats.std
+        was_inside = state.inside
+        state.inside = close <= upper
+        if close > upper and was_inside:
+            return Side.BUY
+        if close < mean:
+            return Side.SELL
+        return None
+
+    def _dump(self, state: _BollState) -> dict[str, Any]:
+        return {"stats": state.stats.snapshot(), "inside": state.inside}
+
+    def _load(self, data: dict[str, Any]) -> _BollState:
+        st = _BollState(self.params.period)
+        st.stats.restore(data.get("stats", {}))
+        st.inside = bool(data.get("inside", True))
+        return st
+
+
+_IMPLEMENTATIONS: dict[str, type[Strategy[Any, Any]]] = {
+    "sma-crossover": SmaCrossover,
+    "rsi-mean-reversion": RsiMeanReversion,
+    "bollinger-breakout": BollingerBreakout,
+}
+
+
+def validate_parameters(algorithm: str, parameters: dict[str, Any] | None) -> BaseModel:
+    """The typed parameters, or ValueError naming the algorithm, field and rule."""
+    model = ALGORITHMS.get(algorithm)
+    if model is None:
+        raise ValueError(
+            f"algorithm: unknown algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)}"
+        )
+    try:
+        return model.model_validate(parameters or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"parameters.{'.'.join(str(p) for p in err['loc']) or '(model)'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ValueError(f"invalid parameters for {algorithm}: {problems}") from None
+
+
+def create_strategy(algorithm: str, parameters: dict[str, Any] | None = None) -> Strategy[Any, Any]:
+    """A fresh strategy for ``algorithm`` (e.g. 'sma-crossover') with validated parameters.
+
+    Raises ValueError naming the unknown algorithm or the offending field and rule.
+    """
+    params = validate_parameters(algorithm, parameters)
+    return _IMPLEMENTATIONS[algorithm](params)
+
+
+__all__ = [
+    "ALGORITHMS",
+    "BollingerBreakout",
+    "BollingerBreakoutParams",
+    "RsiMeanReversion",
+    "RsiMeanReversionParams",
+    "SmaCrossover",
+    "SmaCrossoverParams",
+    "Strategy",
+    "create_strategy",
+    "validate_parameters",
+]

@@ -1,0 +1,183 @@
+"""Replay of recorded candles through the live engine at full speed.
+
+``run_replay`` is the loop validation (``kubetrade validate --replay``) and the
+benchmark use: each candle goes to the paper broker (it becomes the price, resting
+orders may fill) and then to the same ``TradingEngine`` a live runner uses; the orders
+it returns are executed by the same ``PaperBroker`` paper trading uses. Time is an
+injected ``ManualClock`` set to each candle's close, so nothing waits.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import pairwise
+from pathlib import Path
+
+from kubetrade.domain.clock import ManualClock
+from kubetrade.domain.engine import TradingEngine
+from kubetrade.domain.events import EngineEvent
+from kubetrade.domain.models import Candle, ClosedTrade, Order, OrderStatus
+from kubetrade.exchange.base import OrderRejected, TransientError
+from kubetrade.exchange.paper import PaperBroker
+
+DATA_DIR = Path(__file__).parent / "data"
+CSV_HEADER = ["timestamp_ms", "open", "high", "low", "close", "volume"]
+
+_BUNDLED: dict[tuple[str, str], str] = {
+    ("BTC/USDT", "1m"): "binance-BTCUSDT-1m-2024-09-21.csv",
+    ("BTC/USDT", "1h"): "binance-BTCUSDT-1h-2024-08.csv",
+}
+
+
+def load_candles(path: str | Path) -> list[Candle]:
+    """Candles from a CSV with header ``timestamp_ms,open,high,low,close,volume``,
+    sorted by time, duplicates dropped. Errors name the file, line and column."""
+    p = Path(path)
+    out: list[Candle] = []
+    with p.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header] != CSV_HEADER:
+            raise ValueError(f"{p}: header must be {','.join(CSV_HEADER)}, got {header}")
+        D = Decimal
+        for lineno, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != 6:
+                raise ValueError(f"{p}:{lineno}: expected 6 columns, got {len(row)}")
+            try:
+                out.append(Candle(int(row[0]), D(row[1]), D(row[2]), D(row[3]), D(row[4]),
+                                  D(row[5])))
+            except (ArithmeticError, ValueError) as exc:
+                raise ValueError(f"{p}:{lineno}: not a number in {row}: {exc}") from None
+            c = out[-1]
+            if not (c.low <= c.open <= c.high and c.low <= c.close <= c.high):
+                raise ValueError(f"{p}:{lineno}: low/high do not bracket open/close: {row}")
+    out.sort(key=lambda c: c.ts_ms)
+    dedup: list[Candle] = []
+    for c in out:
+        if not dedup or c.ts_ms != dedup[-1].ts_ms:
+            dedup.append(c)
+    return dedup
+
+
+def bundled_candles(symbol: str, timeframe: str = "1m") -> Path | None:
+    """Real candles shipped with kubetrade for ``symbol``/``timeframe``, if any."""
+    name = _BUNDLED.get((symbol, timeframe))
+    if name is None:
+        return None
+    path = DATA_DIR / name
+    return path if path.exists() else None
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    trades: list[ClosedTrade] = field(default_factory=list)
+    equity_curve: list[tuple[int, Decimal]] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)
+    candles: int = 0
+    rejected: int = 0
+    events: list[EngineEvent] = field(default_factory=list)
+    event_count: int = 0
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def run_replay(
+    engine: TradingEngine,
+    broker: PaperBroker,
+    candles: Sequence[Candle],
+    clock: ManualClock,
+    on_progress: ProgressCallback | None = None,
+    *,
+    symbol: str | None = None,
+    progress_every: int = 10_000,
+    keep_events: bool = False,
+    equity_every: int = 1,
+) -> ReplayResult:
+    """Drive ``engine`` and ``broker`` through ``candles`` (one symbol, oldest first).
+
+    ``on_progress(done, total)`` is called every ``progress_every`` candles and at the
+    end. The equity curve gets one point per ``equity_every`` candles (at the candle's
+    close time) plus the last one. Engine events are drained as the loop goes; they are
+    kept in the result only when ``keep_events`` (a long replay makes many).
+    """
+    if symbol is None:
+        if len(engine.markets) != 1:
+            raise ValueError(
+                f"symbol is required when the engine trades {len(engine.markets)} markets"
+            )
+        symbol = next(iter(engine.markets))
+    total = len(candles)
+    result = ReplayResult()
+    if total == 0:
+        return result
+    interval = engine.timeframe_ms or (
+        min(b.ts_ms - a.ts_ms for a, b in pairwise(candles[:3]))
+        if total > 1
+        else 60_000
+    )
+    trades = result.trades
+    curve = result.equity_curve
+    all_orders = result.orders
+    on_candle = engine.on_candle
+    broker_candle = broker.on_candle
+    on_fill = engine.on_fill
+    set_clock = clock.set
+    next_progress = progress_every
+    countdown = 1
+    close_ms = candles[0].ts_ms
+    for i, candle in enumerate(candles, start=1):
+        close_ms = candle.ts_ms + interval
+        set_clock(close_ms)
+        resting = broker_candle(symbol, candle, close_ms)
+        if resting:
+            for f in resting:
+                trades.extend(on_fill(f))
+            for o in broker.open_orders(symbol):
+                engine.on_order_update(o)
+        orders = on_candle(symbol, candle, close_ms)
+        if orders:
+            for order in orders:
+                try:
+                    updated, fills = broker.submit(order, close_ms)
+                except (OrderRejected, TransientError) as exc:
+                    order.status = OrderStatus.REJECTED
+                    order.reason = f"{order.reason}: {getattr(exc, 'reason', 'rejected')}: {exc}"
+                    updated, fills = order, []
+                    result.rejected += 1
+                engine.on_order_update(updated)
+                for f in fills:
+                    trades.extend(on_fill(f))
+                all_orders.append(updated)
+            _drain(engine, result, keep_events)
+        countdown -= 1
+        if countdown == 0:
+            curve.append((close_ms, engine.equity))
+            countdown = equity_every
+        if i == next_progress:
+            next_progress += progress_every
+            _drain(engine, result, keep_events)
+            if on_progress is not None:
+                on_progress(i, total)
+    if not curve or curve[-1][0] != close_ms:
+        curve.append((close_ms, engine.equity))
+    _drain(engine, result, keep_events)
+    result.candles = total
+    if on_progress is not None:
+        on_progress(total, total)
+    return result
+
+
+def _drain(engine: TradingEngine, result: ReplayResult, keep: bool) -> None:
+    events = engine.drain_events()
+    result.event_count += len(events)
+    if keep:
+        result.events.extend(events)
+
+
+__all__ = ["DATA_DIR", "ReplayResult", "bundled_candles", "load_candles", "run_replay"]
