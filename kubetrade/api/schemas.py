@@ -1,0 +1,242 @@
+"""Request and response models of the API; they are the OpenAPI document.
+
+Money is ``Decimal`` and serialises as a string, so no amount is rounded on its way
+to the dashboard. Ratios (win rate, Sharpe, drawdown) are floats: they are computed
+for display and never compared with limits.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EmergencyAction = Literal["none", "stop", "close-all"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(_Out):
+    detail: Any = Field(description="What went wrong; never a stack trace or a secret.")
+
+
+class HealthOut(_Out):
+    status: Literal["ok", "degraded"]
+    redis: Literal["ok", "unreachable"]
+    kubernetes: Literal["ok", "unreachable", "not-configured"]
+    auth_required: bool
+    time_ms: int
+
+
+class StrategyStatusOut(_Out):
+    name: str
+    phase: str | None = None
+    halted_reason: str | None = None
+    updated_ms: int | None = None
+
+
+class StatusOut(_Out):
+    status: Literal["running", "stopped", "halted", "idle"] = Field(
+        description="running: at least one runner trades; stopped: emergency stop or "
+        "close-all is in force; halted: every runner is halted; idle: no runner state yet."
+    )
+    emergency: EmergencyAction
+    strategies: list[StrategyStatusOut]
+    time_ms: int
+
+
+class TradeOut(_Out):
+    id: str = Field(description="Stream id; pass as `cursor` to page on.")
+    trade_id: str
+    strategy: str
+    symbol: str
+    quantity: Decimal
+    entry_price: Decimal
+    exit_price: Decimal
+    entry_ms: int
+    exit_ms: int
+    fees: Decimal
+    pnl: Decimal
+    exit_reason: str
+
+
+class TradesPage(_Out):
+    items: list[TradeOut]
+    next_cursor: str | None = Field(description="Cursor of the next (older) page; null at the end.")
+
+
+class PositionOut(_Out):
+    strategy: str
+    symbol: str
+    quantity: Decimal
+    average_price: Decimal
+    opened_ms: int
+    stop_price: Decimal | None = None
+    fees: Decimal
+
+
+class StrategyPortfolioOut(_Out):
+    name: str
+    phase: str | None = None
+    equity: Decimal | None = None
+    pnl: Decimal | None = None
+    open_positions: int
+
+
+class PortfolioOut(_Out):
+    equity: Decimal = Field(description="Sum of every strategy's equity (quote asset).")
+    pnl: Decimal = Field(description="Sum of every strategy's P&L since it started.")
+    open_positions: int
+    strategies: list[StrategyPortfolioOut]
+    positions: list[PositionOut]
+    updated_ms: int | None = None
+
+
+class StrategyStatsOut(_Out):
+    phase: str | None = None
+    equity: Decimal | None = None
+    pnl: Decimal | None = None
+    trades: int | None = None
+    win_rate: float | None = None
+    open_positions: int | None = None
+    halted_reason: str | None = None
+    updated_ms: int | None = None
+
+
+class StrategyOut(_Out):
+    name: str
+    configured: bool = Field(description="A Strategy (desired state) exists with this name.")
+    enabled: bool | None = None
+    algorithm: str | None = None
+    mode: str | None = None
+    symbols: list[str] = Field(default_factory=list)
+    timeframe: str | None = None
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    risk_policy_ref: str | None = None
+    stats: StrategyStatsOut | None = None
+
+
+class ToggleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool | None = Field(
+        default=None, description="The wanted state; omitted = flip the current one."
+    )
+
+
+class ToggleOut(_Out):
+    name: str
+    enabled: bool
+
+
+class EquityPointOut(_Out):
+    ts_ms: int
+    equity: Decimal
+
+
+class MetricsOut(_Out):
+    trades: int
+    win_rate: float | None = None
+    sharpe: float | None = None
+    max_drawdown: float | None = None
+    total_return: float | None = None
+    profit_factor: float | None = None
+    expectancy: float | None = None
+
+
+class AnalyticsBlock(_Out):
+    metrics: MetricsOut
+    pnl: Decimal
+    equity_curve: list[EquityPointOut]
+
+
+class AnalyticsOut(_Out):
+    overall: AnalyticsBlock
+    strategies: dict[str, AnalyticsBlock]
+
+
+class SettingsOut(_Out):
+    risk_policy: str = Field(description="Name of the RiskPolicy these limits come from.")
+    risk: dict[str, Any] = Field(description="The RiskPolicy spec (camelCase, percent values).")
+    runtime: dict[str, Any] = Field(description="Process configuration; secrets masked.")
+
+
+class SettingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    risk: dict[str, Any] = Field(
+        description="RiskPolicy fields to change (camelCase or snake_case), e.g. "
+        '{"stopLossPct": 4, "maxConcurrentPositions": 2}. Applied live to running strategies.',
+        json_schema_extra={"example": {"stopLossPct": 4}},
+    )
+
+
+class AuditOut(_Out):
+    id: str
+    ts_ms: int
+    actor: str
+    action: str
+    strategy: str
+    detail: dict[str, Any]
+
+
+class AuditPage(_Out):
+    items: list[AuditOut]
+    next_cursor: str | None
+
+
+class AckOut(_Out):
+    action: str | None = None
+    ts_ms: int | None = None
+    cancelled: list[str] = Field(default_factory=list)
+
+
+class EmergencyOut(_Out):
+    action: EmergencyAction
+    since_ms: int
+    by: str
+    reason: str
+    acks: dict[str, AckOut] = Field(
+        description="Per runner: the last emergency action it carried out."
+    )
+
+
+class EmergencyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=500)
+
+
+class PreflightOut(_Out):
+    available: bool
+    report: dict[str, Any] | None = Field(description="The latest pre-flight report.")
+    validation: dict[str, Any] | None = Field(description="The latest validation summary.")
+
+
+class ReconciliationOut(_Out):
+    strategies: dict[str, dict[str, Any] | None] = Field(
+        description="Per strategy: the latest reconciliation result (null: none yet)."
+    )
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(default="admin", min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class RefreshIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str = Field(min_length=1, max_length=4096)
+
+
+class LogoutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    refresh_token: str | None = Field(default=None, max_length=4096)
+
+
+class TokenOut(_Out):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth token type
+    expires_in: int = Field(description="Seconds the access token is valid.")

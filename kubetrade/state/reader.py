@@ -1,0 +1,328 @@
+"""Everything the API and dashboard read from Redis, in one place.
+
+The runners write (``kubetrade.state.store``); this module only reads, so the API can
+never corrupt trading state. Keys come from :class:`Keys` only. Reads that touch
+several keys go through one pipeline so a page costs one round trip.
+
+Pagination of the streams (trades, audit) is by stream id: entries are returned
+newest first and ``next_cursor`` is the id of the last entry returned, to be passed
+back as ``cursor`` (exclusive). Filters that the stream id cannot express (symbol,
+strategy, time of the trade) are applied while scanning, with a bounded scan per
+request so one call never walks a million entries; when the bound is hit the page may
+be shorter than ``limit`` but still carries a ``next_cursor`` to continue from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any, Generic, TypeVar
+
+from redis.asyncio import Redis
+
+from kubetrade.domain.models import ClosedTrade, Position, from_dict
+from kubetrade.state.audit import AuditEntry
+from kubetrade.state.keys import Keys
+from kubetrade.state.store import trade_from_fields
+
+STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+SCAN_BATCH = 500
+MAX_SCAN = 20_000
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Page(Generic[_T]):
+    items: list[_T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class TradeRecord:
+    id: str
+    trade: ClosedTrade
+
+
+@dataclass(frozen=True)
+class EquityPoint:
+    ts_ms: int
+    equity: Decimal
+
+
+def _loads(raw: str | None) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _decimal(raw: str | None) -> Decimal | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return Decimal(raw)
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _int(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(float(raw))
+    except ValueError:
+        return None
+
+
+def valid_cursor(cursor: str) -> bool:
+    return bool(STREAM_ID.match(cursor))
+
+
+class StateReader:
+    """Read-only view of the trading state of every strategy."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        # redis-py types replies as ``bytes | str | None`` for every mode; every client
+        # of ours uses decode_responses=True, so the replies are str and typed as Any.
+        self.redis: Any = redis
+        self.keys = keys
+
+    # -- streams ------------------------------------------------------------------
+    async def _scan_desc(
+        self,
+        key: str,
+        limit: int,
+        cursor: str | None,
+        parse: Callable[[str, dict[str, str]], _T | None],
+        accept: Callable[[_T], bool],
+    ) -> Page[_T]:
+        """Newest-first scan of a stream, filtered, bounded by ``MAX_SCAN`` entries."""
+        items: list[_T] = []
+        upper = f"({cursor}" if cursor else "+"
+        scanned = 0
+        last_id: str | None = None
+        while len(items) < limit and scanned < MAX_SCAN:
+            batch = min(SCAN_BATCH, MAX_SCAN - scanned)
+            entries = await self.redis.xrevrange(key, max=upper, min="-", count=batch)
+            if not entries:
+                return Page(items, None)
+            for entry_id, fields in entries:
+                scanned += 1
+                last_id = entry_id
+                parsed = parse(entry_id, fields)
+                if parsed is not None and accept(parsed):
+                    items.append(parsed)
+                    if len(items) == limit:
+                        break
+            if len(entries) < batch and len(items) < limit:
+                return Page(items, None)
+            upper = f"({last_id}"
+        if last_id is None:
+            return Page(items, None)
+        # More may exist: the caller continues from the last entry looked at.
+        more = await self.redis.xrevrange(key, max=f"({last_id}", min="-", count=1)
+        return Page(items, last_id if more else None)
+
+    async def trades(
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        strategy: str | None = None,
+        symbol: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> Page[TradeRecord]:
+        """Closed trades, newest first; the time filters apply to the trade's exit time."""
+        key = self.keys.strategy_trades(strategy) if strategy else self.keys.trades
+
+        def parse(entry_id: str, fields: dict[str, str]) -> TradeRecord | None:
+            try:
+                return TradeRecord(entry_id, trade_from_fields(fields))
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                return None
+
+        def accept(rec: TradeRecord) -> bool:
+            t = rec.trade
+            if strategy and t.strategy != strategy:
+                return False
+            if symbol and t.symbol != symbol:
+                return False
+            if since_ms is not None and t.exit_ms < since_ms:
+                return False
+            return not (until_ms is not None and t.exit_ms > until_ms)
+
+        return await self._scan_desc(key, limit, cursor, parse, accept)
+
+    async def all_trades(self, strategy: str, max_count: int = 200_000) -> list[ClosedTrade]:
+        """Every closed trade of a strategy, oldest first (for analytics)."""
+        entries = await self.redis.xrange(self.keys.strategy_trades(strategy), count=max_count)
+        out: list[ClosedTrade] = []
+        for _id, fields in entries:
+            try:
+                out.append(trade_from_fields(fields))
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                continue
+        return out
+
+    async def audit(
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        strategy: str | None = None,
+        since_ms: int | None = None,
+        until_ms: int | None = None,
+    ) -> Page[AuditEntry]:
+        """Audit entries, newest first. ``action`` matches exactly or as a dotted prefix
+        (``emergency`` matches ``emergency.stop``)."""
+
+        def parse(entry_id: str, fields: dict[str, str]) -> AuditEntry | None:
+            try:
+                return AuditEntry.from_stream(entry_id, fields)
+            except (KeyError, TypeError, ValueError):
+                return None
+
+        def accept(e: AuditEntry) -> bool:
+            if actor and e.actor != actor:
+                return False
+            if action and e.action != action and not e.action.startswith(action + "."):
+                return False
+            if strategy and e.strategy != strategy:
+                return False
+            if since_ms is not None and e.ts_ms < since_ms:
+                return False
+            return not (until_ms is not None and e.ts_ms > until_ms)
+
+        return await self._scan_desc(self.keys.audit, limit, cursor, parse, accept)
+
+    async def equity_curve(self, strategy: str, max_points: int | None = None) -> list[EquityPoint]:
+        """The strategy's equity over time, oldest first, optionally thinned to
+        ``max_points`` (keeping the last point, so the chart ends at "now")."""
+        entries = await self.redis.xrange(self.keys.equity(strategy))
+        points: list[EquityPoint] = []
+        for _id, f in entries:
+            ts, eq = _int(f.get("ts")), _decimal(f.get("equity"))
+            if ts is not None and eq is not None:
+                points.append(EquityPoint(ts, eq))
+        return thin(points, max_points)
+
+    # -- per-strategy state ---------------------------------------------------------
+    async def strategy_names(self) -> list[str]:
+        names: set[str] = await self.redis.smembers(self.keys.strategies)
+        return sorted(names)
+
+    async def summaries(self, names: Iterable[str]) -> dict[str, dict[str, str]]:
+        names = list(names)
+        if not names:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.hgetall(self.keys.summary(n))
+            results = await pipe.execute()
+        return {n: dict(r) for n, r in zip(names, results, strict=True)}
+
+    async def positions(self, names: Iterable[str]) -> dict[str, list[Position]]:
+        names = list(names)
+        if not names:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.hgetall(self.keys.positions(n))
+            results = await pipe.execute()
+        out: dict[str, list[Position]] = {}
+        for n, raw in zip(names, results, strict=True):
+            plist: list[Position] = []
+            for _symbol, value in sorted(raw.items()):
+                data = _loads(value)
+                if isinstance(data, dict):
+                    try:
+                        plist.append(from_dict(Position, data))
+                    except (KeyError, TypeError, ValueError, ArithmeticError):
+                        continue
+            out[n] = plist
+        return out
+
+    async def overview(self) -> tuple[dict[str, dict[str, str]], dict[str, list[Position]]]:
+        """Summaries and positions of every strategy in one round trip after the name
+        lookup (the portfolio endpoint's hot path)."""
+        names = await self.strategy_names()
+        if not names:
+            return {}, {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for n in names:
+                pipe.hgetall(self.keys.summary(n))
+                pipe.hgetall(self.keys.positions(n))
+            results = await pipe.execute()
+        summaries: dict[str, dict[str, str]] = {}
+        positions: dict[str, list[Position]] = {}
+        for i, n in enumerate(names):
+            summaries[n] = dict(results[2 * i])
+            plist: list[Position] = []
+            for _symbol, value in sorted(results[2 * i + 1].items()):
+                data = _loads(value)
+                if isinstance(data, dict):
+                    try:
+                        plist.append(from_dict(Position, data))
+                    except (KeyError, TypeError, ValueError, ArithmeticError):
+                        continue
+            positions[n] = plist
+        return summaries, positions
+
+    async def reconciliation(self, names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        names = list(names)
+        if not names:
+            return {}
+        values = await self.redis.mget([self.keys.reconciliation(n) for n in names])
+        out: dict[str, dict[str, Any] | None] = {}
+        for n, v in zip(names, values, strict=True):
+            data = _loads(v)
+            out[n] = data if isinstance(data, dict) else None
+        return out
+
+    # -- global ---------------------------------------------------------------------
+    async def emergency(self) -> dict[str, str]:
+        data: dict[str, str] = await self.redis.hgetall(self.keys.emergency)
+        return data
+
+    async def emergency_acks(self) -> dict[str, dict[str, Any]]:
+        raw: dict[str, str] = await self.redis.hgetall(self.keys.emergency_acks)
+        out: dict[str, dict[str, Any]] = {}
+        for runner, value in sorted(raw.items()):
+            data = _loads(value)
+            if isinstance(data, dict):
+                out[runner] = data
+        return out
+
+    async def preflight(self) -> dict[str, Any] | None:
+        data = _loads(await self.redis.get(self.keys.preflight))
+        return data if isinstance(data, dict) else None
+
+    async def validation_latest(self) -> dict[str, Any] | None:
+        data = _loads(await self.redis.get(self.keys.validation_latest))
+        return data if isinstance(data, dict) else None
+
+
+def thin(points: list[EquityPoint], max_points: int | None) -> list[EquityPoint]:
+    """Every k-th point plus the last, so a long curve stays cheap to send and draw."""
+    if max_points is None or max_points <= 0 or len(points) <= max_points:
+        return points
+    step = -(-len(points) // max_points)
+    out = points[::step]
+    if out[-1] is not points[-1]:
+        out = [*out[: max_points - 1], points[-1]]
+    return out
+
+
+def summary_decimal(summary: dict[str, str], field: str) -> Decimal | None:
+    return _decimal(summary.get(field))
+
+
+def summary_int(summary: dict[str, str], field: str) -> int | None:
+    return _int(summary.get(field))
