@@ -176,7 +176,13 @@ class ControlPlane:
         """Run the bed's kubectl against this API server."""
         cfg = kubeconfig or self.kubeconfig
         return subprocess.run(
-            [str(self.binaries.kubectl), f"--kubeconfig={cfg}", *args],
+            [
+                str(self.binaries.kubectl),
+                f"--kubeconfig={cfg}",
+                # Discovery cache inside the run dir, not ~/.kube: removed with it.
+                f"--cache-dir={self.workdir / 'kubectl-cache'}",
+                *args,
+            ],
             input=input,
             capture_output=True,
             text=True,

@@ -117,14 +117,21 @@ class Managed:
         self.workdir = workdir
         self.log_path = workdir / f"{name}.log"
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            preexec_fn=_die_with_parent,  # the bed starts servers from one thread
-        )
+        try:
+            # PDEATHSIG fires when the forking *thread* exits: the bed starts its
+            # servers from the thread that owns the session (pytest's main thread).
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                preexec_fn=_die_with_parent,
+            )
+        except OSError as err:
+            self._log.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise BedError(f"cannot start {name} ({self.argv[0]}): {err}") from err
         self.pidfile = RUN / f"{os.getpid()}-{name}-{self.proc.pid}.json"
         self.pidfile.write_text(
             json.dumps(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, cast
 
 import kopf
@@ -17,6 +20,8 @@ from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
 
 from tests.bed import Binaries, ControlPlane
+from tests.bed.paths import REPO, RUN
+from tests.bed.procs import reap_stale
 
 
 async def test_redis_round_trip(redis_client: aioredis.Redis) -> None:
@@ -309,3 +314,66 @@ def test_helm_is_built(kube_bin: Binaries) -> None:
         [str(kube_bin.helm), "version", "--short"], capture_output=True, text=True, check=True
     )
     assert out.stdout.startswith("v3.")
+
+
+# --- Robustness to crashed runs --------------------------------------------------
+
+
+def test_servers_die_with_a_killed_run_and_leftovers_are_reaped() -> None:
+    up = subprocess.Popen(
+        [sys.executable, "-m", "tests.bed", "up", "--redis-only"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        line = up.stdout.readline()  # blocks until the server answers PING
+        assert line.startswith("export REDIS_URL=redis://127.0.0.1:"), line
+        entries = [json.loads(p.read_text()) for p in RUN.glob(f"{up.pid}-*.json")]
+        assert [e["name"] for e in entries] == ["redis"]
+        redis_pid = int(entries[0]["pid"])
+    finally:
+        up.kill()  # a crash: no cleanup code runs
+        up.wait()
+    # The kernel kills the server with its parent (PR_SET_PDEATHSIG)...
+    _wait_for(lambda: not _pid_alive(redis_pid), timeout=10, what="redis to die with its run")
+    # ...and the next run removes the pidfile and work dir the crash left behind.
+    reap_stale()
+    assert list(RUN.glob(f"{up.pid}-*")) == []
+
+
+def test_reaper_kills_a_stale_server_but_not_a_live_runs() -> None:
+    gone = subprocess.Popen(["true"])  # its pid is that of an owner that died
+    gone.wait()
+    orphan = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    live = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        RUN.mkdir(parents=True, exist_ok=True)
+        stale = RUN / f"{gone.pid}-sleep-{orphan.pid}.json"
+        stale.write_text(
+            json.dumps({"name": "sleep", "pid": orphan.pid, "owner": gone.pid, "exe": "sleep"})
+        )
+        mine = RUN / f"{os.getpid()}-sleep-{live.pid}.json"
+        mine.write_text(
+            json.dumps({"name": "sleep", "pid": live.pid, "owner": os.getpid(), "exe": "sleep"})
+        )
+        reap_stale()
+        assert orphan.wait(timeout=10) is not None
+        assert not stale.exists()
+        assert live.poll() is None and mine.exists()
+    finally:
+        for p in (orphan, live):
+            p.kill()
+            p.wait()
+        mine.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
