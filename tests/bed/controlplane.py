@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -164,6 +165,19 @@ class ControlPlane:
                 f"system:serviceaccounts:{namespace}",
                 "system:authenticated",
             ],
+        )
+
+    def kopf_connection(self, default_namespace: str | None = None) -> Any:
+        """A `kopf.ConnectionInfo` for the admin user, to return from an
+        `@kopf.on.login` handler of an operator run against the bed."""
+        import kopf  # only tests that run kopf pay for importing it
+
+        return kopf.ConnectionInfo(
+            server=self.url,
+            ca_path=str(self.ca_path),
+            certificate_path=str(self.admin.cert),
+            private_key_path=str(self.admin.key),
+            default_namespace=default_namespace,
         )
 
     def kubectl(

@@ -192,13 +192,8 @@ def test_kopf_operator_lists_and_watches(
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(
-            server=apiserver.url,
-            ca_path=str(apiserver.ca_path),
-            certificate_path=str(apiserver.admin.cert),
-            private_key_path=str(apiserver.admin.key),
-            default_namespace=k8s_namespace,
-        )
+        info: kopf.ConnectionInfo = apiserver.kopf_connection(k8s_namespace)
+        return info
 
     @kopf.on.event("test.kubetrade.io", "v1", "widgets", registry=registry)
     def on_event(type: str | None, name: str, **_: Any) -> None:
