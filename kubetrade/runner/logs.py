@@ -145,4 +145,6 @@ def configure_logging(level: str | None = None, stream: TextIO | None = None) ->
 
 
 def get_logger(name: str = "kubetrade", **context: Any) -> Any:
-    return structlog.get_logger(name).bind(**context)
+    """A lazy logger: safe at import time, it renders with whatever configuration is
+    current when it logs."""
+    return structlog.get_logger(logger=name, **context)

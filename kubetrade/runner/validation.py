@@ -681,3 +681,228 @@ async def publish_report(
         detail={"decision": report["decision"], "report": location,
                 "failed_criteria": report.get("failed_criteria", [])},
     ))
+
+
+# -- running ----------------------------------------------------------------------------
+
+
+@dataclass
+class ValidationPlan:
+    """Everything a run needs, resolved from flags, files or the cluster."""
+
+    strategy: Any
+    """kubetrade.resources.Strategy."""
+    limits: Any
+    """kubetrade.domain.risk.RiskLimits."""
+    criteria: Criteria
+    mode: str
+    """``replay`` or ``forward``."""
+    replay_path: Path | None = None
+    symbol: str | None = None
+    """Replay: which of the strategy's symbols the file holds (default the first)."""
+    duration_s: int = 48 * 3600
+    namespace: str = ""
+    validation_run: str = ""
+    source: str = ""
+
+
+@dataclass
+class RunOutcome:
+    trades: list[ClosedTrade]
+    equity_curve: list[tuple[int, Decimal]]
+    candles: int
+    data_start_ms: int | None
+    data_end_ms: int | None
+    open_positions: int
+    rejected_orders: int
+
+
+def _engine_and_broker(plan: ValidationPlan, markets: dict[str, Any]) -> tuple[Any, Any]:
+    """A fresh engine and paper broker, built exactly as a paper runner builds them."""
+    from kubetrade.domain.engine import TradingEngine
+    from kubetrade.domain.strategies import create_strategy
+    from kubetrade.exchange.paper import PaperBroker
+    from kubetrade.runner.market import timeframe_ms
+
+    spec = plan.strategy.spec
+    quote = next(iter(markets.values())).quote
+    cash = Decimal(spec.initial_capital)
+    engine = TradingEngine(
+        plan.strategy.metadata.name,
+        create_strategy(spec.algorithm, spec.parameters),
+        plan.limits,
+        markets,
+        cash,
+        quote,
+        timeframe_ms=timeframe_ms(spec.timeframe),
+    )
+    broker = PaperBroker(markets, {quote: cash})
+    return engine, broker
+
+
+def run_info(plan: ValidationPlan, symbols: list[str]) -> RunInfo:
+    spec = plan.strategy.spec
+    return RunInfo(
+        strategy=plan.strategy.metadata.name,
+        namespace=plan.namespace,
+        algorithm=spec.algorithm,
+        parameters=spec.validated_parameters(),
+        symbols=symbols,
+        timeframe=spec.timeframe,
+        mode=plan.mode,
+        source=plan.source or (str(plan.replay_path) if plan.replay_path else "exchange"),
+        starting_cash=Decimal(spec.initial_capital),
+        risk=plan.limits.model_dump(mode="json", by_alias=True),
+        duration_seconds=plan.duration_s if plan.mode == "forward" else None,
+        validation_run=plan.validation_run,
+    )
+
+
+def replay(plan: ValidationPlan, progress: Callable[[float], None] | None = None) -> RunOutcome:
+    """Recorded candles through the engine and paper broker as fast as the CPU allows."""
+    from kubetrade.domain.clock import ManualClock
+    from kubetrade.exchange.paper import default_market
+    from kubetrade.exchange.replay import load_candles, run_replay
+
+    if plan.replay_path is None:
+        raise ValueError("replay: no candle file given")
+    candles = load_candles(plan.replay_path)
+    if not candles:
+        raise ValueError(f"replay: {plan.replay_path} holds no candles")
+    symbol = plan.symbol or plan.strategy.spec.symbols[0]
+    engine, broker = _engine_and_broker(plan, {symbol: default_market(symbol)})
+    clock = ManualClock(candles[0].ts_ms)
+    every = max(1, len(candles) // 100)
+    result = run_replay(
+        engine, broker, candles, clock,
+        on_progress=(lambda done, total: progress(done)) if progress else None,
+        symbol=symbol, progress_every=every,
+    )
+    return RunOutcome(
+        trades=list(result.trades),
+        equity_curve=list(result.equity_curve),
+        candles=result.candles,
+        data_start_ms=candles[0].ts_ms,
+        data_end_ms=result.equity_curve[-1][0] if result.equity_curve else candles[-1].ts_ms,
+        open_positions=len(engine.positions),
+        rejected_orders=result.rejected,
+    )
+
+
+async def forward(
+    plan: ValidationPlan,
+    exchange: Any,
+    clock: Clock,
+    progress: Callable[[float], None] | None = None,
+    settle_s: float = 2.0,
+) -> RunOutcome:
+    """Paper-trade forward for ``plan.duration_s`` on the exchange's closed candles.
+
+    Each newly closed candle goes through ``run_replay`` (the replay loop, one candle
+    at a time), so forward and replay validations execute identical code. Indicators
+    are warmed up on the candles that closed before the start, without trading on
+    them, so the run can trade from its first minute. Exchange errors while polling are
+    logged and retried at the next poll: a 48-hour run must survive a blip.
+    """
+    from kubetrade.domain.clock import ManualClock
+    from kubetrade.exchange.base import ExchangeError
+    from kubetrade.exchange.paper import default_market
+    from kubetrade.exchange.replay import run_replay
+    from kubetrade.runner.market import timeframe_ms
+
+    spec = plan.strategy.spec
+    symbols: list[str] = list(spec.symbols)
+    step = timeframe_ms(spec.timeframe)
+    try:
+        known = await exchange.load_markets()
+    except ExchangeError as exc:
+        raise ValueError(f"forward validation: cannot load the exchange's markets: {exc}") from exc
+    missing = [s for s in symbols if s not in known]
+    if missing:
+        raise ValueError(f"symbols: not traded on the exchange: {', '.join(missing)}")
+    markets = {s: known.get(s) or default_market(s) for s in symbols}
+    engine, broker = _engine_and_broker(plan, markets)
+    start_ms = clock.now_ms()
+    end_ms = start_ms + plan.duration_s * 1000
+
+    # warm up on history: indicators only, no orders
+    cursor: dict[str, int] = {}
+    need = engine.strategy.warmup + 1
+    for s in symbols:
+        history = await exchange.fetch_candles(
+            s, spec.timeframe, since_ms=start_ms - (need + 1) * step, limit=need + 2
+        )
+        history = [c for c in history if c.ts_ms + step <= start_ms]
+        for c in history:
+            engine.strategy.update(s, float(c.close))
+        cursor[s] = history[-1].ts_ms if history else (start_ms // step) * step - step
+
+    sim = ManualClock(start_ms)
+    trades: list[ClosedTrade] = []
+    curve: list[tuple[int, Decimal]] = [(start_ms, engine.equity)]
+    candles = 0
+    rejected = 0
+    first_ms: int | None = None
+    while True:
+        batch: list[tuple[int, str, Any]] = []
+        for s in symbols:
+            try:
+                fresh = await exchange.fetch_candles(
+                    s, spec.timeframe, since_ms=cursor[s] + step, limit=1000
+                )
+            except ExchangeError as exc:
+                log.warning("forward validation: fetching %s candles failed, retrying: %s",
+                            s, exc)
+                continue
+            for c in fresh:
+                if c.ts_ms > cursor[s] and c.ts_ms + step <= end_ms:
+                    batch.append((c.ts_ms, s, c))
+        batch.sort(key=lambda x: (x[0], x[1]))
+        for ts, s, c in batch:
+            if ts <= cursor[s]:
+                continue
+            cursor[s] = ts
+            result = run_replay(engine, broker, [c], sim, symbol=s)
+            trades.extend(result.trades)
+            rejected += result.rejected
+            candles += 1
+            first_ms = ts if first_ms is None else first_ms
+            point = result.equity_curve[-1]
+            if curve and curve[-1][0] == point[0]:
+                curve[-1] = point
+            else:
+                curve.append(point)
+        now = clock.now_ms()
+        if progress is not None:
+            progress(min(now, end_ms) - start_ms)
+        done = all(cursor[s] + 2 * step > end_ms for s in symbols)
+        if done or now >= end_ms + 10 * step:
+            break
+        next_close = min(cursor[s] + 2 * step for s in symbols)
+        wait_s = max(1.0, (next_close - now) / 1000 + settle_s)
+        await clock.sleep(wait_s)
+    return RunOutcome(
+        trades=trades,
+        equity_curve=curve,
+        candles=candles,
+        data_start_ms=first_ms,
+        data_end_ms=curve[-1][0] if curve else None,
+        open_positions=len(engine.positions),
+        rejected_orders=rejected,
+    )
+
+
+def finish_report(
+    plan: ValidationPlan, outcome: RunOutcome, symbols: list[str], started_ms: int,
+    finished_ms: int,
+) -> dict[str, Any]:
+    from kubetrade.domain.metrics import compute_metrics
+
+    metrics = compute_metrics(outcome.trades, outcome.equity_curve)
+    report = build_report(
+        run_info(plan, symbols), plan.criteria, metrics, outcome.trades, outcome.equity_curve,
+        outcome.data_start_ms, outcome.data_end_ms, outcome.candles, started_ms, finished_ms,
+    )
+    report["open_positions_at_end"] = outcome.open_positions
+    report["rejected_orders"] = outcome.rejected_orders
+    return report

@@ -1,0 +1,65 @@
+"""``kubetrade local`` (= ``make run``): paper trading + dashboard on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "local",
+        help="paper-trade every Strategy in a directory, with the dashboard (no cluster)",
+        description="Runs every Strategy YAML in --strategies in paper mode, plus the "
+        "API/dashboard. Needs no Redis (REDIS_URL optional), no cluster and no internet "
+        "(replays bundled real candles when Binance is unreachable).",
+    )
+    p.add_argument(
+        "--strategies", type=Path, default=Path("examples/strategies"),
+        help="directory of Strategy (and RiskPolicy) YAML files (default: examples/strategies)",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    p.add_argument(
+        "--risk-policy", type=Path, default=None,
+        help="RiskPolicy YAML (default: RiskPolicies in --strategies, else built-in defaults)",
+    )
+    p.add_argument(
+        "--market-data", default=None,
+        help="'exchange' or 'replay:bundled' / 'replay:<csv>' (default: probe Binance)",
+    )
+    p.add_argument(
+        "--replay-interval", type=float, default=None,
+        help="seconds between replayed candles (default 0.5)",
+    )
+    p.set_defaults(func=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    from kubetrade.runner.local import LocalOptions, run_local
+    from kubetrade.runner.logs import configure_logging, get_logger
+
+    configure_logging()
+    risk = args.risk_policy
+    if risk is None:
+        sibling = args.strategies.parent / "riskpolicy.yaml"
+        risk = sibling if sibling.is_file() else None
+    options = LocalOptions(
+        strategies_dir=args.strategies,
+        host=args.host,
+        port=args.port,
+        risk_policy_file=risk,
+        market_data=args.market_data,
+        replay_interval=args.replay_interval,
+    )
+    try:
+        return asyncio.run(run_local(options))
+    except KeyboardInterrupt:
+        return 0
+    except (ValueError, OSError) as exc:
+        get_logger("kubetrade.local").error("local.failed", error=str(exc))
+        print(f"kubetrade local: {exc}", file=sys.stderr)
+        return 2

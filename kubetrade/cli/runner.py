@@ -1,0 +1,122 @@
+"""``kubetrade runner``: one strategy trading (what a runner pod executes)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "runner",
+        help="run one strategy (a runner pod's command)",
+        description="Trade one Strategy: from the cluster (--strategy NAME --namespace NS) "
+        "or from a file (--strategy-file FILE). State lives in Redis (REDIS_URL) and "
+        "survives restarts; see docs for the environment variables.",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--strategy", help="name of the Strategy custom resource")
+    src.add_argument("--strategy-file", type=Path, help="Strategy YAML (no cluster needed)")
+    p.add_argument("--namespace", default=None, help="namespace of the Strategy resource")
+    p.add_argument(
+        "--risk-policy-file",
+        type=Path,
+        default=None,
+        help="RiskPolicy YAML for --strategy-file (default: a RiskPolicy in the same file, "
+        "else the defaults)",
+    )
+    p.add_argument(
+        "--max-candles", type=int, default=None, help="stop after this many candles (testing)"
+    )
+    p.set_defaults(func=main)
+
+
+def load_file_manifests(
+    strategy_file: Path, risk_file: Path | None
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    from kubetrade.resources import RiskPolicy, load_manifests, load_strategy_file
+    from kubetrade.runner.app import manifest_of
+
+    strategy = load_strategy_file(strategy_file)
+    policies = [
+        r for path in ([risk_file] if risk_file else [strategy_file])
+        for r in load_manifests(path) if isinstance(r, RiskPolicy)
+    ]
+    wanted = strategy.spec.risk_policy_ref
+    policy = next((p for p in policies if p.metadata.name == wanted), None)
+    if policy is None and policies and risk_file is not None:
+        policy = policies[0]
+    return manifest_of(strategy), manifest_of(policy) if policy else None
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from redis.asyncio import Redis
+
+    from kubetrade.runner.app import RunnerEnv, create_runner, run_runner
+    from kubetrade.runner.core import RunnerOptions
+    from kubetrade.runner.logs import get_logger
+    from kubetrade.runner.metrics import serve_metrics
+    from kubetrade.state.keys import keys_from_env
+
+    log = get_logger("kubetrade.cli.runner")
+    env = RunnerEnv.from_env()
+    if env.metrics_port:
+        serve_metrics(env.metrics_port)
+    api_client = None
+    namespace = None
+    if args.strategy_file is not None:
+        manifest, risk = load_file_manifests(args.strategy_file, args.risk_policy_file)
+    else:
+        from kubetrade.runner.kube import get_object, load_kube_config
+
+        namespace = args.namespace or "default"
+        api_client = load_kube_config()
+        manifest = await asyncio.to_thread(
+            get_object, namespace, "strategies", args.strategy, api_client
+        )
+        ref = (manifest.get("spec") or {}).get("riskPolicyRef", "default")
+        try:
+            risk = await asyncio.to_thread(get_object, namespace, "riskpolicies", ref, api_client)
+        except Exception as exc:  # a missing policy means defaults, said loudly
+            log.warning("risk.policy_unavailable", policy=ref, error=str(exc))
+            risk = None
+    redis = Redis.from_url(env.redis_url or "redis://127.0.0.1:6379/0", decode_responses=True)
+    keys = keys_from_env()
+    options = RunnerOptions(reconcile_interval_s=env.reconcile_interval,
+                            max_candles=args.max_candles)
+    runner, closers = await create_runner(
+        manifest, redis=redis, keys=keys, env=env, limits_manifest=risk, options=options
+    )
+    options.paper = runner.paper is not None
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
+    log.info("runner.starting", strategy=runner.name, mode=runner.spec.mode,
+             pod=env.pod_name, market_data=env.market_data)
+    try:
+        await run_runner(runner, closers, redis=redis, keys=keys, namespace=namespace,
+                         api_client=api_client)
+    except asyncio.CancelledError:
+        log.info("runner.stopped", strategy=runner.name, reason="signal")
+    finally:
+        await redis.aclose()
+    return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    from kubetrade.runner.logs import configure_logging, get_logger
+
+    configure_logging()
+    try:
+        return asyncio.run(_run(args))
+    except (ValueError, OSError) as exc:
+        get_logger("kubetrade.cli.runner").error("runner.failed", error=str(exc))
+        print(f"kubetrade runner: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,327 @@
+"""Assembling a runner from a Strategy manifest and the environment.
+
+Shared by ``kubetrade runner`` (one strategy, a pod or a terminal) and ``kubetrade
+local`` (every strategy of a directory in one process).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.domain.models import Candle
+from kubetrade.exchange.base import ExchangeClient
+from kubetrade.exchange.paper import PaperBroker, PaperExchange, default_market
+from kubetrade.runner.core import Runner, RunnerOptions, RunnerSpec
+from kubetrade.runner.logs import get_logger, redactor
+from kubetrade.runner.market import MarketSource, ReplaySource, load_replay, timeframe_ms
+from kubetrade.runner.watch import background_tasks
+from kubetrade.state.desired import DesiredState
+from kubetrade.state.keys import Keys
+
+DEFAULT_SECRETS_DIR = "/var/run/secrets/kubetrade/exchange"
+PAPER_FILLS_KEPT = 2_000
+
+log = get_logger("kubetrade.runner")
+
+
+def manifest_of(model: Any) -> dict[str, Any]:
+    """A resource model as the manifest dict (CR spelling) that desired state stores."""
+    data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
+
+
+def _truthy(value: str | None, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class RunnerEnv:
+    """The runner's environment (names in the RUNNER contract)."""
+
+    redis_url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    secret_key: str | None = field(default=None, repr=False)
+    testnet: bool = True
+    exchange_url: str | None = None
+    market_data: str = "exchange"  # "exchange" | "replay:<csv>" (one file per symbol: a;b)
+    replay_interval: float = 1.0
+    metrics_port: int | None = None
+    pod_name: str = ""
+    reconcile_interval: float = 300.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> RunnerEnv:
+        env = dict(os.environ if environ is None else environ)
+        secrets_dir = Path(env.get("KUBETRADE_SECRETS_DIR", DEFAULT_SECRETS_DIR))
+        api_key = env.get("BINANCE_API_KEY") or _read_secret(secrets_dir / "apiKey")
+        secret = env.get("BINANCE_SECRET_KEY") or _read_secret(secrets_dir / "secretKey")
+        redactor().add_secret(api_key)
+        redactor().add_secret(secret)
+        port = env.get("METRICS_PORT")
+        return cls(
+            redis_url=env.get("REDIS_URL") or None,
+            api_key=api_key,
+            secret_key=secret,
+            testnet=_truthy(env.get("BINANCE_TESTNET"), True),
+            exchange_url=env.get("KUBETRADE_EXCHANGE_URL") or None,
+            market_data=env.get("KUBETRADE_MARKET_DATA") or "exchange",
+            replay_interval=float(env.get("KUBETRADE_REPLAY_INTERVAL") or 1.0),
+            metrics_port=int(port) if port else None,
+            pod_name=env.get("POD_NAME", ""),
+            reconcile_interval=float(env.get("KUBETRADE_RECONCILE_INTERVAL") or 300.0),
+        )
+
+
+def _read_secret(path: Path) -> str | None:
+    try:
+        value = path.read_text().strip()
+    except OSError:
+        return None
+    return value or None
+
+
+class CandleClock:
+    """Time as the market data says: the close time of the newest candle seen.
+
+    In replay the candles are historical; orders, fills and trades must carry the
+    candles' time (not today's) or the equity curve and trade list would disagree.
+    Sleeping is real, so the replay is paced.
+    """
+
+    def __init__(self, tf_ms: int) -> None:
+        self._tf_ms = tf_ms
+        self._now = 0
+
+    def observe(self, candle: Candle) -> None:
+        self._now = max(self._now, candle.ts_ms + self._tf_ms)
+
+    def now_ms(self) -> int:
+        return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class _ObservedSource:
+    """Wraps a market source so the candle clock advances before each candle is used."""
+
+    def __init__(self, inner: MarketSource, clock: CandleClock) -> None:
+        self.inner = inner
+        self.kind = inner.kind
+        self._clock = clock
+
+    def describe(self) -> dict[str, Any]:
+        return self.inner.describe()
+
+    async def candles(self, cursor: Any) -> Any:
+        async for symbol, candle in self.inner.candles(cursor):
+            self._clock.observe(candle)
+            yield symbol, candle
+
+
+def replay_paths(spec: RunnerSpec, market_data: str) -> dict[str, Path]:
+    """``replay:<csv>`` (every symbol) or ``replay:BTC/USDT=a.csv,ETH/USDT=b.csv``;
+    ``replay:bundled`` uses the candles shipped in the package."""
+    arg = market_data.split(":", 1)[1] if ":" in market_data else "bundled"
+    if arg in ("", "bundled"):
+        from kubetrade.exchange.replay import bundled_candles
+
+        out: dict[str, Path] = {}
+        for symbol in spec.symbols:
+            path = bundled_candles(symbol)
+            if path is None:
+                raise ValueError(
+                    f"spec.symbols: no bundled candles for {symbol} (offline replay ships "
+                    "BTC/USDT); set KUBETRADE_MARKET_DATA=replay:<csv>"
+                )
+            out[symbol] = path
+        return out
+    if "=" in arg:
+        pairs = dict(part.split("=", 1) for part in arg.split(",") if part)
+        return {s: Path(pairs[s]) for s in spec.symbols}
+    return {s: Path(arg) for s in spec.symbols}
+
+
+async def build_exchange(
+    spec: RunnerSpec, env: RunnerEnv, clock: Clock, market_clock: Clock | None
+) -> tuple[ExchangeClient, PaperExchange | None, ExchangeClient | None]:
+    """(exchange the runner trades on, paper exchange if paper, live data client or None)."""
+    data_client: ExchangeClient | None = None
+    if spec.mode == "live" or env.market_data == "exchange":
+        from kubetrade.exchange.binance import BinanceExchange
+
+        live = spec.mode == "live"
+        data_client = BinanceExchange(
+            api_key=env.api_key if live else None,
+            secret=env.secret_key if live else None,
+            testnet=env.testnet,
+            base_url=env.exchange_url,
+            clock=clock,
+        )
+    if spec.mode == "live":
+        if not env.api_key or not env.secret_key:
+            raise ValueError(
+                "live mode needs BINANCE_API_KEY and BINANCE_SECRET_KEY (or apiKey/secretKey "
+                f"files in KUBETRADE_SECRETS_DIR, default {DEFAULT_SECRETS_DIR})"
+            )
+        from kubetrade.exchange.resilient import ResilientExchange
+
+        assert data_client is not None
+        return ResilientExchange(data_client, clock), None, data_client
+    if data_client is not None:
+        markets = await data_client.load_markets()
+        markets = {s: markets[s] for s in spec.symbols if s in markets}
+    else:
+        markets = {s: default_market(s) for s in spec.symbols}
+    broker = PaperBroker(
+        markets, {spec.quote_asset: spec.initial_capital}, max_fills_kept=PAPER_FILLS_KEPT
+    )
+    paper = PaperExchange(broker, market_clock or clock)
+    return paper, paper, data_client
+
+
+def build_market(
+    spec: RunnerSpec, env: RunnerEnv, clock: Clock, data_client: ExchangeClient | None
+) -> MarketSource:
+    if env.market_data.startswith("replay"):
+        return load_replay(replay_paths(spec, env.market_data), clock, env.replay_interval)
+    from kubetrade.exchange.feed import CandleFeed
+
+    assert data_client is not None
+    return ExchangeSource(CandleFeed, data_client, spec, clock)
+
+
+class ExchangeSource:
+    """Live closed candles from the exchange through the EXCHANGE engineer's CandleFeed."""
+
+    kind = "exchange"
+
+    def __init__(self, feed_cls: Any, client: ExchangeClient, spec: RunnerSpec, clock: Clock):
+        self.feed_cls = feed_cls
+        self.client = client
+        self.spec = spec
+        self.clock = clock
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "exchange": getattr(self.client, "name", "binance")}
+
+    async def candles(self, cursor: Any) -> Any:
+        feed = self.feed_cls(self.client, self.spec.symbols, self.spec.timeframe, self.clock)
+        async for symbol, candle in feed.stream(dict(cursor)):
+            yield symbol, candle
+
+
+async def create_runner(
+    manifest: dict[str, Any],
+    *,
+    redis: Redis,
+    keys: Keys,
+    env: RunnerEnv,
+    clock: Clock | None = None,
+    limits_manifest: dict[str, Any] | None = None,
+    options: RunnerOptions | None = None,
+) -> tuple[Runner, list[Any]]:
+    """A started-ready runner and the clients to close afterwards."""
+    from kubetrade.runner.core import limits_from_manifest
+
+    clock = clock or SystemClock()
+    spec = RunnerSpec.from_manifest(manifest)
+    market_clock: CandleClock | None = None
+    if env.market_data.startswith("replay"):
+        market_clock = CandleClock(timeframe_ms(spec.timeframe))
+    exchange, paper, data_client = await build_exchange(spec, env, clock, market_clock)
+    market = build_market(spec, env, clock, data_client)
+    if market_clock is not None:
+        market = _ObservedSource(market, market_clock)
+    options = options or RunnerOptions(
+        reconcile_interval_s=env.reconcile_interval, paper=paper is not None
+    )
+    runner = Runner(
+        spec,
+        redis=redis,
+        keys=keys,
+        exchange=exchange,
+        market=market,
+        clock=clock,
+        market_clock=market_clock,
+        limits=limits_from_manifest(limits_manifest),
+        paper=paper,
+        options=options,
+    )
+    on_event = getattr(exchange, "set_breaker_listener", None)
+    if callable(on_event):
+        on_event(runner.on_breaker)
+    closers = [c for c in {id(exchange): exchange, id(data_client): data_client}.values() if c]
+    return runner, closers
+
+
+async def run_runner(
+    runner: Runner,
+    closers: list[Any],
+    *,
+    redis: Redis,
+    keys: Keys,
+    desired: DesiredState | None = None,
+    namespace: str | None = None,
+    api_client: Any | None = None,
+) -> None:
+    """Start (restore, recover, reconcile, emergency check) then trade until cancelled."""
+    from kubetrade.runner.emergency import read_redis_emergency
+
+    try:
+        await runner.start()
+        log.info(
+            "runner.market_data",
+            strategy=runner.name,
+            source=runner.market.describe(),
+            note="live candles from the exchange" if runner.market.kind == "exchange"
+            else "replay of recorded real candles (accelerated)",
+        )
+        cmd = await read_redis_emergency(redis, keys)
+        if cmd is not None and cmd.action != "none":
+            await runner.apply_emergency(cmd)
+        if desired is not None:
+            await _initial_desired(runner, desired)
+        tasks = background_tasks(
+            runner, redis, keys, SystemClock(), desired=desired, namespace=namespace,
+            api_client=api_client,
+        )
+        await runner.run(tasks)
+    finally:
+        for c in closers:
+            with contextlib.suppress(Exception):
+                await c.close()
+
+
+async def _initial_desired(runner: Runner, desired: DesiredState) -> None:
+    from kubetrade.runner.watch import apply_risk_manifest, apply_strategy_manifest
+
+    with contextlib.suppress(KeyError):
+        await apply_strategy_manifest(runner, await desired.get_strategy(runner.name), "desired")
+    await apply_risk_manifest(
+        runner, await desired.get_risk_policy(runner.spec.risk_policy_ref), "desired"
+    )
+
+
+def decimal_env(name: str, default: str) -> Decimal:
+    return Decimal(os.environ.get(name, default))
+
+
+__all__ = [
+    "CandleClock",
+    "ReplaySource",
+    "RunnerEnv",
+    "create_runner",
+    "run_runner",
+]

@@ -1,0 +1,258 @@
+"""``kubetrade local``: the whole system in one process, on a laptop, offline if need be.
+
+Every Strategy YAML of a directory trades in paper mode (one runner each, as tasks of
+one event loop), the API/dashboard serves on http://127.0.0.1:8000, desired state lives
+in Redis (:class:`LocalDesiredState`), and the Telegram notifier runs when configured.
+
+It needs nothing installed: without ``REDIS_URL`` an embedded Redis (fakeredis'
+TCP server on a loopback port) holds the state, in memory; without internet the market
+data is a paced replay of real recorded candles shipped with the package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from kubetrade.domain.clock import SystemClock
+from kubetrade.runner.app import RunnerEnv, create_runner, run_runner
+from kubetrade.runner.logs import get_logger
+from kubetrade.state.desired import LocalDesiredState
+from kubetrade.state.keys import Keys, keys_from_env
+
+log = get_logger("kubetrade.local")
+
+BINANCE_PROBE_URL = "https://api.binance.com/api/v3/ping"
+DEFAULT_REPLAY_INTERVAL = 0.5
+
+
+@dataclass
+class LocalOptions:
+    strategies_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8000
+    risk_policy_file: Path | None = None
+    market_data: str | None = None  # None = probe Binance, else as KUBETRADE_MARKET_DATA
+    replay_interval: float | None = None
+    probe_timeout: float = 2.0
+
+
+class EmbeddedRedis:
+    """fakeredis' TCP server on a free loopback port, served from a daemon thread."""
+
+    def __init__(self) -> None:
+        from fakeredis import TcpFakeServer
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._server = TcpFakeServer(("127.0.0.1", self.port), server_type="redis")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="embedded-redis", daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+async def probe_binance(url: str, wait_s: float) -> bool:
+    """Is Binance's public REST API reachable from here? A short timeout: offline is normal."""
+    import httpx
+
+    try:
+        async with httpx.AsyncClient(timeout=wait_s) as client:
+            response = await client.get(url)
+        return response.status_code == 200
+    except (httpx.HTTPError, OSError):
+        return False
+
+
+def load_strategy_dir(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(Strategy manifests, RiskPolicy manifests) of a directory of YAML files."""
+    from kubetrade.resources import RiskPolicy, Strategy, load_manifests
+    from kubetrade.runner.app import manifest_of
+
+    if not path.is_dir():
+        raise ValueError(f"--strategies: {path} is not a directory")
+    resources = load_manifests(path)
+    strategies = [manifest_of(r) for r in resources if isinstance(r, Strategy)]
+    policies = [manifest_of(r) for r in resources if isinstance(r, RiskPolicy)]
+    if not strategies:
+        raise ValueError(f"--strategies: no Strategy manifest in {path}")
+    return strategies, policies
+
+
+async def seed_desired(
+    desired: LocalDesiredState,
+    strategies: list[dict[str, Any]],
+    policies: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Put the files' manifests into local desired state; paper mode is forced."""
+    out = []
+    for manifest in strategies:
+        spec = manifest.setdefault("spec", {})
+        if spec.get("mode") == "live":
+            log.warning(
+                "local.paper_only",
+                strategy=manifest["metadata"]["name"],
+                note="kubetrade local trades paper money only; mode forced to paper",
+            )
+            spec["mode"] = "paper"
+        out.append(await desired.put_strategy(manifest, actor="local"))
+    for policy in policies:
+        await desired.put_risk_policy(policy, actor="local")
+    return out
+
+
+async def start_notifier(redis: Redis, keys: Keys, desired: LocalDesiredState) -> Any | None:
+    if not (os.environ.get("TELEGRAM_BOT_TOKEN") and os.environ.get("TELEGRAM_CHAT_ID")):
+        return None
+    try:
+        from kubetrade.notify.service import run_notify
+        from kubetrade.notify.settings import NotifySettings
+    except ImportError:
+        log.warning("local.telegram_unavailable", note="kubetrade.notify is not installed")
+        return None
+    settings = NotifySettings()  # type: ignore[call-arg]
+    log.info("local.telegram", note="Telegram notifier started")
+    return asyncio.create_task(run_notify(settings, redis, keys, desired), name="notify")
+
+
+async def run_local(options: LocalOptions) -> int:
+    import uvicorn
+
+    from kubetrade.api.app import create_app
+    from kubetrade.api.settings import ApiSettings
+
+    embedded: EmbeddedRedis | None = None
+    redis_url = os.environ.get("REDIS_URL")
+    if not redis_url:
+        embedded = EmbeddedRedis()
+        redis_url = embedded.url
+        log.warning(
+            "local.redis_embedded",
+            url=redis_url,
+            note="REDIS_URL not set: using an embedded in-memory Redis (fakeredis); state "
+            "lives in memory and is lost when this process exits. Set REDIS_URL to keep it.",
+        )
+    else:
+        log.info("local.redis", note="state in the Redis at REDIS_URL")
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    keys = keys_from_env()
+    clock = SystemClock()
+    desired = LocalDesiredState(redis, keys, clock)
+    tasks: list[asyncio.Task[Any]] = []
+    try:
+        await redis.ping()
+        strategies, policies = load_strategy_dir(options.strategies_dir)
+        if options.risk_policy_file is not None:
+            from kubetrade.resources import RiskPolicy, load_manifests
+            from kubetrade.runner.app import manifest_of
+
+            policies += [
+                manifest_of(r) for r in load_manifests(options.risk_policy_file)
+                if isinstance(r, RiskPolicy)
+            ]
+        manifests = await seed_desired(desired, strategies, policies)
+
+        env = RunnerEnv.from_env()
+        market = options.market_data or os.environ.get("KUBETRADE_MARKET_DATA")
+        if not market:
+            probe = (env.exchange_url.rstrip("/") + "/api/v3/ping") if env.exchange_url \
+                else BINANCE_PROBE_URL
+            reachable = await probe_binance(probe, options.probe_timeout)
+            market = "exchange" if reachable else "replay:bundled"
+        env.market_data = market
+        if options.replay_interval is not None:
+            env.replay_interval = options.replay_interval
+        elif not os.environ.get("KUBETRADE_REPLAY_INTERVAL"):
+            env.replay_interval = DEFAULT_REPLAY_INTERVAL
+        if market == "exchange":
+            log.info("local.market_data", source="exchange",
+                     note="Binance public market data is reachable: live candles, paper fills")
+        else:
+            log.warning(
+                "local.market_data",
+                source=market,
+                interval_s=env.replay_interval,
+                note="Binance is not reachable (or replay was asked for): replaying bundled "
+                "real candles at an accelerated pace",
+            )
+
+        for manifest in manifests:
+            tasks.append(
+                asyncio.create_task(
+                    _supervise(manifest, redis=redis, keys=keys, env=env, desired=desired),
+                    name=f"runner-{manifest['metadata']['name']}",
+                )
+            )
+        notifier = await start_notifier(redis, keys, desired)
+        if notifier is not None:
+            tasks.append(notifier)
+
+        app = create_app(ApiSettings(), redis, desired, clock, keys)
+        config = uvicorn.Config(
+            app, host=options.host, port=options.port, log_config=None, access_log=False,
+            lifespan="on",
+        )
+        server = uvicorn.Server(config)
+        log.info(
+            "local.ready",
+            url=f"http://{options.host}:{options.port}",
+            strategies=[m["metadata"]["name"] for m in manifests],
+        )
+        await server.serve()
+    finally:
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await redis.aclose()
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+async def _supervise(
+    manifest: dict[str, Any],
+    *,
+    redis: Redis,
+    keys: Keys,
+    env: RunnerEnv,
+    desired: LocalDesiredState,
+) -> None:
+    """Run one strategy; if it crashes, log why and start it again (state is in Redis)."""
+    name = manifest["metadata"]["name"]
+    delay = 1.0
+    while True:
+        try:
+            risk = await desired.get_risk_policy(
+                (manifest.get("spec") or {}).get("riskPolicyRef", "default")
+            )
+            runner, closers = await create_runner(
+                manifest, redis=redis, keys=keys, env=env, limits_manifest=risk
+            )
+            await run_runner(runner, closers, redis=redis, keys=keys, desired=desired)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("local.runner_crashed", strategy=name, error=str(exc),
+                          restart_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)

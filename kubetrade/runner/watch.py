@@ -1,0 +1,109 @@
+"""Hot changes of desired state reaching a running runner.
+
+- In a cluster: watches on the runner's own ``Strategy`` (the ``enabled`` flag) and on
+  the ``RiskPolicy`` it references (limits apply at once, no restart).
+- In ``kubetrade local``: ``LocalDesiredState`` publishes an ``EventType.DESIRED`` event
+  on every change; the runner re-reads the object it cares about (the event is only a
+  nudge, the state in Redis is the truth).
+- Emergency: both paths (Redis channel always; the Emergency CR in a cluster).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+
+from kubetrade.domain.clock import Clock
+from kubetrade.runner.core import Runner, limits_from_manifest
+from kubetrade.runner.emergency import listen_redis, watch_kubernetes
+from kubetrade.runner.logs import get_logger
+from kubetrade.state.desired import DesiredState
+from kubetrade.state.keys import Keys
+
+log = get_logger("kubetrade.runner.watch")
+
+
+async def apply_strategy_manifest(runner: Runner, manifest: dict[str, Any], by: str) -> None:
+    enabled = bool((manifest.get("spec") or {}).get("enabled", True))
+    await runner.set_enabled(enabled, by)
+
+
+async def apply_risk_manifest(runner: Runner, manifest: dict[str, Any] | None, by: str) -> None:
+    try:
+        limits = limits_from_manifest(manifest)
+    except ValidationError as exc:
+        # The API server / desired state validate first; a bad object is logged, the
+        # runner keeps the limits it has rather than trading without any.
+        log.error("risk.invalid_policy", strategy=runner.name, error=str(exc))
+        return
+    await runner.update_limits(limits, by)
+
+
+async def watch_local_desired(
+    redis: Redis, keys: Keys, desired: DesiredState, runner: Runner
+) -> None:
+    """Follow ``EventType.DESIRED`` events for this runner's Strategy and RiskPolicy."""
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(keys.events_channel)
+    try:
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if not msg:
+                continue
+            try:
+                event = json.loads(msg["data"])
+            except (TypeError, ValueError):
+                continue
+            if event.get("type") != "desired":
+                continue
+            data = event.get("data") or {}
+            kind, name = data.get("kind"), data.get("name")
+            if kind == "Strategy" and name == runner.name:
+                await apply_strategy_manifest(runner, await desired.get_strategy(name), "desired")
+            elif kind == "RiskPolicy" and name == runner.spec.risk_policy_ref:
+                await apply_risk_manifest(runner, await desired.get_risk_policy(name), "desired")
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def watch_cluster_desired(namespace: str, runner: Runner, api_client: Any) -> None:
+    """Watch this runner's Strategy (enabled flag) and its RiskPolicy."""
+    import asyncio
+
+    from kubetrade.runner.kube import watch_object
+
+    async def strategy() -> None:
+        async for obj in watch_object(namespace, "strategies", runner.name, api_client):
+            if obj is not None:
+                await apply_strategy_manifest(runner, obj, "kubernetes")
+
+    async def policy() -> None:
+        async for obj in watch_object(
+            namespace, "riskpolicies", runner.spec.risk_policy_ref, api_client
+        ):
+            await apply_risk_manifest(runner, obj, "kubernetes")
+
+    await asyncio.gather(strategy(), policy())
+
+
+def background_tasks(
+    runner: Runner,
+    redis: Redis,
+    keys: Keys,
+    clock: Clock,
+    *,
+    desired: DesiredState | None = None,
+    namespace: str | None = None,
+    api_client: Any | None = None,
+) -> list[Any]:
+    """The coroutines that run beside the candle loop."""
+    tasks: list[Any] = [listen_redis(redis, keys, runner.apply_emergency)]
+    if desired is not None:
+        tasks.append(watch_local_desired(redis, keys, desired, runner))
+    if namespace is not None:
+        tasks.append(watch_kubernetes(namespace, runner.apply_emergency, clock, api_client))
+        tasks.append(watch_cluster_desired(namespace, runner, api_client))
+    return tasks
