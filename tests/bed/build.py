@@ -70,17 +70,35 @@ def _ldflags(name: str) -> str:
     return " ".join(flags)
 
 
+def go_binary() -> str | None:
+    """The Go toolchain: on PATH, or where this machine kind installs it (CI's
+    non-interactive shell may not read the .bashrc that adds it to PATH)."""
+    found = shutil.which("go")
+    if found is None:
+        for candidate in ("/usr/local/go/bin/go", str(Path.home() / "go" / "bin" / "go")):
+            if os.access(candidate, os.X_OK):
+                return candidate
+    return found
+
+
 def platform_problem() -> str | None:
     """Why the binaries cannot exist here, or None. The only reason to skip a test."""
     if not sys.platform.startswith("linux"):
         return f"the test bed's control plane runs on Linux only (this is {sys.platform})"
-    if shutil.which("go") is None and not all((BIN / n).exists() for n in PACKAGES):
+    if go_binary() is None and not all((BIN / n).exists() for n in PACKAGES):
         return "no Go toolchain (`go`) to build kube-apiserver/etcd/kubectl/helm from hack/"
     return None
 
 
+def _go() -> str:
+    go = go_binary()
+    if go is None:
+        raise BuildError("no Go toolchain (`go`) found on PATH or in /usr/local/go/bin")
+    return go
+
+
 def _go_version() -> str:
-    out = subprocess.run(["go", "env", "GOVERSION"], capture_output=True, text=True, check=True)
+    out = subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True, check=True)
     return out.stdout.strip()
 
 
@@ -121,7 +139,7 @@ def _paths() -> Binaries:
 
 def cached() -> Binaries | None:
     """The binaries if all are built and current, without building anything."""
-    if shutil.which("go") is None:
+    if go_binary() is None:
         # No toolchain to compare against: trust whatever was built before.
         ok = all((BIN / n).exists() for n in PACKAGES)
         return _paths() if ok else None
@@ -145,7 +163,9 @@ def ensure_built(force: bool = False, verbose: bool = True) -> Binaries:
     with _build_lock():
         go_version = _go_version()
         env = dict(os.environ)
-        env["GOFLAGS"] = f"{env.get('GOFLAGS', '')} -mod=mod".strip()
+        # -mod=mod: hack/ has no vendor dir; -buildvcs=false: a fresh CI clone's
+        # git state must not matter to the build.
+        env["GOFLAGS"] = f"{env.get('GOFLAGS', '')} -mod=mod -buildvcs=false".strip()
         for name, package in PACKAGES.items():
             target = BIN / name
             stamp = BIN / f"{name}.stamp"
@@ -154,7 +174,7 @@ def ensure_built(force: bool = False, verbose: bool = True) -> Binaries:
                 continue
             tmp = BIN / f".{name}.tmp"
             cmd = [
-                "go", "build", "-p", "2", "-trimpath",
+                _go(), "build", "-p", "2", "-trimpath",
                 f"-ldflags={_ldflags(name)}", "-o", str(tmp), package,
             ]  # fmt: skip
             if verbose:
