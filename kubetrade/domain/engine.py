@@ -336,16 +336,13 @@ class TradingEngine:
                 return o
         return None
 
-    def _refuse(self, symbol: str, side: Side, rule: str, reason: str, **detail: Any) -> None:
-        self._emit(
-            "order_refused",
-            reason,
-            actor=ev.ACTOR_RISK,
-            rule=rule,
-            symbol=symbol,
-            side=str(side),
-            **detail,
-        )
+    def _refuse(
+        self, symbol: str, side: Side, rule: str, reason: str,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        merged: dict[str, Any] = dict(detail or {})
+        merged.update(rule=rule, symbol=symbol, side=str(side))
+        self._emit("order_refused", reason, actor=ev.ACTOR_RISK, **merged)
 
     def _make_order(
         self, symbol: str, side: Side, qty: Decimal, ts_ms: int, reason: str, price: Decimal
@@ -455,7 +452,7 @@ class TradingEngine:
             self._equity, pf.cash, price, st.market, self.limits, self.fee_rate
         )
         if not verdict.ok:
-            self._refuse(symbol, Side.BUY, verdict.rule, verdict.reason, **(verdict.detail or {}))
+            self._refuse(symbol, Side.BUY, verdict.rule, verdict.reason, verdict.detail)
             return
         verdict = self.controls.check(
             symbol=symbol,
@@ -470,7 +467,7 @@ class TradingEngine:
             allowed_symbols=self._allowed,
         )
         if not verdict.ok:
-            self._refuse(symbol, Side.BUY, verdict.rule, verdict.reason, **(verdict.detail or {}))
+            self._refuse(symbol, Side.BUY, verdict.rule, verdict.reason, verdict.detail)
             return
         orders.append(self._make_order(symbol, Side.BUY, qty, now, "signal", price))
 
@@ -503,7 +500,7 @@ class TradingEngine:
             allowed_symbols=self._allowed,
         )
         if not verdict.ok:
-            self._refuse(symbol, Side.SELL, verdict.rule, verdict.reason, **(verdict.detail or {}))
+            self._refuse(symbol, Side.SELL, verdict.rule, verdict.reason, verdict.detail)
             return
         orders.append(self._make_order(symbol, Side.SELL, qty, now, "signal", price))
 

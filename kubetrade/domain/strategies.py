@@ -107,7 +107,8 @@ class Strategy(ABC, Generic[P, S]):
     @property
     @abstractmethod
     def warmup(self) -> int:
-        """Closed candles needed before the first signal can appear."""
+        """Closed candles needed for the first possible signal (it can come on the
+        ``warmup``-th candle); the runner feeds at least this much history at start."""
 
     @abstractmethod
     def _new_state(self) -> S: ...
@@ -269,7 +270,7 @@ class BollingerBreakout(Strategy[BollingerBreakoutParams, _BollState]):
 
     @property
     def warmup(self) -> int:
-        return self.params.period + 1
+        return self.params.period
 
     def _new_state(self) -> _BollState:
         return _BollState(self.params.period)
