@@ -33,7 +33,7 @@ def test_defaults_allow_paper_trading_and_use_runbook_percent_units() -> None:
 def test_limits_accept_camel_case_and_name_the_bad_field() -> None:
     lim = RiskLimits.model_validate({"stopLossPct": "2.5", "maxConcurrentPositions": 2})
     assert lim.stop_loss_pct == Decimal("2.5") and lim.max_concurrent_positions == 2
-    with pytest.raises(ValidationError, match="max_position_size_pct|maxPositionSizePct"):
+    with pytest.raises(ValidationError, match=r"max_position_size_pct|maxPositionSizePct"):
         RiskLimits.model_validate({"maxPositionSizePct": 0})
     with pytest.raises(ValidationError, match="allowed_symbols"):
         RiskLimits(allowed_symbols=["BTCUSDT"])
@@ -51,7 +51,7 @@ def test_position_sized_from_equity_and_rounded_down_to_lot_step() -> None:
 def test_sizing_refuses_below_exchange_minimums() -> None:
     m = default_market(BTC)
     lim = RiskLimits(max_position_size_pct=Decimal("0.01"))
-    qty, verdict = size_entry(Decimal(10000), Decimal(10000), Decimal(60000), m, lim,
+    _, verdict = size_entry(Decimal(10000), Decimal(10000), Decimal(60000), m, lim,
                               Decimal("0.001"))
     assert not verdict.ok and verdict.rule == "below_min_notional"  # 1 USDT < 5
     _qty, verdict = size_entry(Decimal(10000), Decimal(10000), Decimal(10**9), m,
