@@ -373,7 +373,8 @@ class Progress:
         self._last_bucket = bucket
         self._last_pct = self.pct
         self._last_ms = now
-        log.info("validation progress %s", self.text())
+        log.info("validation progress %s", self.text(),
+                 extra={"percent": round(self.pct, 1), "eta_s": self.eta_s})
         if self.on_update is not None:
             self.on_update(self.pct, self.eta_s, self.text())
 

@@ -1,0 +1,267 @@
+"""`kubetrade validate`: the runbook's paper-trading validation, ending GO or NO-GO.
+
+    kubetrade validate --strategy-file s.yaml --duration=48h        # forward, live data
+    kubetrade validate --strategy-file s.yaml --replay candles.csv  # history, full speed
+    kubetrade validate --strategy btc-sma --namespace trading ...   # Strategy from the cluster
+    kubetrade validate --validation-run NAME --namespace NS         # as the operator's Job
+
+Exit code 0 for GO, 3 for NO-GO (a completed run that says "do not go live"; distinct
+from 1, a run that could not complete, and 2, a usage error). With --validation-run a
+completed run exits 0 either way: the decision is in the ValidationRun's status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+EXIT_GO = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_NO_GO = 3
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "validate",
+        help="paper-trade a strategy (forward or replay) and decide GO/NO-GO",
+        description="Paper-trade a strategy forward on live market data for --duration, "
+        "or over recorded candles with --replay, and judge it by the GO/NO-GO criteria. "
+        "Exit 0 for GO, 3 for NO-GO.",
+    )
+    p.add_argument("--strategy-file", metavar="FILE",
+                   help="Strategy YAML (may also hold its RiskPolicy)")
+    p.add_argument("--strategy", metavar="NAME", help="Strategy in the cluster (--namespace)")
+    p.add_argument("--validation-run", metavar="NAME",
+                   help="run the ValidationRun NAME in --namespace (the operator's Job does); "
+                   "progress, decision and report ConfigMap go to its status")
+    p.add_argument("--namespace", "-n", default=os.environ.get("POD_NAMESPACE", "default"))
+    p.add_argument("--kubeconfig", default=None,
+                   help="kubeconfig (default: in-cluster, then $KUBECONFIG)")
+    p.add_argument("--risk-policy-file", metavar="FILE",
+                   help="RiskPolicy YAML (default: the strategy's from the same file or the "
+                   "cluster, else the defaults)")
+    p.add_argument("--duration", default=None,
+                   help="forward run length, e.g. 48h, 90m, 1d12h (default 48h)")
+    p.add_argument("--replay", metavar="FILE",
+                   help="replay recorded candles (CSV timestamp_ms,open,high,low,close,volume) "
+                   "at full speed instead of trading forward; 'bundled' for the shipped ones")
+    p.add_argument("--symbol", help="with --replay: which of the strategy's symbols the file "
+                   "holds (default the first)")
+    p.add_argument("--min-trades", default=None, help="criterion (default 10)")
+    p.add_argument("--min-win-rate", default=None,
+                   help="criterion, fraction or percent: 0.45 or 45%% (default 0.45)")
+    p.add_argument("--min-sharpe", default=None, help="criterion (default 0.5)")
+    p.add_argument("--max-drawdown", default=None,
+                   help="criterion, fraction or percent: 0.15 or 15%% (default 0.15)")
+    p.add_argument("--report-dir", default="data", help="where the JSON report goes (data/)")
+    p.set_defaults(func=run)
+
+
+def _criteria(args: argparse.Namespace, spec_criteria: Any | None) -> Any:
+    """Runbook defaults, then the ValidationRun's spec, then flags (the most specific)."""
+    from decimal import Decimal
+
+    from kubetrade.domain.gonogo import Criteria
+
+    overrides: dict[str, Any] = {}
+    if spec_criteria is not None:
+        overrides.update({
+            "min_trades": spec_criteria.min_trades,
+            "min_win_rate": Decimal(spec_criteria.min_win_rate_pct) / 100,
+            "min_sharpe": spec_criteria.min_sharpe,
+            "max_drawdown": Decimal(spec_criteria.max_drawdown_pct) / 100,
+        })
+    for key in ("min_trades", "min_win_rate", "min_sharpe", "max_drawdown"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    return Criteria.from_overrides(overrides)
+
+
+def _limits_from_file(path: str, ref: str | None) -> Any | None:
+    from kubetrade.resources import RiskPolicy, load_manifests
+
+    policies = [r for r in load_manifests(path) if isinstance(r, RiskPolicy)]
+    if ref is not None:
+        policies = [p for p in policies if p.metadata.name == ref]
+    elif len(policies) != 1:
+        raise ValueError(f"{path}: expected exactly one RiskPolicy, found {len(policies)}")
+    return policies[0].spec.to_limits() if policies else None
+
+
+def build_plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(plan, kube api client or None, ClusterReporter or None)."""
+    from kubetrade.exchange.replay import bundled_candles
+    from kubetrade.resources import RiskPolicySpec, ValidationRun, load_strategy_file
+    from kubetrade.runner import validation as v
+
+    sources = [x for x in (args.strategy_file, args.strategy, args.validation_run) if x]
+    if len(sources) != 1:
+        raise ValueError(
+            "give exactly one of --strategy-file FILE, --strategy NAME or --validation-run NAME"
+        )
+    api = None
+    reporter = None
+    spec_criteria = None
+    duration = args.duration
+    replay = args.replay
+    limits = None
+    if args.strategy_file:
+        strategy = load_strategy_file(args.strategy_file)
+        limits = _limits_from_file(args.strategy_file, strategy.spec.risk_policy_ref)
+    else:
+        api = v.kube_api_client(args.kubeconfig)
+        name = args.strategy
+        if args.validation_run:
+            reporter = v.ClusterReporter(api, args.namespace, args.validation_run)
+            doc = reporter.get()
+            doc.pop("status", None)
+            vr = ValidationRun.model_validate({k: doc[k] for k in ("apiVersion", "kind", "spec")}
+                                              | {"metadata": {"name": args.validation_run}})
+            name = vr.spec.strategy_ref
+            spec_criteria = vr.spec.criteria
+            duration = duration or vr.spec.duration
+            replay = replay or vr.spec.replay
+        strategy = v.cluster_strategy(api, args.namespace, name)
+        policy = v.cluster_risk_policy(api, args.namespace, strategy.spec.risk_policy_ref)
+        limits = policy.spec.to_limits() if policy is not None else None
+    if args.risk_policy_file:
+        limits = _limits_from_file(args.risk_policy_file, None)
+    if limits is None:
+        limits = RiskPolicySpec().to_limits()
+
+    replay_path: Path | None = None
+    if replay:
+        if replay == "bundled":
+            symbol = args.symbol or strategy.spec.symbols[0]
+            found = bundled_candles(symbol, strategy.spec.timeframe)
+            if found is None:
+                raise ValueError(
+                    f"replay: no bundled candles for {symbol} {strategy.spec.timeframe}"
+                )
+            replay_path = found
+        else:
+            replay_path = Path(replay)
+            if not replay_path.is_file():
+                raise ValueError(f"replay: {replay} is not a file")
+        if args.symbol and args.symbol not in strategy.spec.symbols:
+            raise ValueError(f"symbol: {args.symbol} is not one of the strategy's symbols "
+                             f"{strategy.spec.symbols}")
+    plan = v.ValidationPlan(
+        strategy=strategy,
+        limits=limits,
+        criteria=_criteria(args, spec_criteria),
+        mode="replay" if replay_path else "forward",
+        replay_path=replay_path,
+        symbol=args.symbol,
+        duration_s=v.parse_duration(duration or "48h"),
+        namespace=args.namespace if api is not None else "",
+        validation_run=args.validation_run or "",
+    )
+    return plan, api, reporter
+
+
+async def _forward(plan: Any, progress: Any) -> Any:
+    from kubetrade.domain.clock import SystemClock
+    from kubetrade.exchange.binance import BinanceExchange
+    from kubetrade.runner import validation as v
+
+    env = os.environ
+    testnet_env = env.get("BINANCE_TESTNET", "").strip().lower()
+    testnet = (testnet_env in ("1", "true", "yes") if testnet_env
+               else bool(plan.strategy.spec.exchange.testnet))
+    url = env.get("KUBETRADE_EXCHANGE_URL") or None
+    clock = SystemClock()
+    # public market data only: no keys are needed, so none are given
+    exchange = BinanceExchange(testnet=testnet, base_url=url, clock=clock)
+    plan.source = f"exchange:{url or ('binance-testnet' if testnet else 'binance')}"
+    try:
+        return await v.forward(plan, exchange, clock, progress)
+    finally:
+        await exchange.close()
+
+
+async def _publish(report: Any, location: str, summary: str) -> None:
+    import redis.asyncio as aioredis
+
+    from kubetrade.runner.validation import publish_report
+    from kubetrade.state.keys import keys_from_env
+
+    redis = aioredis.from_url(os.environ["REDIS_URL"], decode_responses=True)
+    try:
+        await publish_report(redis, keys_from_env(), report, location, summary)
+    finally:
+        await redis.aclose()
+
+
+def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
+    """Run a validation as the flags say; returns (exit code, report)."""
+    from kubetrade.domain.clock import SystemClock
+    from kubetrade.runner import validation as v
+
+    plan, api, reporter = build_plan(args)
+    wall = SystemClock()
+    started = wall.now_ms()
+    try:
+        on_update = (lambda pct, eta, text: reporter.progress(text)) if reporter else None
+        if plan.mode == "replay":
+            from kubetrade.exchange.replay import load_candles
+
+            total = len(load_candles(plan.replay_path))
+            progress = v.Progress(total, wall, on_update=on_update)
+            outcome = v.replay(plan, progress.update)
+            symbols = [plan.symbol or plan.strategy.spec.symbols[0]]
+        else:
+            progress = v.Progress(plan.duration_s * 1000, wall, on_update=on_update,
+                                  step_pct=1.0, min_interval_s=60.0)
+            outcome = asyncio.run(_forward(plan, progress.update))
+            symbols = list(plan.strategy.spec.symbols)
+        report = v.finish_report(plan, outcome, symbols, started, wall.now_ms())
+        path = v.write_report(report, args.report_dir, report["finished_ms"])
+        location = str(path)
+        if reporter is not None:
+            cm = v.report_config_map_name(reporter.name)
+            location = f"{location} (ConfigMap {args.namespace}/{cm})"
+        summary = v.format_summary(report, location)
+        if reporter is not None:
+            reporter.finish(report, summary)
+        print(summary, flush=True)
+        if os.environ.get("REDIS_URL"):
+            asyncio.run(_publish(report, location, summary))
+        if reporter is not None:
+            # a NO-GO is a completed Job: the decision is in the status, and a failing
+            # exit code would make Kubernetes retry a run that has nothing to retry
+            return EXIT_GO, report
+        return (EXIT_GO if report["decision"] == "GO" else EXIT_NO_GO), report
+    except BaseException as exc:
+        if reporter is not None:
+            reporter.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        if api is not None:
+            api.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    from kubetrade.runner.logs import configure_logging
+
+    # logs to stderr: stdout carries the summary
+    configure_logging(stream=sys.stderr)
+    try:
+        code, _ = execute(args)
+    except ValueError as exc:
+        print(f"kubetrade validate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:
+        from kubernetes.client.exceptions import ApiException
+
+        if not isinstance(exc, ApiException):
+            raise
+        print(f"kubetrade validate: Kubernetes API: {exc.status} {exc.reason}", file=sys.stderr)
+        return EXIT_ERROR
+    return code
