@@ -344,6 +344,20 @@ class TradingEngine:
         merged.update(rule=rule, symbol=symbol, side=str(side))
         self._emit("order_refused", reason, actor=ev.ACTOR_RISK, **merged)
 
+    def _exit_qty(self, symbol: str, pos: Position, price: Decimal, why: str) -> Decimal:
+        """Sellable quantity of a position, or 0 (audited) when the exchange would refuse
+        the sell: less than a lot step or below the minimum order value."""
+        market = self.markets[symbol]
+        qty = floor_to_step(pos.quantity, market.qty_step)
+        if qty > 0 and qty >= market.min_qty and qty * price >= market.min_notional:
+            return qty
+        self._refuse(
+            symbol, Side.SELL, "below_min_notional",
+            f"{why}: position {pos.quantity} {symbol} worth {qty * price} cannot be sold "
+            f"(min_qty {market.min_qty}, min_notional {market.min_notional})",
+        )
+        return ZERO
+
     def _make_order(
         self, symbol: str, side: Side, qty: Decimal, ts_ms: int, reason: str, price: Decimal
     ) -> Order:
@@ -408,7 +422,7 @@ class TradingEngine:
         if pos is not None:
             stop = pos.stop_price
             if stop is not None and candle.low <= stop and self._pending(symbol) is None:
-                qty = floor_to_step(pos.quantity, st.market.qty_step)
+                qty = self._exit_qty(symbol, pos, close, "stop_loss")
                 if qty > 0:
                     self._emit(
                         "stop_loss",
@@ -484,7 +498,7 @@ class TradingEngine:
         if HALT_MANUAL in self._halts:
             self._refuse(symbol, Side.SELL, "halted", f"trading halted ({self.halted_reason})")
             return
-        qty = floor_to_step(pos.quantity, st.market.qty_step)
+        qty = self._exit_qty(symbol, pos, price, "signal")
         if qty <= 0:
             return
         verdict = self.controls.check(
@@ -661,10 +675,10 @@ class TradingEngine:
         for sym, pos in list(self.portfolio.positions.items()):
             if any(o.symbol == sym and o.side is Side.SELL for o in self._open.values()):
                 continue
-            qty = floor_to_step(pos.quantity, self.markets[sym].qty_step)
+            mark = self._marks.get(sym, pos.average_price)
+            qty = self._exit_qty(sym, pos, mark, "close_all")
             if qty <= 0:
                 continue
-            mark = self._marks.get(sym, ZERO)
             orders.append(self._make_order(sym, Side.SELL, qty, ts_ms, "close_all", mark))
         self._emit("close_all", f"{len(orders)} positions to close", ts_ms=ts_ms,
                    orders=[o.client_order_id for o in orders])
