@@ -192,7 +192,7 @@ class ResilientExchange:
         retrying = AsyncRetrying(
             sleep=self.clock.sleep,
             stop=stop_after_attempt(self.read_attempts),
-            wait=wait_exponential_jitter(initial=self.backoff_initial_s, max=self.backoff_max_s,
+            wait=wait_exponential_jitter(multiplier=self.backoff_initial_s, max=self.backoff_max_s,
                                          jitter=self.backoff_initial_s),
             retry=retry_if_exception(_retryable),
             before_sleep=before_sleep,

@@ -292,7 +292,8 @@ class FakeBinance:
         self, count: int | None = 1, hang_seconds: float = 30.0, method: str | None = None,
         path: str | None = None,
     ) -> Fault:
-        """Hold matching requests (not executed) until the client times out."""
+        """Hold matching requests until the client times out; they are never executed
+        (the request was lost before reaching the matching engine)."""
         return self.add_fault(Fault("hang", method, path, count, hang_seconds=hang_seconds))
 
     def clear_faults(self) -> None:
@@ -440,7 +441,9 @@ class FakeBinance:
                     status=400, headers=headers,
                 )
             if fault.kind == "hang":
+                # lost on the way in: never executed, the client only sees silence
                 await self._hang(fault.hang_seconds)
+                return web.Response(status=504, text="Gateway Timeout", headers=headers)
         try:
             resp: web.StreamResponse = await handler(request)
         except ApiError as e:
