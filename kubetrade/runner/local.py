@@ -209,7 +209,7 @@ async def run_local(options: LocalOptions) -> int:
             app, host=options.host, port=options.port, log_config=None, access_log=False,
             lifespan="on",
         )
-        server = uvicorn.Server(config)
+        server = _Server(config)
         log.info(
             "local.ready",
             url=f"http://{options.host}:{options.port}",
@@ -226,6 +226,21 @@ async def run_local(options: LocalOptions) -> int:
         if embedded is not None:
             embedded.stop()
     return 0
+
+
+class _Server:
+    """uvicorn's server, minus re-raising SIGTERM/SIGINT after a clean shutdown: a stop
+    request that ended in an orderly shutdown is exit status 0 (for make, systemd)."""
+
+    def __new__(cls, config: Any) -> Any:
+        import uvicorn
+
+        class Server(uvicorn.Server):
+            def handle_exit(self, sig: int, frame: Any) -> None:
+                super().handle_exit(sig, frame)
+                self._captured_signals.clear()
+
+        return Server(config)
 
 
 async def _supervise(

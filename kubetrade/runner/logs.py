@@ -147,4 +147,4 @@ def configure_logging(level: str | None = None, stream: TextIO | None = None) ->
 def get_logger(name: str = "kubetrade", **context: Any) -> Any:
     """A lazy logger: safe at import time, it renders with whatever configuration is
     current when it logs."""
-    return structlog.get_logger(logger=name, **context)
+    return structlog.wrap_logger(None, logger_factory_args=(name,), component=name, **context)

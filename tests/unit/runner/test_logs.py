@@ -51,6 +51,7 @@ def test_secret_fields_values_and_shapes_are_masked(log_lines: io.StringIO) -> N
     assert records[0]["settings"] == {"secretKey": MASK, "symbols": ["BTC/USDT"]}
     assert "symbol=BTCUSDT" in str(records[1]["url"])  # non-secret parts are kept
     assert records[-1]["logger"] == "uvicorn.error"
+    assert records[0]["component"] == "test"
     assert all("timestamp" in r and "level" in r for r in records)
 
 

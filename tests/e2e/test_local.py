@@ -1,0 +1,137 @@
+"""`kubetrade local` (= `make run`) as a user runs it: a subprocess that answers /health,
+paper-trades on replayed real candles, and shows the trades in Redis, the API and its log."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+REPO = Path(__file__).resolve().parents[2]
+KUBETRADE = str(Path(sys.executable).with_name("kubetrade"))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
+    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+        except (httpx.HTTPError, OSError, redis.RedisError):
+            value = None
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+
+
+class Local:
+    def __init__(self, proc: subprocess.Popen[bytes], port: int, log: Path, prefix: str):
+        self.proc, self.port, self.log, self.prefix = proc, port, log, prefix
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def lines(self) -> list[dict[str, object]]:
+        out = []
+        for line in self.log.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pytest.fail(f"log line is not JSON: {line[:200]}")
+        return out
+
+
+@pytest.fixture
+def start_local(tmp_path: Path) -> Iterator[Callable[..., Local]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(redis_url: str | None) -> Local:
+        port = _free_port()
+        prefix = f"e2e-{uuid.uuid4().hex[:8]}"
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("REDIS_URL", "KUBETRADE_MARKET_DATA", "TELEGRAM_BOT_TOKEN")}
+        env.update(KUBETRADE_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1",
+                   KUBETRADE_REPLAY_INTERVAL="0.02")
+        if redis_url:
+            env["REDIS_URL"] = redis_url
+        log = tmp_path / f"local-{port}.log"
+        proc = subprocess.Popen(
+            [KUBETRADE, "local", "--port", str(port), "--market-data", "replay:bundled",
+             "--strategies", str(REPO / "examples" / "strategies")],
+            cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        return Local(proc, port, log, prefix)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def test_local_with_redis_trades_and_serves_health(
+    start_local: Callable[..., Local], redis_url: str
+) -> None:
+    local = start_local(redis_url)
+    health = wait_for(
+        lambda: httpx.get(local.url + "/health", timeout=2).json(), 30, "/health"
+    )
+    assert health["status"] == "ok"  # type: ignore[index]
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    trades_key = f"{local.prefix}:trades"
+    wait_for(lambda: r.xlen(trades_key) >= 1, 120, "a closed paper trade in Redis")
+    _id, trade = r.xrange(trades_key, count=1)[0]
+    assert trade["strategy"] in {"btc-sma", "btc-rsi", "btc-bollinger"}
+    assert trade["symbol"] == "BTC/USDT"
+    wait_for(
+        lambda: {"trade.closed", "fill"} <= {str(x.get("event")) for x in local.lines()},
+        30,
+        "the fill and the closed trade in the JSON log",
+    )
+    assert any(
+        line.get("event") == "local.market_data" and "replay" in str(line.get("source"))
+        for line in local.lines()
+    )
+    summary = r.hgetall(f"{local.prefix}:strategy:{trade['strategy']}:summary")
+    assert int(summary["trades"]) >= 1 and summary["phase"] in {"Running", "Halted", "Disabled"}
+    # graceful stop on SIGTERM
+    local.proc.send_signal(signal.SIGTERM)
+    assert local.proc.wait(30) == 0
+
+
+def test_local_needs_nothing_installed(start_local: Callable[..., Local]) -> None:
+    """No REDIS_URL: the embedded Redis holds state; the API shows the paper trades."""
+    local = start_local(None)
+    wait_for(lambda: httpx.get(local.url + "/health", timeout=2).status_code == 200, 30,
+             "/health")
+    assert any(line.get("event") == "local.redis_embedded" for line in local.lines())
+    trades = wait_for(
+        lambda: httpx.get(local.url + "/api/trades", timeout=2).json()["items"],
+        120,
+        "a paper trade served by /api/trades",
+    )
+    assert trades[0]["symbol"] == "BTC/USDT"  # type: ignore[index]
