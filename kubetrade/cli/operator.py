@@ -1,0 +1,63 @@
+"""`kubetrade operator`: the Kopf operator for one namespace."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "operator",
+        help="reconcile Strategy/RiskPolicy/Emergency/ValidationRun into runner pods",
+        description="Turns kubetrade custom resources into runner Deployments and Jobs, "
+        "mirrors the Emergency to Redis and folds runner summaries into Strategy status. "
+        "Configured by environment: REDIS_URL, KUBETRADE_REDIS_PREFIX, KUBETRADE_RUNNER_IMAGE, "
+        "KUBETRADE_RUNNER_SERVICE_ACCOUNT, KUBETRADE_JOB_SERVICE_ACCOUNT, "
+        "KUBETRADE_RUNNER_RESOURCES (JSON), KUBETRADE_STATUS_INTERVAL (seconds).",
+    )
+    p.add_argument(
+        "--namespace",
+        "-n",
+        default=os.environ.get("POD_NAMESPACE", "default"),
+        help="namespace to serve (default: $POD_NAMESPACE or 'default')",
+    )
+    p.add_argument(
+        "--standalone",
+        action="store_true",
+        help="no peering with other operator replicas (run exactly one)",
+    )
+    p.add_argument(
+        "--liveness",
+        default=None,
+        metavar="URL",
+        help="serve a liveness endpoint, e.g. http://0.0.0.0:8080/healthz",
+    )
+    p.add_argument(
+        "--kubeconfig", default=None, help="kubeconfig (default: in-cluster or $KUBECONFIG)"
+    )
+    p.add_argument("--verbose", "-v", action="store_true", help="log every handler call")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import kopf
+
+    from kubetrade.operator.app import run_operator
+    from kubetrade.operator.settings import OperatorSettings
+
+    kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.FULL)
+    logging.getLogger("kubetrade").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    settings = OperatorSettings.from_env(args.namespace)
+    asyncio.run(
+        run_operator(
+            settings,
+            standalone=args.standalone,
+            liveness=args.liveness,
+            kubeconfig=args.kubeconfig,
+        )
+    )
+    return 0

@@ -1,0 +1,346 @@
+"""The Kubernetes objects the operator makes, as pure functions of the resources.
+
+Kept free of I/O so every rule (security context, secret by reference, config hash,
+owner reference) is checked by unit tests, and so the e2e test can start exactly the
+command and environment a pod would get.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from kubetrade.operator.settings import OperatorSettings
+from kubetrade.resources import API_VERSION, Strategy, ValidationRun
+
+MANAGED_BY = "kubetrade-operator"
+SECRETS_DIR = "/var/run/secrets/kubetrade/exchange"
+CONFIG_HASH = "kubetrade.io/config-hash"
+STRATEGY_LABEL = "kubetrade.io/strategy"
+JOB_LABEL = "kubetrade.io/job"
+VALIDATION_LABEL = "kubetrade.io/validation-run"
+
+#: Spec fields the runner applies while running (it watches its Strategy); changing
+#: only these must not restart the pod. Everything else is in the config hash.
+LIVE_FIELDS = frozenset({"enabled", "closePositionsOnDelete"})
+
+Manifest = dict[str, Any]
+
+
+def runner_name(strategy: str) -> str:
+    return f"kubetrade-runner-{strategy}"
+
+
+def preflight_job_name(strategy: str, config_hash: str) -> str:
+    return f"preflight-{strategy}-{config_hash[:8]}"
+
+
+def validation_job_name(run: str) -> str:
+    return f"validation-{run}"[:63].rstrip("-")
+
+
+def labels(strategy: str, component: str, mode: str | None = None) -> dict[str, str]:
+    out = {
+        "app.kubernetes.io/name": "kubetrade",
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/instance": strategy,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "kubetrade",
+        STRATEGY_LABEL: strategy,
+    }
+    if mode:
+        out["kubetrade.io/mode"] = mode
+    return out
+
+
+def selector(strategy: str) -> dict[str, str]:
+    return {"app.kubernetes.io/component": "runner", STRATEGY_LABEL: strategy}
+
+
+def config_hash(strategy: Strategy, settings: OperatorSettings) -> str:
+    """Hash of everything a runner reads only at start: spec fields it cannot take live,
+    and the operator settings that shape the pod. A change rolls the pod (Recreate)."""
+    spec = strategy.spec.to_manifest_dict()
+    material = {
+        "spec": {k: v for k, v in sorted(spec.items()) if k not in LIVE_FIELDS},
+        "image": settings.image,
+        "env": sorted(settings.passthrough.items()),
+        "redis": [settings.redis_url, settings.redis_secret, settings.redis_prefix],
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def owner_reference(kind: str, name: str, uid: str, controller: bool = True) -> Manifest:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": controller,
+        "blockOwnerDeletion": True,
+    }
+
+
+def pod_security_context() -> Manifest:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def container_security_context() -> Manifest:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _env(testnet: bool, settings: OperatorSettings) -> list[Manifest]:
+    env: list[Manifest] = []
+    if settings.redis_secret:
+        env.append(
+            {
+                "name": "REDIS_URL",
+                "valueFrom": {
+                    "secretKeyRef": {
+                        "name": settings.redis_secret,
+                        "key": settings.redis_secret_key,
+                    }
+                },
+            }
+        )
+    elif settings.redis_url:
+        env.append({"name": "REDIS_URL", "value": settings.redis_url})
+    env += [
+        {"name": "KUBETRADE_REDIS_PREFIX", "value": settings.redis_prefix},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "BINANCE_TESTNET", "value": "true" if testnet else "false"},
+        {"name": "KUBETRADE_SECRETS_DIR", "value": SECRETS_DIR},
+        {"name": "METRICS_PORT", "value": str(settings.metrics_port)},
+    ]
+    env += [{"name": k, "value": v} for k, v in sorted(settings.passthrough.items())]
+    return env
+
+
+def _volumes(secret: str | None) -> tuple[list[Manifest], list[Manifest]]:
+    """The exchange keys come only as a read-only Secret volume, never as env values
+    the operator could see or log."""
+    volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}]
+    mounts: list[Manifest] = [{"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 (in the pod)
+    if secret:
+        volumes.append(
+            {
+                "name": "exchange-keys",
+                "secret": {
+                    "secretName": secret,
+                    "defaultMode": 0o440,
+                    "items": [
+                        {"key": "apiKey", "path": "apiKey"},
+                        {"key": "secretKey", "path": "secretKey"},
+                    ],
+                },
+            }
+        )
+        mounts.append({"name": "exchange-keys", "mountPath": SECRETS_DIR, "readOnly": True})
+    return volumes, mounts
+
+
+def _container(
+    name: str, args: list[str], testnet: bool, secret: str | None, settings: OperatorSettings
+) -> Manifest:
+    _, mounts = _volumes(secret)
+    return {
+        "name": name,
+        "image": settings.image,
+        "imagePullPolicy": settings.image_pull_policy,
+        "command": ["kubetrade", *args],
+        "env": _env(testnet, settings),
+        "resources": settings.runner_resources,
+        "securityContext": container_security_context(),
+        "volumeMounts": mounts,
+    }
+
+
+def runner_deployment(
+    strategy: Strategy, uid: str, replicas: int, settings: OperatorSettings
+) -> Manifest:
+    """The runner Deployment of ``strategy`` (1 replica, or 0 while disabled/blocked)."""
+    name = strategy.name
+    namespace = strategy.metadata.namespace or settings.namespace
+    chash = config_hash(strategy, settings)
+    secret = strategy.spec.exchange.credentials_secret
+    volumes, _ = _volumes(secret)
+    container = _container(
+        "runner",
+        ["runner", "--strategy", name, "--namespace", namespace],
+        strategy.spec.exchange.testnet,
+        secret,
+        settings,
+    )
+    container["ports"] = [{"name": "metrics", "containerPort": settings.metrics_port}]
+    container["livenessProbe"] = {
+        "httpGet": {"path": "/metrics", "port": "metrics"},
+        "initialDelaySeconds": 30,
+        "periodSeconds": 30,
+        "failureThreshold": 4,
+    }
+    pod_labels = labels(name, "runner", strategy.spec.mode)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": runner_name(name),
+            "namespace": namespace,
+            "labels": pod_labels,
+            "annotations": {CONFIG_HASH: chash},
+            "ownerReferences": [owner_reference("Strategy", name, uid)],
+        },
+        "spec": {
+            "replicas": replicas,
+            "strategy": {"type": "Recreate"},
+            "revisionHistoryLimit": 3,
+            "selector": {"matchLabels": selector(name)},
+            "template": {
+                "metadata": {
+                    "labels": pod_labels,
+                    "annotations": {
+                        CONFIG_HASH: chash,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(settings.metrics_port),
+                    },
+                },
+                "spec": {
+                    "serviceAccountName": settings.runner_service_account,
+                    "automountServiceAccountToken": True,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def preflight_job(strategy: Strategy, uid: str, chash: str, settings: OperatorSettings) -> Manifest:
+    """The live pre-flight as a Job; named after the config hash so a new config gets a
+    fresh check and an operator restart finds the one it already started."""
+    name = strategy.name
+    namespace = strategy.metadata.namespace or settings.namespace
+    secret = strategy.spec.exchange.credentials_secret
+    volumes, _ = _volumes(secret)
+    container = _container(
+        "preflight",
+        ["preflight", "--strategy", name, "--namespace", namespace],
+        strategy.spec.exchange.testnet,
+        secret,
+        settings,
+    )
+    job_labels = {**labels(name, "preflight", strategy.spec.mode), JOB_LABEL: "preflight"}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": preflight_job_name(name, chash),
+            "namespace": namespace,
+            "labels": job_labels,
+            "annotations": {CONFIG_HASH: chash},
+            "ownerReferences": [owner_reference("Strategy", name, uid)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": 600,
+            "ttlSecondsAfterFinished": 86400,
+            "template": {
+                "metadata": {"labels": job_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": settings.job_service_account,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """``1d12h`` -> 129600 (the ValidationRun CRD guarantees the shape)."""
+    total, number = 0, ""
+    for char in text:
+        if char.isdigit():
+            number += char
+        else:
+            total += int(number) * _DURATION_UNITS[char]
+            number = ""
+    return total
+
+
+def validation_job(run: ValidationRun, uid: str, settings: OperatorSettings) -> Manifest:
+    """``kubetrade validate`` for one ValidationRun; it writes the report ConfigMap and
+    the run's decision itself, the operator only follows the Job."""
+    namespace = run.metadata.namespace or settings.namespace
+    spec = run.spec
+    args = [
+        "validate",
+        "--strategy",
+        spec.strategy_ref,
+        "--namespace",
+        namespace,
+        "--validation-run",
+        run.name,
+    ]
+    if spec.replay:
+        args += ["--replay", spec.replay]
+    else:
+        args += ["--duration", spec.duration]
+    deadline = spec.active_deadline_seconds or (
+        3600 if spec.replay else duration_seconds(spec.duration) + 3600
+    )
+    # Validation trades paper only: market data, never the exchange keys.
+    container = _container("validate", args, True, None, settings)
+    job_labels = {
+        **labels(spec.strategy_ref, "validation"),
+        JOB_LABEL: "validation",
+        VALIDATION_LABEL: run.name,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": validation_job_name(run.name),
+            "namespace": namespace,
+            "labels": job_labels,
+            "ownerReferences": [owner_reference("ValidationRun", run.name, uid)],
+        },
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": deadline,
+            "template": {
+                "metadata": {"labels": job_labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "serviceAccountName": settings.job_service_account,
+                    "enableServiceLinks": False,
+                    "securityContext": pod_security_context(),
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                },
+            },
+        },
+    }
