@@ -504,13 +504,26 @@ def _safe(exc: BaseException) -> str:
     return str(redactor().redact_text(text))[:300]
 
 
+async def _read_twice(fetch: Any) -> Any:
+    """One retry for a transient failure of a read: the adapter re-syncs its clock
+    offset after a -1021 and raises TransientError, and the runner (through
+    ResilientExchange) would retry too, so the first attempt alone would misjudge
+    a working key."""
+    from kubetrade.exchange.base import TransientError
+
+    try:
+        return await fetch()
+    except TransientError:
+        return await fetch()
+
+
 async def probe_permissions(exchange: Any) -> KeyPermissions:
     """Binance's apiRestrictions through the exchange adapter, when it can ask."""
     fetch = getattr(exchange, "fetch_api_restrictions", None)
     if fetch is None:
         return KeyPermissions(None, error="the exchange adapter cannot read key permissions")
     try:
-        raw = await fetch()
+        raw = await _read_twice(fetch)
     except Exception as exc:  # any failure only degrades this check to WARN
         return KeyPermissions(None, error=_safe(exc))
     if not isinstance(raw, Mapping):
@@ -554,7 +567,7 @@ async def gather_inputs(
     balances_error = ""
     if credentials:
         try:
-            balances = await exchange.fetch_balances()
+            balances = await _read_twice(exchange.fetch_balances)
             probe = ApiKeyProbe(True, True)
         except AuthenticationFailed as exc:
             balances_error = "the API key was refused"
