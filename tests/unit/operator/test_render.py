@@ -1,0 +1,206 @@
+"""What the operator renders: the runner pod users and auditors rely on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kubetrade.operator import rbac, render
+from kubetrade.operator.settings import OperatorSettings
+from kubetrade.operator.status import Conditions, fold_summary
+from kubetrade.resources import Strategy, ValidationRun
+
+SETTINGS = OperatorSettings(
+    namespace="trading", image="registry.example/kubetrade:1.2.3", redis_url="redis://r:6379/0"
+)
+
+
+def strategy(**spec: Any) -> Strategy:
+    base: dict[str, Any] = {
+        "algorithm": "sma-crossover",
+        "parameters": {"fastPeriod": 10, "slowPeriod": 30},
+        "symbols": ["BTC/USDT"],
+        "exchange": {"credentialsSecret": "binance-keys", "testnet": True},
+    }
+    base.update(spec)
+    return Strategy.model_validate(
+        {"metadata": {"name": "btc-sma", "namespace": "trading"}, "spec": base}
+    )
+
+
+def deployment(s: Strategy, replicas: int = 1) -> dict[str, Any]:
+    return render.runner_deployment(s, "uid-1", replicas, SETTINGS)
+
+
+def test_runner_deployment_shape() -> None:
+    d = deployment(strategy())
+    assert d["metadata"]["name"] == "kubetrade-runner-btc-sma"
+    assert d["spec"]["replicas"] == 1
+    assert d["spec"]["strategy"] == {"type": "Recreate"}
+    owner = d["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "Strategy" and owner["uid"] == "uid-1" and owner["controller"]
+    pod = d["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["command"] == [
+        "kubetrade",
+        "runner",
+        "--strategy",
+        "btc-sma",
+        "--namespace",
+        "trading",
+    ]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["REDIS_URL"]["value"] == "redis://r:6379/0"
+    assert env["BINANCE_TESTNET"]["value"] == "true"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert {"KUBETRADE_REDIS_PREFIX", "METRICS_PORT"} <= set(env)
+    assert c["resources"]["limits"] and c["resources"]["requests"]
+    assert (
+        d["spec"]["selector"]["matchLabels"].items()
+        <= d["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_restricted_security_context() -> None:
+    pod = deployment(strategy())["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = pod["containers"][0]["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    # a read-only root needs a writable /tmp
+    assert {"name": "tmp", "mountPath": "/tmp"} in pod["containers"][0]["volumeMounts"]
+
+
+def test_exchange_keys_only_as_secret_volume() -> None:
+    d = deployment(strategy())
+    pod = d["spec"]["template"]["spec"]
+    vol = next(v for v in pod["volumes"] if "secret" in v)
+    assert vol["secret"]["secretName"] == "binance-keys"
+    assert {i["key"] for i in vol["secret"]["items"]} == {"apiKey", "secretKey"}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == vol["name"])
+    assert mount == {
+        "name": vol["name"],
+        "mountPath": "/var/run/secrets/kubetrade/exchange",
+        "readOnly": True,
+    }
+    text = yaml.safe_dump(d)
+    assert "secretKeyRef" not in text and "BINANCE_API_KEY" not in text
+    no_secret = deployment(strategy(exchange={"testnet": True}))["spec"]["template"]["spec"]
+    assert all("secret" not in v for v in no_secret["volumes"])
+
+
+def test_config_hash_rolls_only_for_changes_the_runner_cannot_take_live() -> None:
+    base = render.config_hash(strategy(), SETTINGS)
+    assert render.config_hash(strategy(enabled=False), SETTINGS) == base
+    assert render.config_hash(strategy(closePositionsOnDelete=True), SETTINGS) == base
+    for change in (
+        {"parameters": {"fastPeriod": 5, "slowPeriod": 30}},
+        {"symbols": ["ETH/USDT"]},
+        {"timeframe": "5m"},
+        {"riskPolicyRef": "tight"},
+        {"mode": "live"},
+    ):
+        assert render.config_hash(strategy(**change), SETTINGS) != base, change
+    d = deployment(strategy())
+    assert d["spec"]["template"]["metadata"]["annotations"][render.CONFIG_HASH] == base
+    assert deployment(strategy(), replicas=0)["spec"]["template"] == d["spec"]["template"]
+
+
+def test_preflight_job_is_named_after_the_config() -> None:
+    s = strategy(mode="live")
+    chash = render.config_hash(s, SETTINGS)
+    job = render.preflight_job(s, "uid-1", chash, SETTINGS)
+    assert job["metadata"]["name"] == f"preflight-btc-sma-{chash[:8]}"
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == [
+        "kubetrade",
+        "preflight",
+        "--strategy",
+        "btc-sma",
+        "--namespace",
+        "trading",
+    ]
+    assert job["spec"]["backoffLimit"] == 0
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_validation_job_args_and_no_keys() -> None:
+    run = ValidationRun.model_validate(
+        {
+            "metadata": {"name": "v1", "namespace": "trading"},
+            "spec": {"strategyRef": "btc-sma", "duration": "1d12h"},
+        }
+    )
+    job = render.validation_job(run, "uid-2", SETTINGS)
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == [
+        "kubetrade",
+        "validate",
+        "--strategy",
+        "btc-sma",
+        "--namespace",
+        "trading",
+        "--validation-run",
+        "v1",
+        "--duration",
+        "1d12h",
+    ]
+    assert job["spec"]["activeDeadlineSeconds"] == 129600 + 3600
+    assert "secret" not in yaml.safe_dump(job["spec"]["template"]["spec"]["volumes"])
+    replay = run.model_copy(
+        update={"spec": run.spec.model_copy(update={"replay": "/data/btc.csv"})}
+    )
+    args = render.validation_job(replay, "uid-2", SETTINGS)["spec"]["template"]["spec"][
+        "containers"
+    ][0]["command"]
+    assert args[-2:] == ["--replay", "/data/btc.csv"]
+
+
+def test_summary_fold_formats_for_kubectl_get() -> None:
+    folded = fold_summary(
+        {
+            "pnl": "12.3456",
+            "equity": "10012.3456",
+            "trades": "7",
+            "win_rate": "0.5714285",
+            "open_positions": "1",
+            "halted_reason": "",
+            "updated_ms": "1700000000000",
+        }
+    )
+    assert folded["pnl"] == "12.35"
+    assert folded["trades"] == 7
+    assert folded["winRate"] == "57.1%"
+    assert folded["summaryUpdated"] == "2023-11-14T22:13:20Z"
+    assert folded["haltedReason"] is None
+
+
+def test_conditions_keep_transition_time_unless_status_flips() -> None:
+    conds = Conditions(None, 3)
+    conds.set("Ready", False, "RunnerStarting", "x", 1_000)
+    first = conds.get("Ready")
+    assert first is not None and first["observedGeneration"] == 3
+    again = Conditions(conds.items, 4)
+    again.set("Ready", False, "RunnerStarting", "y", 99_000)
+    assert again.get("Ready")["lastTransitionTime"] == first["lastTransitionTime"]  # type: ignore[index]
+    assert again.flipped == []
+    again.set("Ready", True, "RunnerReporting", "z", 99_000)
+    assert again.flipped and again.get("Ready")["lastTransitionTime"] != first["lastTransitionTime"]  # type: ignore[index]
+
+
+def test_rbac_rendered_copy_is_current_and_least_privilege() -> None:
+    path = Path(rbac.__file__).with_name("rbac.yaml")
+    assert path.read_text() == rbac.render(), (
+        "run: python -m kubetrade.operator.rbac > kubetrade/operator/rbac.yaml"
+    )
+    for component, rules in rbac.RULES.items():
+        for rule in rules:
+            assert "secrets" not in rule["resources"], component
+            assert "pods" not in rule["resources"] or component != "runner"
+            assert "*" not in rule["verbs"] and "*" not in rule["resources"]
+    runner_verbs = {v for r in rbac.RULES["runner"] for v in r["verbs"]}
+    assert runner_verbs == {"get", "list", "watch"}
