@@ -95,7 +95,22 @@ def _limits_from_file(path: str, ref: str | None) -> Any | None:
 
 
 def build_plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(plan, kube api client or None, ClusterReporter or None)."""
+    """(plan, kube api client or None, ClusterReporter or None).
+
+    With --validation-run, a spec that cannot be run (missing Strategy, bad candle
+    file) is written to the ValidationRun's status before the error propagates, so
+    `kubectl get validationrun` says why instead of only the Job's exit code.
+    """
+    holder: list[Any] = []
+    try:
+        return _build_plan(args, holder)
+    except Exception as exc:
+        if holder:
+            holder[0].fail(f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, Any]:
     from kubetrade.exchange.replay import bundled_candles
     from kubetrade.resources import RiskPolicySpec, ValidationRun, load_strategy_file
     from kubetrade.runner import validation as v
@@ -119,6 +134,7 @@ def build_plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         name = args.strategy
         if args.validation_run:
             reporter = v.ClusterReporter(api, args.namespace, args.validation_run)
+            holder.append(reporter)
             doc = reporter.get()
             doc.pop("status", None)
             vr = ValidationRun.model_validate({k: doc[k] for k in ("apiVersion", "kind", "spec")}
