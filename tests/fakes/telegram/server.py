@@ -86,6 +86,11 @@ class FakeTelegram:
 
     # -- lifecycle ------------------------------------------------------------------
     @property
+    def root_url(self) -> str:
+        """Server root, the form of ``TELEGRAM_API_BASE_URL``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def base_url(self) -> str:
         """Value for ``ApplicationBuilder().base_url`` (the token is appended by PTB)."""
         return f"http://127.0.0.1:{self.port}/bot"
@@ -178,11 +183,12 @@ class FakeTelegram:
             self._changed.notify_all()
 
     def _message(
-        self, text: str, chat_id: int, user_id: int, chat_type: str = "private"
+        self, text: str, chat_id: int, user_id: int, chat_type: str = "private",
+        date: int | None = None,
     ) -> JSON:
         message: JSON = {
             "message_id": next(self._message_ids),
-            "date": int(time.time()),
+            "date": int(time.time()) if date is None else date,
             "chat": _chat(chat_id, chat_type),
             "from": _user(user_id),
             "text": text,
@@ -193,10 +199,13 @@ class FakeTelegram:
         return message
 
     async def deliver_command(
-        self, text: str, chat_id: int, user_id: int, chat_type: str = "private"
+        self, text: str, chat_id: int, user_id: int, chat_type: str | None = None,
+        date: int | None = None,
     ) -> int:
-        """A user types ``text`` (e.g. ``/stop``) in ``chat_id``; returns the update id."""
-        update_id = self._push({"message": self._message(text, chat_id, user_id, chat_type)})
+        """A user types ``text`` (e.g. ``/stop``) in ``chat_id``; returns the update id.
+        Negative chat ids are groups (as in Telegram), positive ones private chats."""
+        kind = chat_type or ("supergroup" if chat_id < 0 else "private")
+        update_id = self._push({"message": self._message(text, chat_id, user_id, kind, date)})
         await self._notify()
         return update_id
 
@@ -222,7 +231,7 @@ class FakeTelegram:
             "message": {
                 "message_id": message.message_id,
                 "date": int(time.time()),
-                "chat": _chat(chat_id if chat_id is not None else message.chat_id, "private"),
+                "chat": _chat(chat_id if chat_id is not None else message.chat_id),
                 "from": _user(self.bot_id, is_bot=True, username=self.bot_username),
                 "text": message.text,
                 **({"reply_markup": message.reply_markup} if message.reply_markup else {}),
@@ -378,7 +387,7 @@ class FakeTelegram:
         return {
             "message_id": message.message_id,
             "date": int(time.time()),
-            "chat": _chat(chat_id, "private"),
+            "chat": _chat(chat_id),
             "from": _user(self.bot_id, is_bot=True, username=self.bot_username),
             "text": text,
             **({"reply_markup": message.reply_markup} if message.reply_markup else {}),
@@ -395,7 +404,7 @@ class FakeTelegram:
                 return {
                     "message_id": message_id,
                     "date": int(time.time()),
-                    "chat": _chat(chat_id, "private"),
+                    "chat": _chat(chat_id),
                     "text": message.text,
                 }
         raise _ApiError(400, "Bad Request: message to edit not found")
@@ -407,7 +416,7 @@ class FakeTelegram:
             if message.message_id == message_id and message.chat_id == chat_id:
                 message.reply_markup = _json(params.get("reply_markup"))
                 return {"message_id": message_id, "date": int(time.time()),
-                        "chat": _chat(chat_id, "private"), "text": message.text}
+                        "chat": _chat(chat_id), "text": message.text}
         raise _ApiError(400, "Bad Request: message to edit not found")
 
     async def _api_answercallbackquery(self, params: JSON) -> bool:
@@ -464,7 +473,8 @@ def _chat_id(params: JSON) -> int:
         raise _ApiError(400, "Bad Request: chat not found") from exc
 
 
-def _chat(chat_id: int, chat_type: str) -> JSON:
+def _chat(chat_id: int, chat_type: str | None = None) -> JSON:
+    chat_type = chat_type or ("supergroup" if chat_id < 0 else "private")
     chat: JSON = {"id": chat_id, "type": chat_type}
     if chat_type == "private":
         chat["first_name"] = f"user{chat_id}"
