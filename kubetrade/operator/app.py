@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from typing import Any
 
@@ -16,6 +15,28 @@ from kubetrade.operator.settings import OperatorSettings
 from kubetrade.state.keys import Keys
 
 StopFlag = asyncio.Event | threading.Event
+
+
+def connection_from_kubeconfig(path: str) -> kopf.ConnectionInfo:
+    """Kopf credentials from an explicit kubeconfig file (``--kubeconfig``)."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    cfg = k8s.Configuration()
+    k8s_config.load_kube_config(config_file=path, client_configuration=cfg)  # type: ignore[no-untyped-call]
+    header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
+        "authorization"
+    )
+    scheme, token = [*header.split(" ", 1), ""][:2] if header else (None, None)
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        scheme=scheme or None,
+        token=token or None,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+    )
 
 
 def make_context(settings: OperatorSettings, kubeconfig: str | None = None) -> Context:
@@ -39,13 +60,13 @@ async def run_operator(
     ``standalone`` skips Kopf peering (one replica, Deployment strategy Recreate);
     without it, operators in the same namespace elect one active instance by priority.
     """
-    if kubeconfig:
-        os.environ["KUBECONFIG"] = kubeconfig
     context = make_context(settings, kubeconfig)
     registry = build_registry(context)
 
     @kopf.on.login(registry=registry)  # type: ignore[arg-type]
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        if kubeconfig:
+            return connection_from_kubeconfig(kubeconfig)
         return kopf.login_via_client(**kwargs)
 
     try:

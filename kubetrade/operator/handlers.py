@@ -160,6 +160,8 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             prefix="kubetrade.io", key="last-handled-configuration"
         )
         settings.posting.level = logging.WARNING
+        # One namespace, named: no cluster-wide namespace/CRD scanning (and no RBAC for it).
+        settings.scanning.disabled = True
         settings.watching.server_timeout = 120
         settings.watching.client_timeout = 150
         settings.networking.request_timeout = 30
