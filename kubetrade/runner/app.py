@@ -178,7 +178,10 @@ async def build_exchange(
         from kubetrade.exchange.resilient import ResilientExchange
 
         assert data_client is not None
-        return ResilientExchange(data_client, clock), None, data_client
+        resilient = ResilientExchange(data_client, clock)
+        # market data goes through the same breaker, so an outage trips it and the
+        # feed's polls are the probes that close it again
+        return resilient, None, resilient
     if data_client is not None:
         markets = await data_client.load_markets()
         markets = {s: markets[s] for s in spec.symbols if s in markets}
@@ -196,30 +199,56 @@ def build_market(
 ) -> MarketSource:
     if env.market_data.startswith("replay"):
         return load_replay(replay_paths(spec, env.market_data), clock, env.replay_interval)
-    from kubetrade.exchange.feed import CandleFeed
-
     assert data_client is not None
-    return ExchangeSource(CandleFeed, data_client, spec, clock)
+    return ExchangeSource(data_client, spec, clock)
 
 
 class ExchangeSource:
-    """Live closed candles from the exchange through the EXCHANGE engineer's CandleFeed."""
+    """Live closed candles from the exchange: one ``CandleFeed`` per symbol, merged.
+
+    Each feed resumes after the runner's cursor (back-filling what was missed while the
+    runner was down); stale data is logged and waited out, never passed off as current.
+    """
 
     kind = "exchange"
 
-    def __init__(self, feed_cls: Any, client: ExchangeClient, spec: RunnerSpec, clock: Clock):
-        self.feed_cls = feed_cls
+    def __init__(self, client: ExchangeClient, spec: RunnerSpec, clock: Clock) -> None:
         self.client = client
         self.spec = spec
         self.clock = clock
 
     def describe(self) -> dict[str, Any]:
-        return {"kind": self.kind, "exchange": getattr(self.client, "name", "binance")}
+        return {"kind": self.kind, "exchange": getattr(self.client, "name", "binance"),
+                "symbols": self.spec.symbols, "timeframe": self.spec.timeframe}
 
     async def candles(self, cursor: Any) -> Any:
-        feed = self.feed_cls(self.client, self.spec.symbols, self.spec.timeframe, self.clock)
-        async for symbol, candle in feed.stream(dict(cursor)):
-            yield symbol, candle
+        from kubetrade.exchange.feed import CandleFeed, StaleData
+
+        tf = timeframe_ms(self.spec.timeframe)
+        queue: asyncio.Queue[tuple[str, Candle]] = asyncio.Queue(maxsize=1000)
+
+        async def pump(symbol: str) -> None:
+            last = cursor.get(symbol)
+            feed = CandleFeed(
+                self.client, symbol, self.spec.timeframe, self.clock,
+                since_ms=last + tf if last is not None else None,
+            )
+            while True:
+                try:
+                    candle = await feed.next()
+                except StaleData as exc:
+                    log.warning("market.stale", symbol=symbol, lag_s=exc.lag_ms / 1000)
+                    await self.clock.sleep(feed.retry_s)
+                    continue
+                await queue.put((symbol, candle))
+
+        tasks = [asyncio.create_task(pump(s)) for s in self.spec.symbols]
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            for t in tasks:
+                t.cancel()
 
 
 async def create_runner(
@@ -259,9 +288,8 @@ async def create_runner(
         paper=paper,
         options=options,
     )
-    on_event = getattr(exchange, "set_breaker_listener", None)
-    if callable(on_event):
-        on_event(runner.on_breaker)
+    if hasattr(exchange, "on_event"):
+        exchange.on_event = runner.on_exchange_event
     closers = [c for c in {id(exchange): exchange, id(data_client): data_client}.values() if c]
     return runner, closers
 

@@ -179,6 +179,7 @@ class Runner:
         self.last_reconciliation: ReconciliationResult | None = None
         self._prefix = client_id_prefix(make_client_order_id(spec.name, 0, 0))
         self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
         self._marks: dict[str, Decimal] = {}
         self._peak_equity: Decimal | None = None
 
@@ -314,6 +315,8 @@ class Runner:
             t0 = time.perf_counter()
             if self.cursor.get(symbol, -1) >= candle.ts_ms:
                 return
+            if self.awaiting_reconciliation and not self.breaker_open:
+                await self.reconcile_now("before_resume")
             if self.paper is not None:
                 await self._paper_candle(symbol, candle)
             await self._sync_open_orders(symbol)
@@ -429,8 +432,14 @@ class Runner:
         ):
             return []
         try:
-            since = max(0, min(order.created_ms, order.updated_ms or order.created_ms) - 60_000)
-            fills = await self.exchange.fetch_fills(order.symbol, since_ms=since or None)
+            since: int | None = max(
+                0, min(order.created_ms, order.updated_ms or order.created_ms) - 60_000
+            )
+            # Binance answers a start time with the 24 hours after it: an order stamped
+            # with replayed (old) market time is looked up among the latest trades.
+            if since is not None and self.clock.now_ms() - since > 23 * 3_600_000:
+                since = None
+            fills = await self.exchange.fetch_fills(order.symbol, since_ms=since)
         except ExchangeError as exc:
             self.log.warning("fills.fetch_failed", client_order_id=order.client_order_id,
                              error=exc)
@@ -616,6 +625,26 @@ class Runner:
             )
 
     # ------------------------------------------------------------------ breaker
+    def on_exchange_event(self, event: Any) -> None:
+        """Listener for ResilientExchange events (sync callback: schedules the work)."""
+        kind = getattr(event, "kind", "")
+        data = getattr(event, "data", {}) or {}
+        if kind == "breaker":
+            state = str(data.get("to", ""))
+            self.metrics.set_breaker(self.name, state)
+            if state in ("open", "closed"):
+                self._spawn(self.on_breaker(state))
+        elif kind == "reconciliation_required":
+            self.awaiting_reconciliation = True
+        elif kind in ("order_outcome_unknown", "order_unresolved", "order_resent",
+                      "order_recovered", "rate_limited"):
+            self.log.warning("exchange." + kind, **{k: str(v) for k, v in data.items()})
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def on_breaker(self, state: str) -> None:
         """Callback for the exchange's circuit breaker (closed/half_open/open)."""
         self.metrics.set_breaker(self.name, state)
@@ -632,7 +661,8 @@ class Runner:
             self.breaker_open = False
             self.log.warning("breaker.closed")
             await self._audit("breaker.closed", {})
-            await self.reconcile_now("breaker_closed")
+            async with self._lock:
+                await self.reconcile_now("breaker_closed")
             if self.awaiting_reconciliation:
                 self.log.error("breaker.closed_but_reconciliation_failed")
             else:
@@ -669,6 +699,9 @@ class Runner:
         self.metrics.reconciliation_mismatches.labels(self.name).set(len(result.mismatches))
         self.metrics.reconciliations.labels(self.name, data["status"]).inc()
         if result.ok:
+            mark = getattr(self.exchange, "mark_reconciled", None)
+            if callable(mark) and not self.breaker_open:
+                mark()
             if self.awaiting_reconciliation and not self.breaker_open:
                 self.awaiting_reconciliation = False
                 await self._audit("trading.resumed_after_reconciliation", {"trigger": trigger})
