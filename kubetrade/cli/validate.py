@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("kubetrade.validation")
 
 EXIT_GO = 0
 EXIT_ERROR = 1
@@ -115,10 +118,9 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
     from kubetrade.resources import RiskPolicySpec, ValidationRun, load_strategy_file
     from kubetrade.runner import validation as v
 
-    sources = [x for x in (args.strategy_file, args.strategy, args.validation_run) if x]
-    if len(sources) != 1:
+    if bool(args.strategy_file) == bool(args.strategy or args.validation_run):
         raise ValueError(
-            "give exactly one of --strategy-file FILE, --strategy NAME or --validation-run NAME"
+            "give either --strategy-file FILE, or --strategy NAME and/or --validation-run NAME"
         )
     api = None
     reporter = None
@@ -139,6 +141,11 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
             doc.pop("status", None)
             vr = ValidationRun.model_validate({k: doc[k] for k in ("apiVersion", "kind", "spec")}
                                               | {"metadata": {"name": args.validation_run}})
+            if name and name != vr.spec.strategy_ref:
+                raise ValueError(
+                    f"--strategy {name} differs from ValidationRun {args.validation_run}'s "
+                    f"spec.strategyRef {vr.spec.strategy_ref}"
+                )
             name = vr.spec.strategy_ref
             spec_criteria = vr.spec.criteria
             duration = duration or vr.spec.duration
@@ -238,8 +245,15 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             outcome = asyncio.run(_forward(plan, progress.update))
             symbols = list(plan.strategy.spec.symbols)
         report = v.finish_report(plan, outcome, symbols, started, wall.now_ms())
-        path = v.write_report(report, args.report_dir, report["finished_ms"])
-        location = str(path)
+        try:
+            location = str(v.write_report(report, args.report_dir, report["finished_ms"]))
+        except OSError as exc:
+            if reporter is None:
+                raise
+            # in a pod the ConfigMap is the report of record; a read-only or full
+            # disk must not lose a finished run
+            log.warning("could not write the report file in %s: %s", args.report_dir, exc)
+            location = "(no file)"
         if reporter is not None:
             cm = v.report_config_map_name(reporter.name)
             location = f"{location} (ConfigMap {args.namespace}/{cm})"

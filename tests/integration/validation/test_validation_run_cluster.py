@@ -56,8 +56,8 @@ def run_job_command(apiserver: ControlPlane, namespace: str, tmp_path: Path,
            if k not in ("REDIS_URL", "KUBERNETES_SERVICE_HOST")}
     env["KUBECONFIG"] = str(apiserver.kubeconfig)
     return subprocess.run(
-        [sys.executable, "-m", "kubetrade", "validate", "--validation-run", "ltc-check",
-         "--namespace", namespace, "--report-dir", str(tmp_path / "data"), *args],
+        [sys.executable, "-m", "kubetrade", "validate", "--strategy", "ltc-rsi",
+         "--validation-run", "ltc-check", "--namespace", namespace, "--report-dir", str(tmp_path / "data"), *args],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )
 
