@@ -18,7 +18,10 @@ DEFAULT_API_ROOT = "https://api.telegram.org"
 class NotifySettings(BaseSettings):
     """Environment variables of the notifier (names are the field names in upper case)."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+    # hide_input_in_errors: a malformed token must not be echoed by a ValidationError
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
     telegram_bot_token: SecretStr = Field(description="Bot token from @BotFather.")
     telegram_chat_id: int = Field(
