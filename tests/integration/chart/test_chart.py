@@ -22,6 +22,8 @@ from tests.bed import Binaries, ControlPlane
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "kubetrade"
 RELEASE = "kt"
+# helm built from source defaults `template` to Kubernetes v1.20; say which cluster we target.
+KUBE_VERSION = "1.34.0"
 
 
 def helm(kube_bin: Binaries, *args: str, kubeconfig: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -32,7 +34,7 @@ def helm(kube_bin: Binaries, *args: str, kubeconfig: str | None = None) -> subpr
 
 
 def render(kube_bin: Binaries, namespace: str, *sets: str) -> list[dict[str, Any]]:
-    args = ["template", RELEASE, str(CHART), "--namespace", namespace]
+    args = ["template", RELEASE, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION]
     for s in sets:
         args += ["--set", s]
     out = helm(kube_bin, *args)
@@ -91,11 +93,12 @@ def test_helm_lint_is_clean(kube_bin: Binaries) -> None:
 @pytest.mark.parametrize(
     ("value", "named"),
     [
-        ("operator.replicas=2", "operator.replicas"),
-        ("image.pullPolicy=Sometimes", "image.pullPolicy"),
-        ("redis.enabled=false", "redis"),
-        ("api.corsOrigins[0]=*", "api.corsOrigins"),
-        ("redisPrefix=has space", "redisPrefix"),
+        ("operator.replicas=2", "/operator/replicas"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("redis.enabled=false", "/redis"),
+        ("api.corsOrigins[0]=*", "/api/corsOrigins/0"),
+        ("redisPrefix=has space", "/redisPrefix"),
+        ("notify.enabled=true", "/notify"),
     ],
 )
 def test_bad_values_fail_naming_the_value(kube_bin: Binaries, value: str, named: str) -> None:
@@ -126,6 +129,7 @@ def test_rendered_objects_are_accepted_by_the_api_server(
 ) -> None:
     rendered = helm(
         kube_bin, "template", RELEASE, str(CHART), "--namespace", restricted_namespace,
+        "--kube-version", KUBE_VERSION,
         "--set", "notify.enabled=true", "--set", "notify.botToken=x:y", "--set", "notify.chatId=1",
         "--set", "api.ingress.enabled=true",
     )
@@ -209,3 +213,91 @@ def test_helm_install_creates_the_components(
         "get", "secret", f"{RELEASE}-kubetrade-api", "-n", restricted_namespace, "-o", "yaml"
     ).stdout
     assert "s3cret-for-test" not in secret  # base64 in the object, never plain
+
+
+STRATEGY = """
+apiVersion: kubetrade.io/v1alpha1
+kind: Strategy
+metadata: {name: btc-sma}
+spec:
+  algorithm: sma-crossover
+  parameters: {fastPeriod: 10, slowPeriod: 30}
+  symbols: ["BTC/USDT"]
+  timeframe: 1m
+  mode: paper
+  exchange: {name: binance, testnet: true}
+  riskPolicyRef: default
+  enabled: true
+"""
+
+
+def test_installed_operator_reconciles_a_strategy_with_the_charts_rbac(
+    kube_bin: Binaries,
+    apiserver: ControlPlane,
+    crds_installed: None,
+    restricted_namespace: str,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """The operator, authenticated as the chart's operator ServiceAccount (so only the
+    chart's RBAC applies), turns a Strategy applied after install into its runner
+    Deployment, and that runner's pod meets the namespace's `restricted` level."""
+    import json
+    import os
+    import sys
+    import time
+
+    from kubetrade.operator.render import runner_name
+
+    ns = restricted_namespace
+    out = helm(kube_bin, "install", RELEASE, str(CHART), "--namespace", ns,
+               kubeconfig=str(apiserver.kubeconfig))
+    assert out.returncode == 0, out.stderr
+    operator = next(
+        d for d in render(kube_bin, ns)
+        if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")
+    )
+    pod = operator["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    env.update(REDIS_URL=redis_url, KUBETRADE_REDIS_PREFIX=f"chart{uuid.uuid4().hex[:6]}")
+    sa_config = apiserver.kubeconfig_for_service_account(ns, pod["serviceAccountName"])
+    args = [a for a in container["args"] if not a.startswith("http")]
+    args = [a for a in args if a != "--liveness"]
+    log = (tmp_path / "operator.log").open("wb")
+    environ = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubetrade", *args, "--kubeconfig", str(sa_config)],
+        env={**environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )
+    try:
+        apiserver.kubectl("apply", "-n", ns, "-f", "-", input=STRATEGY)
+        deadline = time.monotonic() + 90
+        deployment = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            got = apiserver.kubectl(
+                "get", "deployment", runner_name("btc-sma"), "-n", ns, "-o", "json", check=False
+            )
+            if got.returncode == 0:
+                deployment = json.loads(got.stdout)
+                break
+            time.sleep(0.5)
+        assert deployment is not None, (tmp_path / "operator.log").read_text()[-3000:]
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == env[
+            "KUBETRADE_RUNNER_SERVICE_ACCOUNT"
+        ]
+        runner_pod = {
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runner-check"},
+            "spec": deployment["spec"]["template"]["spec"],
+        }
+        checked = apiserver.kubectl(
+            "apply", "--dry-run=server", "-n", ns, "-f", "-",
+            input=yaml.safe_dump(runner_pod), check=False,
+        )
+        assert checked.returncode == 0, checked.stderr
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
