@@ -26,7 +26,9 @@ RELEASE = "kt"
 KUBE_VERSION = "1.34.0"
 
 
-def helm(kube_bin: Binaries, *args: str, kubeconfig: str | None = None) -> subprocess.CompletedProcess[str]:
+def helm(
+    kube_bin: Binaries, *args: str, kubeconfig: str | None = None
+) -> subprocess.CompletedProcess[str]:
     cmd = [str(kube_bin.helm), *args]
     if kubeconfig:
         cmd.append(f"--kubeconfig={kubeconfig}")
@@ -34,7 +36,15 @@ def helm(kube_bin: Binaries, *args: str, kubeconfig: str | None = None) -> subpr
 
 
 def render(kube_bin: Binaries, namespace: str, *sets: str) -> list[dict[str, Any]]:
-    args = ["template", RELEASE, str(CHART), "--namespace", namespace, "--kube-version", KUBE_VERSION]
+    args = [
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--kube-version",
+        KUBE_VERSION,
+    ]
     for s in sets:
         args += ["--set", s]
     out = helm(kube_bin, *args)
@@ -61,9 +71,7 @@ def pod_templates(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str
 def restricted_namespace(apiserver: ControlPlane) -> Iterator[str]:
     name = f"chart-{uuid.uuid4().hex[:8]}"
     apiserver.kubectl("create", "namespace", name)
-    apiserver.kubectl(
-        "label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted"
-    )
+    apiserver.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
     yield name
     apiserver.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
@@ -107,15 +115,27 @@ def test_bad_values_fail_naming_the_value(kube_bin: Binaries, value: str, named:
     assert named in out.stderr, out.stderr
 
 
-def test_notes_never_print_secrets(kube_bin: Binaries, apiserver: ControlPlane, crds_installed: None) -> None:
+def test_notes_never_print_secrets(
+    kube_bin: Binaries, apiserver: ControlPlane, crds_installed: None
+) -> None:
     password = f"pw-{uuid.uuid4().hex}"
     token = f"123456:{uuid.uuid4().hex}"
     out = helm(
-        kube_bin, "install", "notes-check", str(CHART), "--dry-run=server",
-        "--namespace", "default",
-        "--set", f"api.auth.dashboardPassword={password}",
-        "--set", "notify.enabled=true", "--set", f"notify.botToken={token}",
-        "--set", "notify.chatId=42",
+        kube_bin,
+        "install",
+        "notes-check",
+        str(CHART),
+        "--dry-run=server",
+        "--namespace",
+        "default",
+        "--set",
+        f"api.auth.dashboardPassword={password}",
+        "--set",
+        "notify.enabled=true",
+        "--set",
+        f"notify.botToken={token}",
+        "--set",
+        "notify.chatId=42",
         kubeconfig=str(apiserver.kubeconfig),
     )
     assert out.returncode == 0, out.stderr
@@ -128,18 +148,36 @@ def test_rendered_objects_are_accepted_by_the_api_server(
     kube_bin: Binaries, apiserver: ControlPlane, crds_installed: None, restricted_namespace: str
 ) -> None:
     rendered = helm(
-        kube_bin, "template", RELEASE, str(CHART), "--namespace", restricted_namespace,
-        "--kube-version", KUBE_VERSION,
-        "--set", "notify.enabled=true", "--set", "notify.botToken=x:y", "--set", "notify.chatId=1",
-        "--set", "api.ingress.enabled=true",
+        kube_bin,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        restricted_namespace,
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "notify.enabled=true",
+        "--set",
+        "notify.botToken=x:y",
+        "--set",
+        "notify.chatId=1",
+        "--set",
+        "api.ingress.enabled=true",
     )
     assert rendered.returncode == 0, rendered.stderr
     docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
     # monitoring.coreos.com kinds need the Prometheus operator's CRDs, absent here
     docs = [d for d in docs if not d["apiVersion"].startswith("monitoring.coreos.com")]
     out = apiserver.kubectl(
-        "apply", "--dry-run=server", "-n", restricted_namespace, "-f", "-",
-        input=yaml.safe_dump_all(docs), check=False,
+        "apply",
+        "--dry-run=server",
+        "-n",
+        restricted_namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump_all(docs),
+        check=False,
     )
     assert out.returncode == 0, out.stderr
     assert "Warning" not in out.stderr, out.stderr
@@ -149,8 +187,11 @@ def test_every_pod_meets_the_restricted_level(
     kube_bin: Binaries, apiserver: ControlPlane, restricted_namespace: str
 ) -> None:
     objects = render(
-        kube_bin, restricted_namespace,
-        "notify.enabled=true", "notify.botToken=x:y", "notify.chatId=1",
+        kube_bin,
+        restricted_namespace,
+        "notify.enabled=true",
+        "notify.botToken=x:y",
+        "notify.chatId=1",
     )
     templates = list(pod_templates(objects))
     assert {name.split("/")[0] for name, _ in templates} >= {"Deployment", "StatefulSet"}
@@ -162,8 +203,14 @@ def test_every_pod_meets_the_restricted_level(
             "spec": spec,
         }
         out = apiserver.kubectl(
-            "apply", "--dry-run=server", "-n", restricted_namespace, "-f", "-",
-            input=yaml.safe_dump(pod), check=False,
+            "apply",
+            "--dry-run=server",
+            "-n",
+            restricted_namespace,
+            "-f",
+            "-",
+            input=yaml.safe_dump(pod),
+            check=False,
         )
         assert out.returncode == 0, f"{name}: {out.stderr}"
 
@@ -179,8 +226,14 @@ def test_a_privileged_pod_is_refused_by_the_restricted_namespace(
         "spec": {"containers": [{"name": "c", "image": "busybox"}]},
     }
     out = apiserver.kubectl(
-        "apply", "--dry-run=server", "-n", restricted_namespace, "-f", "-",
-        input=yaml.safe_dump(pod), check=False,
+        "apply",
+        "--dry-run=server",
+        "-n",
+        restricted_namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump(pod),
+        check=False,
     )
     assert out.returncode != 0
     assert "restricted" in out.stderr
@@ -190,14 +243,24 @@ def test_helm_install_creates_the_components(
     kube_bin: Binaries, apiserver: ControlPlane, crds_installed: None, restricted_namespace: str
 ) -> None:
     out = helm(
-        kube_bin, "install", RELEASE, str(CHART), "--namespace", restricted_namespace,
-        "--set", "api.auth.dashboardPassword=s3cret-for-test",
+        kube_bin,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        restricted_namespace,
+        "--set",
+        "api.auth.dashboardPassword=s3cret-for-test",
         kubeconfig=str(apiserver.kubeconfig),
     )
     assert out.returncode == 0, out.stderr
     got = apiserver.kubectl(
-        "get", "deployments,statefulsets,services,emergencies,riskpolicies,roles,serviceaccounts",
-        "-n", restricted_namespace, "-o", "name",
+        "get",
+        "deployments,statefulsets,services,emergencies,riskpolicies,roles,serviceaccounts",
+        "-n",
+        restricted_namespace,
+        "-o",
+        "name",
     ).stdout.split()
     for expected in [
         f"deployment.apps/{RELEASE}-kubetrade-operator",
@@ -250,11 +313,19 @@ def test_installed_operator_reconciles_a_strategy_with_the_charts_rbac(
     from kubetrade.operator.render import runner_name
 
     ns = restricted_namespace
-    out = helm(kube_bin, "install", RELEASE, str(CHART), "--namespace", ns,
-               kubeconfig=str(apiserver.kubeconfig))
+    out = helm(
+        kube_bin,
+        "install",
+        RELEASE,
+        str(CHART),
+        "--namespace",
+        ns,
+        kubeconfig=str(apiserver.kubeconfig),
+    )
     assert out.returncode == 0, out.stderr
     operator = next(
-        d for d in render(kube_bin, ns)
+        d
+        for d in render(kube_bin, ns)
         if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")
     )
     pod = operator["spec"]["template"]["spec"]
@@ -268,7 +339,10 @@ def test_installed_operator_reconciles_a_strategy_with_the_charts_rbac(
     environ = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubetrade", *args, "--kubeconfig", str(sa_config)],
-        env={**environ, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        env={**environ, **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     try:
         apiserver.kubectl("apply", "-n", ns, "-f", "-", input=STRATEGY)
@@ -283,16 +357,25 @@ def test_installed_operator_reconciles_a_strategy_with_the_charts_rbac(
                 break
             time.sleep(0.5)
         assert deployment is not None, (tmp_path / "operator.log").read_text()[-3000:]
-        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == env[
-            "KUBETRADE_RUNNER_SERVICE_ACCOUNT"
-        ]
+        assert (
+            deployment["spec"]["template"]["spec"]["serviceAccountName"]
+            == env["KUBETRADE_RUNNER_SERVICE_ACCOUNT"]
+        )
         runner_pod = {
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "runner-check"},
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "runner-check"},
             "spec": deployment["spec"]["template"]["spec"],
         }
         checked = apiserver.kubectl(
-            "apply", "--dry-run=server", "-n", ns, "-f", "-",
-            input=yaml.safe_dump(runner_pod), check=False,
+            "apply",
+            "--dry-run=server",
+            "-n",
+            ns,
+            "-f",
+            "-",
+            input=yaml.safe_dump(runner_pod),
+            check=False,
         )
         assert checked.returncode == 0, checked.stderr
     finally:

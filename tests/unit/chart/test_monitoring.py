@@ -82,7 +82,9 @@ def test_promtool_accepts_the_rules() -> None:
         pytest.fail("promtool missing: scripts/system-deps.sh installs Debian's prometheus")
     out = subprocess.run(
         [promtool, "check", "rules", str(FILES / "prometheus-rules.yaml")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -95,7 +97,9 @@ def test_dashboard_panels_are_the_promised_ones() -> None:
 
 
 def test_hadolint_is_clean() -> None:
-    hadolint = shutil.which("hadolint") or str(Path(__import__("sys").executable).parent / "hadolint")
+    hadolint = shutil.which("hadolint") or str(
+        Path(__import__("sys").executable).parent / "hadolint"
+    )
     out = subprocess.run(
         [hadolint, str(ROOT / "Dockerfile")], capture_output=True, text=True, check=False
     )
