@@ -830,9 +830,18 @@ async def forward(
     cursor: dict[str, int] = {}
     need = engine.strategy.warmup + 1
     for s in symbols:
-        history = await exchange.fetch_candles(
-            s, spec.timeframe, since_ms=start_ms - (need + 1) * step, limit=need + 2
-        )
+        history: list[Any] = []
+        for attempt in range(3):
+            try:
+                history = await exchange.fetch_candles(
+                    s, spec.timeframe, since_ms=start_ms - (need + 1) * step, limit=need + 2
+                )
+                break
+            except ExchangeError as exc:
+                # without warm-up the strategy just starts signalling later
+                log.warning("forward validation: warm-up candles for %s failed (%d/3): %s",
+                            s, attempt + 1, exc)
+                await clock.sleep(2.0)
         history = [c for c in history if c.ts_ms + step <= start_ms]
         for c in history:
             engine.strategy.update(s, float(c.close))
@@ -882,6 +891,8 @@ async def forward(
         next_close = min(cursor[s] + 2 * step for s in symbols)
         wait_s = max(1.0, (next_close - now) / 1000 + settle_s)
         await clock.sleep(wait_s)
+    if progress is not None:
+        progress(end_ms - start_ms)  # no candle can close inside the window any more
     return RunOutcome(
         trades=trades,
         equity_curve=curve,

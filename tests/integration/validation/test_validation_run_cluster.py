@@ -57,7 +57,8 @@ def run_job_command(apiserver: ControlPlane, namespace: str, tmp_path: Path,
     env["KUBECONFIG"] = str(apiserver.kubeconfig)
     return subprocess.run(
         [sys.executable, "-m", "kubetrade", "validate", "--strategy", "ltc-rsi",
-         "--validation-run", "ltc-check", "--namespace", namespace, "--report-dir", str(tmp_path / "data"), *args],
+         "--validation-run", "ltc-check", "--namespace", namespace,
+         "--report-dir", str(tmp_path / "data"), *args],
         env=env, capture_output=True, text=True, timeout=300, check=False,
     )
 
