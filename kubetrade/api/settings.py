@@ -58,6 +58,20 @@ class ApiSettings(BaseSettings):
     telegram_bot_token: SecretStr | None = None
     telegram_chat_id: str | None = None
 
+    @field_validator(
+        "dashboard_password",
+        "dashboard_password_hash",
+        "jwt_secret",
+        "binance_api_key",
+        "binance_secret_key",
+        "telegram_bot_token",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        # `DASHBOARD_PASSWORD=` in an env file means "not set", not "the empty password".
+        return None if v == "" else v
+
     @field_validator("jwt_secret")
     @classmethod
     def _secret_long_enough(cls, v: SecretStr | None) -> SecretStr | None:

@@ -59,9 +59,7 @@ async def seed_strategy(
 ) -> None:
     store = StateStore(redis, keys, name)
     changes = Changes(
-        closed_trades=[
-            trade(name, symbol, i, pnl="2" if i % 3 else "-1") for i in range(n_trades)
-        ],
+        closed_trades=[trade(name, symbol, i, pnl="2" if i % 3 else "-1") for i in range(n_trades)],
         positions=(
             {
                 symbol: Position(
@@ -89,6 +87,4 @@ async def seed_strategy(
     )
     await store.commit(changes)
     for i in range(5):
-        await store.commit(
-            Changes(equity=(T0 + i * 60_000, Decimal("10000") + Decimal(i * 25)))
-        )
+        await store.commit(Changes(equity=(T0 + i * 60_000, Decimal("10000") + Decimal(i * 25))))

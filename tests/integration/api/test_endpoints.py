@@ -91,7 +91,9 @@ async def test_login_contract(make_api: MakeApi) -> None:
     assert set(body) == {"access_token", "refresh_token", "token_type", "expires_in"}
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 900
-    r = await api.client.post("/api/auth/login", json={"username": "root", "password": API_PASSWORD})
+    r = await api.client.post(
+        "/api/auth/login", json={"username": "root", "password": API_PASSWORD}
+    )
     assert r.status_code == 401
 
 
@@ -191,7 +193,9 @@ async def test_emergency_stop_close_all_resume(make_api: MakeApi) -> None:
     status = (await api.client.get("/api/status", headers=h)).json()
     assert status["status"] == "stopped"
     await api.redis.hset(
-        api.keys.emergency_acks, "btc-sma", json.dumps({"action": "stop", "ts_ms": 5, "cancelled": ["a"]})
+        api.keys.emergency_acks,
+        "btc-sma",
+        json.dumps({"action": "stop", "ts_ms": 5, "cancelled": ["a"]}),
     )
     r = await api.client.get("/api/emergency", headers=h)
     assert r.json()["acks"]["btc-sma"] == {"action": "stop", "ts_ms": 5, "cancelled": ["a"]}
@@ -233,9 +237,9 @@ async def test_settings_masked_validated_and_hot_reloaded(make_api: MakeApi) -> 
     assert Decimal(str(r.json()["risk"]["stopLossPct"])) == 4
     stored = await api.desired.get_risk_policy("default")
     assert stored["spec"]["maxConcurrentPositions"] == 2
-    audit = (
-        await api.client.get("/api/audit", params={"action": "riskpolicy"}, headers=h)
-    ).json()["items"]
+    audit = (await api.client.get("/api/audit", params={"action": "riskpolicy"}, headers=h)).json()[
+        "items"
+    ]
     assert audit[0]["actor"] == "api:admin"
 
 

@@ -1,0 +1,175 @@
+"""``kubetrade api``: the REST API, WebSocket and dashboard.
+
+Desired state: in a cluster (in-cluster service account, or ``KUBECONFIG`` /
+``--kubeconfig``) changes go to the custom resources; otherwise to the local store in
+Redis (the same one ``kubetrade local`` uses). Without ``DASHBOARD_PASSWORD`` there is
+no authentication, so the API refuses to listen anywhere but loopback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("kubetrade.cli.api")
+
+SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "api",
+        help="serve the REST API, WebSocket and dashboard",
+        description="Serve the REST API, the live WebSocket and the dashboard (default "
+        "port 8000). Env: REDIS_URL, KUBETRADE_REDIS_PREFIX, DASHBOARD_PASSWORD, "
+        "JWT_SECRET, CORS_ORIGINS, KUBECONFIG.",
+    )
+    p.add_argument(
+        "--host",
+        default=None,
+        help="address to bind (default 0.0.0.0 when DASHBOARD_PASSWORD is set, "
+        "else 127.0.0.1; without a password only loopback is allowed)",
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--namespace", default=None, help="namespace of the custom resources")
+    p.add_argument("--kubeconfig", default=None, help="kubeconfig (default $KUBECONFIG)")
+    p.add_argument(
+        "--local",
+        action="store_true",
+        help="use the local desired state in Redis even when a cluster is reachable",
+    )
+    p.set_defaults(func=run)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def choose_host(requested: str | None, auth_enabled: bool) -> str:
+    """The bind address; raises ValueError when it would expose an unauthenticated API."""
+    if requested is None:
+        return "0.0.0.0" if auth_enabled else "127.0.0.1"  # noqa: S104 - with a password
+    if not auth_enabled and not _is_loopback(requested):
+        raise ValueError(
+            f"--host {requested}: DASHBOARD_PASSWORD is not set, so the API has no "
+            "authentication and may only listen on loopback (127.0.0.1, ::1); set "
+            "DASHBOARD_PASSWORD to listen on other addresses"
+        )
+    return requested
+
+
+def _namespace(arg: str | None) -> str:
+    if arg:
+        return arg
+    for var in ("KUBETRADE_NAMESPACE", "POD_NAMESPACE"):
+        if os.environ.get(var):
+            return os.environ[var]
+    if SA_NAMESPACE.exists():
+        return SA_NAMESPACE.read_text().strip()
+    return "default"
+
+
+def _kubernetes_client(kubeconfig: str | None) -> Any:
+    """An ApiClient when a cluster is configured, else None."""
+    from kubernetes import client as k8s
+    from kubernetes import config as k8s_config
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig:
+        cfg = k8s.Configuration()
+        k8s_config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+        return k8s.ApiClient(cfg)
+    path = kubeconfig or os.environ.get("KUBECONFIG")
+    if path:
+        return k8s_config.new_client_from_config(config_file=path)  # type: ignore[no-untyped-call]
+    return None
+
+
+async def _serve(args: argparse.Namespace, host: str) -> int:
+    import redis.asyncio as aioredis
+    import uvicorn
+
+    from kubetrade.api.app import create_app
+    from kubetrade.api.settings import ApiSettings
+    from kubetrade.domain.clock import SystemClock
+    from kubetrade.state.desired import DesiredState, LocalDesiredState
+    from kubetrade.state.desired_k8s import KubernetesDesiredState
+    from kubetrade.state.keys import keys_from_env
+
+    settings = ApiSettings()
+    clock = SystemClock()
+    keys = keys_from_env()
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis = aioredis.from_url(redis_url, decode_responses=True)
+    api_client = None if args.local else _kubernetes_client(args.kubeconfig)
+    desired: DesiredState
+    if api_client is not None:
+        namespace = _namespace(args.namespace)
+        desired = KubernetesDesiredState(namespace, api_client, redis, keys, clock)
+        log.info("desired state: custom resources in namespace %s", namespace)
+    else:
+        desired = LocalDesiredState(redis, keys, clock)
+        log.info("desired state: local store in Redis (no cluster configured)")
+    app = create_app(settings, redis, desired, clock, keys=keys)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=args.port,
+        log_level="info",
+        proxy_headers=False,
+        server_header=False,
+        ws_max_size=64 * 1024,
+    )
+    server = uvicorn.Server(config)
+    log.info(
+        "serving on http://%s:%d (%s)",
+        host,
+        args.port,
+        "authentication required" if settings.auth_enabled else "NO authentication",
+    )
+    try:
+        await server.serve()
+    finally:
+        await redis.aclose()
+        if api_client is not None:
+            api_client.close()
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from kubetrade.api.settings import ApiSettings
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        )
+    try:
+        settings = ApiSettings()
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]).upper()
+            print(f"kubetrade api: {field}: {err['msg']}", file=sys.stderr)
+        return 2
+    try:
+        host = choose_host(args.host, settings.auth_enabled)
+    except ValueError as exc:
+        print(f"kubetrade api: {exc}", file=sys.stderr)
+        return 2
+    if not settings.auth_enabled:
+        log.warning(
+            "DASHBOARD_PASSWORD is not set: no authentication; listening on loopback %s only",
+            host,
+        )
+    return asyncio.run(_serve(args, host))
