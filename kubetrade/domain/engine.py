@@ -36,6 +36,7 @@ sized or a fill is booked.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -88,6 +89,7 @@ class _SymbolState:
     market: MarketInfo
     last_ts: int | None = None
     interval_ms: int = 0
+    step: Callable[[float], Side | None] | None = None
 
 
 @dataclass(slots=True)
@@ -123,6 +125,7 @@ class TradingEngine:
         self.timeframe_ms = timeframe_ms
         self.portfolio = Portfolio(strategy_name, starting_cash, quote_asset)
         self.controls = PreTradeControls(limits)
+        self._refs = self.controls.references
         self.tracker = StrategyTracker(
             limits.strategy_max_consecutive_losses,
             limits.strategy_re_enable_check_hours,
@@ -142,7 +145,8 @@ class TradingEngine:
         self._now_ms = 0
         self._seq_ts = -1
         self._seq = 0
-        self._equity = starting_cash
+        self.equity: Decimal = starting_cash
+        """Cash plus positions at their last marks (kept current; read it, do not set)."""
         self._peak = starting_cash
         self._dd_floor = ZERO
         self._day = -1
@@ -175,10 +179,6 @@ class TradingEngine:
         return dict(self.portfolio.positions)
 
     @property
-    def equity(self) -> Decimal:
-        return self._equity
-
-    @property
     def marks(self) -> dict[str, Decimal]:
         return dict(self._marks)
 
@@ -195,10 +195,10 @@ class TradingEngine:
         pf = self.portfolio
         return {
             "phase": self.phase,
-            "equity": str(self._equity),
+            "equity": str(self.equity),
             "cash": str(pf.cash),
             "starting_cash": str(pf.starting_cash),
-            "pnl": str(self._equity - pf.starting_cash),
+            "pnl": str(self.equity - pf.starting_cash),
             "realised_pnl": str(pf.realised_pnl),
             "fees": str(pf.fees_paid),
             "trades": self._trades,
@@ -271,7 +271,7 @@ class TradingEngine:
 
     def _new_day(self, day: int, now_ms: int) -> None:
         self._day = day
-        self._set_day_start(self._equity)
+        self._set_day_start(self.equity)
         halt = self._halts.get(HALT_DAILY)
         if halt is not None and halt.until_ms is not None and now_ms >= halt.until_ms:
             del self._halts[HALT_DAILY]
@@ -280,12 +280,12 @@ class TradingEngine:
                 "new UTC day: daily loss limit reset",
                 actor=ev.ACTOR_RISK,
                 rule=HALT_DAILY,
-                day_start_equity=str(self._equity),
+                day_start_equity=str(self.equity),
             )
 
     def _check_equity(self, equity: Decimal) -> None:
         """Mark equity and apply the daily-loss and drawdown halts."""
-        self._equity = equity
+        self.equity = equity
         if equity > self._peak:
             self._set_peak(equity)
         elif equity <= self._dd_floor and HALT_DRAWDOWN not in self._halts:
@@ -329,6 +329,28 @@ class TradingEngine:
 
     def _mark(self) -> None:
         self._check_equity(self.portfolio.equity(self._marks))
+
+    def _mark_one(self, pos: Position, price: Decimal) -> None:
+        """Fast mark when ``pos`` is the only thing held (the common case)."""
+        pf = self.portfolio
+        if len(pf.positions) == 1 and not pf.dust:
+            equity = pf.cash + pos.quantity * price
+            # inline of the no-news case of _check_equity
+            if self._dd_floor < equity <= self._peak and equity > self._day_floor:
+                self.equity = equity
+                return
+            self._check_equity(equity)
+        else:
+            self._mark()
+
+    def _bind(self, symbol: str) -> Callable[[float], Side | None]:
+        """The strategy's per-symbol step, bound once (saves a lookup per candle)."""
+        bind = getattr(self.strategy, "bind", None)
+        if bind is not None:
+            bound: Callable[[float], Side | None] = bind(symbol)
+            return bound
+        update = self.strategy.update
+        return lambda close: update(symbol, close)
 
     def _pending(self, symbol: str) -> Order | None:
         for o in self._open.values():
@@ -406,7 +428,7 @@ class TradingEngine:
             if ts <= prev:
                 return []
             gap = ts - prev
-            if st.interval_ms == 0 or gap < st.interval_ms:
+            if gap < st.interval_ms or not st.interval_ms:
                 st.interval_ms = gap
         st.last_ts = ts
         close_ms = ts + (self.timeframe_ms or st.interval_ms)
@@ -414,7 +436,12 @@ class TradingEngine:
         self._now_ms = now
         close = candle.close
         self._marks[symbol] = close
-        self.controls.set_reference(symbol, close, close_ms)
+        ref = self._refs.get(symbol)
+        if ref is None:
+            self.controls.set_reference(symbol, close, close_ms)
+        elif close_ms >= ref.ts_ms:
+            ref.price = close
+            ref.ts_ms = close_ms
         if close_ms // DAY_MS != self._day:
             self._new_day(close_ms // DAY_MS, now)
         orders: list[Order] = []
@@ -433,13 +460,16 @@ class TradingEngine:
                         low=str(candle.low),
                     )
                     orders.append(self._make_order(symbol, Side.SELL, qty, now, "stop_loss", close))
-            self._mark()
+            self._mark_one(pos, close)
         tracker = self.tracker
         if not tracker.enabled:
             change = tracker.check(now)
             if change is not None:
                 self._tracker_event(change, from_check=True)
-        signal = self.strategy.update(symbol, float(close))
+        step = st.step
+        if step is None:
+            step = st.step = self._bind(symbol)
+        signal = step(float(close))
         if signal is None:
             return orders
         if signal is Side.BUY:
@@ -463,7 +493,7 @@ class TradingEngine:
             self._refuse(symbol, Side.BUY, "halted", f"trading halted ({self.halted_reason})")
             return
         qty, verdict = size_entry(
-            self._equity, pf.cash, price, st.market, self.limits, self.fee_rate
+            self.equity, pf.cash, price, st.market, self.limits, self.fee_rate
         )
         if not verdict.ok:
             self._refuse(symbol, Side.BUY, verdict.rule, verdict.reason, verdict.detail)
@@ -652,7 +682,7 @@ class TradingEngine:
         lifted = [k for k in (HALT_MANUAL, HALT_DRAWDOWN) if k in self._halts]
         for k in lifted:
             del self._halts[k]
-        self._set_peak(self._equity)
+        self._set_peak(self.equity)
         self._emit(
             "resume",
             f"resumed by {by}" + (f"; lifted {', '.join(lifted)}" if lifted else ""),
@@ -739,7 +769,7 @@ class TradingEngine:
             "now_ms": self._now_ms,
             "seq_ts": self._seq_ts,
             "seq": self._seq,
-            "equity": str(self._equity),
+            "equity": str(self.equity),
             "peak": str(self._peak),
             "day": self._day,
             "day_start": str(self._day_start),
@@ -779,6 +809,8 @@ class TradingEngine:
         eng.tracker.restore(snapshot.get("tracker", {}))
         if "strategy" in snapshot:
             strategy.restore(snapshot["strategy"])
+        for sym_state in eng._symbols.values():
+            sym_state.step = None
         eng._open = {
             o["client_order_id"]: from_dict(Order, o) for o in snapshot.get("open_orders", [])
         }
@@ -798,10 +830,10 @@ class TradingEngine:
         eng._now_ms = int(snapshot.get("now_ms", 0))
         eng._seq_ts = int(snapshot.get("seq_ts", -1))
         eng._seq = int(snapshot.get("seq", 0))
-        eng._equity = Decimal(snapshot.get("equity", pf_data["cash"]))
-        eng._set_peak(Decimal(snapshot.get("peak", str(eng._equity))))
+        eng.equity = Decimal(snapshot.get("equity", pf_data["cash"]))
+        eng._set_peak(Decimal(snapshot.get("peak", str(eng.equity))))
         eng._day = int(snapshot.get("day", -1))
-        eng._set_day_start(Decimal(snapshot.get("day_start", str(eng._equity))))
+        eng._set_day_start(Decimal(snapshot.get("day_start", str(eng.equity))))
         eng._trades = int(snapshot.get("trades", 0))
         eng._wins = int(snapshot.get("wins", 0))
         return eng

@@ -358,10 +358,12 @@ class PreTradeControls:
         }
 
     def restore(self, data: dict[str, Any]) -> None:
-        self.references = {
-            s: _Reference(Decimal(r["price"]), int(r["ts_ms"]))
+        # in place: the engine holds this dict for its per-candle fast path
+        self.references.clear()
+        self.references.update(
+            (s, _Reference(Decimal(r["price"]), int(r["ts_ms"])))
             for s, r in data.get("references", {}).items()
-        }
+        )
         self._order_times = deque(int(t) for t in data.get("order_times", []))
         self._recent = deque(
             (int(t), str(s), str(sd), Decimal(q)) for t, s, sd, q in data.get("recent", [])

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -129,6 +131,20 @@ class Strategy(ABC, Generic[P, S]):
             state = self._states[symbol] = self._new_state()
         return self._step(state, close)
 
+    def bind(self, symbol: str) -> Callable[[float], Side | None]:
+        """``update`` for one symbol as a single callable, for the per-candle loop.
+
+        The bound step holds the symbol's state object; ``restore`` replaces the states,
+        so bind again after restoring.
+        """
+        if type(self).update is not Strategy.update:
+            update = self.update
+            return lambda close: update(symbol, close)
+        state = self._states.get(symbol)
+        if state is None:
+            state = self._states[symbol] = self._new_state()
+        return partial(self._step, state)
+
     def parameters(self) -> dict[str, Any]:
         return self.params.model_dump(by_alias=True)
 
@@ -148,12 +164,13 @@ class Strategy(ABC, Generic[P, S]):
 
 
 class _SmaState:
-    __slots__ = ("above", "fast_sum", "slow_sum", "window")
+    __slots__ = ("above", "fast_sum", "full", "slow_sum", "window")
 
     def __init__(self) -> None:
         self.window: deque[int] = deque()
         self.fast_sum = 0
         self.slow_sum = 0
+        self.full = False
         self.above: bool | None = None
 
 
@@ -172,6 +189,8 @@ class SmaCrossover(Strategy[SmaCrossoverParams, _SmaState]):
         super().__init__(params)
         self._fast = params.fast_period
         self._slow = params.slow_period
+        # once the window holds slow+1 values, the value leaving the fast window is here
+        self._fast_out = params.slow_period - params.fast_period
 
     @property
     def warmup(self) -> int:
@@ -184,22 +203,25 @@ class SmaCrossover(Strategy[SmaCrossoverParams, _SmaState]):
         x = round(close * PRICE_SCALE)
         window = state.window
         window.append(x)
-        n = len(window)
-        fast = self._fast
-        slow = self._slow
-        state.fast_sum += x
-        state.slow_sum += x
-        if n > fast:
-            state.fast_sum -= window[n - 1 - fast]
-        if n > slow:
-            state.slow_sum -= window.popleft()
-            n = slow
-        if n < slow:
-            return None
-        above = state.fast_sum * slow > state.slow_sum * fast
+        if state.full:
+            # steady state: the window holds slow+1 values until the popleft
+            fast_sum = state.fast_sum = state.fast_sum + x - window[self._fast_out]
+            slow_sum = state.slow_sum = state.slow_sum + x - window.popleft()
+        else:
+            n = len(window)
+            fast_sum = state.fast_sum = state.fast_sum + x - (
+                window[n - 1 - self._fast] if n > self._fast else 0
+            )
+            slow_sum = state.slow_sum = state.slow_sum + x
+            if n < self._slow:
+                return None
+            state.full = True
+        above = fast_sum * self._slow > slow_sum * self._fast
         prev = state.above
+        if prev is above:
+            return None
         state.above = above
-        if prev is None or prev == above:
+        if prev is None:
             return None
         return Side.BUY if above else Side.SELL
 
@@ -214,6 +236,7 @@ class SmaCrossover(Strategy[SmaCrossoverParams, _SmaState]):
         vals = list(st.window)
         st.slow_sum = sum(vals)
         st.fast_sum = sum(vals[-self._fast :])
+        st.full = len(vals) >= self._slow
         above = data.get("above")
         st.above = None if above is None else bool(above)
         return st

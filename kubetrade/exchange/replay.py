@@ -155,10 +155,13 @@ def run_replay(
                     trades.extend(on_fill(f))
                 all_orders.append(updated)
             _drain(engine, result, keep_events)
-        countdown -= 1
-        if countdown == 0:
+        if equity_every == 1:
             curve.append((close_ms, engine.equity))
-            countdown = equity_every
+        else:
+            countdown -= 1
+            if countdown == 0:
+                curve.append((close_ms, engine.equity))
+                countdown = equity_every
         if i == next_progress:
             next_progress += progress_every
             _drain(engine, result, keep_events)
