@@ -255,3 +255,33 @@ async def test_results_stored_for_the_api_and_alerts_raised(
     assert "changeme" not in json.dumps([a.text for a in alerts]) + json.dumps(stored)
     audit = await redis_client.xrange(keys.audit)
     assert any(f["action"] == "preflight" for _, f in audit)
+
+
+def test_without_a_risk_policy_the_runbook_env_settings_apply(
+    setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = setup["tmp"] / "no-policy.yaml"
+    spec.write_text(setup["spec"].read_text().split("---")[0])
+    monkeypatch.setenv("STOP_LOSS_PCT", "0")
+    monkeypatch.setenv("DAILY_LOSS_LIMIT_PCT", "0")
+    code, report = preflight(setup, capsys, spec)
+    assert code == 1
+    assert not_passing(report) == {"Stop-Loss Configured": "FAIL", "Daily Loss Limit": "FAIL"}
+    monkeypatch.setenv("STOP_LOSS_PCT", "5.0")
+    monkeypatch.setenv("DAILY_LOSS_LIMIT_PCT", "3.0")
+    code, report = preflight(setup, capsys, spec)
+    assert code == 0 and not_passing(report) == {}
+
+
+def test_exchange_down_fails_what_cannot_be_verified(
+    setup: dict[str, Any], capsys: pytest.CaptureFixture[str], fake_binance: FakeBinance
+) -> None:
+    fake_binance.start_outage()
+    try:
+        code, report = preflight(setup, capsys)
+    finally:
+        fake_binance.end_outage()
+    assert code == 1
+    assert not_passing(report) == {
+        "API Key Validity": "FAIL", "Sufficient Balance": "FAIL", "Symbol Availability": "FAIL",
+        "API Key Without Withdrawal": "WARN", "Clock Skew": "WARN"}

@@ -157,3 +157,30 @@ def test_preflight_reads_the_strategy_policy_and_validations_from_the_cluster(
     assert statuses["Paper Validation"] == "PASS"
     assert report["namespace"] == k8s_namespace
     assert [n for n, s in statuses.items() if s != "PASS"] == ["Stop-Loss Configured"]
+
+
+def test_validate_a_strategy_read_from_the_cluster(
+    apiserver: ControlPlane, k8s_namespace: str, tmp_path: Path
+) -> None:
+    data = shared_data("freqtrade-LTCBTC-5m-2018-01.csv")
+    # the cluster's RiskPolicy is the one applied: an 80% position makes a deeper drawdown
+    apiserver.kubectl("-n", k8s_namespace, "apply", "-f", "-", input=manifests(data).replace(
+        "dailyLossLimitPct: 3}", "dailyLossLimitPct: 3, maxPositionSizePct: 80}"))
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
+    env["KUBECONFIG"] = str(apiserver.kubeconfig)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kubetrade", "validate", "--strategy", "ltc-rsi",
+         "--namespace", k8s_namespace, "--replay", str(data),
+         "--report-dir", str(tmp_path / "data")],
+        env=env, capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert proc.returncode in (0, 3), proc.stderr
+    (path,) = (tmp_path / "data").glob("validation_report_*.json")
+    report = json.loads(path.read_text())
+    assert report["run"]["strategy"] == "ltc-rsi"
+    assert report["run"]["namespace"] == k8s_namespace
+    assert report["run"]["risk"]["maxPositionSizePct"] == "80"
+    assert report["run"]["validation_run"] == ""
+    # no ValidationRun was named, so none was touched
+    vr = get(apiserver, k8s_namespace, "validationrun", "ltc-check")
+    assert "decision" not in (vr.get("status") or {})
