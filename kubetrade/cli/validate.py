@@ -241,7 +241,7 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             symbols = [plan.symbol or plan.strategy.spec.symbols[0]]
         else:
             progress = v.Progress(plan.duration_s * 1000, wall, on_update=on_update,
-                                  step_pct=1.0, min_interval_s=60.0)
+                                  step_pct=1.0, min_interval_s=300.0)
             outcome = asyncio.run(_forward(plan, progress.update))
             symbols = list(plan.strategy.spec.symbols)
         report = v.finish_report(plan, outcome, symbols, started, wall.now_ms())

@@ -95,3 +95,17 @@ def test_parse_duration(text: str, seconds: int) -> None:
 def test_parse_duration_refuses(bad: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         v.parse_duration(bad)
+
+
+def test_config_map_copy_samples_the_curve_before_dropping_trades() -> None:
+    r = _report()
+    r["equity_curve"] = [{"ts_ms": i, "time": "t", "equity": str(10000 + i)} for i in range(50_000)]
+    text = v.fit_for_config_map(r, limit=400_000)
+    assert len(text.encode()) <= 400_000
+    thin = json.loads(text)
+    assert thin["equity_curve_sampled_every"] >= 2
+    assert thin["equity_curve"][0] == r["equity_curve"][0]
+    assert thin["equity_curve"][-1] == r["equity_curve"][-1]
+    assert thin["trades"] == r["trades"] and "trades_truncated_from" not in thin
+    small = _report()
+    assert json.loads(v.fit_for_config_map(small)) == small
