@@ -5,7 +5,8 @@ copy in ``kubetrade/operator/rbac.yaml`` (namespace ``kubetrade``) is what the H
 chart mirrors and what a test keeps in step with this module.
 
 - operator: reconciles the kinds into Deployments and Jobs, patches their status,
-  posts Events. No Secrets (exchange keys reach runners as volumes the kubelet mounts),
+  posts Events. Nothing cluster-scoped (it serves one named namespace with Kopf's
+  cluster scanning off). No Secrets (exchange keys reach runners as volumes the kubelet mounts),
   no Pods.
 - runner: reads Strategies, RiskPolicies and the Emergency. Nothing else: no Secrets,
   no writes, no Pods.
@@ -74,16 +75,6 @@ RULES: dict[str, list[Rule]] = {
     ],
 }
 
-#: Kopf discovers the resources it serves from the CRDs (cluster-scoped, read-only).
-OPERATOR_CLUSTER_RULES: list[Rule] = [
-    {
-        "apiGroups": ["apiextensions.k8s.io"],
-        "resources": ["customresourcedefinitions"],
-        "verbs": READ,
-    },
-]
-
-
 def account(component: str) -> str:
     return f"kubetrade-{component}"
 
@@ -124,30 +115,6 @@ def manifests(namespace: str) -> list[dict[str, Any]]:
                 "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
             }
         )
-    cluster_name = f"kubetrade-operator-crds-{namespace}"
-    docs.append(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": cluster_name, "labels": labels},
-            "rules": OPERATOR_CLUSTER_RULES,
-        }
-    )
-    docs.append(
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRoleBinding",
-            "metadata": {"name": cluster_name, "labels": labels},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": cluster_name,
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": account("operator"), "namespace": namespace}
-            ],
-        }
-    )
     return docs
 
 

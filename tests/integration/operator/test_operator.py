@@ -402,3 +402,50 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     jobs = bed.items("jobs", "kubetrade.io/job=preflight")
     assert sorted(j["metadata"]["labels"]["kubetrade.io/strategy"] for j in jobs) == live
     assert first <= len(names) + len(live)
+
+
+def test_liveness_endpoint(operator_bed: OperatorBed) -> None:
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    bed = operator_bed
+    bed.proc = None
+    import subprocess
+    import sys
+
+    from tests.fixtures.kubetrade_operator import ROOT
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kubetrade",
+            "operator",
+            "--standalone",
+            "--namespace",
+            bed.ns,
+            "--kubeconfig",
+            str(bed.sa_kubeconfig),
+            "--liveness",
+            f"http://127.0.0.1:{port}/healthz",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    return bool(r.status == 200)
+            except OSError:
+                return False
+
+        wait_for(healthy, 30, "liveness endpoint 200")
+    finally:
+        proc.terminate()
+        proc.wait(15)
