@@ -72,8 +72,8 @@ from kubetrade.domain.tracker import StrategyTracker, TrackerChange
 
 DAY_MS = 86_400_000
 SNAPSHOT_VERSION = 1
-_SEEN_TRADES_KEPT = 10_000
-_REASONS_KEPT = 2_000
+_SEEN_TRADES_KEPT = 2_000
+_REASONS_KEPT = 500
 
 HALT_MANUAL = "manual"
 HALT_DAILY = "daily_loss"
@@ -676,13 +676,15 @@ class TradingEngine:
         self._emit("halt", reason, actor=by, ts_ms=now, rule=HALT_MANUAL)
 
     def resume(self, by: str, ts_ms: int | None = None) -> None:
-        """A person lifts the manual and the drawdown halts; the drawdown peak restarts
-        at current equity. The daily-loss halt stays until the next UTC day."""
+        """A person lifts the manual and the drawdown halts; when a drawdown halt is
+        lifted the peak restarts at current equity (else it would halt again at once).
+        The daily-loss halt stays until the next UTC day."""
         now = self._now_ms if ts_ms is None else ts_ms
         lifted = [k for k in (HALT_MANUAL, HALT_DRAWDOWN) if k in self._halts]
         for k in lifted:
             del self._halts[k]
-        self._set_peak(self.equity)
+        if HALT_DRAWDOWN in lifted:
+            self._set_peak(self.equity)
         self._emit(
             "resume",
             f"resumed by {by}" + (f"; lifted {', '.join(lifted)}" if lifted else ""),

@@ -23,7 +23,6 @@ Execution model (documented because validation results depend on it):
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 from dataclasses import replace
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
@@ -125,8 +124,8 @@ class PaperBroker:
         self._orders: dict[str, Order] = {}
         self._resting: dict[str, Order] = {}
         self._fills: deque[Fill] = deque(maxlen=max_fills_kept)
-        self._order_seq = itertools.count(1)
-        self._trade_seq = itertools.count(1)
+        self._order_seq = 0
+        self._trade_seq = 0
         self.now_ms = 0
 
     # ---------------------------------------------------------------- market data
@@ -219,7 +218,7 @@ class PaperBroker:
         mine = replace(
             order,
             status=OrderStatus.OPEN,
-            exchange_order_id=f"paper-{next(self._order_seq)}",
+            exchange_order_id=f"paper-{self._next_order_no()}",
             created_ms=order.created_ms or now,
             updated_ms=now,
         )
@@ -234,6 +233,14 @@ class PaperBroker:
             self._move(base, qty, lock=True)
         self._resting[mine.client_order_id] = mine
         return replace(mine), []
+
+    def _next_order_no(self) -> int:
+        self._order_seq += 1
+        return self._order_seq
+
+    def _next_trade_no(self) -> int:
+        self._trade_seq += 1
+        return self._trade_seq
 
     def _move(self, asset: str, amount: Decimal, lock: bool) -> None:
         if lock:
@@ -277,7 +284,7 @@ class PaperBroker:
         )
         order.updated_ms = ts
         fill = Fill(
-            trade_id=f"paper-t{next(self._trade_seq)}",
+            trade_id=f"paper-t{self._next_trade_no()}",
             client_order_id=order.client_order_id,
             strategy=order.strategy,
             symbol=order.symbol,
@@ -333,16 +340,24 @@ class PaperBroker:
 
     # ---------------------------------------------------------------- persistence
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, history: int = 1_000) -> dict[str, Any]:
+        """Balances, open orders and the last ``history`` orders and fills (enough to
+        answer fetch_order/fetch_fills after a restart without growing forever)."""
+        orders = list(self._orders.values())
+        kept = orders[-history:] if history else []
+        kept_ids = {o.client_order_id for o in kept}
+        kept = [o for o in orders if o.client_order_id in self._resting and
+                o.client_order_id not in kept_ids] + kept
+        fills = list(self._fills)[-history:] if history else []
         return {
             "free": {a: str(v) for a, v in self._free.items()},
             "locked": {a: str(v) for a, v in self._locked.items()},
-            "orders": [to_dict(o) for o in self._orders.values()],
+            "orders": [to_dict(o) for o in kept],
             "resting": list(self._resting),
-            "fills": [to_dict(f) for f in self._fills],
+            "fills": [to_dict(f) for f in fills],
             "last": {s: to_dict(c) for s, c in self._last.items()},
-            "order_seq": next(self._order_seq),
-            "trade_seq": next(self._trade_seq),
+            "order_seq": self._order_seq,
+            "trade_seq": self._trade_seq,
             "now_ms": self.now_ms,
         }
 
@@ -354,8 +369,8 @@ class PaperBroker:
         self._fills = deque((from_dict(Fill, f) for f in data.get("fills", [])),
                             maxlen=self._fills.maxlen)
         self._last = {s: from_dict(Candle, c) for s, c in data.get("last", {}).items()}
-        self._order_seq = itertools.count(int(data.get("order_seq", 1)))
-        self._trade_seq = itertools.count(int(data.get("trade_seq", 1)))
+        self._order_seq = int(data.get("order_seq", 0))
+        self._trade_seq = int(data.get("trade_seq", 0))
         self.now_ms = int(data.get("now_ms", 0))
 
 

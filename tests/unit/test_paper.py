@@ -155,3 +155,19 @@ async def test_paper_exchange_speaks_the_exchange_client_interface() -> None:
     with pytest.raises(BadSymbol):
         await ex.fetch_last_price("X/USDT")
     await ex.close()
+
+
+def test_snapshot_does_not_change_the_broker_and_keeps_bounded_history() -> None:
+    b = broker(usdt="1000000")
+    for i in range(30):
+        b.submit(order(f"m{i}", Side.BUY, "0.001"))
+    b.submit(order("rest", Side.BUY, "0.01", OrderType.LIMIT, "1000"))
+    assert b.snapshot() == b.snapshot()
+    small = b.snapshot(history=5)
+    assert len(small["fills"]) == 5
+    ids = [o["client_order_id"] for o in small["orders"]]
+    assert "rest" in ids and len(ids) == 5  # the resting order is among the last 5
+    b2 = PaperBroker({BTC: default_market(BTC)}, {})
+    b2.restore(small)
+    _, [f] = b2.submit(order("next", Side.BUY, "0.001"))
+    assert f.trade_id == "paper-t31"
