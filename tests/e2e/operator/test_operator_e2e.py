@@ -1,0 +1,214 @@
+"""End to end: Strategy CRs -> operator -> runner Deployments -> the pods' processes
+trading paper on replayed real candles -> `kubectl get strategies` shows trades and
+P&L -> `kubectl patch emergency default` halts them all.
+
+No kubelet runs in the bed, so the test plays it: for each runner Deployment the
+operator renders it starts the container's command with the container's environment
+(fieldRefs resolved, the Secret volume "mounted" as files), authenticated as the
+runner ServiceAccount.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kubetrade.exchange.replay import bundled_candles
+from kubetrade.operator import rbac
+from tests.fixtures.kubetrade_operator import OperatorBed, wait_for
+
+MANIFESTS = """
+apiVersion: kubetrade.io/v1alpha1
+kind: RiskPolicy
+metadata: {name: default}
+spec: {strategyMaxConsecutiveLosses: 0}
+---
+apiVersion: kubetrade.io/v1alpha1
+kind: Emergency
+metadata: {name: default}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: binance-keys}
+stringData: {apiKey: test-key, secretKey: test-secret}
+---
+apiVersion: kubetrade.io/v1alpha1
+kind: Strategy
+metadata: {name: fast-sma}
+spec:
+  algorithm: sma-crossover
+  parameters: {fastPeriod: 2, slowPeriod: 4}
+  symbols: ["BTC/USDT"]
+  exchange: {testnet: true, credentialsSecret: binance-keys}
+---
+apiVersion: kubetrade.io/v1alpha1
+kind: Strategy
+metadata: {name: slow-sma}
+spec:
+  algorithm: sma-crossover
+  parameters: {fastPeriod: 3, slowPeriod: 8}
+  symbols: ["BTC/USDT"]
+"""
+
+
+class Kubelet:
+    """Starts the containers of the operator's runner Deployments as local processes."""
+
+    def __init__(self, bed: OperatorBed, workdir: Path) -> None:
+        self.bed = bed
+        self.workdir = workdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.kubeconfig = bed.apiserver.kubeconfig_for_service_account(
+            bed.ns, rbac.account("runner")
+        )
+
+    def _mount_secret(self, name: str, items: list[dict[str, str]]) -> Path:
+        secret = json.loads(self.bed.kubectl("get", "secret", name, "-o", "json"))
+        target = self.workdir / f"secret-{name}"
+        target.mkdir(exist_ok=True)
+        for item in items:
+            (target / item["path"]).write_bytes(base64.b64decode(secret["data"][item["key"]]))
+        return target
+
+    def run(self, deployment: dict[str, Any]) -> None:
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        name = deployment["metadata"]["name"]
+        env: dict[str, str] = {}
+        for var in container["env"]:
+            if "value" in var:
+                env[var["name"]] = var["value"]
+            elif var["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
+                env[var["name"]] = f"{name}-local"
+            elif var["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+                env[var["name"]] = self.bed.ns
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        for mount in container["volumeMounts"]:
+            volume = volumes[mount["name"]]
+            if "secret" in volume and env.get("KUBETRADE_SECRETS_DIR") == mount["mountPath"]:
+                env["KUBETRADE_SECRETS_DIR"] = str(
+                    self._mount_secret(volume["secret"]["secretName"], volume["secret"]["items"])
+                )
+        env.pop("METRICS_PORT", None)  # two local "pods" cannot share one port
+        command = container["command"]
+        assert command[0] == "kubetrade"
+        log = (self.workdir / f"{name}.log").open("wb")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "kubetrade", *command[1:]],
+            env={"PATH": os.environ["PATH"], "KUBECONFIG": str(self.kubeconfig), **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
+            for p in self.workdir.glob("kubetrade-runner-*.log")
+        )
+
+
+@pytest.fixture
+def kubelet(operator_bed: OperatorBed, tmp_path: Path) -> Iterator[Kubelet]:
+    k = Kubelet(operator_bed, tmp_path)
+    try:
+        yield k
+    finally:
+        k.stop()
+
+
+def _trades(table: str, name: str) -> int:
+    row = next((line for line in table.splitlines() if line.startswith(name + " ")), "")
+    cols = re.split(r"\s{2,}", row.strip())
+    # NAME MODE PHASE P&L TRADES WIN RATE AGE
+    return int(cols[4]) if len(cols) >= 7 and cols[4].isdigit() else 0
+
+
+def test_runner_pods_trade_and_the_kill_switch_halts_them(
+    operator_bed: OperatorBed, kubelet: Kubelet, fake_binance: Any
+) -> None:
+    bed = operator_bed
+    csv = bundled_candles("BTC/USDT")
+    assert csv is not None
+    bed.start(
+        KUBETRADE_MARKET_DATA=f"replay:{csv}",
+        KUBETRADE_REPLAY_INTERVAL="0.02",
+        KUBETRADE_EXCHANGE_URL=fake_binance.url,
+        LOG_LEVEL="WARNING",
+    )
+    bed.apply(MANIFESTS)
+    names = ["fast-sma", "slow-sma"]
+    deployments = wait_for(
+        lambda: (d := bed.items("deployments")) and len(d) == 2 and d, 30, "2 Deployments"
+    )
+    for d in deployments:
+        assert d["spec"]["replicas"] == 1
+        kubelet.run(d)
+
+    try:
+        table = wait_for(
+            lambda: (
+                (t := bed.kubectl("get", "strategies"))
+                and all(_trades(t, n) >= 2 for n in names)
+                and t
+            ),
+            180,
+            "trades of both runners in `kubectl get strategies`",
+        )
+        for name in names:
+            st = bed.get("strategy", name)["status"]  # type: ignore[index]
+            assert st["phase"] == "Running"
+            assert st["pnl"] and st["winRate"].endswith("%")
+        print("\n" + table)
+
+        bed.kubectl(
+            "patch",
+            "emergency",
+            "default",
+            "--type",
+            "merge",
+            "-p",
+            '{"spec":{"action":"stop","reason":"e2e","requestedBy":"tester"}}',
+        )
+        wait_for(
+            lambda: (
+                (bed.get("emergency", "default") or {}).get("status", {}).get("acknowledged") == 2
+            ),
+            60,
+            "both runners acknowledge the stop",
+        )
+        wait_for(
+            lambda: all(
+                (bed.get("strategy", n) or {}).get("status", {}).get("phase") == "Halted"
+                for n in names
+            ),
+            30,
+            "both Strategies show phase Halted",
+        )
+        halted = {n: _trades(bed.kubectl("get", "strategies"), n) for n in names}
+        st = bed.get("strategy", "fast-sma")["status"]  # type: ignore[index]
+        assert "stop" in (st.get("haltedReason") or "")
+        print(bed.kubectl("get", "strategies,emergencies"))
+        assert all(p.poll() is None for p in kubelet.procs.values()), "runners stay up, halted"
+        assert halted
+    except AssertionError:
+        print(kubelet.logs())
+        raise
