@@ -233,11 +233,8 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     try:
         on_update = (lambda pct, eta, text: reporter.progress(text)) if reporter else None
         if plan.mode == "replay":
-            from kubetrade.exchange.replay import load_candles
-
-            total = len(load_candles(plan.replay_path))
-            progress = v.Progress(total, wall, on_update=on_update)
-            outcome = v.replay(plan, progress.update)
+            progress = v.Progress(1, wall, on_update=on_update)
+            outcome = v.replay(plan, progress.update_of)
             symbols = [plan.symbol or plan.strategy.spec.symbols[0]]
         else:
             progress = v.Progress(plan.duration_s * 1000, wall, on_update=on_update,

@@ -353,6 +353,11 @@ class Progress:
         eta = "unknown" if self.eta_s is None else _duration_text(self.eta_s)
         return f"{self.pct:.0f}% (ETA {eta})"
 
+    def update_of(self, done: int, total: int) -> None:
+        """``update`` for callers that learn the total as they go (``run_replay``)."""
+        self.total = max(float(total), 1e-9)
+        self.update(done)
+
     def update(self, done: float, force: bool = False) -> None:
         now = self.wall.now_ms()
         self.pct = max(0.0, min(100.0, done / self.total * 100))
@@ -759,7 +764,9 @@ def run_info(plan: ValidationPlan, symbols: list[str]) -> RunInfo:
     )
 
 
-def replay(plan: ValidationPlan, progress: Callable[[float], None] | None = None) -> RunOutcome:
+def replay(
+    plan: ValidationPlan, progress: Callable[[int, int], None] | None = None
+) -> RunOutcome:
     """Recorded candles through the engine and paper broker as fast as the CPU allows."""
     from kubetrade.domain.clock import ManualClock
     from kubetrade.exchange.paper import default_market
@@ -776,7 +783,7 @@ def replay(plan: ValidationPlan, progress: Callable[[float], None] | None = None
     every = max(1, len(candles) // 100)
     result = run_replay(
         engine, broker, candles, clock,
-        on_progress=(lambda done, total: progress(done)) if progress else None,
+        on_progress=progress,
         symbol=symbol, progress_every=every,
     )
     return RunOutcome(
