@@ -16,6 +16,8 @@ expires.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -151,6 +153,7 @@ class NotifyBot:
         self.max_command_age_seconds = MAX_COMMAND_AGE_SECONDS
         self.reject_limiter = RejectAuditLimiter(self.clock)
         self._pending: dict[str, PendingConfirm] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         # figures: which handlers ran, how many updates were turned away
         self.handled: Counter[str] = Counter()
         self.rejected = 0
@@ -428,9 +431,22 @@ class NotifyBot:
         """Tell the chat when the runners confirmed the halt (or that some did not)."""
         if self.ack_wait_seconds <= 0:
             return
-        context.application.create_task(
+        # our own task, not Application.create_task: Application.stop() would wait for
+        # it (up to ack_wait_seconds) and delay a SIGTERM shutdown
+        task = asyncio.create_task(
             self._report_acks(context, action, since_ms), name=f"acks-{action}"
         )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def aclose(self) -> None:
+        """Cancel ack follow-ups still waiting (shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     async def _report_acks(self, context: Ctx, action: str, since_ms: int) -> None:
         r: Any = self.redis

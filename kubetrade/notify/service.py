@@ -108,6 +108,7 @@ class Notifier:
                     stop.cancel()
                     dispatcher.result()  # a crashed dispatcher must surface, not hide
             finally:
+                await self.bot.aclose()
                 if self.app.updater is not None and self.app.updater.running:
                     await self.app.updater.stop()
                 if self.app.running:
