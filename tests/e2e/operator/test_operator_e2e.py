@@ -10,12 +10,7 @@ runner ServiceAccount.
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +18,7 @@ from typing import Any
 import pytest
 
 from kubetrade.exchange.replay import bundled_candles
-from kubetrade.operator import rbac
-from tests.fixtures.kubetrade_operator import OperatorBed, wait_for
+from tests.fixtures.kubetrade_operator import Kubelet, OperatorBed, wait_for
 
 MANIFESTS = """
 apiVersion: kubetrade.io/v1alpha1
@@ -58,72 +52,6 @@ spec:
   parameters: {fastPeriod: 3, slowPeriod: 8}
   symbols: ["BTC/USDT"]
 """
-
-
-class Kubelet:
-    """Starts the containers of the operator's runner Deployments as local processes."""
-
-    def __init__(self, bed: OperatorBed, workdir: Path) -> None:
-        self.bed = bed
-        self.workdir = workdir
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.kubeconfig = bed.apiserver.kubeconfig_for_service_account(
-            bed.ns, rbac.account("runner")
-        )
-
-    def _mount_secret(self, name: str, items: list[dict[str, str]]) -> Path:
-        secret = json.loads(self.bed.kubectl("get", "secret", name, "-o", "json"))
-        target = self.workdir / f"secret-{name}"
-        target.mkdir(exist_ok=True)
-        for item in items:
-            (target / item["path"]).write_bytes(base64.b64decode(secret["data"][item["key"]]))
-        return target
-
-    def run(self, deployment: dict[str, Any]) -> None:
-        pod = deployment["spec"]["template"]["spec"]
-        (container,) = pod["containers"]
-        name = deployment["metadata"]["name"]
-        env: dict[str, str] = {}
-        for var in container["env"]:
-            if "value" in var:
-                env[var["name"]] = var["value"]
-            elif var["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.name":
-                env[var["name"]] = f"{name}-local"
-            elif var["valueFrom"].get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
-                env[var["name"]] = self.bed.ns
-        volumes = {v["name"]: v for v in pod["volumes"]}
-        for mount in container["volumeMounts"]:
-            volume = volumes[mount["name"]]
-            if "secret" in volume and env.get("KUBETRADE_SECRETS_DIR") == mount["mountPath"]:
-                env["KUBETRADE_SECRETS_DIR"] = str(
-                    self._mount_secret(volume["secret"]["secretName"], volume["secret"]["items"])
-                )
-        env.pop("METRICS_PORT", None)  # two local "pods" cannot share one port
-        command = container["command"]
-        assert command[0] == "kubetrade"
-        log = (self.workdir / f"{name}.log").open("wb")
-        self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "kubetrade", *command[1:]],
-            env={"PATH": os.environ["PATH"], "KUBECONFIG": str(self.kubeconfig), **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}"
-            for p in self.workdir.glob("kubetrade-runner-*.log")
-        )
 
 
 @pytest.fixture
