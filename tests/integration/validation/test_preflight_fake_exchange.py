@@ -285,3 +285,29 @@ def test_exchange_down_fails_what_cannot_be_verified(
     assert not_passing(report) == {
         "API Key Validity": "FAIL", "Sufficient Balance": "FAIL", "Symbol Availability": "FAIL",
         "API Key Without Withdrawal": "WARN", "Clock Skew": "WARN"}
+
+
+async def test_api_serves_the_latest_preflight_and_validation(
+    setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    redis_url: str, make_api: Any,
+) -> None:
+    import asyncio
+
+    api = await make_api()
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("KUBETRADE_REDIS_PREFIX", api.keys.prefix)
+    assert await asyncio.to_thread(main, [
+        "validate", "--strategy-file", str(setup["spec"]), "--report-dir", str(setup["reports"]),
+        "--replay", str(shared_data("binance-BTCUSDT-1h-2024-08.csv"))]) == 0
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["preflight", "--strategy-file", str(setup["spec"]),
+                                          "--report-dir", str(setup["reports"]), "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0
+    r = await api.client.get("/api/preflight", headers=await api.auth())
+    assert r.status_code == 200
+    body = r.json()
+    assert body["available"] is True and body["report"] == printed
+    assert [c["name"] for c in body["report"]["checks"]][:8] == RUNBOOK
+    assert body["validation"]["decision"] == "GO"
+    assert body["validation"]["strategy"] == "btc-live"
