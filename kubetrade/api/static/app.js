@@ -209,17 +209,12 @@
     const canvas = $("equity-chart");
     const a = lastAnalytics;
     if (!a) return;
+    // Total equity only: per-strategy lines on the same axis would flatten it.
     const series = [{
-      label: "total",
+      label: "total equity",
       points: a.overall.equity_curve.map((p) => ({ x: p.ts_ms, y: Number(p.equity) })),
       width: 2.5,
     }];
-    const names = Object.keys(a.strategies);
-    if (names.length > 1) {
-      for (const n of names) {
-        series.push({ label: n, width: 1, points: a.strategies[n].equity_curve.map((p) => ({ x: p.ts_ms, y: Number(p.equity) })) });
-      }
-    }
     const drawn = window.drawLineChart(canvas, series);
     $("equity-empty").classList.toggle("hidden", drawn);
   }
