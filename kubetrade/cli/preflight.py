@@ -148,6 +148,11 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
             env=env,
             reports=reports,
             clock=clock,
+            strategy_config={
+                "algorithm": strategy.spec.algorithm,
+                "parameters": strategy.spec.validated_parameters(),
+                "timeframe": strategy.spec.timeframe,
+            },
         )
         report = pf.run_checks(inputs, ts_ms=clock.now_ms())
         if redis is not None and not args.no_publish:

@@ -295,11 +295,20 @@ def check_password(password: str | None) -> CheckResult:
     return CheckResult(PASSWORD_CHANGED, CheckStatus.PASS, "dashboard authentication enabled")
 
 
-def check_paper_validation(reports: Iterable[Mapping[str, Any]], strategy: str) -> CheckResult:
-    """The newest validation of *this* strategy must be GO.
+COMPARED_CONFIG = ("algorithm", "parameters", "timeframe")
 
-    A GO for another strategy proves nothing about this one, and a later NO-GO
-    supersedes an earlier GO, so only the newest report of the strategy counts.
+
+def check_paper_validation(
+    reports: Iterable[Mapping[str, Any]],
+    strategy: str,
+    config: Mapping[str, Any] | None = None,
+) -> CheckResult:
+    """The newest validation of *this* strategy, as it is configured now, must be GO.
+
+    A GO for another strategy proves nothing about this one, a later NO-GO supersedes
+    an earlier GO, and a GO for other parameters validated a different strategy in all
+    but name; so only the newest report of the strategy counts, and when it records
+    what was run, its algorithm, parameters and timeframe must be the current ones.
     """
     own = [r for r in reports if _report_strategy(r) == strategy]
     if not own:
@@ -319,6 +328,16 @@ def check_paper_validation(reports: Iterable[Mapping[str, Any]], strategy: str) 
             PAPER_VALIDATION, CheckStatus.WARN,
             f"latest validation of {strategy!r} is {decision or 'undecided'}{detail} [{where}]",
         )
+    run = newest.get("run")
+    if config is not None and isinstance(run, Mapping):
+        changed = [k for k in COMPARED_CONFIG if k in run and k in config and run[k] != config[k]]
+        if changed:
+            return CheckResult(
+                PAPER_VALIDATION, CheckStatus.WARN,
+                f"the GO validation of {strategy!r} was for a different {', '.join(changed)} "
+                f"({', '.join(f'{k}={run[k]}' for k in changed)}); validate the current "
+                f"configuration [{where}]",
+            )
     return CheckResult(PAPER_VALIDATION, CheckStatus.PASS, f"GO report found [{where}]")
 
 
@@ -428,6 +447,8 @@ class PreflightInputs:
     markets_error: str = ""
     server_error: str = ""
     min_balance_usd: Decimal = MIN_BALANCE_USD
+    strategy_config: Mapping[str, Any] | None = None
+    """algorithm, parameters, timeframe: what a GO report must have validated."""
 
 
 def run_checks(inputs: PreflightInputs, ts_ms: int) -> PreflightReport:
@@ -440,7 +461,7 @@ def run_checks(inputs: PreflightInputs, ts_ms: int) -> PreflightReport:
         check_stop_loss(inputs.stop_loss_pct),
         check_daily_loss_limit(inputs.daily_loss_limit_pct),
         check_password(inputs.dashboard_password),
-        check_paper_validation(inputs.reports, inputs.strategy),
+        check_paper_validation(inputs.reports, inputs.strategy, inputs.strategy_config),
         check_withdrawal_permission(inputs.permissions),
         check_clock_skew(inputs.local_ms, inputs.server_ms, error=inputs.server_error),
     )
@@ -549,6 +570,7 @@ async def gather_inputs(
     reports: Sequence[Mapping[str, Any]],
     clock: Any,
     namespace: str = "",
+    strategy_config: Mapping[str, Any] | None = None,
 ) -> PreflightInputs:
     """Ask the exchange what the checks need; every failure becomes an input, not a crash.
 
@@ -618,6 +640,7 @@ async def gather_inputs(
         local_ms=(before + after) // 2,
         server_ms=server_ms,
         server_error=server_error,
+        strategy_config=strategy_config,
     )
 
 

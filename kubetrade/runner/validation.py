@@ -482,6 +482,19 @@ def _strip_server_fields(doc: dict[str, Any]) -> None:
         meta.pop(key, None)
 
 
+def _report_run_from_config_map(api_client: Any, namespace: str, name: str) -> dict[str, Any]:
+    """The ``run`` section of a report ConfigMap, or {} when it cannot be read."""
+    from kubernetes import client as k8s
+
+    try:
+        cm = k8s.CoreV1Api(api_client).read_namespaced_config_map(name, namespace)
+        run = json.loads((cm.data or {}).get("report.json", "{}")).get("run", {})
+    except Exception as exc:  # the decision in the status still counts without it
+        log.warning("could not read report ConfigMap %s/%s: %s", namespace, name, exc)
+        return {}
+    return run if isinstance(run, dict) else {}
+
+
 def cluster_validation_reports(api_client: Any, namespace: str) -> list[dict[str, Any]]:
     """Finished ValidationRuns as report-like dicts (decision, strategy, time) for
     pre-flight's Paper Validation check."""
@@ -498,9 +511,15 @@ def cluster_validation_reports(api_client: Any, namespace: str) -> list[dict[str
                 ts = int(datetime.fromisoformat(finished.replace("Z", "+00:00")).timestamp() * 1000)
             except ValueError:
                 ts = 0
+        run: dict[str, Any] = {"strategy": item.get("spec", {}).get("strategyRef", "")}
+        cm_name = status.get("reportConfigMap")
+        if cm_name:
+            recorded = _report_run_from_config_map(api_client, namespace, str(cm_name))
+            if recorded.get("strategy") == run["strategy"]:
+                run = recorded
         out.append({
             "decision": decision,
-            "run": {"strategy": item.get("spec", {}).get("strategyRef", "")},
+            "run": run,
             "finished_ms": ts,
             "criteria": [
                 {"name": text, "passed": False} for text in status.get("failedCriteria", [])

@@ -311,3 +311,14 @@ async def test_api_serves_the_latest_preflight_and_validation(
     assert [c["name"] for c in body["report"]["checks"]][:8] == RUNBOOK
     assert body["validation"]["decision"] == "GO"
     assert body["validation"]["strategy"] == "btc-live"
+
+
+def test_go_for_other_parameters_warns(
+    setup: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = setup["tmp"] / "retuned.yaml"
+    spec.write_text(setup["spec"].read_text().replace("period: 7,", "period: 9,"))
+    code, report = preflight(setup, capsys, spec)
+    assert code == 0 and not_passing(report) == {"Paper Validation": "WARN"}
+    msg = next(c["message"] for c in report["checks"] if c["name"] == "Paper Validation")
+    assert "different parameters" in msg

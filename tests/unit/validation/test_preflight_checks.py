@@ -107,3 +107,19 @@ def test_json_and_table_forms() -> None:
     table = report.table()
     assert "Stop-Loss Configured" in table and "Clock Skew (ours)" in table
     assert "must not start" in table
+
+
+def test_a_go_for_other_parameters_does_not_count() -> None:
+    report = {**GO_REPORT, "run": {"strategy": "btc-sma", "algorithm": "sma-crossover",
+                                   "parameters": {"fastPeriod": 10, "slowPeriod": 30},
+                                   "timeframe": "1m"}}
+    same = {"algorithm": "sma-crossover", "parameters": {"fastPeriod": 10, "slowPeriod": 30},
+            "timeframe": "1m"}
+    assert pf.check_paper_validation([report], "btc-sma", same).status is S.PASS
+    other = {**same, "parameters": {"fastPeriod": 12, "slowPeriod": 30}}
+    result = pf.check_paper_validation([report], "btc-sma", other)
+    assert result.status is S.WARN and "different parameters" in result.message
+    assert pf.check_paper_validation([report], "btc-sma", {**same, "timeframe": "5m"}).status \
+        is S.WARN
+    # a report that does not record what was run is judged by its decision alone
+    assert pf.check_paper_validation([GO_REPORT], "btc-sma", other).status is S.PASS
