@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from kubetrade.operator import rbac, render
+from kubetrade.operator import admission, rbac, render
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.operator.status import Conditions, fold_summary
 from kubetrade.resources import Strategy, ValidationRun
@@ -204,3 +204,8 @@ def test_rbac_rendered_copy_is_current_and_least_privilege() -> None:
             assert "*" not in rule["verbs"] and "*" not in rule["resources"]
     runner_verbs = {v for r in rbac.RULES["runner"] for v in r["verbs"]}
     assert runner_verbs == {"get", "list", "watch"}
+
+
+def test_admission_rendered_copy_is_current() -> None:
+    path = Path(admission.__file__).with_name("admission.yaml")
+    assert path.read_text() == admission.render(), "run: python -m kubetrade.operator.admission"
