@@ -57,7 +57,7 @@ from kubetrade.notify.text import (
     when,
 )
 from kubetrade.state.audit import AuditEntry, write_audit
-from kubetrade.state.desired import DesiredState
+from kubetrade.state.desired import DesiredState, DesiredStateError, NotFoundError
 from kubetrade.state.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -270,17 +270,20 @@ class NotifyBot:
         raise ApplicationHandlerStop
 
     async def _audit(self, update: Update, action: str, detail: dict[str, Any]) -> None:
+        """Best effort: in a cluster the kill switch must work while Redis is down (the
+        Emergency resource is the path), so a failed audit write is logged, not fatal."""
         chat = update.effective_chat
-        await write_audit(
-            self.redis,
-            self.keys,
-            AuditEntry(
-                ts_ms=self.clock.now_ms(),
-                actor=actor_of(update),
-                action=action,
-                detail={"chat_id": chat.id if chat else None, **detail},
-            ),
+        entry = AuditEntry(
+            ts_ms=self.clock.now_ms(),
+            actor=actor_of(update),
+            action=action,
+            detail={"chat_id": chat.id if chat else None, **detail},
         )
+        try:
+            await write_audit(self.redis, self.keys, entry)
+        except Exception as exc:
+            log.warning("audit write failed (%s): %s by %s %s", type(exc).__name__, action,
+                        entry.actor, detail)
 
     async def _command(self, update: Update, name: str) -> None:
         await self._audit(update, "telegram.command", {"command": name})
@@ -487,11 +490,28 @@ class NotifyBot:
     async def _on_error(self, update: object, context: Ctx) -> None:
         err = context.error
         log.error("command failed: %s: %s", type(err).__name__, err)
-        if isinstance(update, Update) and self.allowed(update) and update.effective_message:
-            try:
-                await update.effective_message.reply_text(
-                    f"❌ That failed: {type(err).__name__}. Nothing may have changed; "
-                    "check /status, or use the dashboard / kubectl."
-                )
-            except TelegramError:
-                pass
+        if not (isinstance(update, Update) and self.allowed(update) and update.effective_message):
+            return
+        text = f"❌ That failed ({type(err).__name__})."
+        if _explainable(err):
+            text = f"❌ That failed: {err}"
+        text += (
+            "\nCheck /status. Kill switch without this bot: the dashboard, or\n"
+            "kubectl patch emergency default --type merge -p "
+            "'{\"spec\":{\"action\":\"stop\"}}'"
+        )
+        try:
+            await update.effective_message.reply_text(text[:4000])
+        except TelegramError:
+            pass
+
+
+def _explainable(err: BaseException | None) -> bool:
+    """Errors whose message is written for the operator (names the field/rule, no secrets)."""
+    if isinstance(err, DesiredStateError | NotFoundError):
+        return True
+    try:
+        from kubetrade.state.desired_k8s import DesiredStateUnavailable
+    except ImportError:  # the kubernetes client is optional for local use
+        return False
+    return isinstance(err, DesiredStateUnavailable)

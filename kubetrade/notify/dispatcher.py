@@ -175,14 +175,19 @@ class AlertDispatcher:
                 raise
 
     async def run(self) -> None:
-        await self.ensure_group()
+        grouped = False
         while not self.stopping:
             try:
+                if not grouped:  # Redis may be down at start: keep trying, do not die
+                    await self.ensure_group()
+                    grouped = True
                 await self.step()
             except RedisError as exc:
                 # Redis down: nothing can be read or acked; wait and try again
                 log.warning("alert dispatcher: Redis error %s; retrying", type(exc).__name__)
-                await self._pause(self.backoff_cap / 4)
+                # a batch may have been sent but not acked: re-read our own pending first
+                self._own_pending_done = False
+                await self._pause(max(self.backoff_cap / 4, 0.05))
 
     async def step(self) -> int:
         """Read one batch and deliver it; returns the number of alerts handled."""

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from kubetrade.domain.clock import Clock, ManualClock
 from kubetrade.notify.service import Notifier
 from kubetrade.notify.settings import NotifySettings
-from kubetrade.state.desired import LocalDesiredState
+from kubetrade.state.desired import DesiredState, LocalDesiredState
 from kubetrade.state.keys import Keys
 from tests.fakes.telegram import FakeTelegram
 
@@ -52,12 +52,17 @@ async def start_notifier(
 ) -> AsyncIterator[StartNotifier]:
     started: list[tuple[Notifier, asyncio.Task[None]]] = []
 
-    async def start(clock: Clock | None = None, **overrides: Any) -> Notifier:
+    async def start(
+        clock: Clock | None = None,
+        desired: DesiredState | None = None,
+        redis: aioredis.Redis | None = None,
+        **overrides: Any,
+    ) -> Notifier:
         settings = settings_for(fake_telegram, **overrides)
-        desired = LocalDesiredState(redis_client, KEYS, clock)
+        desired = desired or LocalDesiredState(redis_client, KEYS, clock)
         notifier = Notifier(
             settings,
-            redis_client,
+            redis or redis_client,
             KEYS,
             desired,
             clock=clock,

@@ -1,0 +1,67 @@
+"""In a cluster the Telegram commands change the Emergency resource, like the API —
+and /stop still works while Redis is down (the resource is the kill switch's path)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+from kubernetes import client as k8s
+
+from kubetrade.state.desired_k8s import KubernetesDesiredState
+from tests.fakes.telegram import FakeTelegram
+from tests.fakes.telegram.server import free_port
+from tests.integration.notify.conftest import GROUP, KEYS, OWNER, StartNotifier
+
+GROUP_NAME, VERSION, PLURAL = "kubetrade.io", "v1alpha1", "emergencies"
+
+
+def emergency_cr(api_client: k8s.ApiClient, namespace: str) -> dict[str, Any]:
+    obj: dict[str, Any] = k8s.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        GROUP_NAME, VERSION, namespace, PLURAL, "default"
+    )
+    return obj
+
+
+async def test_stop_and_resume_write_the_emergency_resource(
+    redis_client: aioredis.Redis,
+    fake_telegram: FakeTelegram,
+    start_notifier: StartNotifier,
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    kubetrade_crds: Any,
+) -> None:
+    desired = KubernetesDesiredState(k8s_namespace, k8s_api_client, redis=redis_client, keys=KEYS)
+    await start_notifier(desired=desired)
+
+    await fake_telegram.deliver_command("/stop", GROUP, OWNER)
+    await fake_telegram.wait_for_message(lambda m: "STOP engaged" in m.text, within=30)
+    spec = (await asyncio.to_thread(emergency_cr, k8s_api_client, k8s_namespace))["spec"]
+    assert spec["action"] == "stop" and spec["requestedBy"] == f"telegram:{OWNER}"
+    assert (await redis_client.hgetall(KEYS.emergency))["action"] == "stop"  # mirrored
+
+    await fake_telegram.deliver_command("/resume", GROUP, OWNER)
+    await fake_telegram.wait_for_message(lambda m: "resumed" in m.text, within=30)
+    spec = (await asyncio.to_thread(emergency_cr, k8s_api_client, k8s_namespace))["spec"]
+    assert spec["action"] == "none"
+
+
+async def test_stop_works_while_redis_is_down(
+    fake_telegram: FakeTelegram,
+    start_notifier: StartNotifier,
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    kubetrade_crds: Any,
+) -> None:
+    dead = aioredis.from_url(f"redis://127.0.0.1:{free_port()}/0", decode_responses=True,
+                             socket_connect_timeout=0.5)
+    try:
+        desired = KubernetesDesiredState(k8s_namespace, k8s_api_client, redis=dead, keys=KEYS)
+        await start_notifier(desired=desired, redis=dead)
+        await fake_telegram.deliver_command("/stop", GROUP, OWNER)
+        await fake_telegram.wait_for_message(lambda m: "STOP engaged" in m.text, within=30)
+        spec = (await asyncio.to_thread(emergency_cr, k8s_api_client, k8s_namespace))["spec"]
+        assert spec["action"] == "stop"
+    finally:
+        await dead.aclose()
