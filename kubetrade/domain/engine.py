@@ -62,6 +62,7 @@ from kubetrade.domain.portfolio import BooksMismatch, Portfolio
 from kubetrade.domain.risk import (
     HUNDRED,
     PreTradeControls,
+    _Reference,
     RiskLimits,
     floor_to_step,
     size_entry,
@@ -90,6 +91,7 @@ class _SymbolState:
     last_ts: int | None = None
     interval_ms: int = 0
     step: Callable[[float], Side | None] | None = None
+    ref: _Reference | None = None
 
 
 @dataclass(slots=True)
@@ -150,6 +152,7 @@ class TradingEngine:
         self._peak = starting_cash
         self._dd_floor = ZERO
         self._day = -1
+        self._next_day_ms = -1
         self._day_start = starting_cash
         self._day_floor = ZERO
         self._trades = 0
@@ -271,6 +274,7 @@ class TradingEngine:
 
     def _new_day(self, day: int, now_ms: int) -> None:
         self._day = day
+        self._next_day_ms = (day + 1) * DAY_MS
         self._set_day_start(self.equity)
         halt = self._halts.get(HALT_DAILY)
         if halt is not None and halt.until_ms is not None and now_ms >= halt.until_ms:
@@ -405,8 +409,8 @@ class TradingEngine:
             reason,
             symbol=symbol,
             side=str(side),
-            quantity=str(qty),
-            expected_price=str(price),
+            quantity=qty,
+            expected_price=price,
             client_order_id=cid,
         )
         return order
@@ -436,13 +440,14 @@ class TradingEngine:
         self._now_ms = now
         close = candle.close
         self._marks[symbol] = close
-        ref = self._refs.get(symbol)
+        ref = st.ref
         if ref is None:
             self.controls.set_reference(symbol, close, close_ms)
+            st.ref = self._refs[symbol]
         elif close_ms >= ref.ts_ms:
             ref.price = close
             ref.ts_ms = close_ms
-        if close_ms // DAY_MS != self._day:
+        if close_ms >= self._next_day_ms:
             self._new_day(close_ms // DAY_MS, now)
         orders: list[Order] = []
         pos = self.portfolio.positions.get(symbol)
@@ -638,12 +643,17 @@ class TradingEngine:
                     kind=ev.TRADE_OPENED,
                     title=f"{self.name}: opened {fill.symbol}",
                     symbol=fill.symbol,
-                    quantity=str(fill.quantity),
-                    price=str(fill.price),
-                    stop_price=str(pos.stop_price),
+                    quantity=fill.quantity,
+                    price=fill.price,
+                    stop_price=pos.stop_price,
                     client_order_id=fill.client_order_id,
                 )
-        self._mark()
+        if pos is not None:
+            self._mark_one(pos, self._marks[fill.symbol])
+        elif not pf.positions and not pf.dust:
+            self._check_equity(pf.cash)
+        else:
+            self._mark()
         if closed is None:
             return []
         self._trades += 1
@@ -656,10 +666,10 @@ class TradingEngine:
             severity="info" if closed.pnl >= 0 else "warning",
             title=f"{self.name}: closed {closed.symbol}",
             symbol=closed.symbol,
-            pnl=str(closed.pnl),
-            entry_price=str(closed.entry_price),
-            exit_price=str(closed.exit_price),
-            quantity=str(closed.quantity),
+            pnl=closed.pnl,
+            entry_price=closed.entry_price,
+            exit_price=closed.exit_price,
+            quantity=closed.quantity,
             exit_reason=closed.exit_reason,
         )
         change = self.tracker.on_trade(closed.pnl, closed.exit_ms)
@@ -813,6 +823,7 @@ class TradingEngine:
             strategy.restore(snapshot["strategy"])
         for sym_state in eng._symbols.values():
             sym_state.step = None
+            sym_state.ref = None
         eng._open = {
             o["client_order_id"]: from_dict(Order, o) for o in snapshot.get("open_orders", [])
         }
@@ -835,6 +846,7 @@ class TradingEngine:
         eng.equity = Decimal(snapshot.get("equity", pf_data["cash"]))
         eng._set_peak(Decimal(snapshot.get("peak", str(eng.equity))))
         eng._day = int(snapshot.get("day", -1))
+        eng._next_day_ms = (eng._day + 1) * DAY_MS if eng._day >= 0 else -1
         eng._set_day_start(Decimal(snapshot.get("day_start", str(eng.equity))))
         eng._trades = int(snapshot.get("trades", 0))
         eng._wins = int(snapshot.get("wins", 0))

@@ -30,12 +30,14 @@ ACTOR_RISK = "risk-engine"
 ACTOR_ENGINE = "engine"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EngineEvent:
     """One audited decision; also an alert when ``kind != "audit"``.
 
-    ``severity`` is an ``AlertKind``-style string too: "info", "warning" or "critical"
-    (the values of ``kubetrade.state.alerts.Severity``).
+    ``severity`` is one of the values of ``kubetrade.state.alerts.Severity``: "info",
+    "warning" or "critical". ``detail`` values are JSON types or Decimal (serialise with
+    ``json.dumps(..., default=str)``, as AuditEntry and Alert do). Not frozen only because
+    the replay loop creates many of these; treat it as immutable.
     """
 
     kind: str

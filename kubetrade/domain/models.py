@@ -9,6 +9,7 @@ the API, with Decimals as strings so nothing is rounded on the way.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from dataclasses import dataclass
 from decimal import Decimal
@@ -174,8 +175,12 @@ def make_client_order_id(strategy: str, ts_ms: int, seq: int) -> str:
     the copy (Binance -2010 duplicate) instead of filling it twice. Fits Binance's
     ``^[a-zA-Z0-9-_]{1,36}$``.
     """
-    digest = hashlib.sha256(strategy.encode()).hexdigest()[:8]
-    return f"kt-{digest}-{ts_ms:x}-{seq:x}"
+    return f"kt-{_strategy_digest(strategy)}-{ts_ms:x}-{seq:x}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _strategy_digest(strategy: str) -> str:
+    return hashlib.sha256(strategy.encode()).hexdigest()[:8]
 
 
 _T = TypeVar("_T")

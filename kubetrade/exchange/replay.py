@@ -133,15 +133,24 @@ def run_replay(
     close_ms = candles[0].ts_ms
     for i, candle in enumerate(candles, start=1):
         close_ms = candle.ts_ms + interval
-        set_clock(close_ms)
-        resting = broker_candle(symbol, candle, close_ms)
-        if resting:
+        # The broker only needs the candle when it has resting orders to match or orders
+        # to fill; otherwise it is told lazily (before the next order, and at the end).
+        if broker.has_resting:
+            set_clock(close_ms)
+            resting = broker_candle(symbol, candle, close_ms)
             for f in resting:
                 trades.extend(on_fill(f))
-            for o in broker.open_orders(symbol):
-                engine.on_order_update(o)
+            if resting:
+                for o in broker.open_orders(symbol):
+                    engine.on_order_update(o)
+            fed = True
+        else:
+            fed = False
         orders = on_candle(symbol, candle, close_ms)
         if orders:
+            set_clock(close_ms)
+            if not fed:
+                broker_candle(symbol, candle, close_ms)
             for order in orders:
                 try:
                     updated, fills = broker.submit(order, close_ms)
@@ -164,9 +173,13 @@ def run_replay(
                 countdown = equity_every
         if i == next_progress:
             next_progress += progress_every
+            set_clock(close_ms)
             _drain(engine, result, keep_events)
             if on_progress is not None:
                 on_progress(i, total)
+    last = candles[-1]
+    set_clock(close_ms)
+    broker_candle(symbol, last, close_ms)
     if not curve or curve[-1][0] != close_ms:
         curve.append((close_ms, engine.equity))
     _drain(engine, result, keep_events)

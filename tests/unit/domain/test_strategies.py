@@ -104,8 +104,8 @@ class _Spy:
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
 def test_no_look_ahead(algorithm: str) -> None:
     """Decisions use only closed candles: the strategy is called once per candle with
-    that candle's close, after the candle is complete, and changing every later candle
-    changes none of the earlier signals or orders."""
+    that candle's close, while that candle (and no later one) is being handled, and
+    changing every later candle changes none of the earlier signals or orders."""
     candles = load_candles(bundled_candles(BTC, "1m"))  # type: ignore[arg-type]
     fed: list[Candle] = []
 
@@ -114,16 +114,17 @@ def test_no_look_ahead(algorithm: str) -> None:
         spy = _Spy(create_strategy(algorithm, {}), lambda: len(fed))
         eng = TradingEngine("x", spy, RiskLimits(), m, Decimal(10000))  # type: ignore[arg-type]
         broker = PaperBroker(m, {"USDT": Decimal(10000)})
-        orig = broker.on_candle
+        orig = eng.on_candle
 
         def feed(symbol, candle, now_ms=None):  # type: ignore[no-untyped-def]
             fed.append(candle)
             return orig(symbol, candle, now_ms)
 
-        broker.on_candle = feed  # type: ignore[method-assign]
+        eng.on_candle = feed  # type: ignore[method-assign]
         fed.clear()
         r = run_replay(eng, broker, cs, ManualClock())
-        # the i-th decision saw exactly i+1 candles, and the close of the last one
+        # the i-th decision happened while candle i was handled, with candle i's close
+        assert len(spy.calls) == len(cs)
         for i, (close, seen) in enumerate(spy.calls):
             assert seen == i + 1
             assert close == float(cs[i].close)
