@@ -62,8 +62,8 @@ from kubetrade.domain.portfolio import BooksMismatch, Portfolio
 from kubetrade.domain.risk import (
     HUNDRED,
     PreTradeControls,
-    _Reference,
     RiskLimits,
+    _Reference,
     floor_to_step,
     size_entry,
     stop_price_for,
