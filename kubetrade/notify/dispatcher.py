@@ -33,10 +33,10 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from telegram import Bot, LinkPreviewOptions
-from telegram.error import BadRequest, RetryAfter, TelegramError
+from telegram.error import BadRequest, RetryAfter, TelegramError, TimedOut
 
 from kubetrade.domain.clock import Clock, SystemClock
-from kubetrade.notify.text import Outgoing, group_alerts
+from kubetrade.notify.text import MAX_MESSAGE, Outgoing, group_alerts
 from kubetrade.state.alerts import Alert
 from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.keys import ALERTS_GROUP, Keys
@@ -307,6 +307,7 @@ class AlertDispatcher:
     async def _send_with_retry(self, out: Outgoing) -> bool:
         attempt = 0
         text = out.text
+        flagged = False
         while not self.stopping:
             await self.limiter.wait_turn()
             try:
@@ -332,6 +333,11 @@ class AlertDispatcher:
             except TelegramError as exc:
                 # network errors, timeouts, 5xx, 401/403: Telegram unreachable or refusing
                 self.send_failures += 1
+                if isinstance(exc, TimedOut) and not flagged and len(text) < MAX_MESSAGE - 80:
+                    # the request may have reached Telegram: say so rather than risk
+                    # an unexplained duplicate (the Bot API has no idempotency key)
+                    text += "\n(re-sent after a timeout; may be a repeat)"
+                    flagged = True
                 attempt += 1
                 wait = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 20))
                 wait = wait * (0.5 + random.random() / 2)

@@ -3,9 +3,9 @@ DesiredState -> Redis (emergency hash, emergency channel, audit log)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
+from decimal import Decimal
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -143,8 +143,8 @@ async def test_status_pnl_positions_show_runner_state(
         "phase": "Running", "equity": "10123.45", "pnl": "123.45", "trades": "7",
         "win_rate": "0.57", "open_positions": "1", "halted_reason": "",
     })
-    position = Position("btc-sma", "BTC/USDT", __import__("decimal").Decimal("0.015"),
-                        __import__("decimal").Decimal("61000.5"), 1_700_000_000_000)
+    position = Position("btc-sma", "BTC/USDT", Decimal("0.015"), Decimal("61000.5"),
+                        1_700_000_000_000)
     await redis_client.hset(KEYS.positions("btc-sma"), "BTC/USDT", json.dumps(to_dict(position)))
     await start_notifier()
 
@@ -157,6 +157,9 @@ async def test_status_pnl_positions_show_runner_state(
     assert positions.text == "[btc-sma] BTC/USDT qty 0.015 @ 61,000.50"
     pnl = await command(fake_telegram, "/pnl")
     assert "[btc-sma] P&L +123.45, equity 10,123.45, trades 7" in pnl.text
+    # in a group, commands are often addressed to the bot by name
+    addressed = await command(fake_telegram, f"/pnl@{fake_telegram.bot_username}")
+    assert addressed.text == pnl.text
     help_ = await command(fake_telegram, "/help")
     for name in ("/stop", "/closeall", "/resume", "/status", "/pnl", "/positions"):
         assert name in help_.text
@@ -212,4 +215,3 @@ async def test_alerts_reach_the_group(
     message = await fake_telegram.wait_for_message(lambda m: "Max drawdown" in m.text)
     assert message.chat_id == GROUP
     assert "drawdown 15.2% > 15%" in message.text
-    await asyncio.sleep(0)

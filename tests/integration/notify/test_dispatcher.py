@@ -290,3 +290,23 @@ async def test_rate_limit_holds_twenty_per_minute_to_the_chat(
     for i in range(len(sent_at)):
         window = [t for t in sent_at if sent_at[i] <= t < sent_at[i] + 60_000]
         assert len(window) <= 20
+
+
+async def test_a_timeout_is_retried_and_a_possible_repeat_is_flagged(
+    redis_client: aioredis.Redis, fake_telegram: FakeTelegram
+) -> None:
+    from telegram.request import HTTPXRequest
+
+    fake_telegram.hang_next(1.5, methods={"sendMessage"})  # answers after the client gave up
+    bot = telegram.Bot(fake_telegram.token, base_url=fake_telegram.base_url,
+                       request=HTTPXRequest(read_timeout=0.3))
+    async with bot:
+        dispatcher = make(redis_client, bot_sender(bot, CHAT))
+        await raise_alert(redis_client, KEYS, alert(3))
+        async with running(dispatcher):
+            await eventually(lambda: _pending_zero(redis_client))
+            # the stalled request lands too: Telegram would have shown both
+            await fake_telegram.wait_for(lambda: len(fake_telegram.messages_to(CHAT)) == 2)
+    texts = [m.text for m in fake_telegram.messages_to(CHAT)]
+    flagged = [t for t in texts if "may be a repeat" in t]
+    assert len(flagged) == 1 and "alert-0003" in flagged[0]
