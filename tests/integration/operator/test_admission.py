@@ -113,4 +113,3 @@ def test_limits_cannot_be_removed_under_a_live_strategy(apiserver: ControlPlane,
         check=False,
     )
     assert ok.returncode == 0, ok.stderr
-

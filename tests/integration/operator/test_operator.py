@@ -164,8 +164,22 @@ def test_strategy_apply_patch_disable_delete(operator_bed: OperatorBed) -> None:
         "Ready=True",
     )
 
-    # patch a field the runner reads only at start -> the pod template changes (rolls)
+    # a RiskPolicy change reaches the runner live (it watches it): no roll
     before = template_hash(bed, "btc-sma")
+    bed.kubectl(
+        "patch", "riskpolicy", "default", "--type=merge", "-p", '{"spec":{"maxDrawdownPct":12}}'
+    )
+    wait_for(
+        lambda: (
+            (bed.get("riskpolicy", "default") or {}).get("status", {}).get("observedGeneration")
+            == 2
+        ),
+        15,
+        "operator saw the RiskPolicy change",
+    )
+    assert template_hash(bed, "btc-sma") == before  # the hash has no RiskPolicy input
+
+    # patch a field the runner reads only at start -> the pod template changes (rolls)
     bed.kubectl(
         "patch",
         "strategy",
