@@ -689,6 +689,7 @@ class Runner:
                 exchange_orders=remote_orders,
                 baseline=self.baseline,
                 client_id_prefix=self._prefix,
+                dust=dict(self.engine.portfolio.dust),
             )
         except ExchangeError as exc:
             result = ReconciliationResult(self.name, now, trigger, error=str(exc))

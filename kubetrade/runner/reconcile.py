@@ -88,13 +88,16 @@ def reconcile(
     exchange_orders: Iterable[Order],
     baseline: Mapping[str, Decimal],
     client_id_prefix: str,
+    dust: Mapping[str, Decimal] | None = None,
 ) -> ReconciliationResult:
     result = ReconciliationResult(strategy=strategy, ts_ms=ts_ms, trigger=trigger)
     symbols = list(symbols)
     expected: dict[str, Decimal] = {}
     for symbol, asset in base_assets(markets, symbols).items():
         pos = positions.get(symbol)
-        expected[asset] = expected.get(asset, ZERO) + (pos.quantity if pos else ZERO)
+        # unsellable remainders (below the exchange's minimum) stay on the account
+        left = (dust or {}).get(symbol, ZERO)
+        expected[asset] = expected.get(asset, ZERO) + (pos.quantity if pos else ZERO) + left
     for asset, qty in sorted(expected.items()):
         result.positions_checked += 1
         want = baseline.get(asset, ZERO) + qty
@@ -108,7 +111,7 @@ def reconcile(
                     subject=asset,
                     local=str(want),
                     exchange=str(have),
-                    detail=f"position {qty} + baseline {baseline.get(asset, ZERO)}",
+                    detail=f"position+dust {qty} + baseline {baseline.get(asset, ZERO)}",
                 )
             )
     local_open = {

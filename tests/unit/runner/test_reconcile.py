@@ -61,6 +61,12 @@ def test_rounding_below_half_a_step_is_not_a_mismatch() -> None:
     assert _run(balances={"BTC": Balance("BTC", Decimal("0.700004"))})["ok"] is True
 
 
+def test_dust_left_by_fees_is_expected_on_the_account() -> None:
+    balances = {"BTC": Balance("BTC", Decimal("0.70008"))}
+    assert _run(balances=balances)["ok"] is False
+    assert _run(balances=balances, dust={"BTC/USDT": Decimal("0.00008")})["ok"] is True
+
+
 def test_balance_mismatch_names_asset_and_both_sides() -> None:
     result = _run(balances={"BTC": Balance("BTC", Decimal("0.6"), Decimal("0.05"))})
     assert result["mismatches"] == [
@@ -69,7 +75,7 @@ def test_balance_mismatch_names_asset_and_both_sides() -> None:
             "subject": "BTC",
             "local": "0.7",
             "exchange": "0.65",
-            "detail": "position 0.5 + baseline 0.2",
+            "detail": "position+dust 0.5 + baseline 0.2",
         }
     ]
 
