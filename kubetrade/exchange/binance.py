@@ -193,6 +193,10 @@ class BinanceExchange:
         """Our error for a ccxt error. Order matters: subclasses before their bases."""
         msg = self._scrub(str(e))
         code = _error_code(msg)
+        if code in ("-2015", "-2014", "-1022"):
+            # ccxt turns -2015 after an earlier success into DDoSProtection (a temporary
+            # ban, it guesses); a revoked or restricted key must stop trading, not wait
+            return AuthenticationFailed(f"binance refused the API key or signature: {msg}")
         if isinstance(e, ccxt.DDoSProtection | ccxt.RateLimitExceeded):
             return RateLimited(f"binance rate limit: {msg}", self._retry_after())
         if isinstance(e, ccxt.InvalidNonce):
@@ -412,17 +416,41 @@ class BinanceExchange:
         return self._order_ids[order_id]
 
     async def fetch_fills(self, symbol: str, since_ms: int | None = None) -> list[Fill]:
+        """Trades since ``since_ms`` (all of them, paged by trade id). Binance allows a
+        time window of at most 24 h and no ``fromId`` together with a time, so: the
+        first trade id from ``startTime``, then pages by ``fromId``; if the first day
+        is empty, the most recent 1000 trades filtered by time."""
         await self._ensure_markets()
         market_id = self._market_id(symbol)
-        req: dict[str, Any] = {"symbol": market_id, "limit": 1000}
-        if since_ms is not None:
-            req["startTime"] = since_ms
-        rows = await self._call(lambda: self._ex.privateGetMyTrades(req))
+        limit = 1000
+
+        async def page(extra: dict[str, Any]) -> list[dict[str, Any]]:
+            req: dict[str, Any] = {"symbol": market_id, "limit": limit} | extra
+            rows: list[dict[str, Any]] = await self._call(
+                lambda: self._ex.privateGetMyTrades(req))
+            return rows
+
+        if since_ms is None:
+            rows = await page({})
+        else:
+            first = await page({"startTime": since_ms, "limit": 1})
+            if not first:
+                rows = [t for t in await page({}) if int(t["time"]) >= since_ms]
+            else:
+                rows = last = await page({"fromId": int(first[0]["id"])})
+                while len(last) == limit:
+                    last = await page({"fromId": int(last[-1]["id"]) + 1})
+                    rows = rows + last
         fills: list[Fill] = []
+        seen: set[str] = set()
         for t in rows:
+            tid = str(t["id"])
+            if tid in seen:
+                continue
+            seen.add(tid)
             cid, strategy = await self._client_id_for(str(t["orderId"]), market_id)
             fills.append(Fill(
-                trade_id=str(t["id"]),
+                trade_id=tid,
                 client_order_id=cid,
                 strategy=strategy,
                 symbol=symbol,

@@ -235,7 +235,7 @@ class FakeBinance:
         """Pin the market clock (klines visible, current price) and fill limit orders
         the new price has crossed."""
         self.state.market_clock.pin(ts_ms)
-        self.state.match(self.server_time_ms())
+        self.state.match(self.event_time_ms())
 
     def run_market_from(self, start_ms: int, speed: float = 1.0) -> None:
         self.state.market_clock.run_from(start_ms, speed)
@@ -246,7 +246,7 @@ class FakeBinance:
                 self.state.prices.pop(symbol, None)
             else:
                 self.state.prices[symbol] = Decimal(str(price))
-        self.state.match(self.server_time_ms())
+        self.state.match(self.event_time_ms())
 
     def set_balance(self, asset: str, free: Decimal | str) -> None:
         with self.state.lock:
@@ -327,6 +327,12 @@ class FakeBinance:
 
     def server_time_ms(self) -> int:
         return time.time_ns() // 1_000_000 + self.clock_skew_ms
+
+    def event_time_ms(self) -> int:
+        """Timestamp of orders and trades: the market clock when the test drives one
+        (so fills line up with the candles they traded on), else the server clock."""
+        market = self.state.market_now()
+        return market if market is not None else self.server_time_ms()
 
     def count(self, method: str, path: str) -> int:
         with self._lock:
@@ -656,7 +662,7 @@ class FakeBinance:
 
     async def _new_order(self, request: web.Request) -> web.Response:
         p = await self._signed(request)
-        o = self.state.new_order(p, self.server_time_ms())
+        o = self.state.new_order(p, self.event_time_ms())
         default = "FULL" if o.type in ("MARKET", "LIMIT") else "ACK"
         return _json(self._order_answer(o, p.get("newOrderRespType", default).upper()))
 
@@ -697,7 +703,7 @@ class FakeBinance:
             if e.code == -2013:
                 raise ApiError(-2011, "Unknown order sent.") from None
             raise
-        self.state.cancel(o, self.server_time_ms())
+        self.state.cancel(o, self.event_time_ms())
         return _json(self._cancel_answer(o, p.get("newClientOrderId")))
 
     async def _open_orders(self, request: web.Request) -> web.Response:
@@ -714,7 +720,7 @@ class FakeBinance:
             raise ApiError(-1102, "Mandatory parameter 'symbol' was not sent, was empty/null, "
                            "or malformed.")
         self.state.market(symbol)
-        now = self.server_time_ms()
+        now = self.event_time_ms()
         out = []
         for o in self.state.open_orders(symbol):
             self.state.cancel(o, now)
@@ -734,13 +740,21 @@ class FakeBinance:
         symbol = p.get("symbol")
         self.state.market(symbol)
         assert symbol is not None
-        limit = _int(p, "limit") or 500
-        if limit > 1000:
-            limit = 1000
-        trades = self.state.my_trades(
-            symbol, _int(p, "orderId"), _int(p, "startTime"), _int(p, "endTime"),
-            _int(p, "fromId"), limit,
-        )
+        limit = min(_int(p, "limit") or 500, 1000)
+        start, end, from_id = _int(p, "startTime"), _int(p, "endTime"), _int(p, "fromId")
+        order_id = _int(p, "orderId")
+        if from_id is not None and (start is not None or end is not None):
+            raise ApiError(-1128, "Combination of optional parameters invalid.")
+        if order_id is not None and (start is not None or end is not None):
+            raise ApiError(-1128, "Combination of optional parameters invalid.")
+        day = 86_400_000
+        if start is not None and end is not None and end - start > day:
+            raise ApiError(-1127, "More than 24 hours between startTime and endTime.")
+        if start is not None and end is None:
+            end = start + day
+        elif end is not None and start is None:
+            start = end - day
+        trades = self.state.my_trades(symbol, order_id, start, end, from_id, limit)
         return _json([t.as_binance() for t in trades])
 
     async def _api_restrictions(self, request: web.Request) -> web.Response:

@@ -179,3 +179,27 @@ async def test_api_restrictions(fake_binance: FakeBinance, binance: BinanceExcha
     assert r["enableWithdrawals"] is False
     fake_binance.state.api_restrictions["enableWithdrawals"] = True
     assert (await binance.fetch_api_restrictions())["enableWithdrawals"] is True
+
+
+async def test_fills_since_a_time_are_all_returned_once(fake_binance: FakeBinance,
+                                                        binance: BinanceExchange) -> None:
+    fake_binance.set_balance("USDT", "10000000")
+    day = 86_400_000
+    for i in range(4):  # trades spread over four days of market time
+        fake_binance.set_market_time(T0 + 3_600_000 + i * day)
+        await binance.create_order(order(f"kt-day-{i}", qty="0.001"))
+    fills = await binance.fetch_fills("BTC/USDT", since_ms=T0)
+    assert [f.client_order_id for f in fills] == [f"kt-day-{i}" for i in range(4)]
+    assert fills[1].ts_ms == T0 + 3_600_000 + day  # stamped with market time
+    later = await binance.fetch_fills("BTC/USDT", since_ms=T0 + 2 * day)
+    assert [f.client_order_id for f in later] == ["kt-day-2", "kt-day-3"]
+    assert await binance.fetch_fills("BTC/USDT", since_ms=T0 + 9 * day) == []
+
+
+async def test_key_revoked_mid_run_is_authentication_failure(
+    fake_binance: FakeBinance, binance: BinanceExchange
+) -> None:
+    await binance.fetch_balances()  # ccxt now believes the key is good
+    fake_binance.api_key = "rotated-elsewhere"
+    with pytest.raises(AuthenticationFailed):
+        await binance.fetch_balances()
