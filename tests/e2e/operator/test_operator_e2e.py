@@ -10,14 +10,17 @@ runner ServiceAccount.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from kubetrade.exchange.replay import bundled_candles
+from kubetrade.state.keys import Keys
 from tests.fixtures.kubetrade_operator import Kubelet, OperatorBed, wait_for
 
 MANIFESTS = """
@@ -137,6 +140,23 @@ def test_runner_pods_trade_and_the_kill_switch_halts_them(
         print(bed.kubectl("get", "strategies,emergencies"))
         assert all(p.poll() is None for p in kubelet.procs.values()), "runners stay up, halted"
         assert halted
+
+        # deleting a Strategy goes through its runner (told to stop, orders cancelled)
+        # before the operator removes the Deployment; state stays in Redis
+        bed.kubectl("delete", "strategy", "slow-sma", "--wait=false")
+        wait_for(lambda: bed.get("strategy", "slow-sma") is None, 60, "slow-sma deleted")
+        assert bed.get("deployment", "kubetrade-runner-slow-sma") is None
+        r = redis.Redis.from_url(bed.redis_url, decode_responses=True)
+        keys = Keys(bed.prefix)
+        done = [
+            f
+            for _, f in r.xrange(keys.audit)
+            if f["action"] == "strategy.deleted" and f["strategy"] == "slow-sma"
+        ]
+        assert json.loads(done[-1]["detail"])["ordersLeftOpen"] == []
+        assert r.exists(keys.summary("slow-sma"))
+        runner_audit = [f["action"] for _, f in r.xrange(keys.audit) if f["strategy"] == "slow-sma"]
+        assert "strategy.disabled" in runner_audit  # the runner itself acted on the request
     except AssertionError:
         print(kubelet.logs())
         raise
