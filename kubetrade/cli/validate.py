@@ -16,7 +16,9 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +241,7 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
         else:
             progress = v.Progress(plan.duration_s * 1000, wall, on_update=on_update,
                                   step_pct=1.0, min_interval_s=300.0)
+            progress.update(0, force=True)  # "Running, 0%" from the first second
             outcome = asyncio.run(_forward(plan, progress.update))
             symbols = list(plan.strategy.spec.symbols)
         report = v.finish_report(plan, outcome, symbols, started, wall.now_ms())
@@ -279,8 +282,13 @@ def run(args: argparse.Namespace) -> int:
 
     # logs to stderr: stdout carries the summary
     configure_logging(stream=sys.stderr)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         code, _ = execute(args)
+    except Terminated:
+        print("kubetrade validate: terminated before the run completed", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except ValueError as exc:
         print(f"kubetrade validate: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -291,4 +299,16 @@ def run(args: argparse.Namespace) -> int:
             raise
         print(f"kubetrade validate: Kubernetes API: {exc.status} {exc.reason}", file=sys.stderr)
         return EXIT_ERROR
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return code
+
+
+class Terminated(BaseException):
+    """SIGTERM (pod deletion, Job deadline): unwinds so the ValidationRun is marked
+    Failed with the reason instead of being left Running forever."""
+
+
+def _terminated(signum: int, frame: Any) -> None:
+    raise Terminated("terminated by SIGTERM")

@@ -184,3 +184,38 @@ def test_validate_a_strategy_read_from_the_cluster(
     # no ValidationRun was named, so none was touched
     vr = get(apiserver, k8s_namespace, "validationrun", "ltc-check")
     assert "decision" not in (vr.get("status") or {})
+
+
+def test_terminated_forward_run_marks_the_validation_run_failed(
+    apiserver: ControlPlane, k8s_namespace: str, tmp_path: Path, fake_binance: Any
+) -> None:
+    import signal
+    import time
+
+    forward = manifests(tmp_path / "unused.csv").replace(
+        f"  replay: {tmp_path / 'unused.csv'}\n", "  duration: 48h\n")
+    apiserver.kubectl("-n", k8s_namespace, "apply", "-f", "-", input=forward)
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL",)}
+    env.update(KUBECONFIG=str(apiserver.kubeconfig), KUBETRADE_EXCHANGE_URL=fake_binance.url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubetrade", "validate", "--strategy", "ltc-rsi",
+         "--validation-run", "ltc-check", "--namespace", k8s_namespace,
+         "--report-dir", str(tmp_path / "data")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status: dict[str, Any] = {}
+        while time.monotonic() < deadline and status.get("phase") != "Running":
+            assert proc.poll() is None, proc.communicate()
+            status = get(apiserver, k8s_namespace, "validationrun", "ltc-check").get("status", {})
+            time.sleep(0.2)
+        assert status["phase"] == "Running" and status["progress"].startswith("0%")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    status = get(apiserver, k8s_namespace, "validationrun", "ltc-check")["status"]
+    assert status["phase"] == "Failed" and "SIGTERM" in status["progress"]
+    assert "decision" not in status
+    assert not (tmp_path / "data").exists()
