@@ -26,7 +26,8 @@ Every state change is reported to ``on_event`` (the runner makes alerts and metr
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -113,6 +114,7 @@ class ResilientExchange:
         )
         self.rate_limit_enabled = rate_limit_enabled
         self.needs_reconciliation = False
+        self._bypass_reconciliation = 0
         self.on_reconciliation_required: Callable[[], None] | None = None
         if hasattr(inner, "on_weight"):  # BinanceExchange reports X-MBX-USED-WEIGHT-1M
             setattr(inner, "on_weight", self.limiter.observe_used_weight)  # noqa: B010
@@ -269,8 +271,18 @@ class ResilientExchange:
         result: list[Order] = await self._read("cancel_all_orders", lambda: fn(symbol))
         return result
 
+    @contextmanager
+    def allow_unreconciled(self) -> Iterator[None]:
+        """Let orders out while reconciliation is pending (emergency close-all exits);
+        the breaker must still be closed: nothing is sent to an exchange that is down."""
+        self._bypass_reconciliation += 1
+        try:
+            yield
+        finally:
+            self._bypass_reconciliation -= 1
+
     def _check_can_trade(self, order: Order) -> None:
-        if self.needs_reconciliation:
+        if self.needs_reconciliation and not self._bypass_reconciliation:
             raise CircuitOpen(
                 f"order {order.client_order_id} refused: reconciliation with the exchange is "
                 "required before trading resumes"

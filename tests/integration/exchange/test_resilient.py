@@ -281,3 +281,17 @@ async def test_timestamp_rejection_resyncs_and_sends_once_more(rig: Rig) -> None
     assert got.status is OrderStatus.FILLED
     assert rig.fake.count("POST", "/api/v3/order") == 2
     assert len(rig.fake.state.orders) == 1
+
+
+async def test_emergency_exits_may_skip_pending_reconciliation(rig: Rig) -> None:
+    await rig.ex.load_markets()
+    bought = await rig.ex.create_order(order("kt-entry", qty="0.01"))
+    rig.ex.require_reconciliation("test: restarted after an outage")
+    exit_ = order("kt-exit", qty="0.009", side=Side.SELL)
+    with pytest.raises(CircuitOpen, match="reconciliation"):
+        await rig.ex.create_order(exit_)
+    with rig.ex.allow_unreconciled():
+        sold = await rig.ex.create_order(exit_)
+    assert bought.status is sold.status is OrderStatus.FILLED
+    with pytest.raises(CircuitOpen):
+        await rig.ex.create_order(order("kt-entry-2"))
