@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
 from typing import Any
 
 EXIT_CONFIG = 2
+SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 def register(subparsers: Any) -> None:
@@ -28,14 +30,32 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--namespace", "-n",
-        default=os.environ.get("KUBETRADE_NAMESPACE") or os.environ.get("POD_NAMESPACE"),
-        help="act on the Emergency resource in this namespace (default: $KUBETRADE_NAMESPACE "
-        "or $POD_NAMESPACE; none = local desired state in Redis)",
+        default=_default_namespace(),
+        help="act on the Emergency resource in this namespace (default: $KUBETRADE_NAMESPACE, "
+        "$POD_NAMESPACE, or the pod's own namespace when running in a cluster; none = local "
+        "desired state in Redis)",
     )
+    p.add_argument("--local", action="store_true",
+                   help="use the local desired state in Redis even inside a cluster")
     p.add_argument("--kubeconfig", default=None,
                    help="kubeconfig (default: in-cluster, then $KUBECONFIG)")
     p.add_argument("--log-level", default=None, help="default: $LOG_LEVEL or INFO")
     p.set_defaults(func=run)
+
+
+def _default_namespace() -> str | None:
+    """In a pod the service account's namespace file says where the Emergency lives, so
+    the bot takes the cluster path even if the Deployment sets no namespace variable."""
+    env = os.environ.get("KUBETRADE_NAMESPACE") or os.environ.get("POD_NAMESPACE")
+    if env:
+        return env
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            with open(SA_NAMESPACE_FILE, encoding="utf-8") as f:
+                return f.read().strip() or None
+        except OSError:
+            return None
+    return None
 
 
 def _settings() -> Any:
@@ -55,7 +75,7 @@ def _settings() -> Any:
 
 
 def _desired(args: argparse.Namespace, redis: Any, keys: Any) -> Any:
-    if not args.namespace:
+    if args.local or not args.namespace:
         from kubetrade.state.desired import LocalDesiredState
 
         return LocalDesiredState(redis, keys)
@@ -88,7 +108,11 @@ async def _main(args: argparse.Namespace, settings: Any) -> int:
     redis = aioredis.from_url(url, decode_responses=True)
     keys = keys_from_env()
     try:
-        notifier = Notifier(settings, redis, keys, _desired(args, redis, keys))
+        desired = _desired(args, redis, keys)
+        where = (f"the Emergency resource in namespace {args.namespace}"
+                 if not args.local and args.namespace else "local desired state in Redis")
+        logging.getLogger("kubetrade.notify").info("notify: commands act on %s", where)
+        notifier = Notifier(settings, redis, keys, desired)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, notifier.stop)

@@ -15,12 +15,11 @@ from tests.fakes.telegram import FakeTelegram
 from tests.integration.notify.conftest import DEPUTY, GROUP, KEYS, OWNER
 
 
-async def test_kubetrade_notify_process_commands_alerts_and_clean_stop(
-    redis_url: str, redis_client: aioredis.Redis, fake_telegram: FakeTelegram
-) -> None:
+def notify_env(redis_url: str, fake_telegram: FakeTelegram) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items()
-        if k not in ("KUBETRADE_NAMESPACE", "POD_NAMESPACE", "KUBECONFIG")
+        if k not in ("KUBETRADE_NAMESPACE", "POD_NAMESPACE", "KUBECONFIG",
+                     "KUBERNETES_SERVICE_HOST")
     }
     env.update({
         "TELEGRAM_BOT_TOKEN": fake_telegram.token,
@@ -32,6 +31,13 @@ async def test_kubetrade_notify_process_commands_alerts_and_clean_stop(
         "POD_NAME": "notify-cli-test",
         "LOG_LEVEL": "DEBUG",
     })
+    return env
+
+
+async def test_kubetrade_notify_process_commands_alerts_and_clean_stop(
+    redis_url: str, redis_client: aioredis.Redis, fake_telegram: FakeTelegram
+) -> None:
+    env = notify_env(redis_url, fake_telegram)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubetrade", "notify",
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
@@ -56,3 +62,4 @@ async def test_kubetrade_notify_process_commands_alerts_and_clean_stop(
     assert proc.returncode == 0, text[-2000:]
     assert fake_telegram.token.split(":", 1)[1] not in text
     assert "polling Telegram" in text
+    assert "commands act on local desired state in Redis" in text

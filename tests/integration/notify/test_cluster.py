@@ -65,3 +65,37 @@ async def test_stop_works_while_redis_is_down(
         assert spec["action"] == "stop"
     finally:
         await dead.aclose()
+
+
+async def test_kubetrade_notify_process_in_cluster_mode_patches_the_emergency(
+    redis_url: str,
+    fake_telegram: FakeTelegram,
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    kubeconfig: str,
+    kubetrade_crds: Any,
+) -> None:
+    import signal
+    import sys
+
+    from tests.integration.notify.test_cli import notify_env
+
+    env = notify_env(redis_url, fake_telegram)
+    env["KUBETRADE_NAMESPACE"] = k8s_namespace
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubetrade", "notify", "--kubeconfig", kubeconfig,
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        await fake_telegram.wait_polling(within=60)
+        await fake_telegram.deliver_command("/stop", GROUP, OWNER)
+        await fake_telegram.wait_for_message(lambda m: "STOP engaged" in m.text, within=30)
+        spec = (await asyncio.to_thread(emergency_cr, k8s_api_client, k8s_namespace))["spec"]
+        assert spec["action"] == "stop" and spec["requestedBy"] == f"telegram:{OWNER}"
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(proc.communicate(), 60)
+    text = output.decode()
+    assert proc.returncode == 0, text[-2000:]
+    assert f"the Emergency resource in namespace {k8s_namespace}" in text
