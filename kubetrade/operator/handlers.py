@@ -379,6 +379,8 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             or current.get("replicas") != replicas
             or trigger != "timer"
         ):
+            for obj in render.runner_rbac(strategy, uid, c.settings):
+                await c.kube.apply(obj)
             await c.kube.apply(deployment)
             if current is not None and current.get("hash") not in (None, chash):
                 kopf.info(body, reason="RunnerRolled", message=f"config changed ({chash})")
@@ -510,7 +512,13 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
                 + (f", {len(positions)} position(s) to close" if close else ""),
                 delay=1,
             )
-        await c.kube.delete("apps/v1", "deployments", namespace, render.runner_name(name))
+        runner = render.runner_name(name)
+        await c.kube.delete("apps/v1", "deployments", namespace, runner)
+        if c.settings.runner_rbac == "per-strategy":
+            # owner references would do this with a garbage collector; do not rely on one
+            await c.kube.delete("rbac.authorization.k8s.io/v1", "rolebindings", namespace, runner)
+            await c.kube.delete("rbac.authorization.k8s.io/v1", "roles", namespace, runner)
+            await c.kube.delete("v1", "serviceaccounts", namespace, runner)
         kept = await _safe(c.positions(name), [])
         if open_ids or positions:
             kopf.warn(

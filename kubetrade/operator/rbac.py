@@ -8,8 +8,10 @@ chart mirrors and what a test keeps in step with this module.
   posts Events. Nothing cluster-scoped (it serves one named namespace with Kopf's
   cluster scanning off). No Secrets (exchange keys reach runners as volumes the kubelet mounts),
   no Pods.
-- runner: reads Strategies, RiskPolicies and the Emergency. Nothing else: no Secrets,
-  no writes, no Pods.
+- runner: by default each runner gets its own ServiceAccount and Role from the operator
+  (render.runner_rbac: its own Strategy, its RiskPolicy and the Emergency, by name).
+  The shared ``kubetrade-runner`` account here (read of the three kinds) is for
+  ``KUBETRADE_RUNNER_RBAC=shared``. Either way: no Secrets, no writes, no Pods.
 - api: reads every kind, patches Strategy (enabled), RiskPolicy (limits) and Emergency.
 - jobs (pre-flight, validation): read specs, write ValidationRun status and the report
   ConfigMap.
@@ -43,6 +45,18 @@ RULES: dict[str, list[Rule]] = {
             "verbs": [*READ, "create", "patch", "delete"],
         },
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*READ, "create", "delete"]},
+        # per-strategy runner identities; the API server only lets the operator grant
+        # what it holds itself (read of the three kinds)
+        {
+            "apiGroups": [""],
+            "resources": ["serviceaccounts"],
+            "verbs": ["get", "create", "patch", "delete"],
+        },
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["roles", "rolebindings"],
+            "verbs": ["get", "create", "patch", "delete"],
+        },
         {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     ],
     "runner": [
@@ -74,6 +88,7 @@ RULES: dict[str, list[Rule]] = {
         },
     ],
 }
+
 
 def account(component: str) -> str:
     return f"kubetrade-{component}"

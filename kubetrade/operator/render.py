@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from kubetrade.operator.settings import OperatorSettings
-from kubetrade.resources import API_VERSION, Strategy, ValidationRun
+from kubetrade.resources import API_VERSION, EMERGENCY_NAME, GROUP, Strategy, ValidationRun
 
 MANAGED_BY = "kubetrade-operator"
 SECRETS_DIR = "/var/run/secrets/kubetrade/exchange"
@@ -170,6 +170,70 @@ def _container(
     }
 
 
+def runner_service_account(strategy: str, settings: OperatorSettings) -> str:
+    if settings.runner_rbac == "per-strategy":
+        return runner_name(strategy)
+    return settings.runner_service_account
+
+
+def runner_rbac(strategy: Strategy, uid: str, settings: OperatorSettings) -> list[Manifest]:
+    """A ServiceAccount, Role and RoleBinding letting one runner read its own Strategy,
+    the RiskPolicy it references and the Emergency, by name, and nothing else (empty
+    in shared mode). Lists and watches are allowed only with a metadata.name field
+    selector, which is how the runner watches."""
+    if settings.runner_rbac != "per-strategy":
+        return []
+    name = runner_name(strategy.name)
+    namespace = strategy.metadata.namespace or settings.namespace
+    meta = {
+        "name": name,
+        "namespace": namespace,
+        "labels": labels(strategy.name, "runner"),
+        "ownerReferences": [owner_reference("Strategy", strategy.name, uid)],
+    }
+    read = ["get", "list", "watch"]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": meta,
+            "automountServiceAccountToken": True,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": meta,
+            "rules": [
+                {
+                    "apiGroups": [GROUP],
+                    "resources": ["strategies"],
+                    "resourceNames": [strategy.name],
+                    "verbs": read,
+                },
+                {
+                    "apiGroups": [GROUP],
+                    "resources": ["riskpolicies"],
+                    "resourceNames": [strategy.spec.risk_policy_ref],
+                    "verbs": read,
+                },
+                {
+                    "apiGroups": [GROUP],
+                    "resources": ["emergencies"],
+                    "resourceNames": [EMERGENCY_NAME],
+                    "verbs": read,
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    ]
+
+
 def runner_deployment(
     strategy: Strategy, uid: str, replicas: int, settings: OperatorSettings
 ) -> Manifest:
@@ -219,7 +283,7 @@ def runner_deployment(
                     },
                 },
                 "spec": {
-                    "serviceAccountName": settings.runner_service_account,
+                    "serviceAccountName": runner_service_account(name, settings),
                     "automountServiceAccountToken": True,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,

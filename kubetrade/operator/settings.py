@@ -32,6 +32,10 @@ class OperatorSettings:
     image: str = "kubetrade:0.1.0"
     image_pull_policy: str = "IfNotPresent"
     runner_service_account: str = "kubetrade-runner"
+    #: "per-strategy": each runner gets its own ServiceAccount and a Role naming only its
+    #: Strategy, RiskPolicy and the Emergency; "shared": every runner uses
+    #: ``runner_service_account`` (read access to all three kinds in the namespace).
+    runner_rbac: str = "per-strategy"
     job_service_account: str = "kubetrade-jobs"
     runner_resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     redis_url: str | None = None
@@ -56,6 +60,10 @@ class OperatorSettings:
             image_pull_policy=env.get("KUBETRADE_IMAGE_PULL_POLICY", cls.image_pull_policy),
             runner_service_account=env.get(
                 "KUBETRADE_RUNNER_SERVICE_ACCOUNT", cls.runner_service_account
+            ),
+            runner_rbac=env.get(
+                "KUBETRADE_RUNNER_RBAC",
+                "shared" if env.get("KUBETRADE_RUNNER_SERVICE_ACCOUNT") else "per-strategy",
             ),
             job_service_account=env.get("KUBETRADE_JOB_SERVICE_ACCOUNT", cls.job_service_account),
             runner_resources=json.loads(resources) if resources else dict(DEFAULT_RESOURCES),

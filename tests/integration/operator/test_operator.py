@@ -138,6 +138,18 @@ def test_strategy_apply_patch_disable_delete(operator_bed: OperatorBed) -> None:
     assert (bed.condition("strategy", "btc-sma", "RiskPolicyValid") or {})["status"] == "True"
     assert status(bed, "btc-sma")["phase"] == "Starting"
 
+    # the runner's own identity: reads its Strategy, its RiskPolicy, the Emergency only
+    pod = d["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kubetrade-runner-btc-sma"
+    role = bed.get("role", "kubetrade-runner-btc-sma")
+    assert role is not None
+    assert {(r["resources"][0], r["resourceNames"][0]) for r in role["rules"]} == {
+        ("strategies", "btc-sma"),
+        ("riskpolicies", "default"),
+        ("emergencies", "default"),
+    }
+    assert all(set(r["verbs"]) == {"get", "list", "watch"} for r in role["rules"])
+
     # the runner's summary is folded into status and shown by kubectl get
     r.hset(
         keys.summary("btc-sma"),
@@ -219,6 +231,8 @@ def test_strategy_apply_patch_disable_delete(operator_bed: OperatorBed) -> None:
     r.hset(keys.orders("btc-sma"), "o-2", json.dumps({"status": "canceled"}))
     wait_for(lambda: bed.get("strategy", "btc-sma") is None, 20, "Strategy gone")
     assert deployment(bed, "btc-sma") is None
+    assert bed.get("role", "kubetrade-runner-btc-sma") is None
+    assert bed.get("serviceaccount", "kubetrade-runner-btc-sma") is None
     assert r.hexists(keys.positions("btc-sma"), "BTC/USDT")
     actions = audit_actions(r, keys, "btc-sma")
     assert actions[-2:] == ["strategy.delete.requested", "strategy.deleted"]

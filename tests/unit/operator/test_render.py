@@ -209,3 +209,28 @@ def test_rbac_rendered_copy_is_current_and_least_privilege() -> None:
 def test_admission_rendered_copy_is_current() -> None:
     path = Path(admission.__file__).with_name("admission.yaml")
     assert path.read_text() == admission.render(), "run: python -m kubetrade.operator.admission"
+
+
+def test_per_strategy_runner_identity() -> None:
+    s = strategy(riskPolicyRef="tight")
+    sa, role, binding = render.runner_rbac(s, "uid-1", SETTINGS)
+    assert sa["metadata"]["name"] == role["metadata"]["name"] == "kubetrade-runner-btc-sma"
+    assert {(r["resources"][0], tuple(r["resourceNames"])) for r in role["rules"]} == {
+        ("strategies", ("btc-sma",)),
+        ("riskpolicies", ("tight",)),
+        ("emergencies", ("default",)),
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "kubetrade-runner-btc-sma", "namespace": "trading"}
+    ]
+    pod = deployment(s)["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "kubetrade-runner-btc-sma"
+    shared = OperatorSettings.from_env("trading", {"KUBETRADE_RUNNER_SERVICE_ACCOUNT": "kt-runner"})
+    assert shared.runner_rbac == "shared"
+    assert render.runner_rbac(s, "uid-1", shared) == []
+    assert (
+        render.runner_deployment(s, "u", 1, shared)["spec"]["template"]["spec"][
+            "serviceAccountName"
+        ]
+        == "kt-runner"
+    )
