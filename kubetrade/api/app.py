@@ -6,7 +6,6 @@ local store otherwise), so desired state has one source and every change is audi
 there with the caller as actor. Paths and methods are the runbook's table.
 """
 
-
 import asyncio
 import contextlib
 import dataclasses
@@ -29,6 +28,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -52,7 +52,15 @@ from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.desired import DesiredState, DesiredStateError, NotFoundError
 from kubetrade.state.desired_k8s import DesiredStateUnavailable
 from kubetrade.state.keys import Keys, keys_from_env
-from kubetrade.state.reader import STREAM_ID, EquityPoint, StateReader, summary_decimal, summary_int
+from kubetrade.state.reader import (
+    STREAM_ID,
+    EquityPoint,
+    StateReader,
+    summary_decimal,
+    summary_int,
+    thin,
+    valid_cursor,
+)
 
 log = logging.getLogger("kubetrade.api")
 
@@ -501,6 +509,7 @@ def create_app(
         ] = None,
     ) -> s.TradesPage:
         """Closed trades, newest first, paged by cursor."""
+        _check_cursor(cursor)
         page = await reader.trades(limit, cursor, strategy, symbol, since_ms, until_ms)
         return s.TradesPage(
             items=[_trade_out(r.id, r.trade) for r in page.items], next_cursor=page.next_cursor
@@ -714,6 +723,7 @@ def create_app(
         until_ms: Annotated[int | None, Query(ge=0, le=MAX_TS)] = None,
     ) -> s.AuditPage:
         """Who did what and why, newest first; filter by actor, action, strategy, time."""
+        _check_cursor(cursor)
         page = await reader.audit(limit, cursor, actor, action, strategy, since_ms, until_ms)
         return s.AuditPage(
             items=[
@@ -902,7 +912,6 @@ def _block(
     curve: list[EquityPoint],
     max_points: int,
 ) -> s.AnalyticsBlock:
-    from kubetrade.state.reader import thin
 
     metrics = compute(trades, [(p.ts_ms, p.equity) for p in curve])
     return s.AnalyticsBlock(
@@ -914,20 +923,19 @@ def _block(
     )
 
 
-def _normalise_risk_patch(patch: dict[str, Any]) -> dict[str, Any]:
-    """camelCase keys for the RiskPolicy spec; unknown keys refused by name."""
-    from kubetrade.domain.risk import RiskLimits
+def _check_cursor(cursor: str | None) -> None:
+    if cursor is not None and not valid_cursor(cursor):
+        raise HTTPException(422, "cursor: not a stream id (ms-seq, each at most 2^64-1)")
 
-    aliases = {name: (f.alias or name) for name, f in RiskLimits.model_fields.items()}
-    allowed = set(aliases.values())
+
+def _normalise_risk_patch(patch: BaseModel) -> dict[str, Any]:
+    """The set fields in CR spelling (camelCase), Decimals as JSON numbers as the CRD
+    types them."""
     out: dict[str, Any] = {}
-    for key, value in patch.items():
-        if key in allowed:
-            out[key] = value
-        elif key in aliases:
-            out[aliases[key]] = value
-        else:
-            raise DesiredStateError(f"risk.{key}: unknown setting")
+    for key, value in patch.model_dump(by_alias=True, exclude_unset=True).items():
+        if isinstance(value, Decimal):
+            value = int(value) if value == value.to_integral_value() else float(value)
+        out[key] = value
     if not out:
         raise DesiredStateError("risk: at least one setting to change is required")
     return out

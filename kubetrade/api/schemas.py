@@ -8,9 +8,10 @@ for display and never compared with limits.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic.alias_generators import to_camel
 
 EmergencyAction = Literal["none", "stop", "close-all"]
 
@@ -163,9 +164,33 @@ class SettingsOut(_Out):
     runtime: dict[str, Any] = Field(description="Process configuration; secrets masked.")
 
 
+def _risk_patch_model() -> type[BaseModel]:
+    """Every RiskLimits field, optional, with the engine's own bounds and descriptions,
+    so the OpenAPI document says exactly what ``PUT /api/settings`` accepts."""
+    from kubetrade.domain.risk import RiskLimits
+
+    fields: dict[str, Any] = {}
+    for name, info in RiskLimits.model_fields.items():
+        inner = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        fields[name] = (
+            inner | None,  # type: ignore[operator]
+            Field(default=None, description=info.description),
+        )
+    model: type[BaseModel] = create_model(
+        "RiskPatch",
+        __config__=ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid"),
+        **fields,
+    )
+    model.__doc__ = "RiskPolicy fields to change; omitted fields keep their value."
+    return model
+
+
+RiskPatch = _risk_patch_model()
+
+
 class SettingsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    risk: dict[str, Any] = Field(
+    risk: RiskPatch = Field(  # type: ignore[valid-type]
         description="RiskPolicy fields to change (camelCase or snake_case), e.g. "
         '{"stopLossPct": 4, "maxConcurrentPositions": 2}. Applied live to running strategies.',
         json_schema_extra={"example": {"stopLossPct": 4}},

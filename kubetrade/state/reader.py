@@ -80,8 +80,15 @@ def _int(raw: str | None) -> int | None:
         return None
 
 
+_U64 = 2**64 - 1
+
+
 def valid_cursor(cursor: str) -> bool:
-    return bool(STREAM_ID.match(cursor))
+    """A stream id Redis accepts: ``ms-seq``, both unsigned 64-bit."""
+    if not STREAM_ID.match(cursor):
+        return False
+    ms, seq = cursor.split("-")
+    return int(ms) <= _U64 and int(seq) <= _U64
 
 
 class StateReader:
@@ -103,6 +110,11 @@ class StateReader:
         accept: Callable[[_T], bool],
     ) -> Page[_T]:
         """Newest-first scan of a stream, filtered, bounded by ``MAX_SCAN`` entries."""
+        if cursor is not None:
+            if not valid_cursor(cursor):
+                raise ValueError(f"cursor: {cursor!r} is not a stream id (ms-seq)")
+            if cursor.strip("0-") == "":
+                return Page([], None)  # nothing is older than the first possible id
         items: list[_T] = []
         upper = f"({cursor}" if cursor else "+"
         scanned = 0
