@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ def order(cid: str, side: Side, qty: str, type_: OrderType = OrderType.MARKET,
                  price=Decimal(price) if price else None)
 
 
-def broker(usdt: str = "10000", **kw: Decimal) -> PaperBroker:
+def broker(usdt: str = "10000", **kw: Any) -> PaperBroker:
     b = PaperBroker({BTC: default_market(BTC)}, {"USDT": Decimal(usdt)}, **kw)
     b.on_candle(BTC, c(0, "60000"))
     return b

@@ -17,8 +17,8 @@ BTC = "BTC/USDT"
 ETH = "ETH/USDT"
 
 
-def candle(i: int, close: float | str, low: float | str | None = None,
-           high: float | str | None = None, volume: str = "10") -> Candle:
+def candle(i: int, close: float | str | Decimal, low: float | str | Decimal | None = None,
+           high: float | str | Decimal | None = None, volume: str = "10") -> Candle:
     """Candle number ``i`` (opening at T0 + i minutes)."""
     c = Decimal(str(close))
     lo = Decimal(str(low)) if low is not None else c

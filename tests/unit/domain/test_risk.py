@@ -194,7 +194,7 @@ def test_throttle_orders_per_interval() -> None:
     script = {i: (B if i % 2 == 0 else S) for i in range(6)}
     eng, broker = make(script, max_orders_per_interval=3, order_interval_seconds=600,
                        price_collar_pct=0)
-    sent = []
+    sent: list[Side] = []
     for i in range(6):
         orders, _ = step(eng, broker, BTC, candle(i, 100 + i))
         sent.extend(o.side for o in orders)

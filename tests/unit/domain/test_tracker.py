@@ -72,7 +72,7 @@ def test_engine_disables_strategy_shadows_signals_and_re_enables() -> None:
                        strategy_re_enable_check_hours=Decimal(1), price_collar_pct=0,
                        stop_loss_pct=0, daily_loss_limit_pct=0, max_drawdown_pct=0)
     prices = [100, 99, 100, 99, 100, 110] + [110] * 70
-    real = []
+    real: list[tuple[int, Side]] = []
     for i, p in enumerate(prices):
         orders, _ = step(eng, broker, BTC, candle(i, p))
         real.extend((i, o.side) for o in orders)
