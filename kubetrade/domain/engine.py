@@ -465,7 +465,16 @@ class TradingEngine:
                         low=str(candle.low),
                     )
                     orders.append(self._make_order(symbol, Side.SELL, qty, now, "stop_loss", close))
-            self._mark_one(pos, close)
+            pf = self.portfolio
+            if len(pf.positions) == 1 and not pf.dust:
+                # _mark_one inlined: the per-candle cost of holding a position
+                equity = pf.cash + pos.quantity * close
+                if self._dd_floor < equity <= self._peak and equity > self._day_floor:
+                    self.equity = equity
+                else:
+                    self._check_equity(equity)
+            else:
+                self._mark()
         tracker = self.tracker
         if not tracker.enabled:
             change = tracker.check(now)
