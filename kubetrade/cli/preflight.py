@@ -137,24 +137,10 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
     clock = SystemClock()
     try:
         reports = await _reports(args, api, redis, keys)
-        inputs = await pf.gather_inputs(
-            strategy=strategy.metadata.name,
+        report = await pf.preflight_strategy(
+            strategy, risk, exchange, credentials, env, reports, clock,
             namespace=args.namespace if api is not None else "",
-            mode=strategy.spec.mode,
-            symbols=strategy.spec.symbols,
-            limits=risk,
-            exchange=exchange,
-            credentials=credentials,
-            env=env,
-            reports=reports,
-            clock=clock,
-            strategy_config={
-                "algorithm": strategy.spec.algorithm,
-                "parameters": strategy.spec.validated_parameters(),
-                "timeframe": strategy.spec.timeframe,
-            },
         )
-        report = pf.run_checks(inputs, ts_ms=clock.now_ms())
         if redis is not None and not args.no_publish:
             await pf.publish(redis, keys, report)
         return report

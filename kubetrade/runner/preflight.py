@@ -644,6 +644,40 @@ async def gather_inputs(
     )
 
 
+async def preflight_strategy(
+    strategy: Any,
+    limits: Any,
+    exchange: Any,
+    credentials: Credentials,
+    env: Mapping[str, str],
+    reports: Sequence[Mapping[str, Any]],
+    clock: Any,
+    namespace: str = "",
+) -> PreflightReport:
+    """All checks for a ``kubetrade.resources.Strategy`` in one call: what the CLI and
+    the pre-flight Job run, and what a live runner started without a cluster can call
+    before trading (any FAIL: do not start)."""
+    spec = strategy.spec
+    inputs = await gather_inputs(
+        strategy=strategy.metadata.name,
+        namespace=namespace,
+        mode=spec.mode,
+        symbols=spec.symbols,
+        limits=limits,
+        exchange=exchange,
+        credentials=credentials,
+        env=env,
+        reports=reports,
+        clock=clock,
+        strategy_config={
+            "algorithm": spec.algorithm,
+            "parameters": spec.validated_parameters(),
+            "timeframe": spec.timeframe,
+        },
+    )
+    return run_checks(inputs, ts_ms=clock.now_ms())
+
+
 # -- publishing -------------------------------------------------------------------------
 
 
