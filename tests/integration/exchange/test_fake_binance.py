@@ -4,6 +4,8 @@ ccxt error a real Binance would cause."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import ccxt.async_support as ccxt
 import pytest
 
@@ -178,3 +180,45 @@ async def test_open_orders_cancel_all_and_api_restrictions(
     assert bal["USDT"]["free"] == 10000.0 and bal["USDT"]["used"] == 0.0
     r = await raw_ccxt.sapi_get_account_apirestrictions()
     assert r["enableWithdrawals"] is False and r["enableSpotAndMarginTrading"] is True
+
+
+@pytest.mark.fake_binance(client_id_reuse="after_close", balances={"USDT": Decimal("700")})
+async def test_marker_options_and_binance_client_id_reuse(fake_binance: FakeBinance,
+                                                          raw_ccxt: ccxt.binance) -> None:
+    fake_binance.set_price("BTCUSDT", "60000")
+    assert (await raw_ccxt.fetch_balance())["USDT"]["free"] == 700.0
+    await raw_ccxt.create_order("BTC/USDT", "market", "buy", 0.001,
+                                params={"newClientOrderId": "reuse-1"})
+    # documented Binance behaviour: unique among *open* orders only
+    await raw_ccxt.create_order("BTC/USDT", "market", "buy", 0.001,
+                                params={"newClientOrderId": "reuse-1"})
+    assert fake_binance.state.duplicate_client_ids() == ["reuse-1"]
+    await raw_ccxt.create_order("BTC/USDT", "limit", "buy", 0.001, 50000,
+                                params={"newClientOrderId": "open-1"})
+    with pytest.raises(ccxt.InvalidOrder, match="Duplicate order sent"):
+        await raw_ccxt.create_order("BTC/USDT", "limit", "buy", 0.001, 50000,
+                                    params={"newClientOrderId": "open-1"})
+
+
+async def test_control_endpoint_for_other_processes(fake_binance: FakeBinance) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{fake_binance.url}/_fake/control",
+                          json={"op": "set_price", "symbol": "BTCUSDT", "price": "12345"}) as r:
+            assert r.status == 200
+        async with s.post(f"{fake_binance.url}/_fake/control",
+                          json={"op": "start_outage", "mode": "503"}) as r:
+            assert r.status == 200
+        async with s.get(f"{fake_binance.url}/api/v3/ping") as r:
+            assert r.status == 503
+        async with s.post(f"{fake_binance.url}/_fake/control", json={"op": "end_outage"}) as r:
+            assert r.status == 200
+        async with s.get(f"{fake_binance.url}/api/v3/ticker/price?symbol=BTCUSDT") as r:
+            assert (await r.json())["price"] == "12345.00000000"
+        async with s.get(f"{fake_binance.url}/_fake/state") as r:
+            state = await r.json()
+        assert state["requests"]["GET /api/v3/ping"] == 1
+        assert state["outage"] is None and state["duplicates"] == []
+        async with s.post(f"{fake_binance.url}/_fake/control", json={"op": "stop"}) as r:
+            assert r.status == 400  # only the listed operations
