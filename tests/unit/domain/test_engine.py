@@ -141,3 +141,46 @@ def test_fill_for_more_than_held_is_refused_and_alerted() -> None:
     with pytest.raises(ValueError, match="only 0 is held"):
         eng.on_fill(bogus)
     assert any(e.kind == "reconciliation_mismatch" for e in eng.drain_events())
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "params", "cut"),
+    [
+        ("sma-crossover", {"fastPeriod": 5, "slowPeriod": 12}, 13),
+        ("sma-crossover", {"fastPeriod": 10, "slowPeriod": 30}, 400),
+        ("rsi-mean-reversion", {"period": 6, "oversold": 35, "overbought": 65}, 101),
+        ("rsi-mean-reversion", {"period": 14}, 600),
+        ("bollinger-breakout", {"period": 10, "stdDev": 1.5}, 57),
+        ("bollinger-breakout", {"period": 20}, 700),
+    ],
+)
+def test_every_strategy_resumes_from_a_snapshot_at_any_point(
+    algorithm: str, params: dict[str, float], cut: int
+) -> None:
+    path = bundled_candles(BTC, "1h")
+    assert path is not None
+    candles = load_candles(path)
+    m = {BTC: default_market(BTC)}
+    limits = RiskLimits(max_position_size_pct=Decimal(50), stop_loss_pct=Decimal(2),
+                        strategy_max_consecutive_losses=2,
+                        strategy_re_enable_check_hours=Decimal(12))
+
+    def fresh() -> tuple[TradingEngine, PaperBroker]:
+        return (TradingEngine(algorithm, create_strategy(algorithm, params), limits, m,
+                              Decimal(10000)),
+                PaperBroker(m, {"USDT": Decimal(10000)}))
+
+    eng, broker = fresh()
+    full = run_replay(eng, broker, candles, ManualClock(), keep_events=True)
+    eng2, broker2 = fresh()
+    first = run_replay(eng2, broker2, candles[:cut], ManualClock(), keep_events=True)
+    snap = json.loads(json.dumps(eng2.snapshot(), default=str))
+    eng3 = TradingEngine.restore(snap, create_strategy(algorithm, params))
+    broker3 = PaperBroker(m, {})
+    broker3.restore(json.loads(json.dumps(broker2.snapshot())))
+    second = run_replay(eng3, broker3, candles[cut:], ManualClock(), keep_events=True)
+    assert full.trades and first.trades + second.trades == full.trades
+    assert eng3.summary() == eng.summary()
+    assert [(e.action, e.reason) for e in first.events + second.events] == [
+        (e.action, e.reason) for e in full.events
+    ]
