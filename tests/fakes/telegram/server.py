@@ -112,6 +112,9 @@ class FakeTelegram:
         await self._site.start()
 
     async def stop(self) -> None:
+        # release open long polls first, or cleanup waits for each to time out
+        self._down = True
+        await self._notify()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
