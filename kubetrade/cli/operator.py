@@ -50,6 +50,9 @@ def _run(args: argparse.Namespace) -> int:
     from kubetrade.operator.settings import OperatorSettings
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.FULL)
+    if not args.verbose:
+        # every object's status timer succeeds every interval: not news
+        logging.getLogger("kopf.objects").addFilter(_QuietTimers())
     logging.getLogger("kubetrade").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     settings = OperatorSettings.from_env(args.namespace)
     asyncio.run(
@@ -61,3 +64,9 @@ def _run(args: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+class _QuietTimers(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith("Timer '") and message.endswith("' succeeded."))

@@ -363,9 +363,9 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
         replicas = 1 if allowed else 0
         disabling = None
         if not allowed and current and (current.get("replicas") or 0) > 0 and not spec.enabled:
-            open_ids = await _safe(c.open_orders(name), [])
+            open_ids = await _safe(c.open_orders(name), None)  # None: Redis unreachable
             since = int(status.get("disableRequestedMs") or now)
-            if open_ids and now - since < c.settings.disable_timeout * 1000:
+            if (open_ids is None or open_ids) and now - since < c.settings.disable_timeout * 1000:
                 replicas = current["replicas"]
                 disabling = since
                 new["disableRequestedMs"] = since
@@ -503,13 +503,17 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             await c.kube.merge_patch(
                 f"{GROUP}/{VERSION}", "strategies", namespace, name, {"spec": {"enabled": False}}
             )
-        open_ids = await _safe(c.open_orders(name), [])
-        positions = await _safe(c.positions(name), []) if close else []
+        # None = Redis unreachable: the outcome is unknown, so wait as for open orders
+        open_ids = await _safe(c.open_orders(name), None)
+        positions = await _safe(c.positions(name), None) if close else []
         waited = runtime.total_seconds()
-        if (open_ids or positions) and waited < c.settings.delete_timeout:
+        if (open_ids or positions or open_ids is None or positions is None) and (
+            waited < c.settings.delete_timeout
+        ):
             raise kopf.TemporaryError(
-                f"waiting for the runner: {len(open_ids)} open order(s)"
-                + (f", {len(positions)} position(s) to close" if close else ""),
+                "waiting for the runner: "
+                + ("Redis unreachable" if open_ids is None else f"{len(open_ids)} open order(s)")
+                + (f", positions to close: {positions}" if close else ""),
                 delay=1,
             )
         runner = render.runner_name(name)
@@ -519,8 +523,8 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             await c.kube.delete("rbac.authorization.k8s.io/v1", "rolebindings", namespace, runner)
             await c.kube.delete("rbac.authorization.k8s.io/v1", "roles", namespace, runner)
             await c.kube.delete("v1", "serviceaccounts", namespace, runner)
-        kept = await _safe(c.positions(name), [])
-        if open_ids or positions:
+        kept = await _safe(c.positions(name), None)
+        if open_ids or positions or open_ids is None or positions is None:
             kopf.warn(
                 body,
                 reason="DeleteIncomplete",
