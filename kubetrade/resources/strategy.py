@@ -163,6 +163,12 @@ class StrategyStatus(CRStatus):
     preflight: str | None = Field(
         default=None, description="Result of the latest pre-flight: PASS, WARN or FAIL."
     )
+    disable_requested_ms: int | None = Field(
+        default=None,
+        ge=0,
+        description="While disabling: when spec.enabled=false was first seen with orders "
+        "still open (epoch ms); the pod is kept until they are cancelled or a timeout.",
+    )
     summary_updated: str | None = Field(
         default=None, description="When the runner last wrote its summary (RFC 3339)."
     )
