@@ -119,6 +119,17 @@ def actor_of(update: Update) -> str:
     return f"telegram:{user.id}" if user else "telegram:unknown"
 
 
+def cancelled_count(ack: dict[str, Any]) -> int:
+    """Runners ack with the cancelled orders as a list of ids (or a count)."""
+    value = ack.get("cancelled")
+    if isinstance(value, list | tuple | dict):
+        return len(value)
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _update_kind(update: Update) -> str:
     for kind in (
         "message", "edited_message", "channel_post", "edited_channel_post", "callback_query",
@@ -307,7 +318,7 @@ class NotifyBot:
         if emergency.get("action", "none") != "none":
             since = int(emergency.get("since_ms") or 0)
             confirmed = [
-                f"{runner} ({ack.get('cancelled', 0)} orders cancelled)"
+                f"{runner} ({cancelled_count(ack)} orders cancelled)"
                 for runner, ack in sorted(ov.acks.items())
                 if ack.get("action") == emergency["action"] and int(ack.get("ts_ms") or 0) >= since
             ]
@@ -477,7 +488,7 @@ class NotifyBot:
             await self.clock.sleep(0.25)
         if not expected and not confirmed:
             return
-        cancelled = sum(int(a.get("cancelled") or 0) for a in confirmed.values())
+        cancelled = sum(cancelled_count(a) for a in confirmed.values())
         missing = sorted(expected - set(confirmed))
         text = f"✅ {len(confirmed)} runner(s) confirmed {action} ({cancelled} orders cancelled)."
         if missing:

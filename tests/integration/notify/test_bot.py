@@ -77,7 +77,7 @@ async def test_stop_reports_when_runners_acknowledge(
     # what a runner writes once it halted and cancelled its orders (RUNNER's contract)
     await redis_client.hset(
         KEYS.emergency_acks, "btc-sma",
-        json.dumps({"action": "stop", "ts_ms": since + 5, "cancelled": 2}),
+        json.dumps({"action": "stop", "ts_ms": since + 5, "cancelled": ["kt-1", "kt-2"]}),
     )
     confirmed = await fake_telegram.wait_for_message(
         lambda m: "confirmed stop" in m.text, after=before

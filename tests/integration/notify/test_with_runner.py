@@ -126,6 +126,9 @@ async def test_stop_resume_closeall_drive_a_real_paper_runner(
     assert sells and all(o.status is OrderStatus.FILLED for o in sells)
     positions = await reply_to(fake_telegram, "/positions", "position")
     assert positions.text == "No open positions."
+    # the runner's own alert (position opened) reached the chat through the dispatcher
+    opened = await fake_telegram.wait_for_message(lambda m: "opened BTC/USDT" in m.text)
+    assert opened.chat_id == GROUP and "[btc-sma]" in opened.text
 
 
 async def _ack_is(redis: aioredis.Redis, action: str) -> bool:
