@@ -387,6 +387,13 @@ class FakeBinance:
         except TimeoutError:
             pass
 
+    @staticmethod
+    def _drop(request: web.Request) -> web.Response:
+        """Close the connection without an answer (the client sees a reset)."""
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=599)  # never reaches the client
+
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
         method, path = request.method, request.path
@@ -396,9 +403,7 @@ class FakeBinance:
             self.requests[f"{method} {path}"] += 1
             outage = self._outage
         if outage == "refuse":
-            if request.transport is not None:
-                request.transport.close()
-            raise ConnectionResetError("fake Binance outage")
+            return self._drop(request)
         if outage == "503":
             return web.Response(status=503, text="Service Unavailable")
         is_sapi = path.startswith("/sapi/")
@@ -458,9 +463,7 @@ class FakeBinance:
             if fault.mode == "timeout":
                 await self._hang(fault.hang_seconds)
             elif fault.mode == "disconnect":
-                if request.transport is not None:
-                    request.transport.close()
-                raise ConnectionResetError("fake Binance dropped the answer")
+                return self._drop(request)
             else:
                 return web.Response(status=503, text="Service Unavailable", headers=headers)
         for k, v in headers.items():
