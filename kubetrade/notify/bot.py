@@ -448,7 +448,7 @@ class NotifyBot:
         # our own task, not Application.create_task: Application.stop() would wait for
         # it (up to ack_wait_seconds) and delay a SIGTERM shutdown
         task = asyncio.create_task(
-            self._report_acks(context, action, since_ms), name=f"acks-{action}"
+            self._report_acks_safely(context, action, since_ms), name=f"acks-{action}"
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -461,6 +461,12 @@ class NotifyBot:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+    async def _report_acks_safely(self, context: Ctx, action: str, since_ms: int) -> None:
+        try:
+            await self._report_acks(context, action, since_ms)
+        except Exception as exc:  # a follow-up must never take the bot down, nor vanish
+            log.error("runner ack follow-up failed: %s: %s", type(exc).__name__, exc)
 
     async def _report_acks(self, context: Ctx, action: str, since_ms: int) -> None:
         r: Any = self.redis
