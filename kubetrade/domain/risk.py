@@ -16,6 +16,12 @@ Exits (sells of what is held) reduce risk, so they are exempt from the entry con
 (allowlist, concurrency, size, collar, throttle); they still pass the duplicate guard.
 Percentages are percent (5.0 means 5%), as the runbook writes them; 0 switches the
 percentage rule off.
+
+This module holds the limits, the sizing rule and the stateful pre-trade controls; the
+equity-based rules (stop-loss trigger, daily-loss and drawdown halts, kill switch) are
+applied by ``TradingEngine`` (kubetrade/domain/engine.py), which owns equity and time.
+Every refusal becomes an ``order_refused`` event with ``actor="risk-engine"``, the
+``rule`` that refused and a ``reason`` naming the limit and the values compared.
 """
 
 from __future__ import annotations
