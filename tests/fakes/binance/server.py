@@ -123,6 +123,8 @@ class FakeBinance:
         self.faults: list[Fault] = []
         self.faults_fired: Counter[str] = Counter()
         self._outage: str | None = None
+        self._outage_gen = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -221,6 +223,8 @@ class FakeBinance:
             self._site = None
 
     async def _cleanup(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         if self._shutdown is not None:
             self._shutdown.set()
         if self._runner is not None:
@@ -300,21 +304,41 @@ class FakeBinance:
         with self._lock:
             self.faults.clear()
 
-    def start_outage(self, mode: str = "refuse") -> None:
+    def start_outage(self, mode: str = "refuse", duration_s: float | None = None) -> None:
         """Full outage: ``refuse`` closes the listener (connection refused) and drops
-        kept-alive connections; ``503`` answers every API request with 503."""
+        kept-alive connections; ``503`` answers every API request with 503. With
+        ``duration_s`` it ends by itself after that many wall seconds (for tests that
+        drive a runner process in real time)."""
         if mode not in ("refuse", "503"):
             raise ValueError(f"outage mode must be 'refuse' or '503', not {mode!r}")
+        self._call(self._start_outage(mode, duration_s))
+
+    async def _start_outage(self, mode: str, duration_s: float | None) -> None:
         with self._lock:
             self._outage = mode
-        if mode == "refuse" and self._loop is not None:
-            self._call(self._close_site())
+            self._outage_gen += 1
+            gen = self._outage_gen
+        if mode == "refuse":
+            await self._close_site()
+        if duration_s is not None:
+            async def end_later() -> None:
+                await asyncio.sleep(duration_s)
+                if self._outage_gen == gen:
+                    await self._end_outage()
+
+            task = asyncio.get_running_loop().create_task(end_later())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def end_outage(self) -> None:
+        self._call(self._end_outage())
+
+    async def _end_outage(self) -> None:
         with self._lock:
-            mode, self._outage = self._outage, None
-        if mode == "refuse" and self._loop is not None and self._site is None:
-            self._call(self._open_site())
+            self._outage = None
+            self._outage_gen += 1
+        if self._site is None and self._runner is not None:
+            await self._open_site()
 
     @property
     def in_outage(self) -> bool:
@@ -790,10 +814,14 @@ class FakeBinance:
         op = body.pop("op", None)
         if op not in self._CONTROL_OPS:
             return _json({"error": f"unknown op {op!r}"}, status=400)
-        fn = getattr(self, op)
-        if op in ("start_outage", "end_outage"):
-            # they wait on this loop: run them off it
-            await asyncio.get_running_loop().run_in_executor(None, lambda: fn(**body))
+        if op == "start_outage":  # the sync wrappers wait on this very loop
+            mode = body.get("mode", "refuse")
+            if mode not in ("refuse", "503"):
+                return _json({"error": f"outage mode must be 'refuse' or '503', not {mode!r}"},
+                             status=400)
+            await self._start_outage(mode, body.get("duration_s"))
+        elif op == "end_outage":
+            await self._end_outage()
         else:
-            fn(**body)
+            getattr(self, op)(**body)
         return _json({"ok": True})

@@ -222,3 +222,18 @@ async def test_control_endpoint_for_other_processes(fake_binance: FakeBinance) -
         assert state["outage"] is None and state["duplicates"] == []
         async with s.post(f"{fake_binance.url}/_fake/control", json={"op": "stop"}) as r:
             assert r.status == 400  # only the listed operations
+
+
+async def test_outage_with_duration_ends_by_itself(fake_binance: FakeBinance,
+                                                   raw_ccxt: ccxt.binance) -> None:
+    import asyncio
+    import time
+
+    fake_binance.start_outage("refuse", duration_s=0.5)
+    with pytest.raises(ccxt.NetworkError):
+        await raw_ccxt.fetch_time()
+    deadline = time.monotonic() + 10
+    while fake_binance.in_outage:
+        assert time.monotonic() < deadline, "outage did not end"
+        await asyncio.sleep(0.05)
+    assert await raw_ccxt.fetch_time() > 0
