@@ -295,3 +295,11 @@ async def test_emergency_exits_may_skip_pending_reconciliation(rig: Rig) -> None
     assert bought.status is sold.status is OrderStatus.FILLED
     with pytest.raises(CircuitOpen):
         await rig.ex.create_order(order("kt-entry-2"))
+
+
+async def test_clock_drift_is_resynced_and_the_read_retried(rig: Rig) -> None:
+    rig.fake.set_clock_skew(-25_000)  # our signatures now look 25 s early to the server
+    assert (await rig.ex.fetch_balances())["USDT"].free == Decimal("10000")
+    assert rig.fake.count("GET", "/api/v3/account") == 2
+    assert rig.fake.count("GET", "/api/v3/time") >= 1  # the re-sync
+    assert rig.kinds().count("retry") == 1
