@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,6 +60,10 @@ BASE = (
 )
 
 
+def admin_client(cp: ControlPlane) -> Any:
+    return k8s_config.new_client_from_config(str(cp.kubeconfig))  # type: ignore[no-untyped-call]
+
+
 def new_namespace(cp: ControlPlane, prefix: str) -> str:
     ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
     cp.kubectl("create", "namespace", ns)
@@ -80,7 +85,7 @@ def killswitch(cp: ControlPlane, redis_url: str, workdir: Path, runners: int, tr
         LOG_LEVEL="WARNING",
     )
     kubelet = Kubelet(bed, workdir)
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r: Any = redis.Redis.from_url(redis_url, decode_responses=True)
     keys = Keys(bed.prefix)
     names = [f"r{i:02d}" for i in range(runners)]
     try:
@@ -98,7 +103,7 @@ def killswitch(cp: ControlPlane, redis_url: str, workdir: Path, runners: int, tr
         wait_for(lambda: r.hlen(keys.emergency_acks) >= runners, 120, "start-up acks")
         print(f"{runners} runners up in {time.monotonic() - started:.1f}s")
 
-        api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(cp.kubeconfig)))
+        api = k8s.CustomObjectsApi(admin_client(cp))
         latencies: list[float] = []
         left_open: list[int] = []
         for trial in range(trials):
@@ -147,10 +152,11 @@ def reconcile(cp: ControlPlane, redis_url: str, workdir: Path, count: int) -> No
     names = [f"s{i:03d}" for i in range(count)]
     manifest = BASE + "---\n" + "---\n".join(strategy(n) for n in names)
     # BASE is applied again with the Strategies: unchanged objects, no extra work.
-    api = k8s.CustomObjectsApi(k8s_config.new_client_from_config(str(cp.kubeconfig)))
+    api = k8s.CustomObjectsApi(admin_client(cp))
 
     def converged(ns: str) -> bool:
-        items = api.list_namespaced_custom_object(GROUP, VERSION, ns, "strategies")["items"]
+        found: Any = api.list_namespaced_custom_object(GROUP, VERSION, ns, "strategies")
+        items: list[dict[str, Any]] = found["items"]
         return len(items) == count and all(
             (s.get("status") or {}).get("observedGeneration") == s["metadata"]["generation"]
             and (s.get("status") or {}).get("deployment")
@@ -168,12 +174,11 @@ def reconcile(cp: ControlPlane, redis_url: str, workdir: Path, count: int) -> No
             else:
                 bed.start(LOG_LEVEL="WARNING", KUBETRADE_STATUS_INTERVAL="10")
                 bed.apply(BASE)
-                wait_for(  # the operator is connected once it reported on the RiskPolicy
-                    lambda b=bed: b.condition("riskpolicy", "default", "Ready"), 60, "operator"
-                )
+                connected = bed  # the operator is connected once it reported on the RiskPolicy
+                wait_for(lambda: connected.condition("riskpolicy", "default", "Ready"), 60, "op")  # noqa: B023
                 t0 = time.perf_counter()
                 bed.apply(manifest)
-            wait_for(lambda ns=ns: converged(ns), 600, f"{count} Strategies reconciled")
+            wait_for(lambda: converged(ns), 600, f"{count} Strategies reconciled")  # noqa: B023
             took = time.perf_counter() - t0
             deployments = len(bed.items("deployments"))
             print(

@@ -146,7 +146,7 @@ def test_runner_pods_trade_and_the_kill_switch_halts_them(
         bed.kubectl("delete", "strategy", "slow-sma", "--wait=false")
         wait_for(lambda: bed.get("strategy", "slow-sma") is None, 60, "slow-sma deleted")
         assert bed.get("deployment", "kubetrade-runner-slow-sma") is None
-        r = redis.Redis.from_url(bed.redis_url, decode_responses=True)
+        r: Any = redis.Redis.from_url(bed.redis_url, decode_responses=True)
         keys = Keys(bed.prefix)
         done = [
             f

@@ -44,7 +44,8 @@ def strategy(name: str, fast: int = 10, mode: str = "paper", policy: str = "defa
     return STRATEGY.format(name=name, fast=fast, mode=mode, policy=policy)
 
 
-def sync_redis(bed: OperatorBed) -> redis.Redis:
+def sync_redis(bed: OperatorBed) -> Any:
+    """A sync client (typed Any: redis-py's sync stubs make every reply optional)."""
     return redis.Redis.from_url(bed.redis_url, decode_responses=True)
 
 
@@ -67,7 +68,7 @@ def status(bed: OperatorBed, name: str) -> dict[str, Any]:
     return dict((bed.get("strategy", name) or {}).get("status") or {})
 
 
-def audit_actions(r: redis.Redis, keys: Keys, strategy: str) -> list[str]:
+def audit_actions(r: Any, keys: Keys, strategy: str) -> list[str]:
     return [f["action"] for _, f in r.xrange(keys.audit) if f.get("strategy") == strategy]
 
 

@@ -17,11 +17,11 @@ def accounts(apiserver: ControlPlane, kubetrade_crds: Path, k8s_namespace: str) 
     # The authorizer learns new Roles through a watch: wait until each account has one
     # permission it should have, so a "no" below is a real refusal, not propagation lag.
     for component in rbac.RULES:
-        wait_for(
-            lambda c=component: can(apiserver, k8s_namespace, c, "get", "strategies.kubetrade.io"),
-            15,
-            f"RBAC of {component} in effect",
-        )
+
+        def granted(c: str = component) -> bool:
+            return can(apiserver, k8s_namespace, c, "get", "strategies.kubetrade.io")
+
+        wait_for(granted, 15, f"RBAC of {component} in effect")
     return k8s_namespace
 
 
