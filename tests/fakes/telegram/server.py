@@ -369,6 +369,7 @@ class FakeTelegram:
             finally:
                 self._pollers -= 1
         if self._down:
+            self.failed_requests += 1
             raise _ApiError(503, "fake Telegram is down")
         return self._updates[:limit]
 

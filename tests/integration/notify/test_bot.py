@@ -215,3 +215,18 @@ async def test_alerts_reach_the_group(
     message = await fake_telegram.wait_for_message(lambda m: "Max drawdown" in m.text)
     assert message.chat_id == GROUP
     assert "drawdown 15.2% > 15%" in message.text
+
+
+async def test_polling_recovers_after_an_outage(
+    redis_client: aioredis.Redis, fake_telegram: FakeTelegram, start_notifier: StartNotifier
+) -> None:
+    await start_notifier()
+    await fake_telegram.go_down()  # cuts the open long poll: the bot sees the outage
+    await fake_telegram.wait_for(lambda: fake_telegram.failed_requests >= 1)
+    # the owner types /stop while the bot cannot reach Telegram
+    await fake_telegram.deliver_command("/stop", GROUP, OWNER)
+    assert not fake_telegram.messages
+    await fake_telegram.come_up()
+    reply = await fake_telegram.wait_for_message(lambda m: "STOP engaged" in m.text, within=60)
+    assert reply.chat_id == GROUP
+    assert (await redis_client.hgetall(KEYS.emergency))["action"] == "stop"
