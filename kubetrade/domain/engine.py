@@ -196,6 +196,7 @@ class TradingEngine:
     def summary(self) -> dict[str, Any]:
         """What the runner publishes as the strategy's summary (money as strings)."""
         pf = self.portfolio
+        risk = self.risk_state()
         return {
             "phase": self.phase,
             "equity": str(self.equity),
@@ -213,7 +214,36 @@ class TradingEngine:
             "halted_reason": self.halted_reason,
             "strategy_enabled": self.tracker.enabled,
             "consecutive_losses": self.tracker.consecutive_losses,
+            "daily_loss_pct": str(risk["daily_loss_pct"].quantize(Decimal("0.0001"))),
+            "drawdown_pct": str(risk["drawdown_pct"].quantize(Decimal("0.0001"))),
             "updated_ms": self._now_ms,
+        }
+
+    def risk_state(self) -> dict[str, Any]:
+        """How close the equity rules are to firing, for dashboards and alert rules.
+
+        ``daily_loss_pct``: percent below the UTC day's starting equity (0 if above);
+        ``drawdown_pct``: percent below peak equity; ``*_used_ratio``: that value over
+        its limit (1.0 = the halt fires; 0 when the limit is off).
+        """
+        eq = self.equity
+        start, peak = self._day_start, self._peak
+        daily = max(ZERO, (start - eq) * HUNDRED / start) if start > 0 else ZERO
+        dd = max(ZERO, (peak - eq) * HUNDRED / peak) if peak > 0 else ZERO
+        lim = self.limits
+        return {
+            "equity": eq,
+            "day_start_equity": start,
+            "peak_equity": peak,
+            "daily_loss_pct": daily,
+            "drawdown_pct": dd,
+            "daily_loss_limit_used_ratio": (
+                float(daily / lim.daily_loss_limit_pct) if lim.daily_loss_limit_pct > 0 else 0.0
+            ),
+            "drawdown_limit_used_ratio": (
+                float(dd / lim.max_drawdown_pct) if lim.max_drawdown_pct > 0 else 0.0
+            ),
+            "halts": [h.kind for h in self._halts.values()],
         }
 
     def drain_events(self) -> list[EngineEvent]:

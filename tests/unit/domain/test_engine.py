@@ -184,3 +184,16 @@ def test_every_strategy_resumes_from_a_snapshot_at_any_point(
     assert [(e.action, e.reason) for e in first.events + second.events] == [
         (e.action, e.reason) for e in full.events
     ]
+
+
+def test_risk_state_reports_how_close_the_halts_are() -> None:
+    eng, broker = make({0: B}, max_position_size_pct=50, stop_loss_pct=0,
+                       daily_loss_limit_pct=4, max_drawdown_pct=10)
+    step(eng, broker, BTC, candle(0, 100))
+    step(eng, broker, BTC, candle(1, 96))  # half the equity down 4%: about -2%
+    rs = eng.risk_state()
+    assert Decimal("1.9") < rs["daily_loss_pct"] < Decimal("2.2")
+    assert 0.45 < rs["daily_loss_limit_used_ratio"] < 0.55
+    assert 0.19 < rs["drawdown_limit_used_ratio"] < 0.22
+    assert rs["halts"] == []
+    assert Decimal(eng.summary()["drawdown_pct"]) == rs["drawdown_pct"].quantize(Decimal("0.0001"))
