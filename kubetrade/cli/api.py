@@ -110,7 +110,12 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
     clock = SystemClock()
     keys = keys_from_env()
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    redis = aioredis.from_url(redis_url, decode_responses=True)
+    # A bounded pool: under a burst, requests queue for a connection instead of opening
+    # one each until the process runs out of file descriptors.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        redis_url, decode_responses=True, max_connections=64, timeout=10
+    )
+    redis = aioredis.Redis(connection_pool=pool)
     api_client = None if args.local else _kubernetes_client(args.kubeconfig)
     desired: DesiredState
     if api_client is not None:

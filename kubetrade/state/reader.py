@@ -108,8 +108,13 @@ class StateReader:
         cursor: str | None,
         parse: Callable[[str, dict[str, str]], _T | None],
         accept: Callable[[_T], bool],
+        filtered: bool,
     ) -> Page[_T]:
-        """Newest-first scan of a stream, filtered, bounded by ``MAX_SCAN`` entries."""
+        """Newest-first scan of a stream, filtered, bounded by ``MAX_SCAN`` entries.
+
+        Unfiltered pages read exactly ``limit + 1`` entries (the extra one says whether
+        there is a next page); filtered scans start at a few pages' worth and double,
+        so a selective filter does not cost a round trip per page."""
         if cursor is not None:
             if not valid_cursor(cursor):
                 raise ValueError(f"cursor: {cursor!r} is not a stream id (ms-seq)")
@@ -119,25 +124,30 @@ class StateReader:
         upper = f"({cursor}" if cursor else "+"
         scanned = 0
         last_id: str | None = None
-        while len(items) < limit and scanned < MAX_SCAN:
-            batch = min(SCAN_BATCH, MAX_SCAN - scanned)
-            entries = await self.redis.xrevrange(key, max=upper, min="-", count=batch)
-            if not entries:
-                return Page(items, None)
-            for entry_id, fields in entries:
+        batch = min(SCAN_BATCH, max(64, limit * 4)) if filtered else limit + 1
+        while scanned < MAX_SCAN:
+            count = min(batch, MAX_SCAN - scanned)
+            entries = await self.redis.xrevrange(key, max=upper, min="-", count=count)
+            for idx, (entry_id, fields) in enumerate(entries):
                 scanned += 1
                 last_id = entry_id
                 parsed = parse(entry_id, fields)
-                if parsed is not None and accept(parsed):
-                    items.append(parsed)
-                    if len(items) == limit:
-                        break
-            if len(entries) < batch and len(items) < limit:
+                if parsed is None or not accept(parsed):
+                    continue
+                items.append(parsed)
+                if len(items) == limit:
+                    if idx < len(entries) - 1:
+                        return Page(items, entry_id)
+                    if len(entries) < count:
+                        return Page(items, None)
+                    more = await self.redis.xrevrange(key, max=f"({entry_id}", min="-", count=1)
+                    return Page(items, entry_id if more else None)
+            if len(entries) < count or last_id is None:
                 return Page(items, None)
             upper = f"({last_id}"
-        if last_id is None:
-            return Page(items, None)
-        # More may exist: the caller continues from the last entry looked at.
+            batch = min(SCAN_BATCH, batch * 2)
+        # Scan bound reached: hand back where to continue (if anything is left).
+        assert last_id is not None
         more = await self.redis.xrevrange(key, max=f"({last_id}", min="-", count=1)
         return Page(items, last_id if more else None)
 
@@ -154,6 +164,12 @@ class StateReader:
         key = self.keys.strategy_trades(strategy) if strategy else self.keys.trades
 
         def parse(entry_id: str, fields: dict[str, str]) -> TradeRecord | None:
+            # cheap checks on the raw fields first: most of a filtered scan is skipped
+            # without building Decimals
+            if symbol and fields.get("symbol") != symbol:
+                return None
+            if strategy and fields.get("strategy") != strategy:
+                return None
             try:
                 return TradeRecord(entry_id, trade_from_fields(fields))
             except (KeyError, TypeError, ValueError, ArithmeticError):
@@ -169,7 +185,8 @@ class StateReader:
                 return False
             return not (until_ms is not None and t.exit_ms > until_ms)
 
-        return await self._scan_desc(key, limit, cursor, parse, accept)
+        filtered = bool(symbol) or since_ms is not None or until_ms is not None
+        return await self._scan_desc(key, limit, cursor, parse, accept, filtered)
 
     async def all_trades(self, strategy: str, max_count: int = 200_000) -> list[ClosedTrade]:
         """Every closed trade of a strategy, oldest first (for analytics)."""
@@ -212,7 +229,8 @@ class StateReader:
                 return False
             return not (until_ms is not None and e.ts_ms > until_ms)
 
-        return await self._scan_desc(self.keys.audit, limit, cursor, parse, accept)
+        filtered = any(v is not None for v in (actor, action, strategy, since_ms, until_ms))
+        return await self._scan_desc(self.keys.audit, limit, cursor, parse, accept, filtered)
 
     async def equity_curve(self, strategy: str, max_points: int | None = None) -> list[EquityPoint]:
         """The strategy's equity over time, oldest first, optionally thinned to
