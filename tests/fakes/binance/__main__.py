@@ -2,7 +2,8 @@
 subprocesses). Control it over HTTP: GET /_fake/state, POST /_fake/control {"op": ...}.
 
     python -m tests.fakes.binance --port 18080 [--api-key K --secret S]
-        [--market-start-ms 1726876800000 --speed 60] [--balance USDT=10000]
+        [--market-start-ms 1726876800000 --speed 60 | --live [--warmup-minutes 120]]
+        [--balance USDT=10000]
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--market-start-ms", type=int, default=None,
                     help="run the market clock from this candle time")
     ap.add_argument("--speed", type=float, default=1.0, help="market seconds per wall second")
+    ap.add_argument("--live", action="store_true",
+                    help="serve the recorded candles shifted to the present (system clock)")
+    ap.add_argument("--warmup-minutes", type=int, default=120,
+                    help="with --live: minutes of history before now")
     ap.add_argument("--client-id-reuse", choices=["never", "after_close"], default="never")
     args = ap.parse_args(argv)
     balances = None
@@ -37,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     fake = FakeBinance(api_key=args.api_key, secret=args.secret, balances=balances,
                        host=args.host, port=args.port, client_id_reuse=args.client_id_reuse)
     fake.start()
-    if args.market_start_ms is not None:
+    if args.live:
+        fake.run_market_live(args.market_start_ms, args.warmup_minutes)
+    elif args.market_start_ms is not None:
         fake.run_market_from(args.market_start_ms, args.speed)
     print(f"fake-binance listening on {fake.url}", flush=True)
     done = threading.Event()

@@ -230,16 +230,37 @@ class MarketClock:
         self._start: int | None = None
         self._wall0 = 0.0
         self._speed = 1.0
+        # live replay: recorded time + shift_ms = the wall time clients see
+        self.shift_ms = 0
 
     def pin(self, ts_ms: int | None) -> None:
         self._pinned = ts_ms
         self._start = None
+        self.shift_ms = 0
 
     def run_from(self, start_ms: int, speed: float = 1.0) -> None:
         self._pinned = None
         self._start = start_ms
         self._wall0 = time.monotonic()
         self._speed = speed
+        self.shift_ms = 0
+
+    def run_live(self, data_start_ms: int, warmup_ms: int, wall_now_ms: int) -> None:
+        """Replay the recording as if it were happening now: bars are served with their
+        times moved forward by a whole number of hours (so 1m..1h bars stay aligned),
+        chosen so that "now" falls ``warmup_ms`` (at most) after ``data_start_ms``."""
+        hour = 3_600_000
+        lag = wall_now_ms - (data_start_ms + warmup_ms)
+        self.shift_ms = -(-lag // hour) * hour  # ceil to whole hours
+        data_now = wall_now_ms - self.shift_ms
+        self._pinned = None
+        self._start = data_now
+        self._wall0 = time.monotonic()
+        self._speed = 1.0
+
+    @property
+    def running(self) -> bool:
+        return self._pinned is None and self._start is not None
 
     def now_ms(self) -> int | None:
         if self._pinned is not None:

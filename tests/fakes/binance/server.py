@@ -25,6 +25,7 @@ from urllib.parse import parse_qsl
 
 from aiohttp import web
 
+from .data import INTERVAL_MS
 from .state import ApiError, ExchangeState, FakeOrder, fmt
 
 # Binance request weights (rest-api.md); (weight with symbol, weight without symbol)
@@ -244,6 +245,19 @@ class FakeBinance:
     def run_market_from(self, start_ms: int, speed: float = 1.0) -> None:
         self.state.market_clock.run_from(start_ms, speed)
 
+    def run_market_live(self, data_start_ms: int | None = None, warmup_minutes: int = 120) -> None:
+        """Serve the recorded candles as if they were happening now (for a runner on the
+        system clock): bar times shifted by whole hours, ``warmup_minutes`` of history
+        before "now". Default start: the first bar of the 1m BTCUSDT recording."""
+        if data_start_ms is None:
+            base = self.state.series["BTCUSDT"].base
+            if not base:
+                raise RuntimeError("no BTCUSDT recording to replay")
+            finest = min(base, key=lambda name: INTERVAL_MS[name])
+            data_start_ms = base[finest][0].open_ms
+        self.state.market_clock.run_live(data_start_ms, warmup_minutes * 60_000,
+                                         self.server_time_ms())
+
     def set_price(self, symbol: str, price: Decimal | str | None) -> None:
         with self.state.lock:
             if price is None:
@@ -356,7 +370,9 @@ class FakeBinance:
         """Timestamp of orders and trades: the market clock when the test drives one
         (so fills line up with the candles they traded on), else the server clock."""
         market = self.state.market_now()
-        return market if market is not None else self.server_time_ms()
+        if market is None or self.state.market_clock.shift_ms:
+            return self.server_time_ms()
+        return market
 
     def count(self, method: str, path: str) -> int:
         with self._lock:
@@ -479,6 +495,8 @@ class FakeBinance:
                 # lost on the way in: never executed, the client only sees silence
                 await self._hang(fault.hang_seconds)
                 return web.Response(status=504, text="Gateway Timeout", headers=headers)
+        if self.state.market_clock.running:  # the market moved on: cross resting orders
+            self.state.match(self.event_time_ms())
         try:
             resp: web.StreamResponse = await handler(request)
         except ApiError as e:
@@ -803,7 +821,7 @@ class FakeBinance:
         return _json(snap)
 
     _CONTROL_OPS = frozenset({
-        "set_market_time", "run_market_from", "set_price", "set_balance",
+        "set_market_time", "run_market_from", "run_market_live", "set_price", "set_balance",
         "fail_orders_after_accept", "fail_requests", "rate_limit", "timestamp_errors",
         "hang_requests", "clear_faults", "start_outage", "end_outage", "set_clock_skew",
         "reset_counters",

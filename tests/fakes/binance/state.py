@@ -223,6 +223,11 @@ class ExchangeState:
                 -1100, "Illegal characters found in parameter 'limit'; legal range is '1-1000'."
             )
         step = INTERVAL_MS[interval]
+        shift = self.market_clock.shift_ms
+        if start is not None:
+            start -= shift
+        if end is not None:
+            end -= shift
         with self.lock:
             s = self.series.get(symbol)
             bars = s.bars_at(interval, self.market_now()) if s is not None else []
@@ -234,13 +239,13 @@ class ExchangeState:
         sel = sel[:limit] if start is not None else sel[-limit:]
         return [
             [
-                b.open_ms,
+                b.open_ms + shift,
                 fmt(b.open),
                 fmt(b.high),
                 fmt(b.low),
                 fmt(b.close),
                 fmt(b.volume),
-                b.open_ms + step - 1,
+                b.open_ms + shift + step - 1,
                 fmt(b.volume * b.close),
                 100,
                 fmt(b.volume / 2),

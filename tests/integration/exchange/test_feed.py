@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 
 from kubetrade.domain.clock import ManualClock
-from kubetrade.domain.models import Candle
+from kubetrade.domain.models import Candle, Order, OrderType, Side
 from kubetrade.exchange.binance import BinanceExchange
 from kubetrade.exchange.feed import CandleFeed, Gap, StaleData
 from kubetrade.exchange.resilient import ResilientExchange
@@ -141,3 +141,31 @@ async def test_feed_over_resilient_exchange(env: tuple[FakeBinance, MarketClock,
     fake.fail_requests(status=502, count=2, path="/api/v3/klines")
     bars = await take(feed, 15, clock)
     assert [c.ts_ms for c in bars] == [T0 + (20 + i) * M for i in range(15)]
+
+
+async def test_live_replay_mode_serves_recorded_bars_as_current(
+    fake_binance: FakeBinance,
+) -> None:
+    from kubetrade.domain.clock import SystemClock
+
+    clock = SystemClock()
+    fake_binance.run_market_live(warmup_minutes=30)
+    ex = BinanceExchange(api_key=fake_binance.api_key, secret=fake_binance.secret,
+                         base_url=fake_binance.url, clock=clock)
+    try:
+        feed = CandleFeed(ex, "BTC/USDT", "1m", clock, history=5)
+        bars = await take(feed, 5, clock)  # type: ignore[arg-type]
+        assert [b.ts_ms - bars[0].ts_ms for b in bars] == [i * M for i in range(5)]
+        assert feed.is_fresh(bars[-1]) and 0 <= (feed.last_lag_ms or 0) < 2 * M
+        shift = fake_binance.state.market_clock.shift_ms
+        recorded = fake_binance.state.series["BTCUSDT"].base["1m"]
+        first = next(b for b in recorded if b.open_ms == bars[0].ts_ms - shift)
+        assert bars[0].close == first.close  # the recording, moved to the present
+        placed = await ex.create_order(Order("kt-live", "s", "BTC/USDT", Side.BUY,
+                                             OrderType.MARKET, Decimal("0.001")))
+        fills = await ex.fetch_fills("BTC/USDT", since_ms=bars[0].ts_ms)
+        assert [f.client_order_id for f in fills] == ["kt-live"]
+        assert abs(fills[0].ts_ms - clock.now_ms()) < 60_000  # stamped in the present
+        assert placed.status.value == "filled"
+    finally:
+        await ex.close()
