@@ -1,0 +1,176 @@
+"""KubernetesDesiredState against a real kube-apiserver with kubetrade's CRDs, and the
+API on top of it: toggles, risk settings and the kill switch are custom-resource
+changes; the kill switch also reaches Redis when the API server does not answer."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from kubernetes import client as k8s
+
+from kubetrade.api.app import create_app
+from kubetrade.domain.clock import SystemClock
+from kubetrade.state.desired import DesiredStateError, NotFoundError
+from kubetrade.state.desired_k8s import (
+    GROUP,
+    VERSION,
+    DesiredStateUnavailable,
+    KubernetesDesiredState,
+)
+from kubetrade.state.keys import Keys
+from tests.fixtures.api import api_settings
+from tests.integration.api._seed import strategy_manifest
+
+
+@pytest.fixture
+def keys() -> Keys:
+    return Keys(f"k{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture
+def desired(
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    kubetrade_crds: Path,
+    redis_client: aioredis.Redis,
+    keys: Keys,
+) -> KubernetesDesiredState:
+    return KubernetesDesiredState(k8s_namespace, k8s_api_client, redis_client, keys)
+
+
+def _cr(api: k8s.ApiClient, ns: str, plural: str, name: str) -> dict[str, Any]:
+    obj: dict[str, Any] = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+        GROUP, VERSION, ns, plural, name
+    )
+    return obj
+
+
+async def test_strategies_on_custom_resources(
+    desired: KubernetesDesiredState,
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    redis_client: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    await desired.put_strategy(strategy_manifest("btc-sma"), "api:admin")
+    assert [m["metadata"]["name"] for m in await desired.list_strategies()] == ["btc-sma"]
+    assert (await desired.get_strategy("btc-sma"))["spec"]["algorithm"] == "sma-crossover"
+    await desired.set_strategy_enabled("btc-sma", False, "api:admin")
+    assert _cr(k8s_api_client, k8s_namespace, "strategies", "btc-sma")["spec"]["enabled"] is False
+    with pytest.raises(NotFoundError):
+        await desired.get_strategy("nope")
+    with pytest.raises(NotFoundError):
+        await desired.set_strategy_enabled("nope", True, "api:admin")
+    entries = await redis_client.xrange(keys.audit)
+    assert [(f["action"], f["actor"]) for _, f in entries] == [
+        ("strategy.put", "api:admin"),
+        ("strategy.enabled", "api:admin"),
+    ]
+
+
+async def test_risk_policy_created_patched_and_validated(
+    desired: KubernetesDesiredState, k8s_api_client: k8s.ApiClient, k8s_namespace: str
+) -> None:
+    default = await desired.get_risk_policy("default")
+    assert float(default["spec"]["stopLossPct"]) == 5.0
+    await desired.update_risk_policy("default", {"stopLossPct": 4}, "api:admin")
+    await desired.update_risk_policy("default", {"maxConcurrentPositions": 2}, "api:admin")
+    spec = _cr(k8s_api_client, k8s_namespace, "riskpolicies", "default")["spec"]
+    assert spec["stopLossPct"] == 4 and spec["maxConcurrentPositions"] == 2
+    with pytest.raises(DesiredStateError, match="stopLossPct"):
+        await desired.update_risk_policy("default", {"stopLossPct": 500}, "api:admin")
+
+
+async def test_emergency_on_the_resource_and_mirrored_to_redis(
+    desired: KubernetesDesiredState,
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    redis_client: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    assert (await desired.get_emergency())["action"] == "none"
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(keys.emergency_channel)
+    await desired.set_emergency("stop", "api:admin", "drill")
+    cr = _cr(k8s_api_client, k8s_namespace, "emergencies", "default")
+    assert cr["spec"] == {"action": "stop", "reason": "drill", "requestedBy": "api:admin"}
+    assert (await redis_client.hgetall(keys.emergency))["action"] == "stop"
+    message = None
+    while message is None or message["type"] != "message":
+        message = await pubsub.get_message(timeout=5)
+        assert message is not None, "no emergency message on the channel"
+    assert json.loads(message["data"])["action"] == "stop"
+    await pubsub.aclose()
+    state = await desired.get_emergency()
+    assert state["action"] == "stop" and state["by"] == "api:admin" and state["since_ms"] > 0
+    await desired.set_emergency("none", "api:admin", "over")
+    assert _cr(k8s_api_client, k8s_namespace, "emergencies", "default")["spec"]["action"] == "none"
+    assert (await redis_client.hgetall(keys.emergency))["action"] == "none"
+
+
+async def test_stop_reaches_redis_when_the_api_server_is_down(
+    redis_client: aioredis.Redis, keys: Keys
+) -> None:
+    cfg = k8s.Configuration()
+    cfg.host = "https://127.0.0.1:9"  # nothing listens there
+    cfg.retries = 0
+    down = KubernetesDesiredState("default", k8s.ApiClient(cfg), redis_client, keys)
+    assert await down.ping() is False
+    with pytest.raises(DesiredStateUnavailable, match="through Redis only"):
+        await down.set_emergency("stop", "api:admin", "apiserver down")
+    assert (await redis_client.hgetall(keys.emergency))["action"] == "stop"
+    # resume must not happen through Redis alone while the resource may still say stop
+    with pytest.raises(DesiredStateUnavailable):
+        await down.set_emergency("none", "api:admin", "")
+    assert (await redis_client.hgetall(keys.emergency))["action"] == "stop"
+
+    app = create_app(api_settings(dashboard_password=None), redis_client, down, SystemClock(), keys)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        health = await client.get("/health")
+        assert health.status_code == 503
+        assert health.json()["kubernetes"] == "unreachable"
+        r = await client.post("/api/emergency/stop")
+        assert r.status_code == 503
+        assert "through Redis only" in r.json()["detail"]
+
+
+async def test_api_changes_custom_resources(
+    desired: KubernetesDesiredState,
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    redis_client: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    await desired.put_strategy(strategy_manifest("eth-rsi", "ETH/USDT"), "test")
+    app = create_app(api_settings(), redis_client, desired, SystemClock(), keys)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        assert (await client.get("/health")).json()["kubernetes"] == "ok"
+        login = await client.post(
+            "/api/auth/login",
+            json={"password": api_settings().dashboard_password.get_secret_value()},
+        )  # type: ignore[union-attr]
+        h = {"Authorization": f"Bearer {login.json()['access_token']}"}
+        r = await client.post("/api/strategies/eth-rsi/toggle", headers=h)
+        assert r.json() == {"name": "eth-rsi", "enabled": False}
+        cr = _cr(k8s_api_client, k8s_namespace, "strategies", "eth-rsi")
+        assert cr["spec"]["enabled"] is False
+        r = await client.put("/api/settings", json={"risk": {"dailyLossLimitPct": 2.5}}, headers=h)
+        assert r.status_code == 200, r.text
+        spec = _cr(k8s_api_client, k8s_namespace, "riskpolicies", "default")["spec"]
+        assert spec["dailyLossLimitPct"] == 2.5
+        r = await client.post("/api/emergency/close-all", json={"reason": "k8s"}, headers=h)
+        assert r.json()["action"] == "close-all"
+        cr = _cr(k8s_api_client, k8s_namespace, "emergencies", "default")
+        assert cr["spec"]["action"] == "close-all"
+        strategies = (await client.get("/api/strategies", headers=h)).json()
+        assert [s["name"] for s in strategies] == ["eth-rsi"]
