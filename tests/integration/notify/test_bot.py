@@ -25,7 +25,8 @@ from tests.integration.notify.conftest import (
 
 
 async def audit_entries(redis: aioredis.Redis) -> list[AuditEntry]:
-    return [AuditEntry.from_stream(i, f) for i, f in await redis.xrange(KEYS.audit)]
+    r: Any = redis
+    return [AuditEntry.from_stream(i, f) for i, f in await r.xrange(KEYS.audit)]
 
 
 async def command(fake: FakeTelegram, text: str, user: int = OWNER, chat: int = GROUP) -> Any:
@@ -56,10 +57,11 @@ async def test_stop_then_resume_change_the_emergency_state_for_runners(
     assert (await redis_client.hgetall(KEYS.emergency))["action"] == "none"
     msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
     assert msg is not None and json.loads(msg["data"])["action"] == "none"
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     audit = await audit_entries(redis_client)
-    commands = [(e.actor, e.detail["command"]) for e in audit if e.action == "telegram.command"]
+    commands = [(e.actor, (e.detail or {})["command"])
+                for e in audit if e.action == "telegram.command"]
     assert commands == [(f"telegram:{OWNER}", "stop"), (f"telegram:{DEPUTY}", "resume")]
     changes = [(e.actor, e.action) for e in audit if e.action.startswith("emergency.")]
     assert changes == [(f"telegram:{OWNER}", "emergency.stop"),
@@ -198,7 +200,7 @@ async def test_strangers_cannot_command_and_are_audited(
     assert (await redis_client.hgetall(KEYS.emergency)) == {}
     assert [m.chat_id for m in fake_telegram.messages] == [GROUP]
     rejected = [e for e in await audit_entries(redis_client) if e.action == "telegram.rejected"]
-    assert [(e.actor, e.detail["chat_id"]) for e in rejected] == [
+    assert [(e.actor, (e.detail or {})["chat_id"]) for e in rejected] == [
         (f"telegram:{STRANGER}", GROUP), ("telegram:4242", 4242), (f"telegram:{OWNER}", 5555)
     ]
 

@@ -18,7 +18,8 @@ GROUP_NAME, VERSION, PLURAL = "kubetrade.io", "v1alpha1", "emergencies"
 
 
 def emergency_cr(api_client: k8s.ApiClient, namespace: str) -> dict[str, Any]:
-    obj: dict[str, Any] = k8s.CustomObjectsApi(api_client).get_namespaced_custom_object(
+    api: Any = k8s.CustomObjectsApi(api_client)
+    obj: dict[str, Any] = api.get_namespaced_custom_object(
         GROUP_NAME, VERSION, namespace, PLURAL, "default"
     )
     return obj

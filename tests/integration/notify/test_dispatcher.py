@@ -45,7 +45,7 @@ def alert(n: int, severity: Severity = Severity.INFO) -> Alert:
 
 
 def titles_in(fake: FakeTelegram) -> list[str]:
-    found = []
+    found: list[str] = []
     for m in fake.messages_to(CHAT):
         found.extend(w for w in m.text.replace(":", " ").split() if w.startswith("alert-"))
     return found
@@ -121,7 +121,9 @@ async def _pending_zero(redis: aioredis.Redis) -> bool:
     stream = await redis.xinfo_stream(KEYS.alerts)
     for g in groups:
         if g["name"] == ALERTS_GROUP:
-            return g["pending"] == 0 and g["last-delivered-id"] == stream["last-generated-id"]
+            return bool(
+                g["pending"] == 0 and g["last-delivered-id"] == stream["last-generated-id"]
+            )
     return False
 
 
@@ -141,7 +143,8 @@ async def test_server_errors_are_retried_and_the_alert_sent_once(
 
 
 async def _ids(redis: aioredis.Redis) -> list[str]:
-    return [i for i, _ in await redis.xrange(KEYS.alerts)]
+    r: Any = redis
+    return [str(i) for i, _ in await r.xrange(KEYS.alerts)]
 
 
 class RecordingClock(ManualClock):

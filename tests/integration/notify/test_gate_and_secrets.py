@@ -99,7 +99,8 @@ async def test_a_thousand_foreign_updates_run_no_handler(
     assert [m.chat_id for m in fake_telegram.messages] == [GROUP]
     assert fake_telegram.callback_answers == []
     assert await redis_client.hgetall(KEYS.emergency) == {}
-    audit = [AuditEntry.from_stream(i, f) for i, f in await redis_client.xrange(KEYS.audit)]
+    r: Any = redis_client
+    audit = [AuditEntry.from_stream(i, f) for i, f in await r.xrange(KEYS.audit)]
     rejected = [e for e in audit if e.action == "telegram.rejected"]
     # the refusal audit is rate-limited: a flood cannot fill Redis
     assert len(rejected) == 10
