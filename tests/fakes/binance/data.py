@@ -114,35 +114,42 @@ class Series:
         self.base[interval] = sorted(bars, key=lambda b: b.open_ms)
         self._agg.clear()
 
-    def _source_for(self, interval: str) -> str | None:
-        """Finest base series whose interval divides ``interval`` (prefer an exact one)."""
+    def _source_for(self, interval: str, now_ms: int | None = None) -> str | None:
+        """Base series to build ``interval`` from: among those whose step divides it,
+        prefer one that covers ``now_ms`` (the 1h August file cannot answer for a
+        market time on 21 September), then the exact interval, then the finest."""
         want = INTERVAL_MS[interval]
-        if interval in self.base:
-            return interval
-        best: str | None = None
-        for name in self.base:
-            step = INTERVAL_MS[name]
-            if step < want and want % step == 0 and (
-                best is None or INTERVAL_MS[best] > step
-            ):
-                best = name
-        return best
+        cands = [n for n in self.base if self.base[n] and want % INTERVAL_MS[n] == 0]
+        if not cands:
+            return None
 
-    def full_bars(self, interval: str) -> list[Bar]:
-        if interval not in self._agg:
-            src = self._source_for(interval)
+        def covers(name: str) -> bool:
+            bars = self.base[name]
+            return now_ms is None or bars[0].open_ms <= now_ms < (
+                bars[-1].open_ms + INTERVAL_MS[name])
+
+        def rank(name: str) -> tuple[int, int, int]:
+            return (0 if covers(name) else 1, 0 if name == interval else 1, INTERVAL_MS[name])
+
+        return min(cands, key=rank)
+
+    def full_bars(self, interval: str, src: str | None = None) -> list[Bar]:
+        src = src if src is not None else self._source_for(interval)
+        key = f"{interval}<{src}"
+        if key not in self._agg:
             if src is None:
-                self._agg[interval] = []
+                self._agg[key] = []
             elif src == interval:
-                self._agg[interval] = self.base[src]
+                self._agg[key] = self.base[src]
             else:
-                self._agg[interval] = aggregate(self.base[src], INTERVAL_MS[interval])
-        return self._agg[interval]
+                self._agg[key] = aggregate(self.base[src], INTERVAL_MS[interval])
+        return self._agg[key]
 
     def bars_at(self, interval: str, now_ms: int | None) -> list[Bar]:
         """Bars visible at market time ``now_ms``: every bar opened at or before it, the
         last one (still forming) rebuilt from the finer bars already closed or forming."""
-        bars = self.full_bars(interval)
+        src = self._source_for(interval, now_ms)
+        bars = self.full_bars(interval, src)
         if now_ms is None or not bars:
             return bars
         opens = [b.open_ms for b in bars]
@@ -152,16 +159,10 @@ class Series:
             return visible
         last = visible[-1]
         step = INTERVAL_MS[interval]
-        if last.open_ms + step > now_ms + 1:  # forming
-            src = self._source_for(interval)
-            if src is not None and src != interval:
-                fine = [
-                    b
-                    for b in self.base[src]
-                    if last.open_ms <= b.open_ms <= now_ms
-                ]
-                if fine:
-                    visible = [*visible[:-1], _merge(last.open_ms, fine)]
+        if last.open_ms + step > now_ms + 1 and src is not None and src != interval:  # forming
+            fine = [b for b in self.base[src] if last.open_ms <= b.open_ms <= now_ms]
+            if fine:
+                visible = [*visible[:-1], _merge(last.open_ms, fine)]
         return visible
 
     def price_at(self, now_ms: int | None) -> Decimal | None:

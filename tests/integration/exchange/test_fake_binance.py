@@ -237,3 +237,18 @@ async def test_outage_with_duration_ends_by_itself(fake_binance: FakeBinance,
         assert time.monotonic() < deadline, "outage did not end"
         await asyncio.sleep(0.05)
     assert await raw_ccxt.fetch_time() > 0
+
+
+async def test_interval_built_from_the_recording_covering_market_time(
+    fake_binance: FakeBinance, raw_ccxt: ccxt.binance
+) -> None:
+    # the 1h file is August; on 21 September the 1h bars come from the 1m file
+    fake_binance.set_market_time(T0 + 2 * 3_600_000 + 90_000)
+    bars = await raw_ccxt.fetch_ohlcv("BTC/USDT", "1h", limit=3)
+    assert [b[0] for b in bars] == [T0, T0 + 3_600_000, T0 + 7_200_000]
+    minute = await raw_ccxt.fetch_ohlcv("BTC/USDT", "1m", since=T0 + 7_200_000, limit=2)
+    assert bars[-1][1] == minute[0][1]  # forming hour: opened with its first minute
+    assert bars[-1][4] == minute[1][4]  # and its close is the latest minute so far
+    fake_binance.set_market_time(1722470400000 + 5 * 3_600_000)  # 2024-08-01 05:00
+    august = await raw_ccxt.fetch_ohlcv("BTC/USDT", "1h", limit=500)
+    assert august[0][0] == 1722470400000 and len(august) == 6
