@@ -12,6 +12,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from decimal import Decimal
@@ -172,6 +173,31 @@ def _stats(summary: dict[str, str] | None) -> s.StrategyStatsOut | None:
     )
 
 
+_TOKEN_IN_URL = re.compile(r"(token=)[^&\s\"']+")
+
+
+class RedactTokens(logging.Filter):
+    """Server logs print request paths; ``/api/ws?token=...`` must not put the access
+    token in them. Rewrites ``token=<value>`` to ``token=[redacted]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                _TOKEN_IN_URL.sub(r"\1[redacted]", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str) and "token=" in record.msg:
+            record.msg = _TOKEN_IN_URL.sub(r"\1[redacted]", record.msg)
+        return True
+
+
+def _install_log_redaction() -> None:
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())
+
+
 def create_app(
     settings: ApiSettings,
     redis: Redis,
@@ -181,6 +207,7 @@ def create_app(
 ) -> FastAPI:
     """The ASGI app. ``keys`` defaults to the environment's prefix."""
     keys = keys or keys_from_env()
+    _install_log_redaction()
     reader = StateReader(redis, keys)
     metrics = ApiMetrics()
 

@@ -139,3 +139,16 @@ async def test_slow_client_does_not_block_fast_client(make_api: MakeApi) -> None
                 if line.startswith("kubetrade_api_ws_resyncs_total ")
             ]
             assert resyncs and resyncs[0] >= 1
+
+
+async def test_ws_without_password_needs_no_token_but_checks_origin(make_api: MakeApi) -> None:
+    api = await make_api(dashboard_password=None)
+    async with serve(api.app) as url:
+        api.base_url = url
+        async with connect(_ws_url(api)) as ws:
+            assert (await _recv(ws))["user"] == "anonymous"
+        # a page on another origin may not read the unauthenticated feed
+        with pytest.raises(Exception) as info:
+            async with connect(_ws_url(api), origin="https://evil.example.com") as ws:  # type: ignore[arg-type]
+                await _recv(ws)
+        assert "403" in str(info.value) or "1008" in str(info.value)

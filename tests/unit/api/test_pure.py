@@ -132,3 +132,22 @@ async def test_overflowing_client_queue_becomes_one_resync() -> None:
     assert client.offer("m5") is True
     assert client.queue.get_nowait() == "m5"
     assert client.resyncs == 1
+
+
+def test_tokens_in_logged_urls_are_redacted() -> None:
+    import logging
+
+    from kubetrade.api.app import RedactTokens
+
+    record = logging.LogRecord(
+        "uvicorn.error",
+        logging.INFO,
+        "x",
+        1,
+        '%s - "WebSocket %s" [accepted]',
+        ("127.0.0.1:5", "/api/ws?token=eyJhbGciOi.abc.def&x=1"),
+        None,
+    )
+    RedactTokens().filter(record)
+    text = record.getMessage()
+    assert "eyJhbGciOi" not in text and "token=[redacted]&x=1" in text
