@@ -7,10 +7,13 @@ import logging
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
+from telegram import Update
 
 from kubetrade.domain.clock import ManualClock
-from kubetrade.notify.bot import RejectAuditLimiter
+from kubetrade.notify.bot import NotifyBot, RejectAuditLimiter
 from kubetrade.notify.dispatcher import RateLimiter, telegram_limits
 from kubetrade.notify.redact import install_secret_redaction
 from kubetrade.notify.settings import NotifySettings, telegram_configured
@@ -134,3 +137,64 @@ def test_refusal_audits_are_limited_per_minute_and_counted() -> None:
     assert limiter.take_suppressed() == 2
     clock.advance(60)
     assert limiter.allow()
+
+
+# -- properties (hypothesis) --------------------------------------------------------
+
+
+_CHAT, _USERS = -100777, (111, 222)
+
+
+def _gate_bot() -> NotifyBot:
+    cfg = NotifySettings(telegram_bot_token=TOKEN, telegram_chat_id=_CHAT,
+                         telegram_allowed_user_ids="111,222")
+    nothing: Any = None  # the gate decision needs neither Redis nor desired state
+    return NotifyBot(cfg, nothing, nothing, nothing)
+
+
+_ids = st.one_of(st.sampled_from([_CHAT, *_USERS, 0, -1]), st.integers(-10**13, 10**13))
+
+
+@settings(max_examples=500, deadline=None)
+@given(chat=_ids, user=st.one_of(st.none(), _ids),
+       kind=st.sampled_from(["message", "edited_message", "callback_query", "channel_post"]))
+def test_gate_admits_exactly_the_configured_chat_and_users(
+    chat: int, user: int | None, kind: str
+) -> None:
+    bot = _gate_bot()
+    message: dict[str, Any] = {
+        "message_id": 1, "date": 1_700_000_000, "text": "/stop",
+        "chat": {"id": chat, "type": "supergroup" if chat < 0 else "private"},
+    }
+    if user is not None and kind != "channel_post":
+        message["from"] = {"id": user, "is_bot": False, "first_name": "u"}
+    if kind == "callback_query":
+        raw: dict[str, Any] = {"update_id": 1, "callback_query": {
+            "id": "1", "chat_instance": "c", "data": "x", "message": message,
+            "from": {"id": user if user is not None else 5, "is_bot": False, "first_name": "u"},
+        }}
+        user = user if user is not None else 5
+    else:
+        if kind == "channel_post":
+            message["chat"]["type"] = "channel"
+            user = None
+        raw = {"update_id": 1, kind: message}
+    update = Update.de_json(raw, None)
+    expected = chat == _CHAT and user in _USERS
+    assert bot.allowed(update) is expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(list(Severity)), st.text(max_size=600)),
+                min_size=1, max_size=120))
+def test_grouping_keeps_every_alert_once_within_the_limit(
+    items: list[tuple[Severity, str]]
+) -> None:
+    alerts = [Alert(AlertKind.TRADE_OPENED, sev, f"t{n}", text or "-", n, id=f"1-{n}")
+              for n, (sev, text) in enumerate(items)]
+    out = group_alerts(alerts)
+    ids = [i for o in out for i in o.alert_ids]
+    assert sorted(ids) == sorted(a.id for a in alerts)
+    assert all(0 < len(o.text) <= MAX_MESSAGE for o in out)
+    if len(alerts) > 1:
+        assert len(out) <= 1 + len(alerts) * 410 // 3900
