@@ -320,16 +320,16 @@ class ResilientExchange:
                                status=found.status.value)
                     return found
                 raise
-            except RateLimited:
-                # refused before execution (Binance counts no order on 429): send again
-                # after the pause, a bounded number of times
+            except TransientError:
+                # 429/418 or -1021: Binance refused it before execution. Still, nothing is
+                # sent twice on faith: look it up (after the pause / time re-sync) first.
                 if attempts >= 3:
                     raise
-                self._check_can_trade(order)
-            except TransientError:
-                # e.g. -1021: rejected before execution, the clock is re-synced; resend once
-                if attempts >= 2:
-                    raise
+                found = await self._lookup(order)
+                if found is not None:
+                    self._emit("order_recovered", client_order_id=order.client_order_id,
+                               status=found.status.value)
+                    return found
                 self._check_can_trade(order)
 
     async def _lookup(self, order: Order) -> Order | None:

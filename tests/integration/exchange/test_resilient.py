@@ -303,3 +303,15 @@ async def test_clock_drift_is_resynced_and_the_read_retried(rig: Rig) -> None:
     assert rig.fake.count("GET", "/api/v3/account") == 2
     assert rig.fake.count("GET", "/api/v3/time") >= 1  # the re-sync
     assert rig.kinds().count("retry") == 1
+
+
+async def test_order_refused_by_rate_limit_is_looked_up_then_sent(rig: Rig) -> None:
+    await rig.ex.load_markets()
+    t0 = rig.clock.now_ms()
+    rig.fake.rate_limit(count=1, retry_after=3, method="POST", path="/api/v3/order")
+    got = await rig.ex.create_order(order("kt-429"))
+    assert got.status is OrderStatus.FILLED
+    assert rig.fake.count("GET", "/api/v3/order") == 1  # looked up (absent) before resending
+    assert rig.fake.count("POST", "/api/v3/order") == 2
+    assert rig.clock.now_ms() - t0 >= 3000
+    assert len(rig.fake.state.orders) == 1
