@@ -42,6 +42,7 @@ from telegram.ext import (
     CommandHandler,
     ContextTypes,
     TypeHandler,
+    filters,
 )
 
 from kubetrade.domain.clock import Clock, SystemClock
@@ -195,7 +196,9 @@ class NotifyBot:
             "resume": self.cmd_resume,
         }
         for name, fn in handlers.items():
-            app.add_handler(CommandHandler(name, self._counted(name, fn)))
+            # new messages only: editing an old message into "/resume" is not a command
+            app.add_handler(CommandHandler(name, self._counted(name, fn),
+                                           filters=filters.UpdateType.MESSAGE))
         app.add_handler(
             CallbackQueryHandler(self._counted("closeall_button", self.on_closeall_button),
                                  pattern=CLOSEALL_DATA)

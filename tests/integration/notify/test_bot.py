@@ -232,3 +232,19 @@ async def test_polling_recovers_after_an_outage(
     reply = await fake_telegram.wait_for_message(lambda m: "STOP engaged" in m.text, within=60)
     assert reply.chat_id == GROUP
     assert (await redis_client.hgetall(KEYS.emergency))["action"] == "stop"
+
+
+async def test_editing_an_old_message_into_a_command_does_nothing(
+    redis_client: aioredis.Redis, fake_telegram: FakeTelegram, start_notifier: StartNotifier
+) -> None:
+    notifier = await start_notifier()
+    await fake_telegram.deliver_raw({"edited_message": {
+        "message_id": 5, "date": int(time.time()) - 3600, "edit_date": int(time.time()),
+        "chat": {"id": GROUP, "type": "supergroup", "title": "ops"},
+        "from": {"id": OWNER, "is_bot": False, "first_name": "o"},
+        "text": "/stop", "entities": [{"type": "bot_command", "offset": 0, "length": 5}],
+    }})
+    reply = await command(fake_telegram, "/help")  # barrier
+    assert reply.text.startswith("kubetrade bot")
+    assert dict(notifier.bot.handled) == {"help": 1}
+    assert await redis_client.hgetall(KEYS.emergency) == {}
