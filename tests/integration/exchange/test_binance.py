@@ -203,3 +203,16 @@ async def test_key_revoked_mid_run_is_authentication_failure(
     fake_binance.api_key = "rotated-elsewhere"
     with pytest.raises(AuthenticationFailed):
         await binance.fetch_balances()
+
+
+async def test_error_messages_carry_no_credentials(fake_binance: FakeBinance,
+                                                   binance: BinanceExchange) -> None:
+    import re
+
+    fake_binance.fail_requests(status=502, count=1, path="/api/v3/account")
+    with pytest.raises(TransientError) as info:
+        await binance.fetch_balances()
+    text = str(info.value)
+    assert "/api/v3/account" in text  # still says what failed
+    assert not re.search(r"signature=[0-9a-f]{16}", text)
+    assert fake_binance.api_key not in text and fake_binance.secret not in text
