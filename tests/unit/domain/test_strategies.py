@@ -139,3 +139,42 @@ def test_no_look_ahead(algorithm: str) -> None:
     changed = run(tampered)
     cut_ms = candles[cut].ts_ms
     assert [o for o in base if o[0] <= cut_ms] == [o for o in changed if o[0] <= cut_ms]
+
+
+def _signals(
+    algorithm: str, params: dict[str, float], closes: list[float]
+) -> list[tuple[int, Side]]:
+    s = create_strategy(algorithm, params)
+    out: list[tuple[int, Side]] = []
+    for i, c in enumerate(closes):
+        sig = s.update(BTC, c)
+        if sig is not None:
+            out.append((i, sig))
+    return out
+
+
+def test_rsi_signals_once_per_excursion() -> None:
+    zigzag = [100.0 + (i % 2) for i in range(20)]  # RSI near 50
+    down = [zigzag[-1] - 2 * (i + 1) for i in range(10)]
+    up = [down[-1] + 2 * (i + 1) for i in range(20)]
+    sigs = _signals("rsi-mean-reversion", {"period": 5}, zigzag + down + up)
+    assert [s for _, s in sigs] == [Side.BUY, Side.SELL]
+    assert 20 <= sigs[0][0] < 30 and sigs[1][0] >= 30
+
+
+def test_bollinger_breakout_buys_the_break_and_exits_below_the_middle() -> None:
+    flat = [100.0 + 0.1 * (i % 2) for i in range(25)]
+    sigs = _signals("bollinger-breakout", {"period": 20, "stdDev": 2},
+                    [*flat, 103.0, 104.0, 105.0, 99.0])
+    # (closes below the middle band say SELL even when flat; the engine ignores those)
+    buys = [i for i, s in sigs if s is Side.BUY]
+    assert buys == [25]
+    assert sigs[-1] == (28, Side.SELL)
+    assert all(s is Side.BUY for i, s in sigs if 25 <= i < 28)
+
+
+def test_sma_crossover_signals_on_the_cross_only() -> None:
+    closes = [10.0] * 5 + [11.0, 12.0, 13.0] + [9.0, 8.0, 7.0]
+    sigs = _signals("sma-crossover", {"fastPeriod": 2, "slowPeriod": 4}, closes)
+    # at 8: fast (13+9)/2 = 11 < slow (11+12+13+9)/4 = 11.25
+    assert sigs == [(5, Side.BUY), (8, Side.SELL)]
