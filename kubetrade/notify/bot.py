@@ -393,8 +393,12 @@ class NotifyBot:
                 del self._pending[nonce]
         nonce = secrets.token_hex(8)
         self._pending[nonce] = PendingConfirm(user.id, chat.id, now + self.confirm_ms)
-        ov = await read_overview(self.redis, self.keys)
-        count = sum(len(v) for v in ov.positions.values())
+        try:
+            ov = await read_overview(self.redis, self.keys)
+            what = f"ALL {sum(len(v) for v in ov.positions.values())} open position(s)"
+        except Exception as exc:  # Redis down: the Emergency resource still works
+            log.warning("could not count positions for /closeall: %s", type(exc).__name__)
+            what = "ALL open positions"
         keyboard = InlineKeyboardMarkup(
             [[
                 InlineKeyboardButton("Confirm: close all", callback_data=f"closeall:yes:{nonce}"),
@@ -403,7 +407,7 @@ class NotifyBot:
         )
         await self._reply(
             update,
-            f"⚠️ Close ALL {count} open position(s) at market and halt trading?\n"
+            f"⚠️ Close {what} at market and halt trading?\n"
             f"Only you can confirm; this expires in {self.confirm_ms // 1000} s.",
             reply_markup=keyboard,
         )

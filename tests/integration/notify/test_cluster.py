@@ -64,6 +64,14 @@ async def test_stop_works_while_redis_is_down(
         await fake_telegram.wait_for_message(lambda m: "STOP engaged" in m.text, within=30)
         spec = (await asyncio.to_thread(emergency_cr, k8s_api_client, k8s_namespace))["spec"]
         assert spec["action"] == "stop"
+        # /closeall too: the confirmation cannot count positions but still works
+        await fake_telegram.deliver_command("/closeall", GROUP, OWNER)
+        ask = await fake_telegram.wait_for_message(lambda m: "Close ALL open positions" in m.text,
+                                                   within=30)
+        await fake_telegram.press_button(ask, ask.buttons[0]["callback_data"], user_id=OWNER)
+        await fake_telegram.wait_for(lambda: "CLOSE-ALL engaged" in ask.text, within=30)
+        spec = (await asyncio.to_thread(emergency_cr, k8s_api_client, k8s_namespace))["spec"]
+        assert spec["action"] == "close-all"
     finally:
         await dead.aclose()
 
