@@ -266,6 +266,15 @@ class FakeBinance:
                 self.state.prices[symbol] = Decimal(str(price))
         self.state.match(self.event_time_ms())
 
+    def set_liquidity(self, symbol: str, qty_per_match: Decimal | str | None) -> None:
+        """Resting limit orders of ``symbol`` fill at most this much per price update
+        (partial fills); None restores full fills."""
+        with self.state.lock:
+            if qty_per_match is None:
+                self.state.liquidity.pop(symbol, None)
+            else:
+                self.state.liquidity[symbol] = Decimal(str(qty_per_match))
+
     def set_balance(self, asset: str, free: Decimal | str) -> None:
         with self.state.lock:
             self.state.balances[asset] = Decimal(str(free))
@@ -821,7 +830,8 @@ class FakeBinance:
         return _json(snap)
 
     _CONTROL_OPS = frozenset({
-        "set_market_time", "run_market_from", "run_market_live", "set_price", "set_balance",
+        "set_market_time", "run_market_from", "run_market_live", "set_price", "set_liquidity",
+        "set_balance",
         "fail_orders_after_accept", "fail_requests", "rate_limit", "timestamp_errors",
         "hang_requests", "clear_faults", "start_outage", "end_outage", "set_clock_skew",
         "reset_counters",

@@ -169,6 +169,8 @@ class ExchangeState:
         self.fee_rate = fee_rate
         self.client_id_reuse = client_id_reuse
         self.prices: dict[str, Decimal] = {}
+        # max quantity a resting limit order gets per crossing (partial fills); unset = all
+        self.liquidity: dict[str, Decimal] = {}
         self.accepted_client_ids: list[str] = []  # every accepted order, in order
         self._next_order_id = 1000
         self._next_trade_id = 5000
@@ -462,7 +464,10 @@ class ExchangeState:
                     continue
                 last = self.price(o.symbol)
                 if (o.side == "BUY" and last <= o.price) or (o.side == "SELL" and last >= o.price):
-                    self._fill(o, o.orig_qty - o.executed_qty, o.price, now_ms, maker=True)
+                    qty = o.orig_qty - o.executed_qty
+                    if o.symbol in self.liquidity:
+                        qty = min(qty, self.liquidity[o.symbol])
+                    self._fill(o, qty, o.price, now_ms, maker=True)
                     n += 1
         return n
 

@@ -216,3 +216,22 @@ async def test_error_messages_carry_no_credentials(fake_binance: FakeBinance,
     assert "/api/v3/account" in text  # still says what failed
     assert not re.search(r"signature=[0-9a-f]{16}", text)
     assert fake_binance.api_key not in text and fake_binance.secret not in text
+
+
+async def test_partial_fills_of_a_resting_limit_order(fake_binance: FakeBinance,
+                                                      binance: BinanceExchange) -> None:
+    fake_binance.set_price("BTCUSDT", "60000")
+    fake_binance.set_liquidity("BTCUSDT", "0.004")
+    await binance.create_order(order("kt-part", type_=OrderType.LIMIT, price="59000"))
+    fake_binance.set_price("BTCUSDT", "58900")
+    part = await binance.fetch_order("kt-part", "BTC/USDT")
+    assert part is not None and part.status is OrderStatus.PARTIALLY_FILLED
+    assert part.filled_quantity == Decimal("0.004") and part.remaining == Decimal("0.006")
+    fake_binance.set_price("BTCUSDT", "58800")
+    fake_binance.set_price("BTCUSDT", "58700")
+    done = await binance.fetch_order("kt-part", "BTC/USDT")
+    assert done is not None and done.status is OrderStatus.FILLED
+    fills = await binance.fetch_fills("BTC/USDT")
+    assert [f.quantity for f in fills] == [Decimal("0.004"), Decimal("0.004"), Decimal("0.002")]
+    assert {f.price for f in fills} == {Decimal("59000")}
+    assert (await binance.fetch_balances())["USDT"].locked == 0
