@@ -300,6 +300,7 @@ class NotifyBot:
                         entry.actor, detail)
 
     async def _command(self, update: Update, name: str) -> None:
+        log.info("telegram /%s by %s", name, actor_of(update))
         await self._audit(update, "telegram.command", {"command": name})
 
     async def _reply(self, update: Update, text: str, **kw: Any) -> Any:

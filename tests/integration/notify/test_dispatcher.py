@@ -313,3 +313,22 @@ async def test_a_timeout_is_retried_and_a_possible_repeat_is_flagged(
     texts = [m.text for m in fake_telegram.messages_to(CHAT)]
     flagged = [t for t in texts if "may be a repeat" in t]
     assert len(flagged) == 1 and "alert-0003" in flagged[0]
+
+
+async def test_lost_redis_connections_do_not_lose_or_repeat_alerts(
+    redis_client: aioredis.Redis, fake_telegram: FakeTelegram
+) -> None:
+    async with bot_for(fake_telegram) as bot:
+        dispatcher = make(redis_client, bot_sender(bot, CHAT))
+        async with running(dispatcher):
+            for n in range(5):
+                await raise_alert(redis_client, KEYS, alert(n))
+            await eventually(lambda: len(titles_in(fake_telegram)) == 5)
+            # every connection but this one is cut (a Redis failover / network blip)
+            killed = await redis_client.execute_command("CLIENT", "KILL", "TYPE", "normal",
+                                                        "SKIPME", "yes")
+            assert int(killed) >= 1
+            for n in range(5, 10):
+                await raise_alert(redis_client, KEYS, alert(n))
+            await eventually(lambda: _pending_zero(redis_client))
+    assert sorted(titles_in(fake_telegram)) == [f"alert-{n:04d}" for n in range(10)]
