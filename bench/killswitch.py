@@ -148,7 +148,9 @@ def killswitch(cp: ControlPlane, redis_url: str, workdir: Path, runners: int, tr
         bed.stop()
 
 
-def reconcile(cp: ControlPlane, redis_url: str, workdir: Path, count: int) -> None:
+def reconcile(
+    cp: ControlPlane, redis_url: str, workdir: Path, count: int, runner_rbac: str
+) -> None:
     names = [f"s{i:03d}" for i in range(count)]
     manifest = BASE + "---\n" + "---\n".join(strategy(n) for n in names)
     # BASE is applied again with the Strategies: unchanged objects, no extra work.
@@ -170,9 +172,17 @@ def reconcile(cp: ControlPlane, redis_url: str, workdir: Path, count: int) -> No
             if mode == "operator started after":
                 bed.apply(manifest)
                 t0 = time.perf_counter()
-                bed.start(LOG_LEVEL="WARNING", KUBETRADE_STATUS_INTERVAL="10")
+                bed.start(
+                    LOG_LEVEL="WARNING",
+                    KUBETRADE_STATUS_INTERVAL="10",
+                    KUBETRADE_RUNNER_RBAC=runner_rbac,
+                )
             else:
-                bed.start(LOG_LEVEL="WARNING", KUBETRADE_STATUS_INTERVAL="10")
+                bed.start(
+                    LOG_LEVEL="WARNING",
+                    KUBETRADE_STATUS_INTERVAL="10",
+                    KUBETRADE_RUNNER_RBAC=runner_rbac,
+                )
                 bed.apply(BASE)
                 connected = bed  # the operator is connected once it reported on the RiskPolicy
                 wait_for(lambda: connected.condition("riskpolicy", "default", "Ready"), 60, "op")  # noqa: B023
@@ -182,7 +192,7 @@ def reconcile(cp: ControlPlane, redis_url: str, workdir: Path, count: int) -> No
             took = time.perf_counter() - t0
             deployments = len(bed.items("deployments"))
             print(
-                f"reconcile {count} Strategies ({mode}): {took:.1f}s "
+                f"reconcile {count} Strategies ({mode}, {runner_rbac} runner RBAC): {took:.1f}s "
                 f"({count / took:.1f}/s), Deployments: {deployments}"
             )
         finally:
@@ -196,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategies", type=int, default=200)
     parser.add_argument("--skip-killswitch", action="store_true")
     parser.add_argument("--skip-reconcile", action="store_true")
+    parser.add_argument(
+        "--runner-rbac",
+        choices=["per-strategy", "shared"],
+        action="append",
+        help="runner identity mode(s) to time reconciling with (default: both)",
+    )
     args = parser.parse_args(argv)
     bed = Bed()
     try:
@@ -207,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_killswitch:
                 killswitch(cp, redis_url, Path(tmp), args.runners, args.trials)
             if not args.skip_reconcile:
-                reconcile(cp, redis_url, Path(tmp), args.strategies)
+                for mode in args.runner_rbac or ["per-strategy", "shared"]:
+                    reconcile(cp, redis_url, Path(tmp), args.strategies, mode)
     finally:
         bed.stop()
     return 0

@@ -10,6 +10,7 @@ restart or a changed RiskPolicy converge within one timer interval.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Mapping
@@ -379,8 +380,10 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             or current.get("replicas") != replicas
             or trigger != "timer"
         ):
-            for obj in render.runner_rbac(strategy, uid, c.settings):
-                await c.kube.apply(obj)
+            # the runner's identity first (concurrently), so its pod never starts without it
+            await asyncio.gather(
+                *(c.kube.apply(obj) for obj in render.runner_rbac(strategy, uid, c.settings))
+            )
             await c.kube.apply(deployment)
             if current is not None and current.get("hash") not in (None, chash):
                 kopf.info(body, reason="RunnerRolled", message=f"config changed ({chash})")
