@@ -243,6 +243,7 @@ def create_app(
             "listen on loopback (127.0.0.1); set DASHBOARD_PASSWORD to expose it"
         )
     hub = EventHub(redis, keys, clock, settings.ws_queue_size, metrics)
+    analytics_cache: dict[str, tuple[Any, s.AnalyticsOut]] = {}
     ws_gauge = Gauge(
         "kubetrade_api_ws_clients", "Connected WebSocket clients.", registry=metrics.registry
     )
@@ -682,21 +683,21 @@ def create_app(
     ) -> s.AnalyticsOut:
         """Performance metrics (engine formulas) and equity curves, overall and per
         strategy."""
-        from kubetrade.domain.metrics import compute_metrics
-
         names = await reader.strategy_names()
-        per: dict[str, s.AnalyticsBlock] = {}
-        all_trades: list[ClosedTrade] = []
-        curves: list[list[EquityPoint]] = []
+        trades_by: dict[str, list[ClosedTrade]] = {}
+        curves: dict[str, list[EquityPoint]] = {}
         for n in names:
-            trades_n = await reader.all_trades(n)
-            curve = await reader.equity_curve(n)
-            all_trades.extend(trades_n)
-            curves.append(curve)
-            per[n] = _block(compute_metrics, trades_n, curve, max_points)
-        all_trades.sort(key=lambda t: t.exit_ms)
-        overall = _block(compute_metrics, all_trades, _combine_curves(curves), max_points)
-        return s.AnalyticsOut(overall=overall, strategies=per)
+            trades_by[n] = await reader.cached_trades(n)
+            curves[n] = await reader.cached_equity(n)
+        marks = (max_points, tuple((n, reader.stream_marks(n)) for n in names))
+        cached = analytics_cache.get("result")
+        if cached is not None and cached[0] == marks:
+            return cached[1]  # type: ignore[no-any-return]
+        # CPU-bound over up to 10^5 trades: off the event loop, so other requests and
+        # WebSocket pushes keep flowing meanwhile.
+        result = await asyncio.to_thread(_analytics, names, trades_by, curves, max_points)
+        analytics_cache["result"] = (marks, result)
+        return result
 
     # -- settings -------------------------------------------------------------------
     async def _settings_out() -> s.SettingsOut:
@@ -931,6 +932,21 @@ async def _drain(ws: WebSocket, client: Client) -> None:
         text = message.get("text")
         if text and text.strip() == '{"type":"ping"}':
             client.offer('{"type":"pong"}')
+
+
+def _analytics(
+    names: list[str],
+    trades_by: dict[str, list[ClosedTrade]],
+    curves: dict[str, list[EquityPoint]],
+    max_points: int,
+) -> s.AnalyticsOut:
+    from kubetrade.domain.metrics import compute_metrics
+
+    per = {n: _block(compute_metrics, trades_by[n], curves[n], max_points) for n in names}
+    all_trades = sorted((t for n in names for t in trades_by[n]), key=lambda t: t.exit_ms)
+    combined = _combine_curves([curves[n] for n in names])
+    overall = _block(compute_metrics, all_trades, combined, max_points)
+    return s.AnalyticsOut(overall=overall, strategies=per)
 
 
 def _block(

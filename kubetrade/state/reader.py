@@ -14,6 +14,7 @@ be shorter than ``limit`` but still carries a ``next_cursor`` to continue from.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -91,6 +92,82 @@ def valid_cursor(cursor: str) -> bool:
     return int(ms) <= _U64 and int(seq) <= _U64
 
 
+def _id_tuple(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+class TailCache(Generic[_T]):
+    """A parsed copy of an append-only stream that reads only what was added since the
+    last refresh, so analytics over 100,000 trades does not re-read and re-parse them
+    on every dashboard update. A stream that was deleted or restarted (its newest id
+    is older than ours, its oldest is newer than ours, or it is empty) is read again
+    from scratch."""
+
+    CHUNK = 10_000
+
+    def __init__(
+        self,
+        redis: Any,
+        key: str,
+        parse: Callable[[dict[str, str]], _T | None],
+        max_items: int,
+    ) -> None:
+        self._redis = redis
+        self.key = key
+        self._parse = parse
+        self._max = max_items
+        self.items: list[_T] = []
+        self.last_id: str | None = None
+        self._lock = asyncio.Lock()
+
+    async def refresh(self) -> list[_T]:
+        async with self._lock:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.xlen(self.key)
+                pipe.xrange(self.key, count=1)
+                pipe.xrevrange(self.key, count=1)
+                length, oldest, newest = await pipe.execute()
+            if self.last_id is not None and (
+                not length
+                # our last entry is gone: the stream was deleted and written anew (or
+                # trimmed past it): what we hold is no longer a prefix of it
+                or _id_tuple(oldest[0][0]) > _id_tuple(self.last_id)
+                or _id_tuple(newest[0][0]) < _id_tuple(self.last_id)
+            ):
+                self.items, self.last_id = [], None
+            if length:
+                lower = f"({self.last_id}" if self.last_id else "-"
+                while True:
+                    entries = await self._redis.xrange(
+                        self.key, min=lower, max="+", count=self.CHUNK
+                    )
+                    for _id, fields in entries:
+                        parsed = self._parse(fields)
+                        if parsed is not None:
+                            self.items.append(parsed)
+                    if entries:
+                        self.last_id = entries[-1][0]
+                        lower = f"({self.last_id}"
+                    if len(entries) < self.CHUNK:
+                        break
+                if len(self.items) > self._max:
+                    del self.items[: len(self.items) - self._max]
+            return self.items
+
+
+def _parse_trade(fields: dict[str, str]) -> ClosedTrade | None:
+    try:
+        return trade_from_fields(fields)
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return None
+
+
+def _parse_equity(fields: dict[str, str]) -> EquityPoint | None:
+    ts, eq = _int(fields.get("ts")), _decimal(fields.get("equity"))
+    return EquityPoint(ts, eq) if ts is not None and eq is not None else None
+
+
 class StateReader:
     """Read-only view of the trading state of every strategy."""
 
@@ -99,6 +176,33 @@ class StateReader:
         # of ours uses decode_responses=True, so the replies are str and typed as Any.
         self.redis: Any = redis
         self.keys = keys
+        self._trade_tails: dict[str, TailCache[ClosedTrade]] = {}
+        self._equity_tails: dict[str, TailCache[EquityPoint]] = {}
+
+    async def cached_trades(self, strategy: str, max_count: int = 200_000) -> list[ClosedTrade]:
+        """Every closed trade of a strategy, oldest first, read incrementally (the list is
+        shared: callers must not modify it)."""
+        tail = self._trade_tails.get(strategy)
+        if tail is None:
+            key = self.keys.strategy_trades(strategy)
+            tail = self._trade_tails[strategy] = TailCache(self.redis, key, _parse_trade, max_count)
+        return await tail.refresh()
+
+    async def cached_equity(self, strategy: str, max_points: int = 200_000) -> list[EquityPoint]:
+        """The strategy's whole equity curve, oldest first, read incrementally (shared
+        list: do not modify)."""
+        tail = self._equity_tails.get(strategy)
+        if tail is None:
+            key = self.keys.equity(strategy)
+            tail = self._equity_tails[strategy] = TailCache(
+                self.redis, key, _parse_equity, max_points
+            )
+        return await tail.refresh()
+
+    def stream_marks(self, strategy: str) -> tuple[str | None, str | None]:
+        """Last ids seen by the caches: equal marks mean equal analytics inputs."""
+        t, e = self._trade_tails.get(strategy), self._equity_tails.get(strategy)
+        return (t.last_id if t else None, e.last_id if e else None)
 
     # -- streams ------------------------------------------------------------------
     async def _scan_desc(
@@ -188,17 +292,6 @@ class StateReader:
         filtered = bool(symbol) or since_ms is not None or until_ms is not None
         return await self._scan_desc(key, limit, cursor, parse, accept, filtered)
 
-    async def all_trades(self, strategy: str, max_count: int = 200_000) -> list[ClosedTrade]:
-        """Every closed trade of a strategy, oldest first (for analytics)."""
-        entries = await self.redis.xrange(self.keys.strategy_trades(strategy), count=max_count)
-        out: list[ClosedTrade] = []
-        for _id, fields in entries:
-            try:
-                out.append(trade_from_fields(fields))
-            except (KeyError, TypeError, ValueError, ArithmeticError):
-                continue
-        return out
-
     async def audit(
         self,
         limit: int = 50,
@@ -231,17 +324,6 @@ class StateReader:
 
         filtered = any(v is not None for v in (actor, action, strategy, since_ms, until_ms))
         return await self._scan_desc(self.keys.audit, limit, cursor, parse, accept, filtered)
-
-    async def equity_curve(self, strategy: str, max_points: int | None = None) -> list[EquityPoint]:
-        """The strategy's equity over time, oldest first, optionally thinned to
-        ``max_points`` (keeping the last point, so the chart ends at "now")."""
-        entries = await self.redis.xrange(self.keys.equity(strategy))
-        points: list[EquityPoint] = []
-        for _id, f in entries:
-            ts, eq = _int(f.get("ts")), _decimal(f.get("equity"))
-            if ts is not None and eq is not None:
-                points.append(EquityPoint(ts, eq))
-        return thin(points, max_points)
 
     # -- per-strategy state ---------------------------------------------------------
     async def strategy_names(self) -> list[str]:

@@ -354,3 +354,23 @@ async def test_dashboard_page_served_without_cdn(make_api: MakeApi) -> None:
         assert a.status_code == 200
         assert "https://" not in a.text and "http://" not in a.text
     assert "https://" not in r.text and "http://" not in r.text
+
+
+async def test_analytics_follow_new_trades_and_a_reset_strategy(make_api: MakeApi) -> None:
+    from kubetrade.state.store import Changes, StateStore
+    from tests.integration.api._seed import trade
+
+    api = await _seeded(make_api)
+    h = await api.auth()
+
+    async def trades_of(name: str) -> int:
+        body = (await api.client.get("/api/analytics", headers=h)).json()
+        return int(body["strategies"][name]["metrics"]["trades"])
+
+    assert await trades_of("btc-sma") == 30
+    store = StateStore(api.redis, api.keys, "btc-sma")
+    await store.commit(Changes(closed_trades=[trade("btc-sma", "BTC/USDT", 100)]))
+    assert await trades_of("btc-sma") == 31  # only the new entry is read
+    await store.reset()
+    await store.commit(Changes(closed_trades=[trade("btc-sma", "BTC/USDT", 200)]))
+    assert await trades_of("btc-sma") == 1  # a restarted stream is read afresh
