@@ -48,7 +48,8 @@ def format_alert(alert: Alert, repeated: bool = False) -> str:
 
 def _group_line(alert: Alert) -> str:
     icon = ICONS.get(alert.severity, "")
-    where = f"[{alert.strategy}] " if alert.strategy else ""
+    named = alert.strategy and alert.title.startswith(alert.strategy)
+    where = f"[{alert.strategy}] " if alert.strategy and not named else ""
     body = f"{alert.title}: {alert.text}" if alert.text else alert.title or alert.kind.value
     stamp = when(alert.ts_ms)[11:19] if alert.ts_ms > 0 else "?"
     return _clip(f"{icon} {stamp} {where}{body}", _PER_ALERT_IN_GROUP)
