@@ -5,6 +5,7 @@ fires, which is worse than no rule."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import re
 import shutil
@@ -13,33 +14,48 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prometheus_client import CollectorRegistry
+from prometheus_client import REGISTRY, CollectorRegistry
 
 ROOT = Path(__file__).resolve().parents[3]
 FILES = ROOT / "charts" / "kubetrade" / "files"
 # Metrics of Prometheus itself and of kube-state-metrics, not of kubetrade.
 EXTERNAL = {"up", "kube_pod_container_status_restarts_total"}
 METRIC = re.compile(r"\b(kubetrade_[a-z0-9_]+|up|kube_[a-z0-9_]+)\b")
-# Modules whose import registers kubetrade's metrics (runner, API, operator).
-METRIC_MODULES = ["kubetrade.runner.metrics", "kubetrade.api.metrics", "kubetrade.operator.metrics"]
+# Modules holding kubetrade's metrics (runner, API, operator): a module-level
+# CollectorRegistry is read as it is; a class named *Metrics is instantiated.
+METRIC_MODULES = [
+    "kubetrade.runner.metrics",
+    "kubetrade.api.security",
+    "kubetrade.operator.metrics",
+]
+
+
+def _registries(module: object) -> list[CollectorRegistry]:
+    found: list[CollectorRegistry] = []
+    for attr in dir(module):
+        value = getattr(module, attr)
+        if isinstance(value, CollectorRegistry) and value is not REGISTRY:
+            found.append(value)
+        elif isinstance(value, type) and attr.endswith("Metrics"):
+            params = inspect.signature(value).parameters
+            if "registry" in params:
+                registry = CollectorRegistry()
+                value(registry=registry)
+                found.append(registry)
+            else:
+                found.append(value().registry)
+    return found
 
 
 def exported_names() -> set[str]:
     """Sample names every kubetrade metric family can produce."""
     names: set[str] = set()
     for module_name in METRIC_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        registry = CollectorRegistry()
-        for attr in dir(module):
-            factory = getattr(module, attr)
-            if isinstance(factory, type) and attr.endswith("Metrics"):
-                factory(registry)
-        for family in registry.collect():
-            base = family.name
-            names |= {base, f"{base}_total", f"{base}_bucket", f"{base}_count", f"{base}_sum"}
+        module = importlib.import_module(module_name)
+        for registry in _registries(module):
+            for family in registry.collect():
+                base = family.name
+                names |= {base, f"{base}_total", f"{base}_bucket", f"{base}_count", f"{base}_sum"}
     return names
 
 
