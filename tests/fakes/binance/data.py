@@ -34,7 +34,9 @@ INTERVAL_MS: dict[str, int] = {
 
 
 def shared_data_dir() -> Path:
-    """Where the recorded candles live (override with KUBETRADE_SHARED_DATA)."""
+    """Where the recorded candles live: KUBETRADE_SHARED_DATA, else ../shared/data next
+    to the checkout, else the BTCUSDT copies bundled in kubetrade/exchange/data (so the
+    fake still serves BTC/USDT on a machine without the shared folder)."""
     env = os.environ.get("KUBETRADE_SHARED_DATA")
     if env:
         return Path(env)
@@ -43,7 +45,7 @@ def shared_data_dir() -> Path:
         cand = parent.parent / "shared" / "data"
         if cand.is_dir():
             return cand
-    return Path("/work/shared/data")
+    return here.parents[3] / "kubetrade" / "exchange" / "data"
 
 
 @dataclass(frozen=True, slots=True)
