@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from telegram.error import InvalidToken, TelegramError
 
 from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.notify.announce import EmergencyAnnouncer
 from kubetrade.notify.bot import App, NotifyBot
 from kubetrade.notify.dispatcher import AlertDispatcher, bot_sender
 from kubetrade.notify.redact import install_secret_redaction
@@ -64,12 +65,14 @@ class Notifier:
             clock=self.clock,
             **options,
         )
+        self.announcer = EmergencyAnnouncer(redis, keys, self.clock)
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
 
     def stop(self) -> None:
         self._stop.set()
         self.dispatcher.stop()
+        self.announcer.stop()
 
     async def _initialize(self) -> bool:
         delay = 1.0
@@ -90,6 +93,7 @@ class Notifier:
 
     async def run(self) -> None:
         dispatcher = asyncio.create_task(self.dispatcher.run(), name="alert-dispatcher")
+        announcer = asyncio.create_task(self.announcer.run(), name="emergency-announcer")
         try:
             if not await self._initialize():
                 return
@@ -115,6 +119,9 @@ class Notifier:
                     await self.app.stop()
                 await self.app.shutdown()
         finally:
+            announcer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await announcer
             self.dispatcher.stop()
             if not dispatcher.done():
                 with contextlib.suppress(asyncio.CancelledError):

@@ -1,0 +1,108 @@
+"""Tell the chat when the kill switch changes by any other path (API, kubectl).
+
+Nothing else raises the runbook's "emergency engaged/resumed" alerts, and an
+operator who hears about a stop only when P&L stops moving has heard too late. The
+emergency state is one hash in Redis (written locally by ``write_emergency``, and
+in a cluster mirrored there by the operator and the API), so the notifier watches it:
+on every message of the emergency channel and, because pub/sub drops messages while
+nobody listens, on start and every ``recheck_seconds``. A marker in Redis remembers
+the last state announced, so a restart does not announce it again. The alert goes
+through the durable alert stream like every other alert.
+
+Changes made from Telegram are not announced again: the chat already has the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
+from kubetrade.state.keys import Keys
+
+log = logging.getLogger(__name__)
+
+
+def announced_key(keys: Keys) -> str:
+    """Not in :class:`Keys` (lead's file) yet; same prefix."""
+    return f"{keys.prefix}:notify:emergency-announced"
+
+
+class EmergencyAnnouncer:
+    def __init__(
+        self, redis: Redis, keys: Keys, clock: Clock | None = None,
+        recheck_seconds: float = 30.0,
+    ) -> None:
+        self.redis: Any = redis
+        self.keys = keys
+        self.clock: Clock = clock or SystemClock()
+        self.recheck_seconds = recheck_seconds
+        self.announced = 0
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def check_once(self) -> Alert | None:
+        """Announce the current emergency state if it was not announced yet."""
+        state = await self.redis.hgetall(self.keys.emergency)
+        if not state:
+            return None
+        action = state.get("action") or "none"
+        since = state.get("since_ms") or "0"
+        by = state.get("by") or "?"
+        marker = f"{action}:{since}"
+        previous = await self.redis.getset(announced_key(self.keys), marker)
+        if previous == marker:
+            return None
+        if by.startswith("telegram:"):
+            return None
+        if previous is None and action == "none":
+            return None  # first start of the notifier on a system that trades normally
+        reason = state.get("reason") or ""
+        ts = int(since) if since.isdigit() else self.clock.now_ms()
+        if action == "none":
+            alert = Alert(AlertKind.EMERGENCY_RESUMED, Severity.INFO,
+                          "Emergency cleared: trading resumed",
+                          f"by {by}" + (f" — {reason}" if reason else ""), ts)
+        else:
+            what = "halt and cancel pending orders" if action == "stop" else \
+                "halt, cancel pending orders and sell every position at market"
+            alert = Alert(AlertKind.EMERGENCY_ENGAGED, Severity.CRITICAL,
+                          f"Emergency {action.upper()} engaged",
+                          f"by {by}" + (f" — {reason}" if reason else "") +
+                          f". Runners {what}. /status to follow, /resume to undo.", ts,
+                          data={"action": action, "by": by})
+        await raise_alert(self.redis, self.keys, alert)
+        self.announced += 1
+        return alert
+
+    async def run(self) -> None:
+        while not self._stop.is_set():
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.emergency_channel)
+                await self.check_once()
+                while not self._stop.is_set():
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=self.recheck_seconds
+                    )
+                    del message  # the hash is the truth; the message only wakes us up
+                    await self.check_once()
+            except RedisError as exc:
+                log.warning("emergency announcer: Redis error %s; retrying",
+                            type(exc).__name__)
+                try:
+                    await asyncio.wait_for(self._stop.wait(), 5.0)
+                except TimeoutError:
+                    pass
+            finally:
+                try:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                except RedisError:
+                    pass
