@@ -16,7 +16,8 @@ authentication on, as deployed). The load generator (aiohttp, this process) then
    time over every delivery: p50, p99, max.
 
 Client and server share the machine's cores, so the figures are a floor for a
-dedicated host. Run: ``.venv/bin/python bench/api.py``.
+dedicated host; the server's CPU time per request (from /proc) is printed too, as a
+contention-independent capacity figure. Run: ``.venv/bin/python bench/api.py``.
 """
 
 from __future__ import annotations
@@ -144,6 +145,13 @@ async def seed(redis: aioredis.Redis, keys: Keys, n_trades: int) -> None:
                 equity=(T0, Decimal(10_000 + s_i)),
             )
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU time of a process: the server's cost per request, which (unlike
+    latency) does not depend on what else runs on the machine."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pct(values: list[float], p: float) -> float:
@@ -335,10 +343,17 @@ async def main(args: argparse.Namespace) -> None:
                     ("GET /api/portfolio", ["/api/portfolio"]),
                     ("GET /api/trades (limit 50, mixed)", trade_paths),
                 ):
+                    cpu0 = cpu_seconds(server.pid)
                     rps, lat, errors = await closed_loop(
                         session, base, paths, args.concurrency, args.seconds
                     )
-                    show(name, lat, f" {rps:7.0f} req/s  errors={errors}")
+                    per_req = (cpu_seconds(server.pid) - cpu0) / max(1, len(lat))
+                    show(
+                        name,
+                        lat,
+                        f" {rps:5.0f} req/s  errors={errors}  server CPU "
+                        f"{per_req * 1000:.2f} ms/req (~{1 / per_req:.0f} req/s per core)",
+                    )
                 print(f"\nopen loop at {args.rate:.0f} req/s, {args.seconds:.0f} s each:")
                 for name, paths in (
                     ("GET /api/portfolio", ["/api/portfolio"]),
