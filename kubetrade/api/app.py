@@ -354,7 +354,8 @@ def create_app(
         "/health", response_model=s.HealthOut, tags=["ops"], responses={503: {"model": s.HealthOut}}
     )
     async def health() -> JSONResponse:
-        """Liveness/readiness: Redis and (in a cluster) Kubernetes reachability. No auth."""
+        """Redis and (in a cluster) Kubernetes reachability. No auth. ``status`` is
+        ``degraded`` when either is unreachable; the code is 503 only when neither is."""
         try:
             await asyncio.wait_for(redis.ping(), 2.0)  # type: ignore[misc]
             redis_state = "ok"
@@ -368,6 +369,10 @@ def create_app(
             except Exception:
                 k8s_state = "unreachable"
         ok = redis_state == "ok" and k8s_state != "unreachable"
+        # 503 only when no path is left: with Redis down but the Kubernetes API up the
+        # kill switch still works through the Emergency resource, so a liveness probe
+        # must not restart this process.
+        usable = redis_state == "ok" or k8s_state == "ok"
         body = s.HealthOut(
             status="ok" if ok else "degraded",
             redis=redis_state,  # type: ignore[arg-type]
@@ -375,7 +380,7 @@ def create_app(
             auth_required=password is not None,
             time_ms=clock.now_ms(),
         )
-        return JSONResponse(body.model_dump(mode="json"), status_code=200 if ok else 503)
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if usable else 503)
 
     @app.get("/metrics", tags=["ops"], response_class=Response, include_in_schema=True)
     async def prometheus_metrics() -> Response:

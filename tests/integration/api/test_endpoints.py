@@ -374,3 +374,32 @@ async def test_analytics_follow_new_trades_and_a_reset_strategy(make_api: MakeAp
     await store.reset()
     await store.commit(Changes(closed_trades=[trade("btc-sma", "BTC/USDT", 200)]))
     assert await trades_of("btc-sma") == 1  # a restarted stream is read afresh
+
+
+async def test_redis_down_is_503_with_a_plain_message() -> None:
+    import redis.asyncio as aioredis
+
+    from kubetrade.api.app import create_app
+    from kubetrade.domain.clock import SystemClock
+    from kubetrade.state.desired import LocalDesiredState
+    from kubetrade.state.keys import Keys
+    from tests.fixtures.api import api_settings
+
+    dead = aioredis.from_url("redis://127.0.0.1:9/0", decode_responses=True)
+    keys = Keys("down")
+    app = create_app(
+        api_settings(dashboard_password=None),
+        dead,
+        LocalDesiredState(dead, keys),
+        SystemClock(),
+        keys,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        health = await client.get("/health")
+        assert health.status_code == 503 and health.json()["redis"] == "unreachable"
+        r = await client.get("/api/portfolio")
+        assert r.status_code == 503
+        assert r.json() == {"detail": "state store (Redis) unavailable"}
+    await dead.aclose()
