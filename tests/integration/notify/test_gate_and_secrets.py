@@ -9,6 +9,8 @@ import time
 from typing import Any
 
 import redis.asyncio as aioredis
+from telegram import Update
+from telegram.ext import TypeHandler
 
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
 from kubetrade.state.audit import AuditEntry
@@ -85,6 +87,13 @@ async def test_a_thousand_foreign_updates_run_no_handler(
     redis_client: aioredis.Redis, fake_telegram: FakeTelegram, start_notifier: StartNotifier
 ) -> None:
     notifier = await start_notifier(clock=WallManualClock())
+    # a catch-all spy after the gate: counts every update any handler could see
+    seen: list[Update] = []
+
+    async def spy(update: Update, context: Any) -> None:
+        seen.append(update)
+
+    notifier.app.add_handler(TypeHandler(Update, spy), group=99)
     rng = random.Random(20261127)
     for _ in range(1000):
         fake_telegram.queue_raw(foreign_update(rng, fake_telegram.bot_username))
@@ -96,6 +105,9 @@ async def test_a_thousand_foreign_updates_run_no_handler(
 
     assert notifier.bot.rejected == 1000
     assert dict(notifier.bot.handled) == {"help": 1}
+    await eventually(lambda: seen)  # the spy runs after /help's handler has replied
+    assert len(seen) == 1 and seen[0].effective_user is not None
+    assert seen[0].effective_user.id == OWNER
     assert [m.chat_id for m in fake_telegram.messages] == [GROUP]
     assert fake_telegram.callback_answers == []
     assert await redis_client.hgetall(KEYS.emergency) == {}
