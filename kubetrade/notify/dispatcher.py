@@ -185,6 +185,8 @@ class AlertDispatcher:
             except RedisError as exc:
                 # Redis down: nothing can be read or acked; wait and try again
                 log.warning("alert dispatcher: Redis error %s; retrying", type(exc).__name__)
+                if "NOGROUP" in str(exc):  # the stream was deleted (FLUSHDB, manual cleanup)
+                    grouped = False
                 # a batch may have been sent but not acked: re-read our own pending first
                 self._own_pending_done = False
                 await self._pause(max(self.backoff_cap / 4, 0.05))
@@ -250,11 +252,9 @@ class AlertDispatcher:
         if not first:
             return []
         if self.linger_seconds > 0 and len(first) < self.max_batch:
-            await self.clock.sleep(self.linger_seconds)
+            await self._pause(self.linger_seconds)
         # also wait for a send slot before grouping: what fires meanwhile joins the group
-        wait = self.limiter.delay()
-        if wait > 0:
-            await self.clock.sleep(wait)
+        await self._wait_turn()
         more = await self._read(">", self.max_batch - len(first), None) if len(
             first
         ) < self.max_batch else []
@@ -309,7 +309,9 @@ class AlertDispatcher:
         text = out.text
         flagged = False
         while not self.stopping:
-            await self.limiter.wait_turn()
+            await self._wait_turn()
+            if self.stopping:
+                break
             try:
                 await self.send(text)
                 self.limiter.record()
@@ -360,6 +362,11 @@ class AlertDispatcher:
                 detail={"alert_ids": list(out.alert_ids), "reason": reason},
             ),
         )
+
+    async def _wait_turn(self) -> None:
+        """Wait for the rate limiter, but not past a stop request (it can be a minute)."""
+        while not self.stopping and (wait := self.limiter.delay()) > 0:
+            await self._pause(wait)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep on the clock, but wake up at once when stopping."""

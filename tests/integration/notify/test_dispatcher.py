@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 import telegram
 
-from kubetrade.domain.clock import ManualClock
+from kubetrade.domain.clock import ManualClock, SystemClock
 from kubetrade.notify.dispatcher import (
     SENDING,
     SENT,
@@ -332,3 +332,35 @@ async def test_lost_redis_connections_do_not_lose_or_repeat_alerts(
                 await raise_alert(redis_client, KEYS, alert(n))
             await eventually(lambda: _pending_zero(redis_client))
     assert sorted(titles_in(fake_telegram)) == [f"alert-{n:04d}" for n in range(10)]
+
+
+async def test_a_deleted_stream_is_recreated_and_delivery_goes_on(
+    redis_client: aioredis.Redis, fake_telegram: FakeTelegram
+) -> None:
+    async with bot_for(fake_telegram) as bot:
+        dispatcher = make(redis_client, bot_sender(bot, CHAT))
+        async with running(dispatcher):
+            await raise_alert(redis_client, KEYS, alert(1))
+            await eventually(lambda: len(titles_in(fake_telegram)) == 1)
+            await redis_client.delete(KEYS.alerts)  # e.g. an operator's manual cleanup
+            await raise_alert(redis_client, KEYS, alert(2))
+            await eventually(lambda: len(titles_in(fake_telegram)) == 2)
+    assert titles_in(fake_telegram) == ["alert-0001", "alert-0002"]
+
+
+async def test_stop_does_not_wait_for_the_rate_limiter(
+    redis_client: aioredis.Redis, fake_telegram: FakeTelegram
+) -> None:
+    async with bot_for(fake_telegram) as bot:
+        # one message per hour: the second alert would wait an hour for its slot
+        limiter = RateLimiter(SystemClock(), ((1, 3600.0),))
+        dispatcher = make(redis_client, bot_sender(bot, CHAT), limiter=limiter)
+        task = asyncio.create_task(dispatcher.run())
+        await raise_alert(redis_client, KEYS, alert(1))
+        await eventually(lambda: len(titles_in(fake_telegram)) == 1)
+        await raise_alert(redis_client, KEYS, alert(2))
+        await eventually(lambda: limiter.delay() > 0 and dispatcher.alerts_sent == 1)
+        dispatcher.stop()
+        await asyncio.wait_for(task, 5)
+    assert titles_in(fake_telegram) == ["alert-0001"]
+    assert not await _pending_zero(redis_client)  # alert 2 waits in Redis, not lost
