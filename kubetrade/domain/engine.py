@@ -477,8 +477,6 @@ class TradingEngine:
         elif close_ms >= ref.ts_ms:
             ref.price = close
             ref.ts_ms = close_ms
-        if close_ms >= self._next_day_ms:
-            self._new_day(close_ms // DAY_MS, now)
         orders: list[Order] = []
         pos = self.portfolio.positions.get(symbol)
         if pos is not None:
@@ -505,6 +503,10 @@ class TradingEngine:
                     self._check_equity(equity)
             else:
                 self._mark()
+        if close_ms >= self._next_day_ms:
+            # after the mark: the new day starts from the equity at midnight (this
+            # candle's close); what this candle lost happened in the day that ended
+            self._new_day(close_ms // DAY_MS, now)
         tracker = self.tracker
         if not tracker.enabled:
             change = tracker.check(now)

@@ -270,3 +270,38 @@ def test_rules_combined_over_a_trading_day() -> None:
     orders, _ = step(eng, broker, BTC, candle(1441, 90))
     assert [o.side for o in orders] == [B]
     assert not eng.is_halted
+
+
+def test_daily_loss_counts_from_the_equity_at_utc_midnight() -> None:
+    """The day's starting equity is the equity *at* 00:00 UTC, i.e. marked at the close
+    of the candle that closes at midnight; a loss made before midnight belongs to the
+    day that is over and must not count against (and halt) the new day."""
+    eng, broker = make({0: B}, max_position_size_pct=100, stop_loss_pct=0,
+                       max_drawdown_pct=0, daily_loss_limit_pct=3)
+    step(eng, broker, BTC, candle(0, 100))
+    step(eng, broker, BTC, candle(1, 100))  # the 1-minute grid
+    step(eng, broker, BTC, candle(1438, 100))  # closes 23:59
+    step(eng, broker, BTC, candle(1439, 98))  # closes 00:00 next day: -2% yesterday
+    midnight = eng.risk_state()
+    assert midnight["day_start_equity"] == eng.equity
+    assert not eng.is_halted
+    # -1.5% from midnight: under the 3% limit for the new day
+    step(eng, broker, BTC, candle(1440, "96.53"))
+    assert not eng.is_halted, eng.halted_reason
+    assert eng.risk_state()["daily_loss_pct"] < 2
+    # a further fall that does reach 3% below the midnight equity halts
+    step(eng, broker, BTC, candle(1441, "95"))
+    assert HALT_DAILY in eng.halts
+
+
+def test_a_daily_loss_reached_in_the_candle_closing_at_midnight_halts_yesterday_only() -> None:
+    eng, broker = make({0: B}, max_position_size_pct=50, stop_loss_pct=0,
+                       max_drawdown_pct=0, daily_loss_limit_pct=3)
+    step(eng, broker, BTC, candle(0, 100))
+    step(eng, broker, BTC, candle(1, 100))
+    step(eng, broker, BTC, candle(1438, 100))
+    step(eng, broker, BTC, candle(1439, 90))  # -5% of equity during the day's last minute
+    events = eng.drain_events()
+    assert any(e.kind == "daily_loss_limit" for e in events)  # it was reached: alerted
+    assert not eng.is_halted  # but that day is over: the new day starts clean
+    assert any(e.action == "halt_lifted" for e in events)
