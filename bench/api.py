@@ -38,6 +38,7 @@ import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import redis.asyncio as aioredis
@@ -322,8 +323,9 @@ async def main(args: argparse.Namespace) -> None:
                     token = (await r.json())["access_token"]
             headers = {"Authorization": f"Bearer {token}"}
             # cursors spread over the stream, so pages come from everywhere in 100k
-            first = int((await redis.xrange(keys.trades, count=1))[0][0].split("-")[0])
-            last = int((await redis.xrevrange(keys.trades, count=1))[0][0].split("-")[0])
+            rd: Any = redis  # decode_responses=True: replies are str
+            first = int((await rd.xrange(keys.trades, count=1))[0][0].split("-")[0])
+            last = int((await rd.xrevrange(keys.trades, count=1))[0][0].split("-")[0])
             ids = [f"{first + (last - first) * k // 50}-0" for k in range(1, 51)]
             trade_paths = [
                 "/api/trades?limit=50",

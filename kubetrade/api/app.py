@@ -472,7 +472,7 @@ def create_app(
         tags=["auth"],
         responses={**_AUTH_RESPONSES, **_BAD},
     )
-    async def logout(user: User, body: Annotated[s.LogoutIn | None, Body()] = None) -> Response:
+    async def logout(user: User) -> Response:
         """Revoke the session: the access token and every refresh token of its login."""
         if user.claims is not None:
             await tokens.revoke(user.claims)

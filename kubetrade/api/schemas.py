@@ -255,11 +255,6 @@ class RefreshIn(BaseModel):
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
-class LogoutIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    refresh_token: str | None = Field(default=None, max_length=4096)
-
-
 class TokenOut(_Out):
     access_token: str
     refresh_token: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Mapping
 
 from jose import jwt
 
@@ -14,7 +15,7 @@ from tests.fixtures.api import API_PASSWORD, JWT_SECRET, MakeApi
 NOW_MS = int(time.time() * 1000)
 
 
-def _b64(data: dict[str, object]) -> str:
+def _b64(data: Mapping[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 

@@ -24,7 +24,7 @@ from kubetrade.state.desired_k8s import (
     KubernetesDesiredState,
 )
 from kubetrade.state.keys import Keys
-from tests.fixtures.api import api_settings
+from tests.fixtures.api import API_PASSWORD, api_settings
 from tests.integration.api._seed import strategy_manifest
 
 
@@ -45,10 +45,10 @@ def desired(
 
 
 def _cr(api: k8s.ApiClient, ns: str, plural: str, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
+    obj: Any = k8s.CustomObjectsApi(api).get_namespaced_custom_object(
         GROUP, VERSION, ns, plural, name
     )
-    return obj
+    return dict(obj)
 
 
 async def test_strategies_on_custom_resources(
@@ -67,7 +67,7 @@ async def test_strategies_on_custom_resources(
         await desired.get_strategy("nope")
     with pytest.raises(NotFoundError):
         await desired.set_strategy_enabled("nope", True, "api:admin")
-    entries = await redis_client.xrange(keys.audit)
+    entries: Any = await redis_client.xrange(keys.audit)
     assert [(f["action"], f["actor"]) for _, f in entries] == [
         ("strategy.put", "api:admin"),
         ("strategy.enabled", "api:admin"),
@@ -106,7 +106,7 @@ async def test_emergency_on_the_resource_and_mirrored_to_redis(
         message = await pubsub.get_message(timeout=5)
         assert message is not None, "no emergency message on the channel"
     assert json.loads(message["data"])["action"] == "stop"
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
     state = await desired.get_emergency()
     assert state["action"] == "stop" and state["by"] == "api:admin" and state["since_ms"] > 0
     await desired.set_emergency("none", "api:admin", "over")
@@ -156,10 +156,7 @@ async def test_api_changes_custom_resources(
         transport=httpx.ASGITransport(app=app), base_url="http://t"
     ) as client:
         assert (await client.get("/health")).json()["kubernetes"] == "ok"
-        login = await client.post(
-            "/api/auth/login",
-            json={"password": api_settings().dashboard_password.get_secret_value()},
-        )  # type: ignore[union-attr]
+        login = await client.post("/api/auth/login", json={"password": API_PASSWORD})
         h = {"Authorization": f"Bearer {login.json()['access_token']}"}
         r = await client.post("/api/strategies/eth-rsi/toggle", headers=h)
         assert r.json() == {"name": "eth-rsi", "enabled": False}
