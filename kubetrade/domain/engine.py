@@ -858,6 +858,11 @@ class TradingEngine:
             timeframe_ms=snapshot.get("timeframe_ms"),
         )
         eng.portfolio = Portfolio.restore(eng.name, pf_data, eng.quote_asset)
+        if limits is not None:
+            # the saved stops were placed under the saved policy; protect the positions
+            # with the one in force now (as update_limits does for a hot change)
+            for pos in eng.portfolio.positions.values():
+                pos.stop_price = stop_price_for(pos.average_price, lim)
         eng.controls.restore(snapshot.get("controls", {}))
         eng.tracker.restore(snapshot.get("tracker", {}))
         if "strategy" in snapshot:

@@ -197,3 +197,25 @@ def test_risk_state_reports_how_close_the_halts_are() -> None:
     assert 0.19 < rs["drawdown_limit_used_ratio"] < 0.22
     assert rs["halts"] == []
     assert Decimal(eng.summary()["drawdown_pct"]) == rs["drawdown_pct"].quantize(Decimal("0.0001"))
+
+
+def test_restore_with_a_changed_risk_policy_moves_the_stops() -> None:
+    """The RiskPolicy may change while the runner is down; the restored positions must
+    be protected by the policy in force, not the one saved with the snapshot."""
+    from ._helpers import Scripted
+
+    eng, broker = make({0: B}, stop_loss_pct=5)
+    step(eng, broker, BTC, candle(0, 100))
+    snap = json.loads(json.dumps(eng.snapshot()))
+    tighter = RiskLimits(stop_loss_pct=Decimal(2))
+    eng2 = TradingEngine.restore(snap, Scripted({}), limits=tighter)
+    assert eng2.positions[BTC].stop_price == Decimal(98)
+    broker.on_candle(BTC, candle(1, 97, low=97))
+    orders = eng2.on_candle(BTC, candle(1, 97, low=97))
+    assert [o.reason for o in orders] == ["stop_loss"]
+    # a policy that had no stop-loss gets one on restart
+    eng, broker = make({0: B}, stop_loss_pct=0)
+    step(eng, broker, BTC, candle(0, 100))
+    snap = json.loads(json.dumps(eng.snapshot()))
+    eng3 = TradingEngine.restore(snap, Scripted({}), limits=RiskLimits(stop_loss_pct=5))
+    assert eng3.positions[BTC].stop_price == Decimal(95)
