@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -169,6 +170,10 @@ async def test_dashboard_login_positions_chart_toggle_and_emergency_stop(
                 assert desired["spec"]["enabled"] is False
                 await expect(page.locator("#audit-table")).to_contain_text("strategy.enabled")
                 await expect(page.locator("#audit-table")).to_contain_text("api:admin")
+                # the running runner applies it (it audits the disable itself)
+                async with _deadline(30):
+                    while not _audited(r, system.prefix, "strategy.disabled", "btc-rsi"):
+                        await _tick()
                 await page.screenshot(path=str(ARTIFACTS / "03-toggled.png"), full_page=True)
 
                 # emergency stop, with confirmation: the runners halt and acknowledge
@@ -194,6 +199,11 @@ async def test_dashboard_login_positions_chart_toggle_and_emergency_stop(
             finally:
                 await browser.close()
                 r.close()
+
+
+def _audited(r: redis.Redis, prefix: str, action: str, strategy: str) -> bool:
+    entries: Any = r.xrange(f"{prefix}:audit")
+    return any(f["action"] == action and f["strategy"] == strategy for _, f in entries)
 
 
 def _deadline(seconds: float) -> asyncio.Timeout:

@@ -152,3 +152,20 @@ async def test_ws_without_password_needs_no_token_but_checks_origin(make_api: Ma
             async with connect(_ws_url(api), origin="https://evil.example.com") as ws:  # type: ignore[arg-type]
                 await _recv(ws)
         assert "403" in str(info.value) or "1008" in str(info.value)
+
+
+async def test_ws_closes_when_the_access_token_expires(make_api: MakeApi) -> None:
+    from kubetrade.domain.clock import ManualClock
+
+    clock = ManualClock(1_800_000_000_000)
+    api = await make_api(clock=clock)
+    async with serve(api.app) as url:
+        api.base_url = url
+        token = await api.token()
+        clock.advance(900 - 1)  # one second of validity left
+        async with connect(_ws_url(api, token)) as ws:
+            assert (await _recv(ws))["type"] == "hello"
+            with pytest.raises(ConnectionClosed) as info:
+                await _recv(ws, limit_s=30)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 4401
+            assert info.value.rcvd.reason == "token expired"
