@@ -315,7 +315,14 @@ class Runner:
             t0 = time.perf_counter()
             if self.cursor.get(symbol, -1) >= candle.ts_ms:
                 return
+            if self.breaker_open:
+                # market data may not touch the exchange (replay), so probe it: the
+                # breaker's half-open probe is how it learns the exchange is back
+                probe = getattr(self.exchange, "probe", None)
+                if callable(probe):
+                    await probe()
             if self.awaiting_reconciliation and not self.breaker_open:
+                await self.recover_orders()
                 await self.reconcile_now("before_resume")
             if self.paper is not None:
                 await self._paper_candle(symbol, candle)
@@ -662,6 +669,8 @@ class Runner:
             self.log.warning("breaker.closed")
             await self._audit("breaker.closed", {})
             async with self._lock:
+                # orders whose answers were lost during the outage are looked up first
+                await self.recover_orders()
                 await self.reconcile_now("breaker_closed")
             if self.awaiting_reconciliation:
                 self.log.error("breaker.closed_but_reconciliation_failed")
