@@ -551,7 +551,7 @@ class TradingEngine:
             price=price,
             now_ms=now,
             reduce_only=False,
-            open_positions=len(pf.positions),
+            open_positions=self._positions_and_entries(),
             has_position=False,
             open_same_side=False,
             allowed_symbols=self._allowed,
@@ -560,6 +560,16 @@ class TradingEngine:
             self._refuse(symbol, Side.BUY, verdict.rule, verdict.reason, verdict.detail)
             return
         orders.append(self._make_order(symbol, Side.BUY, qty, now, "signal", price))
+
+    def _positions_and_entries(self) -> int:
+        """Positions held plus entries still at the exchange (sent, unknown or resting):
+        each of those may become a position, so each takes a max_concurrent_positions
+        slot until the exchange says otherwise."""
+        held = self.portfolio.positions
+        entering = {
+            o.symbol for o in self._open.values() if o.side is Side.BUY and o.symbol not in held
+        }
+        return len(held) + len(entering)
 
     def _on_sell(
         self, symbol: str, st: _SymbolState, price: Decimal, now: int, orders: list[Order]

@@ -12,7 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from kubetrade.domain.engine import HALT_DAILY, HALT_DRAWDOWN, HALT_MANUAL
-from kubetrade.domain.models import Side
+from kubetrade.domain.models import OrderStatus, Side
 from kubetrade.domain.risk import PreTradeControls, RiskLimits, size_entry
 from kubetrade.exchange.paper import default_market
 
@@ -305,3 +305,22 @@ def test_a_daily_loss_reached_in_the_candle_closing_at_midnight_halts_yesterday_
     assert any(e.kind == "daily_loss_limit" for e in events)  # it was reached: alerted
     assert not eng.is_halted  # but that day is over: the new day starts clean
     assert any(e.action == "halt_lifted" for e in events)
+
+
+def test_max_concurrent_positions_counts_entries_still_at_the_exchange() -> None:
+    """A BUY sent but not yet filled (or whose outcome was lost) may become a position:
+    it counts against max_concurrent_positions, or two entries slip past a limit of 1."""
+    strat = SymbolScripted(per_symbol={BTC: {0: B}, ETH: {0: B}})
+    eng, broker = make(symbols=(BTC, ETH), strategy=strat, max_concurrent_positions=1)
+    broker.on_candle(BTC, candle(0, 100))
+    [pending] = eng.on_candle(BTC, candle(0, 100))
+    pending.status = OrderStatus.UNKNOWN  # the send timed out
+    eng.on_order_update(pending)
+    eng.drain_events()
+    assert eng.on_candle(ETH, candle(0, 10)) == []
+    assert refusals(eng) == ["max_concurrent_positions"]
+    # once the exchange says it was never filled, the slot is free again
+    pending.status = OrderStatus.EXPIRED
+    eng.on_order_update(pending)
+    strat.per_symbol[ETH][1] = B
+    assert [o.symbol for o in eng.on_candle(ETH, candle(1, 10))] == [ETH]
