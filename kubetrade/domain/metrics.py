@@ -111,6 +111,33 @@ def max_drawdown(equity: Sequence[float]) -> float:
     return worst
 
 
+def _exact_max_drawdown(equity: Sequence[Decimal], floats: Sequence[float]) -> float:
+    """``max_drawdown`` with the worst point(s) recomputed in Decimal.
+
+    Float subtraction turns an exact 15% drawdown into 0.15000000000000002, which the
+    GO/NO-GO gate ("Max Drawdown <= 15%") would fail. The float pass finds the worst
+    drawdown; every point within float noise of it is recomputed from the Decimal
+    equity, so the reported value is the exact one, rounded once to a float.
+    """
+    worst = max_drawdown(floats)
+    if worst <= 0:
+        return worst
+    near = worst - worst * 1e-9
+    peak_f = -math.inf
+    peak_d = ZERO
+    best = ZERO
+    for f, d in zip(floats, equity, strict=True):
+        if f >= peak_f:
+            if f > peak_f or d > peak_d:
+                peak_d = d
+            peak_f = f
+        if peak_f > 0 and (peak_f - f) / peak_f >= near:
+            dd = (peak_d - d) / peak_d
+            if dd > best:
+                best = dd
+    return float(best)
+
+
 def compute_metrics(
     trades: Sequence[ClosedTrade], equity_curve: Sequence[tuple[int, Decimal]]
 ) -> PerformanceMetrics:
@@ -132,7 +159,7 @@ def compute_metrics(
         losses=losses,
         win_rate=wins / n if n else 0.0,
         sharpe=sharpe_ratio(returns_of(eq), ann),
-        max_drawdown=max_drawdown(eq),
+        max_drawdown=_exact_max_drawdown([e for _, e in equity_curve], eq),
         total_return=total_return,
         profit_factor=float(gross_profit / gross_loss) if gross_loss > 0 else None,
         expectancy=net / n if n else ZERO,

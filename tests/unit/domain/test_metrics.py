@@ -43,3 +43,23 @@ def test_edge_cases() -> None:
     assert m.sharpe == 0.0  # flat curve
     assert periods_per_year([0, 3_600_000, 7_200_000]) == 8760
     assert max_drawdown([1.0, 2.0, 1.0, 3.0]) == 0.5
+
+
+def test_a_drawdown_of_exactly_the_limit_is_reported_exactly() -> None:
+    """Equity is Decimal; a drawdown that is exactly 15% must come out as 0.15, not
+    0.15000000000000002 from float subtraction, or the runbook's "Max Drawdown <= 15%"
+    turns a boundary GO into NO-GO."""
+    from kubetrade.domain.gonogo import evaluate
+
+    peak = Decimal("16372.81")
+    curve = [(0, Decimal(10000)), (60_000, peak), (120_000, peak * Decimal("0.85")),
+             (180_000, Decimal(15000))]
+    m = compute_metrics([trade("1")] * 10, curve)
+    assert m.max_drawdown == 0.15
+    (dd,) = [r for r in evaluate(m).results if r.key == "max_drawdown"]
+    assert dd.passed, dd.explain()
+    # and a hair beyond the limit still fails
+    curve[2] = (120_000, peak * Decimal("0.85") - Decimal("0.01"))
+    m = compute_metrics([trade("1")] * 10, curve)
+    (dd,) = [r for r in evaluate(m).results if r.key == "max_drawdown"]
+    assert not dd.passed
