@@ -39,6 +39,12 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--kubeconfig", default=None, help="kubeconfig (default: in-cluster or $KUBECONFIG)"
     )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=int(os.environ.get("METRICS_PORT") or 0),
+        help="serve Prometheus /metrics on this port (default $METRICS_PORT; 0 = off)",
+    )
     p.add_argument("--verbose", "-v", action="store_true", help="log every handler call")
     p.set_defaults(func=_run)
 
@@ -55,6 +61,12 @@ def _run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf.objects").addFilter(_QuietTimers())
     logging.getLogger("kubetrade").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     settings = OperatorSettings.from_env(args.namespace)
+    if args.metrics_port:
+        from prometheus_client import start_http_server
+
+        from kubetrade.operator.metrics import REGISTRY
+
+        start_http_server(args.metrics_port, registry=REGISTRY)
     asyncio.run(
         run_operator(
             settings,

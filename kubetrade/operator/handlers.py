@@ -11,8 +11,10 @@ restart or a changed RiskPolicy converge within one timer interval.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +26,7 @@ from redis.exceptions import RedisError
 
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.models import OrderStatus
-from kubetrade.operator import render
+from kubetrade.operator import metrics, render
 from kubetrade.operator.kube import Kube
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.operator.status import Conditions, fold_summary, iso
@@ -380,11 +382,15 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             or current.get("replicas") != replicas
             or trigger != "timer"
         ):
-            # the runner's identity first (concurrently), so its pod never starts without it
-            await asyncio.gather(
-                *(c.kube.apply(obj) for obj in render.runner_rbac(strategy, uid, c.settings))
-            )
+            # the runner's identity first, so its pod never starts without it; the binding
+            # after its Role (the API server checks the grant against the Role's rules)
+            identity = render.runner_rbac(strategy, uid, c.settings)
+            if identity:
+                account, role, binding = identity
+                await asyncio.gather(c.kube.apply(account), c.kube.apply(role))
+                await c.kube.apply(binding)
             await c.kube.apply(deployment)
+            metrics.WRITES.labels("Deployment").inc()
             if current is not None and current.get("hash") not in (None, chash):
                 kopf.info(body, reason="RunnerRolled", message=f"config changed ({chash})")
         conds.set(
@@ -437,6 +443,8 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             }
         )
         _write_status(patch, status, new)
+        metrics.BLOCKED.labels(name, "RiskPolicy").set(1 if blocked else 0)
+        metrics.BLOCKED.labels(name, "PreflightFailed").set(1 if preflight == "Failed" else 0)
         for flipped in conds.flipped:
             if flipped["status"] == "False" and flipped["type"] in (
                 "RiskPolicyValid",
@@ -449,9 +457,15 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
                     message=flipped["message"],
                 )
 
-    @kopf.on.resume(GROUP, VERSION, "strategies", registry=registry, id="strategy_changed")  # type: ignore[arg-type]
-    @kopf.on.create(GROUP, VERSION, "strategies", registry=registry, id="strategy_changed")  # type: ignore[arg-type]
-    @kopf.on.update(GROUP, VERSION, "strategies", registry=registry, id="strategy_changed")  # type: ignore[arg-type]
+    @kopf.on.resume(  # type: ignore[arg-type]
+        GROUP, VERSION, "strategies", registry=registry, id="strategy_changed", backoff=5
+    )
+    @kopf.on.create(  # type: ignore[arg-type]
+        GROUP, VERSION, "strategies", registry=registry, id="strategy_changed", backoff=5
+    )
+    @kopf.on.update(  # type: ignore[arg-type]
+        GROUP, VERSION, "strategies", registry=registry, id="strategy_changed", backoff=5
+    )
     async def strategy_changed(
         body: kopf.Body,
         patch: kopf.Patch,
@@ -461,7 +475,11 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
         reason: str,
         **_: Any,
     ) -> None:
-        await reconcile_strategy(body, patch, riskpolicy_idx, deployment_idx, job_idx, str(reason))
+        await _timed(
+            "Strategy",
+            str(reason),
+            reconcile_strategy(body, patch, riskpolicy_idx, deployment_idx, job_idx, str(reason)),
+        )
 
     @kopf.timer(  # type: ignore[arg-type]
         GROUP,
@@ -471,6 +489,7 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
         initial_delay=interval,
         registry=registry,
         id="strategy_tick",
+        backoff=5,
     )
     async def strategy_tick(
         body: kopf.Body,
@@ -482,9 +501,15 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
     ) -> None:
         if body["metadata"].get("deletionTimestamp"):
             return
-        await reconcile_strategy(body, patch, riskpolicy_idx, deployment_idx, job_idx, "timer")
+        await _timed(
+            "Strategy",
+            "timer",
+            reconcile_strategy(body, patch, riskpolicy_idx, deployment_idx, job_idx, "timer"),
+        )
 
-    @kopf.on.delete(GROUP, VERSION, "strategies", registry=registry, id="strategy_deleted")  # type: ignore[arg-type]
+    @kopf.on.delete(  # type: ignore[arg-type]
+        GROUP, VERSION, "strategies", registry=registry, id="strategy_deleted", backoff=2
+    )
     async def strategy_deleted(
         body: kopf.Body,
         name: str,
@@ -519,6 +544,9 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
                 + (f", positions to close: {positions}" if close else ""),
                 delay=1,
             )
+        for rule in ("RiskPolicy", "PreflightFailed"):
+            with contextlib.suppress(KeyError):
+                metrics.BLOCKED.remove(name, rule)
         runner = render.runner_name(name)
         await c.kube.delete("apps/v1", "deployments", namespace, runner)
         if c.settings.runner_rbac == "per-strategy":
@@ -551,6 +579,7 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
         initial_delay=0.5,
         registry=registry,
         id="riskpolicy_tick",
+        backoff=5,
     )
     async def riskpolicy_tick(
         body: kopf.Body, patch: kopf.Patch, strategy_idx: kopf.Index[Any, Any], **_: Any
@@ -638,6 +667,10 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             if s.get("enabled", True)
         )
         conds.set("Mirrored", True, "MirroredToRedis", f"action {action} published", now)
+        for known in ("none", "stop", "close-all"):
+            metrics.EMERGENCY_ACTION.labels(known).set(1 if known == action else 0)
+        metrics.EMERGENCY_ACKS.set(acked)
+        metrics.EMERGENCY_RUNNERS.set(runners)
         conds.set(
             "Acknowledged",
             acked >= runners,
@@ -659,13 +692,23 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             },
         )
 
-    @kopf.on.resume(GROUP, VERSION, "emergencies", registry=registry, id="emergency_changed")  # type: ignore[arg-type]
-    @kopf.on.create(GROUP, VERSION, "emergencies", registry=registry, id="emergency_changed")  # type: ignore[arg-type]
-    @kopf.on.update(GROUP, VERSION, "emergencies", registry=registry, id="emergency_changed")  # type: ignore[arg-type]
+    @kopf.on.resume(  # type: ignore[arg-type]
+        GROUP, VERSION, "emergencies", registry=registry, id="emergency_changed", backoff=2
+    )
+    @kopf.on.create(  # type: ignore[arg-type]
+        GROUP, VERSION, "emergencies", registry=registry, id="emergency_changed", backoff=2
+    )
+    @kopf.on.update(  # type: ignore[arg-type]
+        GROUP, VERSION, "emergencies", registry=registry, id="emergency_changed", backoff=2
+    )
     async def emergency_changed(
-        body: kopf.Body, patch: kopf.Patch, strategy_idx: kopf.Index[Any, Any], **_: Any
+        body: kopf.Body,
+        patch: kopf.Patch,
+        strategy_idx: kopf.Index[Any, Any],
+        reason: str,
+        **_: Any,
     ) -> None:
-        await mirror_emergency(body, patch, strategy_idx)
+        await _timed("Emergency", str(reason), mirror_emergency(body, patch, strategy_idx))
 
     @kopf.timer(  # type: ignore[arg-type]
         GROUP,
@@ -674,6 +717,7 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
         interval=min(interval, 2.0),
         registry=registry,
         id="emergency_tick",
+        backoff=5,
     )
     async def emergency_tick(
         body: kopf.Body, patch: kopf.Patch, strategy_idx: kopf.Index[Any, Any], **_: Any
@@ -743,8 +787,12 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
         new["conditions"] = conds.items
         _write_status(patch, status, new)
 
-    @kopf.on.resume(GROUP, VERSION, "validationruns", registry=registry, id="validation_created")  # type: ignore[arg-type]
-    @kopf.on.create(GROUP, VERSION, "validationruns", registry=registry, id="validation_created")  # type: ignore[arg-type]
+    @kopf.on.resume(  # type: ignore[arg-type]
+        GROUP, VERSION, "validationruns", registry=registry, id="validation_created", backoff=5
+    )
+    @kopf.on.create(  # type: ignore[arg-type]
+        GROUP, VERSION, "validationruns", registry=registry, id="validation_created", backoff=5
+    )
     async def validation_created(
         body: kopf.Body, patch: kopf.Patch, job_idx: kopf.Index[Any, Any], reason: str, **_: Any
     ) -> None:
@@ -758,6 +806,7 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
         initial_delay=interval,
         registry=registry,
         id="validation_tick",
+        backoff=5,
     )
     async def validation_tick(
         body: kopf.Body, patch: kopf.Patch, job_idx: kopf.Index[Any, Any], **_: Any
@@ -765,6 +814,19 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
         await reconcile_validation(body, patch, job_idx, "timer")
 
     return registry
+
+
+async def _timed(kind: str, trigger: str, work: Any) -> None:
+    """Count and time one reconcile; errors are re-raised for Kopf to retry."""
+    started = time.perf_counter()
+    try:
+        await work
+    except Exception:
+        metrics.RECONCILES.labels(kind, trigger, "error").inc()
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+    metrics.RECONCILES.labels(kind, trigger, "ok").inc()
 
 
 def _write_status(patch: kopf.Patch, current: Mapping[str, Any], new: Mapping[str, Any]) -> None:

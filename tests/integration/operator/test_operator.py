@@ -9,10 +9,12 @@ would.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import redis
 
 from kubetrade.operator.render import CONFIG_HASH
@@ -433,48 +435,35 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     assert first <= len(names) + len(live)
 
 
-def test_liveness_endpoint(operator_bed: OperatorBed) -> None:
-    import socket
-    import urllib.request
-
+def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    bed = operator_bed
-    bed.proc = None
-    import subprocess
-    import sys
+        port: int = s.getsockname()[1]
+        return port
 
-    from tests.fixtures.kubetrade_operator import ROOT
 
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "kubetrade",
-            "operator",
-            "--standalone",
-            "--namespace",
-            bed.ns,
-            "--kubeconfig",
-            str(bed.sa_kubeconfig),
-            "--liveness",
-            f"http://127.0.0.1:{port}/healthz",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _get(url: str) -> str | None:
     try:
+        response = httpx.get(url, timeout=2)
+    except httpx.HTTPError:
+        return None
+    return response.text if response.status_code == 200 else None
 
-        def healthy() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-                    return bool(r.status == 200)
-            except OSError:
-                return False
 
-        wait_for(healthy, 30, "liveness endpoint 200")
-    finally:
-        proc.terminate()
-        proc.wait(15)
+def test_liveness_and_metrics_endpoints(operator_bed: OperatorBed) -> None:
+    bed = operator_bed
+    health, metrics = _free_port(), _free_port()
+    bed.start("--liveness", f"http://127.0.0.1:{health}/healthz", "--metrics-port", str(metrics))
+    wait_for(lambda: _get(f"http://127.0.0.1:{health}/healthz") is not None, 30, "liveness 200")
+    bed.apply(POLICY.format(name="default", stop=5) + "---" + strategy("m1"))
+    text = wait_for(
+        lambda: (
+            (t := _get(f"http://127.0.0.1:{metrics}/metrics"))
+            and 'kubetrade_operator_reconciles_total{kind="Strategy",result="ok",trigger="create"}'
+            in t
+            and t
+        ),
+        30,
+        "reconcile counted in /metrics",
+    )
+    assert "kubetrade_operator_reconcile_seconds_bucket" in text
