@@ -873,7 +873,6 @@ async def forward(
             engine.strategy.update(s, float(c.close))
         cursor[s] = history[-1].ts_ms if history else (start_ms // step) * step - step
 
-    sim = ManualClock(start_ms)
     trades: list[ClosedTrade] = []
     curve: list[tuple[int, Decimal]] = [(start_ms, engine.equity)]
     candles = 0
@@ -898,14 +897,19 @@ async def forward(
             if ts <= cursor[s]:
                 continue
             cursor[s] = ts
-            result = run_replay(engine, broker, [c], sim, symbol=s)
+            # A clock per candle: one symbol's candles may arrive a poll late, after a
+            # later candle of another symbol was traded, and a shared simulated clock
+            # cannot go back (it raised and ended the run).
+            result = run_replay(engine, broker, [c], ManualClock(ts), symbol=s)
             trades.extend(result.trades)
             rejected += result.rejected
             candles += 1
-            first_ms = ts if first_ms is None else first_ms
+            first_ms = ts if first_ms is None else min(first_ms, ts)
             point = result.equity_curve[-1]
-            if curve and curve[-1][0] == point[0]:
-                curve[-1] = point
+            if curve and curve[-1][0] >= point[0]:
+                # late candle: the curve stays in time order; its latest point takes
+                # the equity as it is now
+                curve[-1] = (curve[-1][0], point[1])
             else:
                 curve.append(point)
         now = clock.now_ms()
