@@ -46,6 +46,7 @@ from telegram.ext import (
 )
 
 from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.notify.dispatcher import ChatTarget
 from kubetrade.notify.overview import read_overview
 from kubetrade.notify.settings import NotifySettings
 from kubetrade.notify.text import (
@@ -158,7 +159,7 @@ class NotifyBot:
         self.keys = keys
         self.desired = desired
         self.clock: Clock = clock or SystemClock()
-        self.chat_id = settings.telegram_chat_id
+        self.target = ChatTarget(settings.telegram_chat_id)
         self.allowed_users = frozenset(settings.telegram_allowed_user_ids)
         self.confirm_ms = settings.telegram_confirm_seconds * 1000
         self.ack_wait_seconds = ACK_WAIT_SECONDS
@@ -226,7 +227,7 @@ class NotifyBot:
     def allowed(self, update: Update) -> bool:
         chat = update.effective_chat
         user = update.effective_user
-        if chat is None or user is None or chat.id != self.chat_id:
+        if chat is None or user is None or chat.id not in self.target.ids:
             return False
         return not self.allowed_users or user.id in self.allowed_users
 
@@ -508,7 +509,7 @@ class NotifyBot:
         if missing:
             text += f"\nNot confirmed after {int(self.ack_wait_seconds)} s: {', '.join(missing)}"
         try:
-            await context.bot.send_message(self.chat_id, text)
+            await context.bot.send_message(self.target.chat_id, text)
         except TelegramError as exc:
             log.warning("could not report runner acks: %s", exc)
 

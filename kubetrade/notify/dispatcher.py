@@ -33,7 +33,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from telegram import Bot, LinkPreviewOptions
-from telegram.error import BadRequest, RetryAfter, TelegramError, TimedOut
+from telegram.error import BadRequest, ChatMigrated, RetryAfter, TelegramError, TimedOut
 
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.notify.text import MAX_MESSAGE, Outgoing, group_alerts
@@ -98,12 +98,35 @@ def telegram_limits(per_chat_per_minute: int = 20, per_second: int = 30) -> tupl
     return ((per_chat_per_minute, 60.0), (per_second, 1.0))
 
 
-def bot_sender(bot: Bot, chat_id: int) -> Send:
+class ChatTarget:
+    """The operator's chat id, which Telegram may change once: a group upgraded to a
+    supergroup answers ``ChatMigrated`` with its new id. Bot and dispatcher share one
+    target so both follow the move (and the log says to update TELEGRAM_CHAT_ID)."""
+
+    def __init__(self, chat_id: int) -> None:
+        self.chat_id = chat_id
+        self.ids = {chat_id}
+
+    def migrate(self, new_id: int) -> None:
+        log.error("Telegram chat %s migrated to %s: set TELEGRAM_CHAT_ID=%s",
+                  self.chat_id, new_id, new_id)
+        self.chat_id = new_id
+        self.ids.add(new_id)
+
+
+def bot_sender(bot: Bot, target: ChatTarget | int) -> Send:
     """Plain-text sends to the operator's chat (no parse mode: see kubetrade.notify.text)."""
+    chat = target if isinstance(target, ChatTarget) else ChatTarget(target)
     no_preview = LinkPreviewOptions(is_disabled=True)
 
     async def send(text: str) -> None:
-        await bot.send_message(chat_id=chat_id, text=text, link_preview_options=no_preview)
+        try:
+            await bot.send_message(chat_id=chat.chat_id, text=text,
+                                   link_preview_options=no_preview)
+        except ChatMigrated as exc:
+            chat.migrate(int(exc.new_chat_id))
+            await bot.send_message(chat_id=chat.chat_id, text=text,
+                                   link_preview_options=no_preview)
 
     return send
 

@@ -60,7 +60,7 @@ class Notifier:
         self.dispatcher = AlertDispatcher(
             redis,
             keys,
-            bot_sender(self.app.bot, settings.telegram_chat_id),
+            bot_sender(self.app.bot, self.bot.target),
             consumer or consumer_name(),
             clock=self.clock,
             **options,

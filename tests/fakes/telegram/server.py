@@ -82,6 +82,7 @@ class FakeTelegram:
         self._site: web.TCPSite | None = None
         self._pollers = 0
         self._down = False
+        self._migrated: dict[int, int] = {}
         self.failed_requests = 0
 
     # -- lifecycle ------------------------------------------------------------------
@@ -167,6 +168,11 @@ class FakeTelegram:
         """The next ``count`` calls stall ``seconds`` before answering (client timeouts)."""
         for _ in range(count):
             self._faults.append(_Fault(200, "", None, _frozen(methods), delay=seconds))
+
+    def migrate_chat(self, old_id: int, new_id: int) -> None:
+        """The group was upgraded to a supergroup: sends to ``old_id`` answer 400 with
+        ``parameters.migrate_to_chat_id`` (as Telegram does)."""
+        self._migrated[old_id] = new_id
 
     def _take_fault(self, method: str) -> _Fault | None:
         for i, fault in enumerate(self._faults):
@@ -315,7 +321,7 @@ class FakeTelegram:
         except _ApiError as exc:
             if self._down and request.transport is not None:
                 request.transport.close()
-            return _error(exc.code, exc.description)
+            return _error(exc.code, exc.description, exc.parameters)
         await self._notify()
         return web.json_response({"ok": True, "result": result})
 
@@ -375,6 +381,9 @@ class FakeTelegram:
 
     async def _api_sendmessage(self, params: JSON) -> JSON:
         chat_id = _chat_id(params)
+        if chat_id in self._migrated:
+            raise _ApiError(400, "Bad Request: group chat was upgraded to a supergroup chat",
+                            {"migrate_to_chat_id": self._migrated[chat_id]})
         text = str(params.get("text") or "")
         if not text.strip():
             raise _ApiError(400, "Bad Request: message text is empty")
@@ -429,10 +438,11 @@ class FakeTelegram:
 
 
 class _ApiError(Exception):
-    def __init__(self, code: int, description: str) -> None:
+    def __init__(self, code: int, description: str, parameters: JSON | None = None) -> None:
         super().__init__(description)
         self.code = code
         self.description = description
+        self.parameters = parameters
 
 
 def _frozen(methods: set[str] | None) -> frozenset[str] | None:

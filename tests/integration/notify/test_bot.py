@@ -248,3 +248,20 @@ async def test_editing_an_old_message_into_a_command_does_nothing(
     assert reply.text.startswith("kubetrade bot")
     assert dict(notifier.bot.handled) == {"help": 1}
     assert await redis_client.hgetall(KEYS.emergency) == {}
+
+
+async def test_alerts_and_commands_follow_a_group_upgraded_to_a_supergroup(
+    redis_client: aioredis.Redis, fake_telegram: FakeTelegram, start_notifier: StartNotifier
+) -> None:
+    from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
+
+    new_id = -1009876543210
+    fake_telegram.migrate_chat(GROUP, new_id)
+    await start_notifier()
+    await raise_alert(redis_client, KEYS, Alert(
+        AlertKind.CIRCUIT_OPEN, Severity.CRITICAL, "Circuit open", "binance: 5 errors",
+        int(time.time() * 1000)))
+    moved = await fake_telegram.wait_for_message(lambda m: "Circuit open" in m.text)
+    assert moved.chat_id == new_id
+    reply = await command(fake_telegram, "/help", chat=new_id)
+    assert reply.text.startswith("kubetrade bot")
