@@ -37,6 +37,10 @@ from pydantic.alias_generators import to_camel
 from kubetrade.domain.models import ZERO, MarketInfo, Side
 
 HUNDRED = Decimal(100)
+MARKET_PRICE_MARGIN = Decimal("0.005")
+"""Cash kept back when sizing a market BUY by the cash left: it fills at a price not
+known yet (slippage, the market moving between decision and fill), and an order the
+balance cannot pay at that price is refused by the exchange (insufficient funds)."""
 
 
 class RiskLimits(BaseModel):
@@ -180,11 +184,12 @@ def size_entry(
     """Quantity for a new position, or a refusal saying which minimum it missed.
 
     Target value = ``max_position_size_pct`` of equity, capped by what cash can pay
-    (fees included), by ``max_order_notional`` and ``max_order_quantity``, then rounded
-    down to the lot step. Below the exchange minimum quantity or notional it is refused.
+    (fees included, at a price up to ``MARKET_PRICE_MARGIN`` above ``price``), by
+    ``max_order_notional`` and ``max_order_quantity``, then rounded down to the lot
+    step. Below the exchange minimum quantity or notional it is refused.
     """
     target = equity * limits.max_position_size_pct / HUNDRED
-    affordable = cash / (1 + fee_rate)
+    affordable = cash / ((1 + fee_rate) * (1 + MARKET_PRICE_MARGIN))
     value = min(target, affordable, limits.max_order_notional)
     if value <= 0 or price <= 0:
         return ZERO, refuse(

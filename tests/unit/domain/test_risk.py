@@ -324,3 +324,23 @@ def test_max_concurrent_positions_counts_entries_still_at_the_exchange() -> None
     eng.on_order_update(pending)
     strat.per_symbol[ETH][1] = B
     assert [o.symbol for o in eng.on_candle(ETH, candle(1, 10))] == [ETH]
+
+
+def test_an_entry_sized_by_the_cash_left_is_not_refused_for_the_price_moving() -> None:
+    """When cash (not max_position_size_pct) limits an entry, the market order must
+    still be payable if it fills a little above the candle's close (paper slippage, a
+    live tick): otherwise every such entry is refused with insufficient funds."""
+    from kubetrade.domain.engine import TradingEngine
+    from kubetrade.exchange.paper import PaperBroker
+
+    from ._helpers import markets
+
+    for pct, symbols in ((100, (BTC,)), (60, (BTC, ETH))):
+        strat = SymbolScripted(per_symbol={BTC: {0: B}, ETH: {0: B}})
+        eng = TradingEngine("test", strat, RiskLimits(max_position_size_pct=pct),
+                            markets(BTC, ETH), Decimal(10000))
+        broker = PaperBroker(markets(BTC, ETH), {"USDT": Decimal(10000)})  # 2 bps slippage
+        for sym, price in zip(symbols, ("63201.05", "2500.37"), strict=False):
+            step(eng, broker, sym, candle(0, price))  # the 2nd is sized by the cash left
+        assert refusals(eng) == []
+        assert set(eng.positions) == set(symbols)
