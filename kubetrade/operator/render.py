@@ -33,7 +33,8 @@ def runner_name(strategy: str) -> str:
 
 
 def preflight_job_name(strategy: str, config_hash: str) -> str:
-    return f"preflight-{strategy}-{config_hash[:8]}"
+    """At most 63 characters (a Job's name becomes a label value of its pods)."""
+    return f"preflight-{strategy[:44].rstrip('-')}-{config_hash[:8]}"
 
 
 def validation_job_name(run: str) -> str:

@@ -234,3 +234,17 @@ def test_per_strategy_runner_identity() -> None:
         ]
         == "kt-runner"
     )
+
+
+def test_names_fit_kubernetes_limits_for_the_longest_strategy_name() -> None:
+    long = Strategy.model_validate(
+        {
+            "metadata": {"name": "s" * 45, "namespace": "trading"},
+            "spec": {"algorithm": "sma-crossover", "symbols": ["BTC/USDT"]},
+        }
+    )
+    chash = render.config_hash(long, SETTINGS)
+    assert len(render.preflight_job_name(long.name, chash)) <= 63
+    assert len(render.runner_name(long.name)) <= 63
+    for obj in render.runner_rbac(long, "u", SETTINGS):
+        assert len(obj["metadata"]["name"]) <= 63
