@@ -30,7 +30,7 @@ key                                         type     holds
 {p}:desired:strategies                      hash     name -> Strategy manifest JSON (local mode)
 {p}:desired:riskpolicies                    hash     name -> RiskPolicy manifest JSON (local mode)
 {p}:auth:revoked:{jti}                      string   present = token revoked (TTL = token lifetime)
-{p}:auth:refresh:{jti}                      string   refresh-token family state (rotation, reuse)
+{p}:auth:refresh:{family}                   string   live refresh jti of a login (rotation, reuse)
 {p}:auth:login:{client}                     string   failed-login counter (TTL 60 s)
 ==========================================  =======  ===============================================
 
@@ -127,8 +127,8 @@ class Keys:
     def revoked_token(self, jti: str) -> str:
         return f"{self.prefix}:auth:revoked:{jti}"
 
-    def refresh_token(self, jti: str) -> str:
-        return f"{self.prefix}:auth:refresh:{jti}"
+    def refresh_token(self, family: str) -> str:
+        return f"{self.prefix}:auth:refresh:{family}"
 
     def login_failures(self, client: str) -> str:
         return f"{self.prefix}:auth:login:{client}"
