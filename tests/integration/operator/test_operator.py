@@ -412,9 +412,15 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     live = ["l1", "l2", "l3"]
     bed.start()
     bed.apply("---\n".join([strategy(n) for n in names] + [strategy(n, mode="live") for n in live]))
+    # SIGKILL twice: right after the first Deployment, and again when about half exist
     wait_for(lambda: bed.items("deployments"), 30, "first Deployment")
     bed.kill()
     first = len(bed.items("deployments"))
+    bed.start()
+    half = (len(names) + len(live)) // 2
+    wait_for(lambda: len(bed.items("deployments")) >= min(first + 1, half), 60, "progress")
+    bed.kill()
+    second = len(bed.items("deployments"))
     bed.start()
 
     def converged() -> bool:
@@ -432,7 +438,11 @@ def test_operator_killed_mid_reconcile_converges_without_duplicates(
     assert all(len(d["metadata"]["ownerReferences"]) == 1 for d in deps)
     jobs = bed.items("jobs", "kubetrade.io/job=preflight")
     assert sorted(j["metadata"]["labels"]["kubetrade.io/strategy"] for j in jobs) == live
-    assert first <= len(names) + len(live)
+    assert first <= second <= len(names) + len(live)
+    # the runner identities were not duplicated either (names are per Strategy)
+    assert len(bed.items("roles", "app.kubernetes.io/managed-by=kubetrade-operator")) == len(
+        names
+    ) + len(live)
 
 
 def _free_port() -> int:
