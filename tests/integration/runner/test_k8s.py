@@ -1,0 +1,169 @@
+"""The runner against a real kube-apiserver: the Emergency CR halts it directly (the
+kill switch path that works while Redis is down), Strategy/RiskPolicy changes reach a
+running runner, and `kubetrade runner --strategy NAME --namespace NS` (the pod's command)
+trades from the custom resources."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Coroutine
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client as k8s
+from redis.asyncio import Redis
+
+from kubetrade.domain.clock import ManualClock, SystemClock
+from kubetrade.exchange.replay import bundled_candles
+from kubetrade.runner.app import RunnerEnv, create_runner
+from kubetrade.runner.core import Runner, RunnerOptions
+from kubetrade.runner.emergency import watch_kubernetes
+from kubetrade.runner.watch import watch_cluster_desired
+from kubetrade.state.keys import Keys
+
+GROUP, VERSION = "kubetrade.io", "v1alpha1"
+KUBETRADE = str(Path(sys.executable).with_name("kubetrade"))
+CSV = bundled_candles("BTC/USDT")
+
+STRATEGY: dict[str, Any] = {
+    "apiVersion": f"{GROUP}/{VERSION}",
+    "kind": "Strategy",
+    "metadata": {"name": "btc-sma"},
+    "spec": {
+        "algorithm": "sma-crossover",
+        "parameters": {"fastPeriod": 5, "slowPeriod": 20},
+        "symbols": ["BTC/USDT"],
+        "timeframe": "1m",
+        "mode": "paper",
+    },
+}
+
+
+async def wait_until(check: Callable[[], Coroutine[Any, Any, Any]], what: str) -> Any:
+    async def loop() -> Any:
+        while True:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.05)
+
+    try:
+        return await asyncio.wait_for(loop(), 30)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+async def make_runner(redis: Redis, keys: Keys) -> Runner:
+    env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
+    runner, _ = await create_runner(
+        STRATEGY, redis=redis, keys=keys, env=env, clock=ManualClock(1),
+        options=RunnerOptions(reconcile_interval_s=0),
+    )
+    await runner.start()
+    return runner
+
+
+def _crs(api_client: k8s.ApiClient) -> k8s.CustomObjectsApi:
+    return k8s.CustomObjectsApi(api_client)
+
+
+async def test_emergency_cr_halts_runner_directly(
+    redis_client: Redis, k8s_api_client: k8s.ApiClient, k8s_namespace: str,
+    kubetrade_crds: Path,
+) -> None:
+    keys = Keys("kt")
+    runner = await make_runner(redis_client, keys)
+    watcher = asyncio.create_task(
+        watch_kubernetes(k8s_namespace, runner.apply_emergency, SystemClock(), k8s_api_client)
+    )
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "Emergency",
+        "metadata": {"name": "default"},
+        "spec": {"action": "stop", "reason": "drill", "requestedBy": "kubectl-user"},
+    }
+    await asyncio.to_thread(
+        _crs(k8s_api_client).create_namespaced_custom_object,
+        GROUP, VERSION, k8s_namespace, "emergencies", body,
+    )
+
+    async def halted() -> bool:
+        return bool(runner.engine and runner.engine.is_halted)
+
+    await wait_until(halted, "the runner to halt on the Emergency CR")
+    ack = json.loads(await redis_client.hget(keys.emergency_acks, "btc-sma"))
+    assert ack["action"] == "stop"
+    assert "kubectl-user" in runner.engine.halted_reason  # type: ignore[union-attr]
+    await asyncio.to_thread(
+        _crs(k8s_api_client).patch_namespaced_custom_object,
+        GROUP, VERSION, k8s_namespace, "emergencies", "default", {"spec": {"action": "none"}},
+    )
+
+    async def resumed() -> bool:
+        return bool(runner.engine and not runner.engine.is_halted)
+
+    await wait_until(resumed, "the runner to resume when the action is none")
+    watcher.cancel()
+    audit = [f for _, f in await redis_client.xrange(keys.audit)]
+    applied = [json.loads(f["detail"]) for f in audit if f["action"] == "emergency.stop.applied"]
+    assert applied and applied[0]["source"] == "kubernetes"
+
+
+async def test_riskpolicy_and_strategy_changes_reach_running_runner(
+    redis_client: Redis, k8s_api_client: k8s.ApiClient, k8s_namespace: str,
+    kubetrade_crds: Path,
+) -> None:
+    crs = _crs(k8s_api_client)
+    policy = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RiskPolicy",
+              "metadata": {"name": "default"}, "spec": {"stopLossPct": 5.0}}
+    await asyncio.to_thread(crs.create_namespaced_custom_object, GROUP, VERSION,
+                            k8s_namespace, "riskpolicies", policy)
+    await asyncio.to_thread(crs.create_namespaced_custom_object, GROUP, VERSION,
+                            k8s_namespace, "strategies", STRATEGY)
+    runner = await make_runner(redis_client, Keys("kt"))
+    watcher = asyncio.create_task(watch_cluster_desired(k8s_namespace, runner, k8s_api_client))
+    await asyncio.to_thread(crs.patch_namespaced_custom_object, GROUP, VERSION, k8s_namespace,
+                            "riskpolicies", "default", {"spec": {"stopLossPct": 2.5}})
+
+    async def limits() -> bool:
+        return runner.limits.stop_loss_pct == Decimal("2.5")
+
+    await wait_until(limits, "the RiskPolicy change in the running engine")
+    await asyncio.to_thread(crs.patch_namespaced_custom_object, GROUP, VERSION, k8s_namespace,
+                            "strategies", "btc-sma", {"spec": {"enabled": False}})
+
+    async def disabled() -> bool:
+        return bool(runner.engine and runner.engine.is_halted)
+
+    await wait_until(disabled, "the disabled Strategy to halt the runner")
+    watcher.cancel()
+
+
+def test_runner_command_reads_its_custom_resources(
+    redis_url: str, kubeconfig: str, k8s_api_client: k8s.ApiClient, k8s_namespace: str,
+    kubetrade_crds: Path,
+) -> None:
+    import redis
+
+    crs = _crs(k8s_api_client)
+    crs.create_namespaced_custom_object(GROUP, VERSION, k8s_namespace, "strategies", STRATEGY)
+    prefix = f"k8s-{k8s_namespace}"
+    env = {**os.environ, "REDIS_URL": redis_url, "KUBETRADE_REDIS_PREFIX": prefix,
+           "KUBECONFIG": kubeconfig, "KUBETRADE_MARKET_DATA": f"replay:{CSV}",
+           "KUBETRADE_REPLAY_INTERVAL": "0", "POD_NAME": "btc-sma-runner-0"}
+    done = subprocess.run(
+        [KUBETRADE, "runner", "--strategy", "btc-sma", "--namespace", k8s_namespace,
+         "--max-candles", "600"],
+        env=env, capture_output=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    summary = r.hgetall(Keys(prefix).summary("btc-sma"))
+    assert summary["mode"] == "paper" and int(summary["trades"]) >= 1
+    events = [json.loads(line).get("event") for line in done.stdout.decode().splitlines()
+              if line.startswith("{")]
+    assert "runner.starting" in events and "trade.closed" in events
