@@ -342,7 +342,9 @@ class TradingEngine:
             )
         if equity <= self._day_floor and HALT_DAILY not in self._halts:
             loss = (self._day_start - equity) * HUNDRED / self._day_start
-            until = (self._day + 1) * DAY_MS
+            # until the end of the UTC day in which the loss is seen: a loss seen at
+            # the 00:00 mark (the day's last candle closing) halts the day beginning
+            until = (max(self._day, self._now_ms // DAY_MS) + 1) * DAY_MS
             reason = (
                 f"daily loss {loss:.2f}% reached daily_loss_limit_pct "
                 f"{self.limits.daily_loss_limit_pct}; halted until next UTC day"
@@ -504,8 +506,8 @@ class TradingEngine:
             else:
                 self._mark()
         if close_ms >= self._next_day_ms:
-            # after the mark: the new day starts from the equity at midnight (this
-            # candle's close); what this candle lost happened in the day that ended
+            # after the mark: the new day's baseline is the equity at midnight (this
+            # candle's close), and this candle's loss was judged against the old day's
             self._new_day(close_ms // DAY_MS, now)
         tracker = self.tracker
         if not tracker.enabled:

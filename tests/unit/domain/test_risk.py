@@ -294,17 +294,24 @@ def test_daily_loss_counts_from_the_equity_at_utc_midnight() -> None:
     assert HALT_DAILY in eng.halts
 
 
-def test_a_daily_loss_reached_in_the_candle_closing_at_midnight_halts_yesterday_only() -> None:
+def test_a_daily_loss_seen_at_midnight_halts_the_day_that_begins() -> None:
+    """The limit reached at the mark of 00:00 (the last candle of the day, or the only
+    one with a 1d timeframe) halts entries for the UTC day that begins then: a halt
+    that ended the moment it started would not halt at all."""
     eng, broker = make({0: B}, max_position_size_pct=50, stop_loss_pct=0,
                        max_drawdown_pct=0, daily_loss_limit_pct=3)
     step(eng, broker, BTC, candle(0, 100))
     step(eng, broker, BTC, candle(1, 100))
     step(eng, broker, BTC, candle(1438, 100))
     step(eng, broker, BTC, candle(1439, 90))  # -5% of equity during the day's last minute
-    events = eng.drain_events()
-    assert any(e.kind == "daily_loss_limit" for e in events)  # it was reached: alerted
-    assert not eng.is_halted  # but that day is over: the new day starts clean
-    assert any(e.action == "halt_lifted" for e in events)
+    assert any(e.kind == "daily_loss_limit" for e in eng.drain_events())
+    assert HALT_DAILY in eng.halts
+    assert eng.halts[HALT_DAILY].until_ms == T0 + 2 * 1440 * MIN
+    assert eng.risk_state()["day_start_equity"] == eng.equity  # the new day's baseline
+    step(eng, broker, BTC, candle(1440, 90))
+    assert HALT_DAILY in eng.halts
+    step(eng, broker, BTC, candle(2879, 90))  # closes at the next midnight: lifted
+    assert not eng.is_halted
 
 
 def test_max_concurrent_positions_counts_entries_still_at_the_exchange() -> None:
