@@ -170,6 +170,11 @@ async def run_local(options: LocalOptions) -> int:
         manifests = await seed_desired(desired, strategies, policies)
 
         env = RunnerEnv.from_env()
+        if env.metrics_port:
+            from kubetrade.runner.metrics import serve_metrics
+
+            serve_metrics(env.metrics_port, addr=options.host)
+            log.info("local.metrics", url=f"http://{options.host}:{env.metrics_port}/metrics")
         market = options.market_data or os.environ.get("KUBETRADE_MARKET_DATA")
         if not market:
             probe = (env.exchange_url.rstrip("/") + "/api/v3/ping") if env.exchange_url \

@@ -65,7 +65,7 @@ class Local:
 def start_local(tmp_path: Path) -> Iterator[Callable[..., Local]]:
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(redis_url: str | None) -> Local:
+    def start(redis_url: str | None, metrics_port: int | None = None) -> Local:
         port = _free_port()
         prefix = f"e2e-{uuid.uuid4().hex[:8]}"
         env = {k: v for k, v in os.environ.items()
@@ -74,6 +74,8 @@ def start_local(tmp_path: Path) -> Iterator[Callable[..., Local]]:
                    KUBETRADE_REPLAY_INTERVAL="0.02")
         if redis_url:
             env["REDIS_URL"] = redis_url
+        if metrics_port:
+            env["METRICS_PORT"] = str(metrics_port)
         log = tmp_path / f"local-{port}.log"
         proc = subprocess.Popen(
             [KUBETRADE, "local", "--port", str(port), "--market-data", "replay:bundled",
@@ -96,7 +98,8 @@ def start_local(tmp_path: Path) -> Iterator[Callable[..., Local]]:
 def test_local_with_redis_trades_and_serves_health(
     start_local: Callable[..., Local], redis_url: str
 ) -> None:
-    local = start_local(redis_url)
+    metrics_port = _free_port()
+    local = start_local(redis_url, metrics_port)
     health = wait_for(
         lambda: httpx.get(local.url + "/health", timeout=2).json(), 30, "/health"
     )
@@ -118,6 +121,10 @@ def test_local_with_redis_trades_and_serves_health(
     )
     summary = r.hgetall(f"{local.prefix}:strategy:{trade['strategy']}:summary")
     assert int(summary["trades"]) >= 1 and summary["phase"] in {"Running", "Halted", "Disabled"}
+    metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    assert 'kubetrade_fills_total{side="buy",strategy="' in metrics
+    assert "kubetrade_decision_latency_seconds_bucket" in metrics
+    assert 'kubetrade_equity{strategy="btc-sma"}' in metrics
     # graceful stop on SIGTERM
     local.proc.send_signal(signal.SIGTERM)
     assert local.proc.wait(30) == 0

@@ -167,3 +167,17 @@ def test_runner_command_reads_its_custom_resources(
     events = [json.loads(line).get("event") for line in done.stdout.decode().splitlines()
               if line.startswith("{")]
     assert "runner.starting" in events and "trade.closed" in events
+
+
+def test_examples_apply_to_the_real_api_server(
+    apiserver: Any, k8s_namespace: str, kubetrade_crds: Path
+) -> None:
+    """The shipped examples are valid custom resources, not just valid YAML."""
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    out = apiserver.kubectl("apply", "-n", k8s_namespace, "-f", str(examples),
+                            "-f", str(examples / "strategies"))
+    applied = out.stdout
+    for name in ("strategy.kubetrade.io/btc-sma", "strategy.kubetrade.io/btc-rsi",
+                 "strategy.kubetrade.io/btc-bollinger", "riskpolicy.kubetrade.io/default",
+                 "emergency.kubetrade.io/default"):
+        assert name in applied, applied
