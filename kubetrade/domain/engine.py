@@ -394,6 +394,9 @@ class TradingEngine:
                 return o
         return None
 
+    def _exiting(self, symbol: str) -> bool:
+        return any(o.symbol == symbol and o.side is Side.SELL for o in self._open.values())
+
     def _refuse(
         self, symbol: str, side: Side, rule: str, reason: str,
         detail: dict[str, Any] | None = None,
@@ -483,7 +486,9 @@ class TradingEngine:
         pos = self.portfolio.positions.get(symbol)
         if pos is not None:
             stop = pos.stop_price
-            if stop is not None and candle.low <= stop and self._pending(symbol) is None:
+            # only an exit already on its way holds the stop back (selling twice); an
+            # entry still open must not leave what is held unprotected
+            if stop is not None and candle.low <= stop and not self._exiting(symbol):
                 qty = self._exit_qty(symbol, pos, close, "stop_loss")
                 if qty > 0:
                     self._emit(

@@ -351,3 +351,20 @@ def test_an_entry_sized_by_the_cash_left_is_not_refused_for_the_price_moving() -
             step(eng, broker, sym, candle(0, price))  # the 2nd is sized by the cash left
         assert refusals(eng) == []
         assert set(eng.positions) == set(symbols)
+
+
+def test_stop_loss_is_not_held_back_by_an_entry_still_open() -> None:
+    """Part of a BUY filled and the rest is still open at the exchange when the price
+    gaps through the stop: what is held must be sold, not left unprotected until the
+    entry's fate is known."""
+    from kubetrade.domain.models import Fill
+
+    eng, _broker = make({0: B}, stop_loss_pct=5)
+    [entry] = eng.on_candle(BTC, candle(0, 100))
+    half = entry.quantity / 2
+    eng.on_fill(Fill("t1", entry.client_order_id, "test", BTC, B, half, Decimal(100),
+                     Decimal("0.01"), "USDT", T0 + MIN))
+    entry.status, entry.filled_quantity = OrderStatus.PARTIALLY_FILLED, half
+    eng.on_order_update(entry)
+    orders = eng.on_candle(BTC, candle(1, 90, low=90))
+    assert [(o.side, o.reason, o.quantity) for o in orders] == [(S, "stop_loss", half)]
