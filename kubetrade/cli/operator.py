@@ -17,7 +17,11 @@ def register(subparsers: Any) -> None:
         "mirrors the Emergency to Redis and folds runner summaries into Strategy status. "
         "Configured by environment: REDIS_URL, KUBETRADE_REDIS_PREFIX, KUBETRADE_RUNNER_IMAGE, "
         "KUBETRADE_RUNNER_SERVICE_ACCOUNT, KUBETRADE_JOB_SERVICE_ACCOUNT, "
-        "KUBETRADE_RUNNER_RESOURCES (JSON), KUBETRADE_STATUS_INTERVAL (seconds).",
+        "KUBETRADE_RUNNER_RESOURCES (JSON), KUBETRADE_STATUS_INTERVAL (seconds), "
+        "KUBETRADE_RUNNER_RBAC (per-strategy|shared), KUBETRADE_REDIS_SECRET (+_KEY: runners "
+        "get REDIS_URL from that Secret), KUBETRADE_DELETE_TIMEOUT / KUBETRADE_DISABLE_TIMEOUT "
+        "(seconds to wait for a runner to cancel orders), and KUBETRADE_EXCHANGE_URL, "
+        "KUBETRADE_MARKET_DATA, KUBETRADE_REPLAY_INTERVAL, LOG_LEVEL passed on to runners.",
     )
     p.add_argument(
         "--namespace",
