@@ -477,3 +477,30 @@ def test_liveness_and_metrics_endpoints(operator_bed: OperatorBed) -> None:
         "reconcile counted in /metrics",
     )
     assert "kubetrade_operator_reconcile_seconds_bucket" in text
+
+
+def test_failed_validation_job_and_missing_risk_policy(operator_bed: OperatorBed) -> None:
+    bed = operator_bed
+    bed.start()
+    bed.apply(
+        "apiVersion: kubetrade.io/v1alpha1\nkind: ValidationRun\nmetadata: {name: v2}\n"
+        "spec: {strategyRef: nowhere, duration: 2h}\n"
+        "---\n" + strategy("orphan", policy="absent")
+    )
+    job = wait_for(lambda: bed.get("job", "validation-v2"), 30, "validation Job")
+    assert job["spec"]["activeDeadlineSeconds"] == 2 * 3600 + 3600
+    finish_job(bed, "validation-v2", ok=False)
+    wait_for(
+        lambda: (
+            (bed.condition("validationrun", "v2", "Complete") or {}).get("reason") == "JobFailed"
+        ),
+        15,
+        "JobFailed condition",
+    )
+    assert (bed.get("validationrun", "v2") or {})["status"]["phase"] == "Failed"
+
+    # paper without its RiskPolicy: reported, but the runner still runs on default limits
+    cond = wait_for(lambda: bed.condition("strategy", "orphan", "RiskPolicyValid"), 30, "cond")
+    assert cond["status"] == "False" and cond["reason"] == "RiskPolicyNotFound"
+    assert "spec.riskPolicyRef" in cond["message"]
+    assert replicas(bed, "orphan") == 1
