@@ -513,7 +513,7 @@ class TradingEngine:
         if close_ms >= self._next_day_ms:
             # after the mark: the new day's baseline is the equity at midnight (this
             # candle's close), and this candle's loss was judged against the old day's
-            self._new_day(close_ms // DAY_MS, now)
+            self._new_day(close_ms // DAY_MS, max(now, close_ms))
         tracker = self.tracker
         if not tracker.enabled:
             change = tracker.check(now)

@@ -368,3 +368,14 @@ def test_stop_loss_is_not_held_back_by_an_entry_still_open() -> None:
     eng.on_order_update(entry)
     orders = eng.on_candle(BTC, candle(1, 90, low=90))
     assert [(o.side, o.reason, o.quantity) for o in orders] == [(S, "stop_loss", half)]
+
+
+def test_daily_halt_lifts_with_the_candle_that_closes_at_midnight_even_on_a_slow_clock() -> None:
+    """The candle closing at 00:00 proves the new day; a runner clock a moment behind
+    the exchange's must not keep yesterday's halt for the whole new day."""
+    eng, broker = make({0: B}, max_position_size_pct=50, stop_loss_pct=0, max_drawdown_pct=0)
+    step(eng, broker, BTC, candle(0, 100))
+    step(eng, broker, BTC, candle(1, 86))
+    assert HALT_DAILY in eng.halts
+    step(eng, broker, BTC, candle(1439, 86), now_ms=T0 + 1440 * MIN - 500)
+    assert not eng.is_halted
