@@ -471,7 +471,9 @@ class TradingEngine:
                 st.interval_ms = gap
         st.last_ts = ts
         close_ms = ts + (self.timeframe_ms or st.interval_ms)
-        now = close_ms if now_ms is None else now_ms
+        # a decision is never earlier than the close it decides on (a runner clock a
+        # moment behind the exchange's must not put it in the day before)
+        now = close_ms if now_ms is None or now_ms < close_ms else now_ms
         self._now_ms = now
         close = candle.close
         self._marks[symbol] = close
@@ -513,7 +515,7 @@ class TradingEngine:
         if close_ms >= self._next_day_ms:
             # after the mark: the new day's baseline is the equity at midnight (this
             # candle's close), and this candle's loss was judged against the old day's
-            self._new_day(close_ms // DAY_MS, max(now, close_ms))
+            self._new_day(close_ms // DAY_MS, now)
         tracker = self.tracker
         if not tracker.enabled:
             change = tracker.check(now)

@@ -379,3 +379,9 @@ def test_daily_halt_lifts_with_the_candle_that_closes_at_midnight_even_on_a_slow
     assert HALT_DAILY in eng.halts
     step(eng, broker, BTC, candle(1439, 86), now_ms=T0 + 1440 * MIN - 500)
     assert not eng.is_halted
+    # and a loss seen at that midnight candle halts the new day, slow clock or not
+    eng, broker = make({0: B}, max_position_size_pct=50, stop_loss_pct=0, max_drawdown_pct=0)
+    step(eng, broker, BTC, candle(0, 100))
+    step(eng, broker, BTC, candle(1, 100))
+    step(eng, broker, BTC, candle(1439, 86), now_ms=T0 + 1440 * MIN - 500)
+    assert eng.halts[HALT_DAILY].until_ms == T0 + 2 * 1440 * MIN
