@@ -37,6 +37,8 @@ bench: $(STAMP) system-deps
 
 crds: $(STAMP)
 	$(BIN)/python -m kubetrade.resources.crdgen crds
+	$(BIN)/python -m kubetrade.operator.rbac --chart-rules charts/kubetrade/files/rbac-rules.yaml
+	$(BIN)/python -m kubetrade.operator.admission > charts/kubetrade/files/admission.yaml
 
 e2e-kind: $(STAMP)
 	scripts/e2e-kind.sh
