@@ -774,6 +774,10 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
                 new["completionTime"] = job["completionTime"]
         new["phase"] = state
         decision = status.get("decision")
+        if decision in ("GO", "NO-GO"):
+            metrics.VALIDATION_GO.labels(run.spec.strategy_ref, name).set(
+                1 if decision == "GO" else 0
+            )
         if state in ("Succeeded", "Failed"):
             conds.set(
                 "Complete",

@@ -50,3 +50,9 @@ BLOCKED = Gauge(
     ["strategy", "reason"],
     registry=REGISTRY,
 )
+VALIDATION_GO = Gauge(
+    "kubetrade_validation_go",
+    "Decision of the latest finished ValidationRun of a Strategy: 1 GO, 0 NO-GO.",
+    ["strategy", "validationrun"],
+    registry=REGISTRY,
+)
