@@ -255,7 +255,7 @@ class FakeTelegram:
         return len(self._updates)
 
     # -- waiting on the bot ---------------------------------------------------------
-    async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 30.0) -> None:
         async def _wait() -> None:
             async with self._changed:
                 await self._changed.wait_for(predicate)
@@ -265,7 +265,7 @@ class FakeTelegram:
     async def wait_for_message(
         self,
         predicate: Callable[[SentMessage], bool] = lambda m: True,
-        within: float = 10.0,
+        within: float = 30.0,
         after: int = 0,
     ) -> SentMessage:
         """First message (index >= ``after``) matching ``predicate``, waiting for it."""
@@ -281,11 +281,11 @@ class FakeTelegram:
         await self.wait_for(check, within)
         return found[0]
 
-    async def wait_consumed(self, update_id: int, within: float = 10.0) -> None:
+    async def wait_consumed(self, update_id: int, within: float = 30.0) -> None:
         """Wait until the bot confirmed ``update_id`` (asked for a later offset)."""
         await self.wait_for(lambda: self._confirmed_offset > update_id, within)
 
-    async def wait_polling(self, within: float = 10.0) -> None:
+    async def wait_polling(self, within: float = 30.0) -> None:
         """Wait until the bot has an open getUpdates long poll."""
         await self.wait_for(lambda: self._pollers > 0, within)
 

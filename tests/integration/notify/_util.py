@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 
-async def eventually(predicate: Callable[[], Any], within: float = 20.0) -> None:
+async def eventually(predicate: Callable[[], Any], within: float = 60.0) -> None:
     """Wait until ``predicate()`` (sync or async) is truthy; fail after ``within`` s.
 
     Polls because the states waited on (Redis pending lists, counters) have no

@@ -73,8 +73,8 @@ async def start_notifier(
         notifier.bot.ack_wait_seconds = 5.0
         task = asyncio.create_task(notifier.run())
         started.append((notifier, task))
-        await asyncio.wait_for(notifier.started.wait(), 15)
-        await fake_telegram.wait_polling()
+        await asyncio.wait_for(notifier.started.wait(), 60)
+        await fake_telegram.wait_polling(within=60)
         return notifier
 
     yield start
