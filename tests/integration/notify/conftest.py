@@ -70,7 +70,7 @@ async def start_notifier(
             dispatcher_options={"block_ms": 100, "backoff_base": 0.02, "backoff_cap": 0.2},
             poll_timeout=1,
         )
-        notifier.bot.ack_wait_seconds = 5.0
+        notifier.bot.ack_wait_seconds = 30.0
         task = asyncio.create_task(notifier.run())
         started.append((notifier, task))
         await asyncio.wait_for(notifier.started.wait(), 60)

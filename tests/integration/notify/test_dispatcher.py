@@ -361,6 +361,6 @@ async def test_stop_does_not_wait_for_the_rate_limiter(
         await raise_alert(redis_client, KEYS, alert(2))
         await eventually(lambda: limiter.delay() > 0 and dispatcher.alerts_sent == 1)
         dispatcher.stop()
-        await asyncio.wait_for(task, 5)
+        await asyncio.wait_for(task, 30)
     assert titles_in(fake_telegram) == ["alert-0001"]
     assert not await _pending_zero(redis_client)  # alert 2 waits in Redis, not lost
