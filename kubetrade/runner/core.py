@@ -572,12 +572,7 @@ class Runner:
                 )
                 cancelled = await self._cancel_open_orders()
                 if cmd.action == "close-all":
-                    for order in self.engine.close_all(self.mclock.now_ms()):
-                        self.orders[order.client_order_id] = order
-                        await self.store.commit(
-                            Changes(orders=[order], engine_snapshot=self.engine.snapshot())
-                        )
-                        await self._send_unblocked(order)
+                    await self._sell_everything()
             self.metrics.emergency.labels(self.name, cmd.action).inc()
             await self.store.ack_emergency(cmd.action, self.clock.now_ms(), cancelled)
             await self._audit(
@@ -585,6 +580,28 @@ class Runner:
                 {"by": cmd.by, "reason": cmd.reason, "source": cmd.source,
                  "cancelled": cancelled},
             )
+            await self._write_summary()
+
+    async def _sell_everything(self) -> None:
+        """Market sells for every position; each intent persisted before it is sent."""
+        assert self.engine is not None
+        for order in self.engine.close_all(self.mclock.now_ms()):
+            self.orders[order.client_order_id] = order
+            await self.store.commit(
+                Changes(orders=[order], engine_snapshot=self.engine.snapshot())
+            )
+            await self._send_unblocked(order)
+        await self._drain_engine_events()
+
+    async def close_positions(self, reason: str, by: str) -> None:
+        """Halt, cancel open orders and sell every position (Strategy deleted with
+        ``closePositionsOnDelete``); the operator waits for the positions to be gone."""
+        async with self._lock:
+            await self._set_halt("deleting", reason, by)
+            cancelled = await self._cancel_open_orders()
+            await self._sell_everything()
+            await self._audit("strategy.positions_closed",
+                              {"by": by, "reason": reason, "cancelled": cancelled})
             await self._write_summary()
 
     async def _send_unblocked(self, order: Order) -> None:

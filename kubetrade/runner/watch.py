@@ -27,8 +27,12 @@ log = get_logger("kubetrade.runner.watch")
 
 
 async def apply_strategy_manifest(runner: Runner, manifest: dict[str, Any], by: str) -> None:
-    enabled = bool((manifest.get("spec") or {}).get("enabled", True))
-    await runner.set_enabled(enabled, by)
+    spec = manifest.get("spec") or {}
+    await runner.set_enabled(bool(spec.get("enabled", True)), by)
+    deleting = bool((manifest.get("metadata") or {}).get("deletionTimestamp"))
+    if deleting and spec.get("closePositionsOnDelete") and runner.engine is not None \
+            and runner.engine.positions:
+        await runner.close_positions("Strategy deleted with closePositionsOnDelete", by)
 
 
 async def apply_risk_manifest(runner: Runner, manifest: dict[str, Any] | None, by: str) -> None:

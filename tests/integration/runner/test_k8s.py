@@ -91,22 +91,20 @@ async def test_emergency_cr_halts_runner_directly(
         GROUP, VERSION, k8s_namespace, "emergencies", body,
     )
 
-    async def halted() -> bool:
-        return bool(runner.engine and runner.engine.is_halted)
+    async def acked(action: str) -> bool:
+        raw = await redis_client.hget(keys.emergency_acks, "btc-sma")
+        return bool(raw) and json.loads(raw)["action"] == action
 
-    await wait_until(halted, "the runner to halt on the Emergency CR")
-    ack = json.loads(await redis_client.hget(keys.emergency_acks, "btc-sma"))
-    assert ack["action"] == "stop"
+    await wait_until(lambda: acked("stop"), "the runner to halt and ack the Emergency CR")
+    assert runner.engine is not None and runner.engine.is_halted
     assert "kubectl-user" in runner.engine.halted_reason  # type: ignore[union-attr]
     await asyncio.to_thread(
         _crs(k8s_api_client).patch_namespaced_custom_object,
         GROUP, VERSION, k8s_namespace, "emergencies", "default", {"spec": {"action": "none"}},
     )
 
-    async def resumed() -> bool:
-        return bool(runner.engine and not runner.engine.is_halted)
-
-    await wait_until(resumed, "the runner to resume when the action is none")
+    await wait_until(lambda: acked("none"), "the runner to resume when the action is none")
+    assert not runner.engine.is_halted
     watcher.cancel()
     audit = [f for _, f in await redis_client.xrange(keys.audit)]
     applied = [json.loads(f["detail"]) for f in audit if f["action"] == "emergency.stop.applied"]
@@ -181,3 +179,37 @@ def test_examples_apply_to_the_real_api_server(
                  "strategy.kubetrade.io/btc-bollinger", "riskpolicy.kubetrade.io/default",
                  "emergency.kubetrade.io/default"):
         assert name in applied, applied
+
+
+async def test_deleting_strategy_with_close_positions_sells_them(
+    redis_client: Redis, k8s_api_client: k8s.ApiClient, k8s_namespace: str,
+    kubetrade_crds: Path,
+) -> None:
+    """The operator keeps a finalizer on the Strategy and waits for the runner: with
+    closePositionsOnDelete the runner sells what it holds when deletion starts."""
+    crs = _crs(k8s_api_client)
+    body = json.loads(json.dumps(STRATEGY))
+    body["metadata"]["finalizers"] = ["kubetrade.io/test-hold"]
+    body["spec"]["closePositionsOnDelete"] = True
+    await asyncio.to_thread(crs.create_namespaced_custom_object, GROUP, VERSION,
+                            k8s_namespace, "strategies", body)
+    keys = Keys("kt")
+    runner = await make_runner(redis_client, keys)
+    assert runner.engine is not None
+    async for symbol, candle in runner.market.candles(runner.cursor):
+        await runner.process_candle(symbol, candle)
+        if runner.engine.positions:
+            break
+    assert runner.engine.positions
+    watcher = asyncio.create_task(watch_cluster_desired(k8s_namespace, runner, k8s_api_client))
+    await asyncio.to_thread(crs.delete_namespaced_custom_object, GROUP, VERSION,
+                            k8s_namespace, "strategies", "btc-sma")
+
+    async def sold() -> bool:
+        return not await redis_client.hlen(keys.positions("btc-sma"))
+
+    await wait_until(sold, "the positions to be sold on deletion")
+    assert runner.engine.is_halted
+    watcher.cancel()
+    await asyncio.to_thread(crs.patch_namespaced_custom_object, GROUP, VERSION, k8s_namespace,
+                            "strategies", "btc-sma", {"metadata": {"finalizers": []}})
