@@ -169,6 +169,7 @@ class Runner:
         self.engine: TradingEngine | None = None
         self.markets: dict[str, MarketInfo] = {}
         self.orders: dict[str, Order] = {}
+        self._live: set[str] = set()  # client ids of orders not yet terminal
         self.fills_seen: set[str] = set()
         self.cursor: dict[str, int] = {}
         self.baseline: dict[str, Decimal] = {}
@@ -215,6 +216,7 @@ class Runner:
             )
         self.engine.update_limits(self.limits)
         self.orders = dict(restored.orders)
+        self._live = {c for c, o in self.orders.items() if not o.status.is_terminal}
         self.fills_seen = set(restored.fills_seen)
         self.cursor = dict(restored.cursor)
         self.baseline = await self._load_baseline(fresh=restored.fresh)
@@ -258,7 +260,7 @@ class Runner:
 
     async def recover_orders(self) -> None:
         """Look up every order whose outcome we do not know, by client order id."""
-        pending = [o for o in self.orders.values() if not o.status.is_terminal]
+        pending = self._live_orders()
         for order in sorted(pending, key=lambda o: (o.created_ms, o.client_order_id)):
             try:
                 remote = await self.exchange.fetch_order(order.client_order_id, order.symbol)
@@ -336,7 +338,7 @@ class Runner:
             self._marks[symbol] = candle.close
             self.cursor[symbol] = candle.ts_ms
             for order in orders:
-                self.orders[order.client_order_id] = order
+                self._track(order)
             # Intents first: the order ids are durable before anything is sent. The paper
             # broker is not written here: it changes only when orders or fills do, and
             # those commits carry its snapshot.
@@ -429,6 +431,17 @@ class Runner:
             return order
         return remote
 
+    def _track(self, order: Order) -> None:
+        self.orders[order.client_order_id] = order
+        if order.status.is_terminal:
+            self._live.discard(order.client_order_id)
+        else:
+            self._live.add(order.client_order_id)
+
+    def _live_orders(self) -> list[Order]:
+        """Orders not yet terminal (a copy: callers change the set while iterating)."""
+        return [self.orders[c] for c in sorted(self._live)]
+
     def _blocked_reason(self, order: Order) -> str:
         if self.breaker_open:
             return "circuit_open"
@@ -460,7 +473,7 @@ class Runner:
     async def _sync_open_orders(self, symbol: str) -> None:
         """Bring resting orders up to date (partial fills of limits, cancellations)."""
         for order in [
-            o for o in self.orders.values()
+            o for o in self._live_orders()
             if o.symbol == symbol and o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
         ]:
             try:
@@ -494,7 +507,7 @@ class Runner:
             applied.append(fill)
         new = applied
         self.engine.on_order_update(order)
-        self.orders[order.client_order_id] = order
+        self._track(order)
         await self.store.commit(
             Changes(
                 orders=[order],
@@ -586,7 +599,7 @@ class Runner:
         """Market sells for every position; each intent persisted before it is sent."""
         assert self.engine is not None
         for order in self.engine.close_all(self.mclock.now_ms()):
-            self.orders[order.client_order_id] = order
+            self._track(order)
             await self.store.commit(
                 Changes(orders=[order], engine_snapshot=self.engine.snapshot())
             )
@@ -615,7 +628,7 @@ class Runner:
 
     async def _cancel_open_orders(self) -> list[str]:
         cancelled: list[str] = []
-        for order in [o for o in self.orders.values() if not o.status.is_terminal]:
+        for order in self._live_orders():
             try:
                 result = await self.exchange.cancel_order(order.client_order_id, order.symbol)
             except ExchangeError as exc:
@@ -714,7 +727,7 @@ class Runner:
                 symbols=self.spec.symbols,
                 markets=self.markets,
                 positions=self.engine.positions,
-                local_orders=self.orders.values(),
+                local_orders=self._live_orders(),
                 balances=balances,
                 exchange_orders=remote_orders,
                 baseline=self.baseline,

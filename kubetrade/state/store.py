@@ -43,7 +43,7 @@ EQUITY_MAXLEN = 200_000
 
 
 def _dumps(data: Any) -> str:
-    return json.dumps(data, default=str, separators=(",", ":"), sort_keys=True)
+    return json.dumps(data, default=str, separators=(",", ":"))
 
 
 def trade_fields(trade: ClosedTrade) -> dict[str, str]:
