@@ -17,7 +17,6 @@ expires.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import secrets
@@ -167,6 +166,7 @@ class NotifyBot:
         self.reject_limiter = RejectAuditLimiter(self.clock)
         self._pending: dict[str, PendingConfirm] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
         # figures: which handlers ran, how many updates were turned away
         self.handled: Counter[str] = Counter()
         self.rejected = 0
@@ -463,13 +463,14 @@ class NotifyBot:
         task.add_done_callback(self._tasks.discard)
 
     async def aclose(self) -> None:
-        """Cancel ack follow-ups still waiting (shutdown)."""
+        """End ack follow-ups still waiting (shutdown). The flag ends their loop even if
+        a cancellation is swallowed inside a client library; the wait is bounded."""
+        self._closing = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
 
     async def _report_acks_safely(self, context: Ctx, action: str, since_ms: int) -> None:
         try:
@@ -482,7 +483,7 @@ class NotifyBot:
         deadline = self.clock.now_ms() + int(self.ack_wait_seconds * 1000)
         expected: set[str] = set()
         confirmed: dict[str, dict[str, Any]] = {}
-        while True:
+        while not self._closing:
             try:
                 expected = set(await r.smembers(self.keys.strategies))
                 ov = await read_overview(self.redis, self.keys)
@@ -501,7 +502,7 @@ class NotifyBot:
             if self.clock.now_ms() >= deadline:
                 break
             await self.clock.sleep(0.25)
-        if not expected and not confirmed:
+        if self._closing or (not expected and not confirmed):
             return
         cancelled = sum(cancelled_count(a) for a in confirmed.values())
         missing = sorted(expected - set(confirmed))

@@ -120,8 +120,7 @@ class Notifier:
                 await self.app.shutdown()
         finally:
             announcer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await announcer
+            await asyncio.wait({announcer}, timeout=2.0)  # bounded: see NotifyBot.aclose
             self.dispatcher.stop()
             if not dispatcher.done():
                 with contextlib.suppress(asyncio.CancelledError):
