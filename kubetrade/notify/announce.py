@@ -29,8 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def announced_key(keys: Keys) -> str:
-    """Not in :class:`Keys` (lead's file) yet; same prefix."""
-    return f"{keys.prefix}:notify:emergency-announced"
+    return keys.emergency_announced
 
 
 class EmergencyAnnouncer:

@@ -51,8 +51,8 @@ Send = Callable[[str], Awaitable[None]]
 
 
 def sent_key(keys: Keys, alert_id: str) -> str:
-    """Delivery mark of one alert. Not in :class:`Keys` (lead's file) yet; same prefix."""
-    return f"{keys.prefix}:notify:sent:{alert_id}"
+    """Delivery mark of one alert."""
+    return keys.alert_sent(alert_id)
 
 
 class RateLimiter:

@@ -32,6 +32,8 @@ key                                         type     holds
 {p}:auth:revoked:{jti}                      string   present = token revoked (TTL = token lifetime)
 {p}:auth:refresh:{family}                   string   live refresh jti of a login (rotation, reuse)
 {p}:auth:login:{client}                     string   failed-login counter (TTL 60 s)
+{p}:notify:sent:{alert id}                  string   "sending"/"sent" mark of one alert (TTL 7 d)
+{p}:notify:emergency-announced              string   last emergency change turned into an alert
 ==========================================  =======  ===============================================
 
 Pub/sub channels: ``{p}:events`` (dashboard events, JSON with a ``type``) and
@@ -132,6 +134,13 @@ class Keys:
 
     def login_failures(self, client: str) -> str:
         return f"{self.prefix}:auth:login:{client}"
+
+    def alert_sent(self, alert_id: str) -> str:
+        return f"{self.prefix}:notify:sent:{alert_id}"
+
+    @property
+    def emergency_announced(self) -> str:
+        return f"{self.prefix}:notify:emergency-announced"
 
     # -- pub/sub ------------------------------------------------------------------
     @property
