@@ -228,7 +228,18 @@ class Runner:
             cursor=self.cursor,
             halted=self.engine.is_halted,
         )
-        await self._audit("runner.start", {"fresh": restored.fresh, "pid_name": self.name})
+        await self._audit("runner.start", {"fresh": restored.fresh})
+        if not restored.fresh:
+            pending = restored.pending_orders()
+            await self._alert(
+                AlertKind.RUNNER_RESTARTING,
+                Severity.WARNING if pending else Severity.INFO,
+                f"{self.name}: runner restarted",
+                f"state restored from Redis; {len(pending)} order(s) to look up on the "
+                "exchange before trading",
+                self.clock.now_ms(),
+                {"pending_orders": [o.client_order_id for o in pending]},
+            )
         await self.recover_orders()
         await self.reconcile_now("start")
         await self._write_summary()
@@ -471,11 +482,18 @@ class Runner:
         return [f for f in fills if f.client_order_id == order.client_order_id]
 
     async def _sync_open_orders(self, symbol: str) -> None:
-        """Bring resting orders up to date (partial fills of limits, cancellations)."""
-        for order in [
-            o for o in self._live_orders()
-            if o.symbol == symbol and o.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
-        ]:
+        """Bring resting orders up to date (partial fills of limits, cancellations), and
+        settle orders left UNKNOWN by a lost answer as soon as the exchange answers."""
+        for order in [o for o in self._live_orders() if o.symbol == symbol]:
+            if order.status is OrderStatus.UNKNOWN:
+                if self.breaker_open:
+                    continue
+                settled = await self._lookup_or_unknown(order)
+                if settled.status is not OrderStatus.UNKNOWN:
+                    await self._apply(settled, await self._fills_for(settled))
+                continue
+            if order.status not in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED):
+                continue
             try:
                 remote = await self.exchange.fetch_order(order.client_order_id, order.symbol)
             except ExchangeError:
