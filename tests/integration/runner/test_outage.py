@@ -126,3 +126,47 @@ async def test_outage_opens_breaker_and_resumes_after_reconciliation(
             break
     assert accepted() > before  # trading again
     await exchange.close()
+
+
+async def test_lost_answers_after_acceptance_never_duplicate_orders(
+    redis_client: Redis, fake_binance: FakeBinance
+) -> None:
+    """100 orders whose answer is lost after the exchange executed them (dropped
+    connection or 503): each is looked up by client id, none is sent twice, and the
+    runner's orders and fills equal the exchange's."""
+    clock = VirtualClock(fake_binance)
+    inner = BinanceExchange(fake_binance.api_key, fake_binance.secret, testnet=True,
+                            base_url=fake_binance.url, clock=clock)
+    exchange = ResilientExchange(inner, clock, failure_threshold=1000)
+    csv = bundled_candles("BTC/USDT")
+    assert csv is not None
+    spec = RunnerSpec(name="lossy", algorithm="sma-crossover",
+                      parameters={"fastPeriod": 2, "slowPeriod": 4}, symbols=["BTC/USDT"],
+                      mode="live")
+    limits = RiskLimits(strategy_max_consecutive_losses=0, daily_loss_limit_pct=Decimal(0),
+                        max_drawdown_pct=Decimal(0), price_collar_pct=Decimal(0))
+    keys = Keys("kt")
+    runner = Runner(spec, redis=redis_client, keys=keys, exchange=exchange,
+                    market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
+                    clock=clock, limits=limits,
+                    options=RunnerOptions(reconcile_interval_s=0, paper=False))
+    exchange.on_event = runner.on_exchange_event
+    await runner.start()
+    fake_binance.fail_orders_after_accept(count=50, mode="disconnect")
+    fake_binance.fail_orders_after_accept(count=50, mode="5xx")
+    async for symbol, candle in runner.market.candles(runner.cursor):
+        await runner.process_candle(symbol, candle)
+        if len(fake_binance.state.accepted_client_ids) >= 110:
+            break
+    assert sum(fake_binance.faults_fired.values()) >= 100, fake_binance.faults_fired
+    ids = fake_binance.state.accepted_client_ids
+    assert len(ids) == len(set(ids))  # 0 duplicate orders
+    with fake_binance.state.lock:
+        remote = {o.client_order_id: o.status.lower() for o in fake_binance.state.orders.values()}
+        trades = {str(t.trade_id) for t in fake_binance.state.trades}
+    local = {cid: o.status.value for cid, o in runner.orders.items() if cid in remote}
+    assert local == remote  # every order reconciled with the exchange
+    assert set(await redis_client.smembers(keys.fills_seen("lossy"))) == trades
+    result = await runner.reconcile_now("test")
+    assert result.ok, result.to_dict()
+    await exchange.close()
