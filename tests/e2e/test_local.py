@@ -142,3 +142,15 @@ def test_local_needs_nothing_installed(start_local: Callable[..., Local]) -> Non
         "a paper trade served by /api/trades",
     )
     assert trades[0]["symbol"] == "BTC/USDT"  # type: ignore[index]
+    # the kill switch through the dashboard API reaches every runner
+    answer = httpx.post(local.url + "/api/emergency/close-all", json={"reason": "e2e"},
+                        timeout=5)
+    assert answer.status_code == 200, answer.text
+    wait_for(
+        lambda: len([a for a in httpx.get(local.url + "/api/emergency", timeout=2)
+                     .json()["acks"].values() if a["action"] == "close-all"]) == 3,
+        30,
+        "close-all acks of the three runners",
+    )
+    wait_for(lambda: httpx.get(local.url + "/api/positions", timeout=2).json() in ([], {}),
+             30, "no open positions after close-all")
