@@ -52,7 +52,7 @@ class RunnerEnv:
     redis_url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     secret_key: str | None = field(default=None, repr=False)
-    testnet: bool = True
+    testnet: bool | None = None  # None: the Strategy's spec.exchange.testnet decides
     exchange_url: str | None = None
     market_data: str = "exchange"  # "exchange" | "replay:<csv>" (one file per symbol: a;b)
     replay_interval: float = 1.0
@@ -73,7 +73,8 @@ class RunnerEnv:
             redis_url=env.get("REDIS_URL") or None,
             api_key=api_key,
             secret_key=secret,
-            testnet=_truthy(env.get("BINANCE_TESTNET"), True),
+            testnet=_truthy(env["BINANCE_TESTNET"], True) if env.get("BINANCE_TESTNET")
+            else None,
             exchange_url=env.get("KUBETRADE_EXCHANGE_URL") or None,
             market_data=env.get("KUBETRADE_MARKET_DATA") or "exchange",
             replay_interval=float(env.get("KUBETRADE_REPLAY_INTERVAL") or 1.0),
@@ -165,7 +166,7 @@ async def build_exchange(
         data_client = BinanceExchange(
             api_key=env.api_key if live else None,
             secret=env.secret_key if live else None,
-            testnet=env.testnet,
+            testnet=spec.testnet if env.testnet is None else env.testnet,
             base_url=env.exchange_url,
             clock=clock,
         )

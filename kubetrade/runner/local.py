@@ -31,6 +31,7 @@ from kubetrade.state.keys import Keys, keys_from_env
 log = get_logger("kubetrade.local")
 
 BINANCE_PROBE_URL = "https://api.binance.com/api/v3/ping"
+BINANCE_TESTNET_PROBE_URL = "https://testnet.binance.vision/api/v3/ping"
 DEFAULT_REPLAY_INTERVAL = 0.5
 
 
@@ -177,8 +178,11 @@ async def run_local(options: LocalOptions) -> int:
             log.info("local.metrics", url=f"http://{options.host}:{env.metrics_port}/metrics")
         market = options.market_data or os.environ.get("KUBETRADE_MARKET_DATA")
         if not market:
+            testnet = env.testnet if env.testnet is not None else all(
+                (m.get("spec", {}).get("exchange") or {}).get("testnet", True) for m in manifests
+            )
             probe = (env.exchange_url.rstrip("/") + "/api/v3/ping") if env.exchange_url \
-                else BINANCE_PROBE_URL
+                else (BINANCE_TESTNET_PROBE_URL if testnet else BINANCE_PROBE_URL)
             reachable = await probe_binance(probe, options.probe_timeout)
             market = "exchange" if reachable else "replay:bundled"
         env.market_data = market
