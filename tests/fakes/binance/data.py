@@ -1,4 +1,4 @@
-"""Candle data behind the fake Binance: the real CSVs in /work/shared/data, aggregated to
+"""Candle data behind the fake Binance: the real CSVs in tests/data/market, aggregated to
 every Binance interval, plus a market clock the test controls.
 
 Why aggregation: the recorded data holds 1m/5m/1h bars only, but a strategy may ask for
@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import bisect
 import csv
-import os
 import time
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
+
+from tests.marketdata import market_data_dir
 
 INTERVAL_MS: dict[str, int] = {
     "1m": 60_000,
@@ -34,18 +35,8 @@ INTERVAL_MS: dict[str, int] = {
 
 
 def shared_data_dir() -> Path:
-    """Where the recorded candles live: KUBETRADE_SHARED_DATA, else ../shared/data next
-    to the checkout, else the BTCUSDT copies bundled in kubetrade/exchange/data (so the
-    fake still serves BTC/USDT on a machine without the shared folder)."""
-    env = os.environ.get("KUBETRADE_SHARED_DATA")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        cand = parent.parent / "shared" / "data"
-        if cand.is_dir():
-            return cand
-    return here.parents[3] / "kubetrade" / "exchange" / "data"
+    """Where the recorded candles live (tests/data/market, or KUBETRADE_SHARED_DATA)."""
+    return market_data_dir()
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,10 +242,12 @@ class MarketClock:
     def run_live(self, data_start_ms: int, warmup_ms: int, wall_now_ms: int) -> None:
         """Replay the recording as if it were happening now: bars are served with their
         times moved forward by a whole number of hours (so 1m..1h bars stay aligned),
-        chosen so that "now" falls ``warmup_ms`` (at most) after ``data_start_ms``."""
+        chosen so that "now" falls at least ``warmup_ms`` (and less than an hour more)
+        after ``data_start_ms``: rounding the other way put "now" before the recording
+        whenever the wall clock was past the warm-up's minute of the hour."""
         hour = 3_600_000
         lag = wall_now_ms - (data_start_ms + warmup_ms)
-        self.shift_ms = -(-lag // hour) * hour  # ceil to whole hours
+        self.shift_ms = (lag // hour) * hour  # floor to whole hours
         data_now = wall_now_ms - self.shift_ms
         self._pinned = None
         self._start = data_now

@@ -1,17 +1,10 @@
-"""Paths of the real recorded candles (../shared/data from the project root)."""
+"""Paths of the real recorded candles (vendored in tests/data/market) and Strategy YAML."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from tests.marketdata import market_file as shared_data
 
-
-def shared_data(name: str) -> Path:
-    root = Path(os.environ.get("KUBETRADE_SHARED_DATA")
-                or Path(__file__).resolve().parents[3].parent / "shared" / "data")
-    path = root / name
-    assert path.is_file(), f"real candle file missing: {path} (set KUBETRADE_SHARED_DATA)"
-    return path
+__all__ = ["shared_data", "strategy_yaml"]
 
 
 def strategy_yaml(name: str, algorithm: str, parameters: str, symbol: str, timeframe: str,
