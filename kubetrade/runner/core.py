@@ -248,7 +248,7 @@ class Runner:
         gc.freeze()
 
     async def _load_baseline(self, fresh: bool) -> dict[str, Decimal]:
-        key = self.keys.strategy(self.name, "baseline")
+        key = self.keys.reconciliation_baseline(self.name)
         raw: Any = await self.redis.hgetall(key)  # type: ignore[misc]
         if raw:
             return {a: Decimal(v) for a, v in raw.items()}

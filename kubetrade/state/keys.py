@@ -20,6 +20,9 @@ key                                         type     holds
 {p}:strategy:{s}:summary                    hash     phase, equity, pnl, trades, win_rate, ... (the
                                                      operator folds it into the Strategy status)
 {p}:strategy:{s}:reconciliation             string   JSON of the latest reconciliation result
+{p}:strategy:{s}:paper                      string   JSON snapshot of the paper broker (paper mode)
+{p}:strategy:{s}:cursor                     hash     symbol -> open time of the last candle done
+{p}:strategy:{s}:baseline                   string   JSON of the reconciliation baseline
 {p}:trades                                  stream   closed trades of all strategies (API pages it)
 {p}:audit                                   stream   ts, actor, action, strategy, detail (JSON)
 {p}:alerts                                  stream   alerts; consumer group ``notify`` sends them
@@ -84,6 +87,15 @@ class Keys:
 
     def reconciliation(self, name: str) -> str:
         return self.strategy(name, "reconciliation")
+
+    def paper_broker(self, name: str) -> str:
+        return self.strategy(name, "paper")
+
+    def candle_cursor(self, name: str) -> str:
+        return self.strategy(name, "cursor")
+
+    def reconciliation_baseline(self, name: str) -> str:
+        return self.strategy(name, "baseline")
 
     # -- global -------------------------------------------------------------------
     @property

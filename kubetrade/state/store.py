@@ -20,9 +20,9 @@ What is stored (keys from :class:`kubetrade.state.keys.Keys`):
 - ``summary`` hash: phase, equity, pnl, trades, win_rate, open_positions, updated_ms,
   halted_reason (plus whatever else the engine's summary reports).
 - ``engine`` string: the engine snapshot JSON (authoritative for restore).
-- ``paper`` string (``keys.strategy(name, "paper")``): the paper broker snapshot, written
+- ``paper`` string (``keys.paper_broker(name)``): the paper broker snapshot, written
   in the same transaction as the engine snapshot so paper trading resumes exactly.
-- ``cursor`` hash (``keys.strategy(name, "cursor")``): symbol -> open time of the last
+- ``cursor`` hash (``keys.candle_cursor(name)``): symbol -> open time of the last
   candle decided on, written with the decision so a candle is never decided twice.
 """
 
@@ -120,11 +120,11 @@ class StateStore:
 
     @property
     def paper_key(self) -> str:
-        return self.keys.strategy(self.name, "paper")
+        return self.keys.paper_broker(self.name)
 
     @property
     def cursor_key(self) -> str:
-        return self.keys.strategy(self.name, "cursor")
+        return self.keys.candle_cursor(self.name)
 
     async def commit(self, changes: Changes) -> None:
         """Write ``changes`` in one MULTI/EXEC: all of it survives a crash, or none."""
