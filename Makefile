@@ -32,8 +32,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check kubetrade tests bench
 	$(BIN)/mypy
 
-bench: $(STAMP) system-deps
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+## make bench: every benchmark under bench/, each printing its figures (run from the repo root
+## as modules, so they can reuse the test bed's servers and fakes)
+bench: $(STAMP) system-deps testbed
+	@for b in bench/*.py; do m=$$(basename $$b .py); echo "== bench/$$m.py"; \
+		$(BIN)/python -m bench.$$m || exit 1; done
 
 crds: $(STAMP)
 	$(BIN)/python -m kubetrade.resources.crdgen crds
