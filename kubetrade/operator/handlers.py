@@ -46,6 +46,7 @@ log = logging.getLogger("kubetrade.operator")
 ACTOR = "operator"
 FINALIZER = "kubetrade.io/finalizer"
 _TERMINAL = {s.value for s in OrderStatus if s.is_terminal}
+_SEVERITY = {"none": 0, "stop": 1, "close-all": 2}
 
 
 @dataclass
@@ -625,9 +626,24 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             )
             _write_status(patch, status, {"state": action, "conditions": conds.items})
             return
+        ahead: str | None = None
         try:
             current: Any = await c.redis.hgetall(c.keys.emergency)  # type: ignore[misc]
-            changed = (
+            # The API and the Telegram bot deliver a kill switch through Redis alone when
+            # the Kubernetes API is down, so Redis may hold a stop this resource never
+            # saw. Unless the resource itself changed since we last mirrored it, its
+            # older, milder action must not overwrite that: a resync or restart would
+            # otherwise publish a stale "none" and resume every runner.
+            resource_changed = meta.get("generation") != status.get("observedGeneration")
+            held = current.get("action")
+            if (
+                not resource_changed
+                and held in _SEVERITY
+                and _SEVERITY[held] > _SEVERITY.get(action, 0)
+            ):
+                ahead, action = held, held
+                by, reason = current.get("by") or by, current.get("reason") or ""
+            changed = ahead is None and (
                 current.get("action") != action
                 or current.get("by") != by
                 or current.get("reason") != reason
@@ -666,7 +682,17 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             for s in (strategy_idx.get(meta["namespace"], []) if strategy_idx else [])
             if s.get("enabled", True)
         )
-        conds.set("Mirrored", True, "MirroredToRedis", f"action {action} published", now)
+        if ahead is not None:
+            conds.set(
+                "Mirrored",
+                False,
+                "RedisAhead",
+                f"Redis holds {ahead} by {by} (delivered while this resource could not be "
+                "written); it stays in force until spec.action is changed",
+                now,
+            )
+        else:
+            conds.set("Mirrored", True, "MirroredToRedis", f"action {action} published", now)
         for known in ("none", "stop", "close-all"):
             metrics.EMERGENCY_ACTION.labels(known).set(1 if known == action else 0)
         metrics.EMERGENCY_ACKS.set(acked)
