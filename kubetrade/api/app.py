@@ -322,8 +322,8 @@ def create_app(
         "DASHBOARD_PASSWORD is set).",
     )
 
-    async def principal(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    async def _authenticate(
+        credentials: HTTPAuthorizationCredentials | None, kill_switch: bool
     ) -> Principal:
         if password is None:
             return Principal("anonymous")
@@ -332,13 +332,24 @@ def create_app(
                 401, "authentication required", headers={"WWW-Authenticate": "Bearer"}
             )
         try:
-            return await tokens.verify_access(credentials.credentials)
+            return await tokens.verify_access(credentials.credentials, kill_switch=kill_switch)
         except AuthError as exc:
             raise HTTPException(
                 401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
             ) from None
 
+    async def principal(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        return await _authenticate(credentials, kill_switch=False)
+
+    async def kill_switch_principal(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        return await _authenticate(credentials, kill_switch=True)
+
     User = Annotated[Principal, Depends(principal)]
+    KillSwitchUser = Annotated[Principal, Depends(kill_switch_principal)]
 
     async def audit(actor: str, action: str, detail: dict[str, Any], strategy: str = "") -> None:
         await write_audit(
@@ -774,9 +785,14 @@ def create_app(
         )
 
     # -- emergency ------------------------------------------------------------------
-    async def _emergency_out() -> s.EmergencyOut:
+    async def _emergency_out(tolerate_redis_down: bool = False) -> s.EmergencyOut:
         state = await desired.get_emergency()
-        acks = await reader.emergency_acks()
+        try:
+            acks = await reader.emergency_acks()
+        except RedisError:
+            if not tolerate_redis_down:
+                raise
+            acks = {}  # the stop went through the Emergency resource; acks come later
         action = state.get("action") or "none"
         return s.EmergencyOut(
             action=action if action in ("none", "stop", "close-all") else "none",
@@ -811,14 +827,24 @@ def create_app(
             await desired.set_emergency(action, user.actor, reason or f"{path} via API")
             return await _emergency_out()
 
-        handler.__doc__ = doc
+        async def halt_handler(
+            user: KillSwitchUser, body: Annotated[s.EmergencyIn | None, Body()] = None
+        ) -> s.EmergencyOut:
+            # Halting must work while Redis is down (token revocation unchecked, acks
+            # unreadable): the Emergency resource reaches the runners on its own.
+            reason = body.reason if body is not None else ""
+            await desired.set_emergency(action, user.actor, reason or f"{path} via API")
+            return await _emergency_out(tolerate_redis_down=True)
+
+        route = halt_handler if action != "none" else handler
+        route.__doc__ = doc
         app.post(
             f"/api/emergency/{path}",
             response_model=s.EmergencyOut,
             tags=["emergency"],
             name=f"emergency_{path.replace('-', '_')}",
             responses={**_AUTH_RESPONSES, **_BAD},
-        )(handler)
+        )(route)
 
     _emergency_route("stop", "stop", "Halt every runner and cancel open orders; positions stay.")
     _emergency_route(

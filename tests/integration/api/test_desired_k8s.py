@@ -172,3 +172,45 @@ async def test_api_changes_custom_resources(
         assert cr["spec"]["action"] == "close-all"
         strategies = (await client.get("/api/strategies", headers=h)).json()
         assert [s["name"] for s in strategies] == ["eth-rsi"]
+
+
+async def test_kill_switch_works_with_a_token_while_redis_is_down(
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    kubetrade_crds: Path,
+    redis_client: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """Logged in, then Redis dies: the token's revocation cannot be checked, but stop and
+    close-all must still reach the Emergency resource (the operator's runners watch it).
+    Everything else, resume included, stays refused."""
+    live = KubernetesDesiredState(k8s_namespace, k8s_api_client, redis_client, keys)
+    up = create_app(api_settings(), redis_client, live, SystemClock(), keys)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=up), base_url="http://t") as c:
+        login = await c.post("/api/auth/login", json={"password": API_PASSWORD})
+        h = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    dead = aioredis.from_url("redis://127.0.0.1:9/0", decode_responses=True)
+    desired = KubernetesDesiredState(k8s_namespace, k8s_api_client, dead, keys)
+    app = create_app(api_settings(), dead, desired, SystemClock(), keys)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post("/api/emergency/stop", json={"reason": "redis down"}, headers=h)
+        assert r.status_code == 200, r.text
+        assert r.json()["action"] == "stop"
+        cr = _cr(k8s_api_client, k8s_namespace, "emergencies", "default")
+        assert cr["spec"]["action"] == "stop" and cr["spec"]["requestedBy"] == "api:admin"
+        r = await c.post("/api/emergency/close-all", headers=h)
+        assert r.status_code == 200, r.text
+        assert _cr(k8s_api_client, k8s_namespace, "emergencies", "default")["spec"][
+            "action"
+        ] == "close-all"
+        # no token, a forged token: still refused
+        assert (await c.post("/api/emergency/stop")).status_code == 401
+        forged = {"Authorization": "Bearer " + h["Authorization"].split()[1][:-4] + "AAAA"}
+        assert (await c.post("/api/emergency/stop", headers=forged)).status_code == 401
+        # resuming needs the revocation check
+        assert (await c.post("/api/emergency/resume", headers=h)).status_code == 503
+        assert _cr(k8s_api_client, k8s_namespace, "emergencies", "default")["spec"][
+            "action"
+        ] == "close-all"
+    await dead.aclose()
