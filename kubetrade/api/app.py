@@ -418,7 +418,7 @@ def create_app(
         if password is None:
             raise HTTPException(400, "authentication is disabled: DASHBOARD_PASSWORD is not set")
         client = _client(request)
-        retry = await limiter.retry_after(client)
+        retry = await limiter.attempt(client)
         if retry is not None:
             metrics.login_failures.inc()
             await audit("api:unauthenticated", "auth.login_throttled", {"client": client})
@@ -429,7 +429,6 @@ def create_app(
             )
         ok = await asyncio.to_thread(password.check, body.username, body.password)
         if not ok:
-            await limiter.failed(client)
             metrics.login_failures.inc()
             await audit(
                 "api:unauthenticated",

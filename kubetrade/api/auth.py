@@ -231,8 +231,8 @@ class TokenService:
 
 
 class LoginLimiter:
-    """Failed logins per client in a fixed window; refuses once ``max_failures`` are
-    reached, so the (max_failures + 1)-th attempt in the window gets 429."""
+    """Login attempts per client in a fixed window, reset by a success; once
+    ``max_failures`` have failed, the next attempt in the window gets 429."""
 
     def __init__(self, redis: Redis, keys: Keys, max_failures: int, window_seconds: int) -> None:
         self._redis: Any = redis
@@ -240,23 +240,22 @@ class LoginLimiter:
         self.max_failures = max_failures
         self.window = window_seconds
 
-    async def retry_after(self, client: str) -> int | None:
-        """Seconds to wait when ``client`` is locked out, else None."""
-        key = self._keys.login_failures(client)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(key)
-            pipe.ttl(key)
-            count, ttl = await pipe.execute()
-        if count is not None and int(count) >= self.max_failures:
-            return max(1, int(ttl)) if ttl and int(ttl) > 0 else self.window
-        return None
+    async def attempt(self, client: str) -> int | None:
+        """Count this attempt *before* the password is checked, atomically, and return
+        the seconds to wait when it is over the limit (else None).
 
-    async def failed(self, client: str) -> None:
+        Counting first is what makes the limit hold under parallel requests: a
+        check-then-count-on-failure limiter lets every guess that arrives before the
+        first failure is recorded through. A success resets the count."""
         key = self._keys.login_failures(client)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, self.window, nx=True)
-            await pipe.execute()
+            pipe.ttl(key)
+            count, _, ttl = await pipe.execute()
+        if int(count) > self.max_failures:
+            return max(1, int(ttl)) if ttl and int(ttl) > 0 else self.window
+        return None
 
     async def succeeded(self, client: str) -> None:
         await self._redis.delete(self._keys.login_failures(client))

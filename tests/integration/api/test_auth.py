@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -117,6 +118,20 @@ async def test_sixth_failed_login_in_a_minute_is_429(make_api: MakeApi) -> None:
     actions = [a["action"] for a in audit.json()["items"]]
     assert actions.count("auth.login_failed") == 5
     assert actions.count("auth.login_throttled") == 2
+
+
+async def test_parallel_guesses_get_no_more_than_five_tries(make_api: MakeApi) -> None:
+    """Guesses sent all at once must not all pass the limiter before any failure is
+    counted (check-then-count let 40 parallel guesses through in one window)."""
+    api = await make_api()
+
+    async def guess() -> int:
+        r = await api.client.post("/api/auth/login", json={"password": "wrong"})
+        return int(r.status_code)
+
+    codes = await asyncio.gather(*(guess() for _ in range(40)))
+    assert codes.count(401) == 5
+    assert codes.count(429) == 35
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_family(make_api: MakeApi) -> None:
