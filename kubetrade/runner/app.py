@@ -318,7 +318,9 @@ async def run_runner(
             else "replay of recorded real candles (accelerated)",
         )
         cmd = await read_redis_emergency(redis, keys)
-        if cmd is not None and cmd.action != "none":
+        if cmd is not None:
+            # "none" resumes only if this runner last applied a stop/close-all (lifted
+            # while it was down); otherwise it changes nothing
             await runner.apply_emergency(cmd)
         if desired is not None:
             await _initial_desired(runner, desired)

@@ -220,6 +220,9 @@ class Runner:
         self.fills_seen = set(restored.fills_seen)
         self.cursor = dict(restored.cursor)
         self.baseline = await self._load_baseline(fresh=restored.fresh)
+        # the emergency action this runner last applied: a later ``none`` is a resume
+        # only when it follows a stop/close-all (see apply_emergency)
+        self.last_emergency = await self.store.read_emergency_ack()
         self.log.info(
             "runner.restored" if not restored.fresh else "runner.fresh_start",
             orders=len(self.orders),
@@ -585,13 +588,26 @@ class Runner:
         await self._write_summary()
 
     async def apply_emergency(self, cmd: EmergencyCommand) -> None:
-        """Stop / close-all / resume. Applied once per change of action."""
+        """Stop / close-all / resume. Applied once per change of action.
+
+        ``none`` resumes only on a real transition from stop/close-all (this runner's
+        last acknowledged action, kept in Redis across restarts). The first event of a
+        watch, or the state read at start, says ``none`` too; treating that as a resume
+        would lift a max-drawdown halt restored from the snapshot, which only a person
+        may lift.
+        """
         assert self.engine is not None
         async with self._lock:
             if cmd.action == self.last_emergency and cmd.source != "start":
                 return
+            previous = self.last_emergency
             self.last_emergency = cmd.action
             cancelled: list[str] = []
+            if cmd.action == "none" and previous not in ("stop", "close-all"):
+                self.log.info("emergency.none_observed", by=cmd.by, source=cmd.source,
+                              note="no stop/close-all to lift; halts stay as they are")
+                await self.store.ack_emergency(cmd.action, self.clock.now_ms(), cancelled)
+                return
             self.log.warning(
                 "emergency", action=cmd.action, by=cmd.by, reason=cmd.reason, source=cmd.source
             )

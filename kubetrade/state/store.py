@@ -216,6 +216,17 @@ class StateStore:
             _dumps({"action": action, "ts_ms": ts_ms, "cancelled": cancelled}),
         )
 
+    async def read_emergency_ack(self) -> str | None:
+        """The emergency action this runner last acknowledged (None if never)."""
+        raw = await self.redis.hget(self.keys.emergency_acks, self.name)  # type: ignore[misc]
+        if not raw:
+            return None
+        try:
+            action = json.loads(raw).get("action")
+        except (TypeError, ValueError, AttributeError):
+            return None
+        return str(action) if action else None
+
     async def read_emergency(self) -> dict[str, str]:
         data: Any = await self.redis.hgetall(self.keys.emergency)  # type: ignore[misc]
         return dict(data)

@@ -213,3 +213,58 @@ async def test_deleting_strategy_with_close_positions_sells_them(
     watcher.cancel()
     await asyncio.to_thread(crs.patch_namespaced_custom_object, GROUP, VERSION, k8s_namespace,
                             "strategies", "btc-sma", {"metadata": {"finalizers": []}})
+
+
+async def test_restart_keeps_max_drawdown_halt_despite_emergency_none(
+    redis_client: Redis, k8s_api_client: k8s.ApiClient, k8s_namespace: str,
+    kubetrade_crds: Path,
+) -> None:
+    """A max-drawdown halt lasts until a person resumes: a pod restart, whose Emergency
+    watch first reports the current action (none), must not lift it. A real transition
+    stop -> none (a person's resume) still does."""
+    keys = Keys("kt")
+    policy = {"spec": {"maxDrawdownPct": 0.3, "maxPositionSizePct": 90,
+                       "strategyMaxConsecutiveLosses": 0, "dailyLossLimitPct": 0}}
+    env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
+
+    async def runner_from_redis() -> Runner:
+        runner, _ = await create_runner(
+            STRATEGY, redis=redis_client, keys=keys, env=env, clock=ManualClock(1),
+            limits_manifest=policy, options=RunnerOptions(reconcile_interval_s=0),
+        )
+        await runner.start()
+        return runner
+
+    first = await runner_from_redis()
+    async for symbol, candle in first.market.candles(first.cursor):
+        await first.process_candle(symbol, candle)
+        if first.engine is not None and "max_drawdown" in first.engine.halts:
+            break
+    assert first.engine is not None and "max_drawdown" in first.engine.halts
+    crs = _crs(k8s_api_client)
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Emergency",
+            "metadata": {"name": "default"}, "spec": {"action": "none"}}
+    await asyncio.to_thread(crs.create_namespaced_custom_object, GROUP, VERSION,
+                            k8s_namespace, "emergencies", body)
+
+    restarted = await runner_from_redis()  # the pod restarts: state from Redis
+    assert restarted.engine is not None and "max_drawdown" in restarted.engine.halts
+    watcher = asyncio.create_task(watch_kubernetes(
+        k8s_namespace, restarted.apply_emergency, SystemClock(), k8s_api_client))
+
+    async def acked(action: str) -> bool:
+        raw = await redis_client.hget(keys.emergency_acks, "btc-sma")
+        return bool(raw) and json.loads(raw)["action"] == action
+
+    await wait_until(lambda: acked("none"), "the restarted runner to see the Emergency CR")
+    assert "max_drawdown" in restarted.engine.halts, "a restart lifted the drawdown halt"
+    summary = await redis_client.hgetall(keys.summary("btc-sma"))
+    assert summary["phase"] == "Halted"
+    # a person's stop then resume is the manual intervention that lifts it
+    for action in ("stop", "none"):
+        await asyncio.to_thread(crs.patch_namespaced_custom_object, GROUP, VERSION,
+                                k8s_namespace, "emergencies", "default",
+                                {"spec": {"action": action, "requestedBy": "ops"}})
+        await wait_until(lambda a=action: acked(a), f"the runner to apply {action}")  # type: ignore[misc]
+    assert not restarted.engine.is_halted
+    watcher.cancel()
