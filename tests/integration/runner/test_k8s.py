@@ -93,7 +93,7 @@ async def test_emergency_cr_halts_runner_directly(
 
     async def acked(action: str) -> bool:
         raw = await redis_client.hget(keys.emergency_acks, "btc-sma")
-        return bool(raw) and json.loads(raw)["action"] == action
+        return bool(raw) and json.loads(raw or "{}")["action"] == action
 
     await wait_until(lambda: acked("stop"), "the runner to halt and ack the Emergency CR")
     assert runner.engine is not None and runner.engine.is_halted
@@ -254,7 +254,7 @@ async def test_restart_keeps_max_drawdown_halt_despite_emergency_none(
 
     async def acked(action: str) -> bool:
         raw = await redis_client.hget(keys.emergency_acks, "btc-sma")
-        return bool(raw) and json.loads(raw)["action"] == action
+        return bool(raw) and json.loads(raw or "{}")["action"] == action
 
     await wait_until(lambda: acked("none"), "the restarted runner to see the Emergency CR")
     assert "max_drawdown" in restarted.engine.halts, "a restart lifted the drawdown halt"
