@@ -214,3 +214,48 @@ async def test_kill_switch_works_with_a_token_while_redis_is_down(
             "action"
         ] == "close-all"
     await dead.aclose()
+
+
+async def test_kill_switch_does_not_hang_on_a_redis_that_never_answers(
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    kubetrade_crds: Path,
+    redis_client: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """Redis on a dead node: connections open (or were open) but nothing answers. The
+    stop must still reach the Emergency resource promptly, not wait on Redis forever."""
+    import asyncio
+
+    live = KubernetesDesiredState(k8s_namespace, k8s_api_client, redis_client, keys)
+    up = create_app(api_settings(), redis_client, live, SystemClock(), keys)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=up), base_url="http://t") as c:
+        login = await c.post("/api/auth/login", json={"password": API_PASSWORD})
+        h = {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # accept, read nothing, answer nothing
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    silent = aioredis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True)
+    desired = KubernetesDesiredState(k8s_namespace, k8s_api_client, silent, keys)
+    app = create_app(api_settings(), silent, desired, SystemClock(), keys)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as c:
+            # the bound only turns a hang into a failure; it does not measure speed
+            r = await asyncio.wait_for(
+                c.post("/api/emergency/stop", json={"reason": "redis hung"}, headers=h), 60
+            )
+            assert r.status_code == 200, r.text
+            cr = _cr(k8s_api_client, k8s_namespace, "emergencies", "default")
+            assert cr["spec"]["action"] == "stop"
+    finally:
+        for w in held:
+            w.close()
+        server.close()
+        await silent.aclose()
