@@ -90,7 +90,8 @@ async def _run(args: argparse.Namespace) -> int:
     options = RunnerOptions(reconcile_interval_s=env.reconcile_interval,
                             max_candles=args.max_candles)
     runner, closers = await create_runner(
-        manifest, redis=redis, keys=keys, env=env, limits_manifest=risk, options=options
+        manifest, redis=redis, keys=keys, env=env, limits_manifest=risk, options=options,
+        namespace=namespace,
     )
     options.paper = runner.paper is not None
     task = asyncio.current_task()

@@ -261,12 +261,14 @@ async def create_runner(
     clock: Clock | None = None,
     limits_manifest: dict[str, Any] | None = None,
     options: RunnerOptions | None = None,
+    namespace: str | None = None,
 ) -> tuple[Runner, list[Any]]:
-    """A started-ready runner and the clients to close afterwards."""
+    """A started-ready runner and the clients to close afterwards. ``namespace``: the
+    Strategy's namespace when trading from a cluster (qualifies client order ids)."""
     from kubetrade.runner.core import limits_from_manifest
 
     clock = clock or SystemClock()
-    spec = RunnerSpec.from_manifest(manifest)
+    spec = RunnerSpec.from_manifest(manifest, namespace=namespace)
     market_clock: CandleClock | None = None
     if env.market_data.startswith("replay"):
         market_clock = CandleClock(timeframe_ms(spec.timeframe))

@@ -84,13 +84,25 @@ class RunnerSpec:
     enabled: bool = True
     risk_policy_ref: str = "default"
     testnet: bool = True
+    #: The Strategy's namespace when the runner trades from a cluster (None otherwise).
+    namespace: str | None = None
 
     @property
     def quote_asset(self) -> str:
         return self.symbols[0].split("/")[1] if self.symbols else "USDT"
 
+    @property
+    def order_id_source(self) -> str:
+        """What client order ids are derived from. Strategy names are unique only within
+        a namespace, and two namespaces may trade one exchange account: with the bare
+        name their ids would collide, the exchange would refuse one runner's order as a
+        duplicate and that runner would adopt the other's order and fills."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
     @classmethod
-    def from_manifest(cls, manifest: dict[str, Any]) -> RunnerSpec:
+    def from_manifest(
+        cls, manifest: dict[str, Any], namespace: str | None = None
+    ) -> RunnerSpec:
         """Validate with the Strategy resource model, so the runner refuses what the API
         server would refuse, with the same messages."""
         from kubetrade.resources import Strategy
@@ -98,6 +110,7 @@ class RunnerSpec:
         model = Strategy.model_validate(manifest)
         spec = model.spec
         return cls(
+            namespace=namespace,
             name=model.metadata.name,
             algorithm=spec.algorithm,
             parameters=spec.validated_parameters(),
@@ -122,6 +135,25 @@ class RunnerOptions:
     paper: bool = True
     #: Stop after this many candles (tests and benchmarks); None runs forever.
     max_candles: int | None = None
+
+
+class _RunnerEngine(TradingEngine):
+    """The engine with client order ids derived from ``order_id_source`` (namespace-
+    qualified in a cluster) while its name, shown in orders, alerts and audit, stays the
+    Strategy's name. (The engine has no parameter for the id source; see the report.)"""
+
+    order_id_source: str = ""
+
+    def _next_id(self, ts_ms: int) -> str:
+        source = self.order_id_source
+        if not source or source == self.name:
+            return super()._next_id(ts_ms)
+        shown = self.name
+        self.name = source
+        try:
+            return super()._next_id(ts_ms)
+        finally:
+            self.name = shown
 
 
 @dataclass
@@ -179,7 +211,7 @@ class Runner:
         self.awaiting_reconciliation = False
         self.candles_processed = 0
         self.last_reconciliation: ReconciliationResult | None = None
-        self._prefix = client_id_prefix(make_client_order_id(spec.name, 0, 0))
+        self._prefix = client_id_prefix(make_client_order_id(spec.order_id_source, 0, 0))
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         self._marks: dict[str, Decimal] = {}
@@ -197,15 +229,16 @@ class Runner:
             raise ValueError(f"spec.symbols: {', '.join(missing)} not offered by the exchange")
         strategy = create_strategy(self.spec.algorithm, self.spec.parameters)
         markets = {s: self.markets[s] for s in self.spec.symbols}
+        engine: TradingEngine
         if restored.engine_snapshot is not None:
-            self.engine = TradingEngine.restore(
+            engine = _RunnerEngine.restore(
                 restored.engine_snapshot,
                 strategy,
                 limits=self.limits,
                 markets=markets,
             )
         else:
-            self.engine = TradingEngine(
+            engine = _RunnerEngine(
                 self.name,
                 strategy,
                 self.limits,
@@ -214,6 +247,11 @@ class Runner:
                 quote_asset=self.spec.quote_asset,
                 timeframe_ms=timeframe_ms(self.spec.timeframe),
             )
+        # new orders get namespace-qualified ids; orders persisted before (bare-name ids)
+        # are still looked up by the id stored with them
+        assert isinstance(engine, _RunnerEngine)
+        engine.order_id_source = self.spec.order_id_source
+        self.engine = engine
         self.engine.update_limits(self.limits)
         self.orders = dict(restored.orders)
         self._live = {c for c, o in self.orders.items() if not o.status.is_terminal}

@@ -119,10 +119,12 @@ def reconcile(
         for o in local_orders
         if not o.status.is_terminal and o.symbol in symbols
     }
+    # ours: the strategy's id prefix, or an order we know by id (ids made under an
+    # earlier id scheme, e.g. before ids were qualified with the namespace)
     remote_open = {
         o.client_order_id: o
         for o in exchange_orders
-        if o.client_order_id.startswith(client_id_prefix)
+        if o.client_order_id.startswith(client_id_prefix) or o.client_order_id in local_open
     }
     result.orders_checked = len(set(local_open) | set(remote_open))
     for cid in sorted(set(local_open) - set(remote_open)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from kubetrade.domain.models import (
     Balance,
@@ -33,7 +34,7 @@ def _order(cid: str, status: OrderStatus = OrderStatus.OPEN, filled: str = "0") 
     )
 
 
-def _run(**overrides: object) -> dict[str, object]:
+def _run(**overrides: object) -> dict[str, Any]:
     args: dict[str, object] = {
         "strategy": "btc-sma",
         "ts_ms": 1,
@@ -87,7 +88,19 @@ def test_order_differences_both_ways_and_fill_state() -> None:
         local_orders=[_order(CID), _order("x", OrderStatus.FILLED)],
         exchange_orders=[_order(other), _order(foreign)],
     )
-    kinds = {(m["kind"], m["subject"]) for m in result["mismatches"]}  # type: ignore[union-attr]
+    kinds = {(m["kind"], m["subject"]) for m in result["mismatches"]}
     assert kinds == {("order_missing_on_exchange", CID), ("order_unknown_locally", other)}
     partial = _run(exchange_orders=[_order(CID, OrderStatus.PARTIALLY_FILLED, "0.05")])
-    assert [m["kind"] for m in partial["mismatches"]] == ["order_state"]  # type: ignore[union-attr]
+    assert [m["kind"] for m in partial["mismatches"]] == ["order_state"]
+
+
+def test_open_order_with_an_earlier_id_scheme_is_still_ours() -> None:
+    """A runner that now qualifies ids with its namespace still recognises the open
+    orders it persisted under the bare-name ids, and ignores other strategies' orders."""
+    qualified = client_id_prefix(make_client_order_id("team-a/btc-sma", 0, 0))
+    other = _order(make_client_order_id("team-b/btc-sma", 1_700_000_000_000, 1))
+    result = _run(client_id_prefix=qualified, exchange_orders=[_order(CID), other])
+    assert result["ok"] is True, result["mismatches"]
+    missing = _run(client_id_prefix=qualified, exchange_orders=[other])
+    kinds = [m["kind"] for m in missing["mismatches"]]
+    assert kinds == ["order_missing_on_exchange"]
