@@ -42,6 +42,7 @@ from kubetrade.domain.models import (
     MarketInfo,
     Order,
     OrderStatus,
+    Side,
     make_client_order_id,
     to_dict,
 )
@@ -68,6 +69,9 @@ from kubetrade.state.keys import Keys
 from kubetrade.state.store import Changes, StateStore
 
 ACTOR = "runner"
+#: Orders that reduce risk: they go out while reconciliation is pending (an unprotected
+#: losing position is the larger risk), though never to an exchange whose breaker is open.
+PROTECTIVE_EXIT_REASONS = frozenset({"stop_loss", "close_all"})
 
 
 @dataclass
@@ -429,7 +433,11 @@ class Runner:
             await self._apply(order, [])
             return
         try:
-            result = await self.exchange.create_order(order)
+            if self._is_protective_exit(order):
+                with self._unreconciled_exits_allowed():
+                    result = await self.exchange.create_order(order)
+            else:
+                result = await self.exchange.create_order(order)
         except DuplicateOrder:
             # The exchange has it already (an earlier send whose answer was lost).
             result = await self._lookup_or_unknown(order)
@@ -497,9 +505,22 @@ class Runner:
     def _blocked_reason(self, order: Order) -> str:
         if self.breaker_open:
             return "circuit_open"
-        if self.awaiting_reconciliation:
+        if self.awaiting_reconciliation and not self._is_protective_exit(order):
             return "awaiting_reconciliation"
         return ""
+
+    @staticmethod
+    def _is_protective_exit(order: Order) -> bool:
+        return order.side is Side.SELL and order.reason in PROTECTIVE_EXIT_REASONS
+
+    def _unreconciled_exits_allowed(self) -> contextlib.AbstractContextManager[Any]:
+        """The exchange's own reconciliation gate (ResilientExchange refuses orders with
+        CircuitOpen until ``mark_reconciled``) opened for one protective exit."""
+        allow = getattr(self.exchange, "allow_unreconciled", None)
+        if callable(allow):
+            ctx: contextlib.AbstractContextManager[Any] = allow()
+            return ctx
+        return contextlib.nullcontext()
 
     async def _fills_for(self, order: Order) -> list[Fill]:
         if order.filled_quantity <= 0 and order.status not in (
@@ -690,11 +711,13 @@ class Runner:
             await self._write_summary()
 
     async def _send_unblocked(self, order: Order) -> None:
-        """Exits of close-all go out even when the breaker gate would hold entries."""
+        """Exits of close-all go out even when the breaker gate would hold entries (the
+        runner's gate and the exchange client's reconciliation gate)."""
         gate = (self.breaker_open, self.awaiting_reconciliation)
         self.breaker_open = self.awaiting_reconciliation = False
         try:
-            await self._submit(order)
+            with self._unreconciled_exits_allowed():
+                await self._submit(order)
         finally:
             self.breaker_open, self.awaiting_reconciliation = gate
 

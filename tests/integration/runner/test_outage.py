@@ -108,12 +108,15 @@ async def test_outage_opens_breaker_and_resumes_after_reconciliation(
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(resumed(), 60)
-    audit = [f["action"] for _, f in await redis_client.xrange(keys.audit)]
+    entries: Any = await redis_client.xrange(keys.audit)
+    audit = [f["action"] for _, f in entries]
     assert "breaker.open" in audit and "trading.resumed_after_reconciliation" in audit
     assert audit.index("breaker.closed") < audit.index("trading.resumed_after_reconciliation")
-    recon: dict[str, Any] = json.loads(await redis_client.get(keys.reconciliation("outage")))
+    raw: Any = await redis_client.get(keys.reconciliation("outage"))
+    recon: dict[str, Any] = json.loads(raw)
     assert recon["ok"] is True
-    kinds = [f["kind"] for _, f in await redis_client.xrange(keys.alerts)]
+    alerts: Any = await redis_client.xrange(keys.alerts)
+    kinds = [f["kind"] for _, f in alerts]
     assert "circuit_open" in kinds and "circuit_closed" in kinds
     assert not [o for o in runner.orders.values()
                 if o.status in (OrderStatus.CREATED, OrderStatus.UNKNOWN)]
@@ -169,4 +172,73 @@ async def test_lost_answers_after_acceptance_never_duplicate_orders(
     assert set(await redis_client.smembers(keys.fills_seen("lossy"))) == trades
     result = await runner.reconcile_now("test")
     assert result.ok, result.to_dict()
+    await exchange.close()
+
+
+async def test_close_all_gets_through_pending_reconciliation(
+    redis_client: Redis, fake_binance: FakeBinance
+) -> None:
+    """After an outage the breaker is closed again but reconciliation has not passed
+    (here: coins appeared on the account), so entries stay refused; an emergency
+    close-all must still sell the position."""
+    from kubetrade.domain.models import Side
+    from kubetrade.runner.emergency import EmergencyCommand
+
+    clock = VirtualClock(fake_binance)
+    inner = BinanceExchange(fake_binance.api_key, fake_binance.secret, testnet=True,
+                            base_url=fake_binance.url, clock=clock)
+    exchange = ResilientExchange(inner, clock, failure_threshold=3, cooldown_s=30,
+                                 backoff_initial_s=0.5, backoff_max_s=5, lookup_attempts=3)
+    csv = bundled_candles("BTC/USDT")
+    assert csv is not None
+    spec = RunnerSpec(name="closeall", algorithm="sma-crossover",
+                      parameters={"fastPeriod": 2, "slowPeriod": 4}, symbols=["BTC/USDT"],
+                      mode="live")
+    limits = RiskLimits(strategy_max_consecutive_losses=0, daily_loss_limit_pct=Decimal(0),
+                        max_drawdown_pct=Decimal(0), price_collar_pct=Decimal(0))
+    runner = Runner(spec, redis=redis_client, keys=Keys("kt"), exchange=exchange,
+                    market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
+                    clock=clock, limits=limits,
+                    options=RunnerOptions(reconcile_interval_s=0, paper=False))
+    exchange.on_event = runner.on_exchange_event
+    await runner.start()
+    assert runner.engine is not None
+    candles = runner.market.candles(runner.cursor)
+    for _ in range(500):
+        symbol, candle = await anext(candles)
+        await runner.process_candle(symbol, candle)
+        if runner.engine.positions:
+            break
+    held = runner.engine.positions["BTC/USDT"].quantity
+    fake_binance.start_outage()
+    for _ in range(50):
+        symbol, candle = await anext(candles)
+        await runner.process_candle(symbol, candle)
+        clock.advance(60)
+        if runner.breaker_open:
+            break
+    assert runner.breaker_open
+    with fake_binance.state.lock:  # a deposit while we were away: reconciliation fails
+        btc = fake_binance.state.balances.get("BTC", Decimal(0))
+    fake_binance.set_balance("BTC", btc + Decimal("1"))
+    fake_binance.end_outage()
+    clock.advance(31)
+    assert await exchange.probe()  # the breaker closes ...
+
+    # the runner's breaker-closed work (recover orders, reconcile) runs as a task
+    assert runner._background
+    await asyncio.wait_for(asyncio.gather(*list(runner._background)), 30)
+    assert not runner.breaker_open
+    # ... but reconciliation found the deposit: trading stays held on both gates
+    assert runner.awaiting_reconciliation and exchange.needs_reconciliation
+    await runner.apply_emergency(EmergencyCommand("close-all", clock.now_ms(), "ops",
+                                                  "drill", "redis"))
+    assert not runner.engine.positions
+    sells = [o for o in runner.orders.values()
+             if o.side is Side.SELL and o.reason == "close_all"]
+    assert len(sells) == 1 and sells[0].status is OrderStatus.FILLED
+    step = runner.markets["BTC/USDT"].qty_step
+    assert held - step < sells[0].filled_quantity <= held  # all but unsellable dust
+    with fake_binance.state.lock:
+        assert sells[0].client_order_id in fake_binance.state.accepted_client_ids
     await exchange.close()
