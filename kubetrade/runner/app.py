@@ -23,6 +23,7 @@ from kubetrade.exchange.paper import PaperBroker, PaperExchange, default_market
 from kubetrade.runner.core import Runner, RunnerOptions, RunnerSpec
 from kubetrade.runner.logs import get_logger, redactor
 from kubetrade.runner.market import MarketSource, ReplaySource, load_replay, timeframe_ms
+from kubetrade.runner.preflight import client_throttle_enabled
 from kubetrade.runner.watch import background_tasks
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
@@ -59,6 +60,9 @@ class RunnerEnv:
     metrics_port: int | None = None
     pod_name: str = ""
     reconcile_interval: float = 300.0
+    #: KUBETRADE_RATE_LIMIT: the exchange client's request throttle (on unless turned
+    #: off); read exactly as the pre-flight check "Rate Limit Configured" reads it.
+    rate_limit: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> RunnerEnv:
@@ -81,6 +85,7 @@ class RunnerEnv:
             metrics_port=int(port) if port else None,
             pod_name=env.get("POD_NAME", ""),
             reconcile_interval=float(env.get("KUBETRADE_RECONCILE_INTERVAL") or 300.0),
+            rate_limit=client_throttle_enabled(env),
         )
 
 
@@ -179,7 +184,10 @@ async def build_exchange(
         from kubetrade.exchange.resilient import ResilientExchange
 
         assert data_client is not None
-        resilient = ResilientExchange(data_client, clock)
+        resilient = ResilientExchange(data_client, clock, rate_limit_enabled=env.rate_limit)
+        if not env.rate_limit:
+            log.warning("exchange.rate_limit_off", strategy=spec.name,
+                        note="KUBETRADE_RATE_LIMIT is off: requests are not throttled")
         # market data goes through the same breaker, so an outage trips it and the
         # feed's polls are the probes that close it again
         return resilient, None, resilient

@@ -71,3 +71,34 @@ def test_replay_paths_forms() -> None:
     )
     with pytest.raises(ValueError, match=r"spec\.symbols: no bundled candles for ETH/USDT"):
         replay_paths(spec, "replay:bundled")
+
+
+@pytest.mark.parametrize(
+    ("value", "enabled"),
+    [(None, True), ("", True), ("on", True), ("true", True), ("off", False),
+     ("false", False), ("0", False), ("OFF", False)],
+)
+async def test_rate_limit_env_reaches_the_exchange_client(
+    value: str | None, enabled: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KUBETRADE_RATE_LIMIT switches the live exchange client's throttle, read as the
+    pre-flight check "Rate Limit Configured" reads it."""
+    from kubetrade.domain.clock import ManualClock
+    from kubetrade.exchange.resilient import ResilientExchange
+    from kubetrade.runner.app import build_exchange
+    from kubetrade.runner.preflight import client_throttle_enabled
+
+    environ = {"BINANCE_API_KEY": "k", "BINANCE_SECRET_KEY": "s"}
+    if value is not None:
+        environ["KUBETRADE_RATE_LIMIT"] = value
+    monkeypatch.setenv("KUBETRADE_SECRETS_DIR", "/nonexistent")
+    env = RunnerEnv.from_env(environ)
+    spec = RunnerSpec(name="s1", algorithm="sma-crossover", parameters={},
+                      symbols=["BTC/USDT"], mode="live")
+    exchange, _, _ = await build_exchange(spec, env, ManualClock(1), None)
+    try:
+        assert isinstance(exchange, ResilientExchange)
+        assert exchange.rate_limit_enabled is enabled
+        assert client_throttle_enabled(environ) is enabled
+    finally:
+        await exchange.close()
