@@ -33,7 +33,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock
-from kubetrade.domain.engine import TradingEngine
+from kubetrade.domain.engine import HALT_DRAWDOWN, TradingEngine
 from kubetrade.domain.models import (
     Balance,
     Candle,
@@ -599,6 +599,8 @@ class Runner:
             )
         )
         self.fills_seen.update(f.trade_id for f in new)
+        if new:
+            self._risk_metrics()
         now = self.clock.now_ms()
         await self._event(EventType.ORDER, now, to_dict(order))
         for fill in new:
@@ -908,10 +910,22 @@ class Runner:
             self.metrics.pnl.labels(self.name).set(float(Decimal(str(summary["pnl"]))))
         self.metrics.open_positions.labels(self.name).set(len(self.engine.positions))
         self.metrics.halted.labels(self.name).set(1 if halted else 0)
+        self._risk_metrics()
         await self.store.commit(changes)
         if changes.equity is not None:
             await self._event(EventType.EQUITY, now, {"ts": ts_ms, "equity": str(eq)})
         await self._event(EventType.STRATEGY, now, {k: str(v) for k, v in summary.items()})
+
+    def _risk_metrics(self) -> None:
+        """Gauges the chart's alert rules read: share of the daily loss limit used and
+        whether the max-drawdown halt holds (every candle, fill and halt change)."""
+        assert self.engine is not None
+        risk = self.engine.risk_state()
+        self.metrics.set_risk(
+            self.name,
+            float(risk["daily_loss_limit_used_ratio"]),
+            HALT_DRAWDOWN in risk["halts"],
+        )
 
     async def _drain_engine_events(self) -> None:
         assert self.engine is not None

@@ -59,6 +59,19 @@ class RunnerMetrics:
         self.halted = Gauge(
             "kubetrade_halted", "1 while trading is halted.", ["strategy"], registry=registry
         )
+        self.daily_loss_limit_used = Gauge(
+            "kubetrade_daily_loss_limit_used_ratio",
+            "Today's loss as a fraction of the daily loss limit (0 no loss, 1.0 at the "
+            "limit, when trading halts for the UTC day); 0 when the limit is off.",
+            ["strategy"],
+            registry=registry,
+        )
+        self.drawdown_halted = Gauge(
+            "kubetrade_drawdown_halted",
+            "1 while halted by the max-drawdown rule, until a person resumes.",
+            ["strategy"],
+            registry=registry,
+        )
         self.breaker = Gauge(
             "kubetrade_breaker_state",
             "Exchange circuit breaker: 0 closed, 1 half-open, 2 open.",
@@ -102,6 +115,11 @@ class RunnerMetrics:
             ["strategy", "outcome"],
             registry=registry,
         )
+
+    def set_risk(self, strategy: str, daily_loss_limit_used: float, drawdown_halted: bool) -> None:
+        """The equity rules' gauges (from ``TradingEngine.risk_state()``)."""
+        self.daily_loss_limit_used.labels(strategy).set(daily_loss_limit_used)
+        self.drawdown_halted.labels(strategy).set(1 if drawdown_halted else 0)
 
     def set_breaker(self, strategy: str, state: str) -> None:
         self.breaker.labels(strategy).set(BREAKER_STATES.get(state.lower(), 2))

@@ -252,3 +252,44 @@ async def test_invalid_risk_patch_is_refused_naming_the_field(
     desired = LocalDesiredState(redis_client, Keys("kt"))
     with pytest.raises(DesiredStateError, match=bad.replace("Pct", "")[:8]):
         await desired.update_risk_policy("default", {bad: "-1"}, "eve")
+
+
+async def test_risk_gauges_follow_the_engine(redis_client: Redis) -> None:
+    """kubetrade_daily_loss_limit_used_ratio and kubetrade_drawdown_halted (read by the
+    chart's alert rules) move with losses and with the drawdown halt and its resume."""
+    from prometheus_client import REGISTRY
+
+    from kubetrade.runner.emergency import EmergencyCommand
+
+    name = "btc-risk-gauges"
+    keys = Keys("kt")
+    env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
+    policy = {"spec": {"maxDrawdownPct": 0.3, "dailyLossLimitPct": 50,
+                       "maxPositionSizePct": 90, "strategyMaxConsecutiveLosses": 0}}
+    runner, _ = await create_runner(
+        manifest(name), redis=redis_client, keys=keys, env=env,
+        clock=ManualClock(1_800_000_000_000), limits_manifest=policy,
+        options=RunnerOptions(reconcile_interval_s=0),
+    )
+    await runner.start()
+    assert runner.engine is not None
+
+    def gauge(metric: str) -> float | None:
+        return REGISTRY.get_sample_value(metric, {"strategy": name})
+
+    assert gauge("kubetrade_daily_loss_limit_used_ratio") == 0.0
+    assert gauge("kubetrade_drawdown_halted") == 0.0
+    async for symbol, candle in runner.market.candles(runner.cursor):
+        await runner.process_candle(symbol, candle)
+        if "max_drawdown" in runner.engine.halts:
+            break
+    assert "max_drawdown" in runner.engine.halts
+    risk = runner.engine.risk_state()
+    used = gauge("kubetrade_daily_loss_limit_used_ratio")
+    assert used is not None and 0 < used < 1
+    assert used == pytest.approx(float(risk["daily_loss_pct"]) / 50)
+    assert gauge("kubetrade_drawdown_halted") == 1.0
+    for action in ("stop", "none"):  # a person's resume lifts the drawdown halt
+        await runner.apply_emergency(EmergencyCommand(action, 1, "ops", "", "redis"))
+    assert "max_drawdown" not in runner.engine.halts
+    assert gauge("kubetrade_drawdown_halted") == 0.0
