@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -668,6 +669,8 @@ def build_registry(context: Context) -> kopf.OperatorRegistry:
             conds.set("Mirrored", False, "RedisUnavailable", f"Redis: {exc}", now)
             _write_status(patch, status, {"state": action, "conditions": conds.items})
             raise kopf.TemporaryError(f"Redis unavailable: {exc}", delay=2) from exc
+        if ahead is not None:
+            await _adopt_emergency(c, meta, ahead, by, reason)
         acked = 0
         for text in acks.values():
             try:
@@ -857,6 +860,29 @@ async def _timed(kind: str, trigger: str, work: Any) -> None:
     finally:
         metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
     metrics.RECONCILES.labels(kind, trigger, "ok").inc()
+
+
+async def _adopt_emergency(
+    c: Context, meta: Mapping[str, Any], action: str, by: str, reason: str
+) -> None:
+    """Record on the Emergency resource a stop that reached Redis alone (the API server
+    was unreachable for the API or the bot), so runners watching the resource and
+    ``kubectl get emergency`` agree with Redis instead of reading the old action as a
+    resume. Guarded by resourceVersion: a human change made meanwhile wins."""
+    body = {
+        "metadata": {"resourceVersion": meta.get("resourceVersion")},
+        "spec": {"action": action, "requestedBy": by, "reason": reason},
+    }
+    try:
+        await c.kube.merge_patch(
+            f"{GROUP}/{VERSION}", "emergencies", meta["namespace"], meta["name"], body
+        )
+    except ApiException as exc:
+        if exc.status != 409:  # 409: changed meanwhile; the next pass decides again
+            log.warning("could not record the Redis-only %s on the Emergency: %s",
+                        action, exc.status)
+        return
+    await c.audit(f"emergency.{action}.adopted", by=by, reason=reason)
 
 
 def _write_status(patch: kopf.Patch, current: Mapping[str, Any], new: Mapping[str, Any]) -> None:

@@ -37,6 +37,10 @@ def _mirrored(bed: OperatorBed) -> dict[str, Any] | None:
     return bed.condition("emergency", "default", "Mirrored")
 
 
+def _spec(bed: OperatorBed) -> dict[str, Any]:
+    return dict((bed.get("emergency", "default") or {}).get("spec") or {})
+
+
 def test_resync_and_restart_never_publish_a_stale_none(operator_bed: OperatorBed) -> None:
     bed = operator_bed
     r: Any = redis.Redis.from_url(bed.redis_url, decode_responses=True)
@@ -51,43 +55,38 @@ def test_resync_and_restart_never_publish_a_stale_none(operator_bed: OperatorBed
     )
 
     _redis_only_stop(r, keys)
-    # The periodic resync runs every second or two; wait until it has looked at the
-    # diverged state (or, the bug, overwritten it).
+    # The periodic resync runs every second or two. It must not overwrite the stop; it
+    # records it on the resource, so runners that watch the resource (and kubectl) see
+    # the stop too.
     wait_for(
-        lambda: (
-            r.hget(keys.emergency, "action") != "stop"
-            or (_mirrored(bed) or {}).get("reason") == "RedisAhead"
-        ),
+        lambda: r.hget(keys.emergency, "action") != "stop" or _spec(bed).get("action") == "stop",
         30,
         "the resync to see the Redis-only stop",
     )
     assert r.hget(keys.emergency, "action") == "stop", "resync published a stale none"
-    assert (bed.get("emergency", "default") or {})["status"]["state"] == "stop"
-
-    # Restart (SIGKILL) with the resource still saying none: the resume handler must
-    # not resume runners either. Clear the condition so we can see the new process act.
-    bed.kill()
-    bed.apiserver.kubectl(
-        "-n",
-        bed.ns,
-        "patch",
-        "emergency",
-        "default",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        '{"status":{"conditions":[]}}',
+    assert _spec(bed) == {
+        "action": "stop",
+        "requestedBy": "telegram:42",
+        "reason": "Telegram /stop",
+    }
+    wait_for(
+        lambda: (_mirrored(bed) or {}).get("status") == "True", 15, "Mirrored=True again"
     )
+    assert r.hget(keys.emergency, "action") == "stop"
+
+    # The same while the operator is down (SIGKILL): its restart must not resume runners.
+    bed.kill()
+    _redis_only_stop(r, keys, "close-all")
     bed.start()
     wait_for(
         lambda: (
-            r.hget(keys.emergency, "action") != "stop"
-            or (_mirrored(bed) or {}).get("reason") == "RedisAhead"
+            r.hget(keys.emergency, "action") != "close-all"
+            or _spec(bed).get("action") == "close-all"
         ),
         60,
-        "the restarted operator to see the Redis-only stop",
+        "the restarted operator to see the Redis-only close-all",
     )
-    assert r.hget(keys.emergency, "action") == "stop", "restart published a stale none"
+    assert r.hget(keys.emergency, "action") == "close-all", "restart published a stale stop"
 
     # A real resume (a change of the resource) still reaches Redis.
     bed.kubectl(
@@ -100,6 +99,7 @@ def test_resync_and_restart_never_publish_a_stale_none(operator_bed: OperatorBed
     )
     wait_for(lambda: r.hget(keys.emergency, "action") == "none", 15, "resume mirrored")
     assert r.hget(keys.emergency, "by") == "alice"
+    assert _spec(bed)["action"] == "none"
 
 
 def test_a_lost_redis_state_is_restored_from_the_resource(operator_bed: OperatorBed) -> None:
