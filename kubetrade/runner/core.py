@@ -630,6 +630,9 @@ class Runner:
                 {"client_order_id": order.client_order_id, "reason": order.reason,
                  "symbol": order.symbol, "side": order.side.value},
             )
+        # alerts the fill raised (trade opened/closed, halts) go out now, not at the next
+        # candle's drain: fills also arrive at start, after an outage and on cancels
+        await self._drain_engine_events()
 
     # ------------------------------------------------------------------ halts
     async def _set_halt(self, source: str, reason: str | None, by: str) -> None:
