@@ -433,7 +433,14 @@ def create_app(
             await audit(
                 "api:unauthenticated",
                 "auth.login_failed",
-                {"client": client, "username": body.username[:64]},
+                # an unknown name is not recorded: it is often the password typed
+                # into the wrong field
+                {
+                    "client": client,
+                    "username": body.username
+                    if body.username == settings.dashboard_username
+                    else "(unknown)",
+                },
             )
             raise HTTPException(
                 401, "wrong username or password", headers={"WWW-Authenticate": "Bearer"}

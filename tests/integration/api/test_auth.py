@@ -134,6 +134,19 @@ async def test_parallel_guesses_get_no_more_than_five_tries(make_api: MakeApi) -
     assert codes.count(429) == 35
 
 
+async def test_a_password_typed_as_username_is_not_audited(make_api: MakeApi) -> None:
+    """People type the password into the username field; the failed-login audit entry
+    (Redis, shown on the dashboard) must not keep it."""
+    api = await make_api()
+    r = await api.client.post(
+        "/api/auth/login", json={"username": API_PASSWORD, "password": "admin"}
+    )
+    assert r.status_code == 401
+    entries = await api.redis.xrange(api.keys.audit)
+    assert entries, "the failed login was not audited"
+    assert all(API_PASSWORD not in json.dumps(fields) for _, fields in entries)
+
+
 async def test_refresh_rotates_and_reuse_revokes_the_family(make_api: MakeApi) -> None:
     api = await make_api()
     first = await api.login()
