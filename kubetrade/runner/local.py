@@ -70,6 +70,28 @@ class EmbeddedRedis:
         self._server.server_close()
 
 
+#: Connections for request bursts (API, runners' commands), beyond those held for good.
+POOL_CONNECTIONS = 64
+#: Held for good per strategy: its emergency and desired-state subscriptions (+1 spare).
+POOL_CONNECTIONS_PER_STRATEGY = 3
+
+
+def bounded_redis(url: str, strategies: int) -> Redis:
+    """One client for the whole process on a bounded pool: under a burst (dashboard,
+    many runners) commands queue for a connection instead of opening one each until the
+    process runs out of file descriptors. Subscriptions hold their connection for good,
+    so the bound grows with the number of strategies."""
+    from redis.asyncio import BlockingConnectionPool
+
+    pool = BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        max_connections=POOL_CONNECTIONS + POOL_CONNECTIONS_PER_STRATEGY * strategies,
+        timeout=10,
+    )
+    return Redis(connection_pool=pool)
+
+
 async def probe_binance(url: str, wait_s: float) -> bool:
     """Is Binance's public REST API reachable from here? A short timeout: offline is normal."""
     import httpx
@@ -139,6 +161,7 @@ async def run_local(options: LocalOptions) -> int:
     from kubetrade.api.app import create_app
     from kubetrade.api.settings import ApiSettings
 
+    strategies, policies = load_strategy_dir(options.strategies_dir)
     embedded: EmbeddedRedis | None = None
     redis_url = os.environ.get("REDIS_URL")
     if not redis_url:
@@ -152,14 +175,13 @@ async def run_local(options: LocalOptions) -> int:
         )
     else:
         log.info("local.redis", note="state in the Redis at REDIS_URL")
-    redis = Redis.from_url(redis_url, decode_responses=True)
+    redis = bounded_redis(redis_url, len(strategies))
     keys = keys_from_env()
     clock = SystemClock()
     desired = LocalDesiredState(redis, keys, clock)
     tasks: list[asyncio.Task[Any]] = []
     try:
         await redis.ping()
-        strategies, policies = load_strategy_dir(options.strategies_dir)
         if options.risk_policy_file is not None:
             from kubetrade.resources import RiskPolicy, load_manifests
             from kubetrade.runner.app import manifest_of
