@@ -25,7 +25,7 @@ from redis.asyncio import Redis
 from kubetrade.domain.clock import SystemClock
 from kubetrade.runner.app import RunnerEnv, create_runner, run_runner
 from kubetrade.runner.logs import get_logger
-from kubetrade.state.desired import LocalDesiredState
+from kubetrade.state.desired import LocalDesiredState, NotFoundError
 from kubetrade.state.keys import Keys, keys_from_env
 
 log = get_logger("kubetrade.local")
@@ -124,19 +124,51 @@ async def seed_desired(
     strategies: list[dict[str, Any]],
     policies: list[dict[str, Any]],
 ) -> list[dict[str, Any]]:
-    """Put the files' manifests into local desired state; paper mode is forced."""
+    """Put the files' manifests into local desired state; paper mode is forced.
+
+    With a persistent REDIS_URL, desired state outlives the process and holds what
+    people changed while it ran: a strategy already stored takes the file's spec except
+    ``enabled`` (a dashboard/Telegram toggle wins over the file), and a RiskPolicy
+    already stored is kept as it is (settings changed on the dashboard); what is
+    missing is seeded from the files. Each choice is logged.
+    """
     out = []
     for manifest in strategies:
         spec = manifest.setdefault("spec", {})
+        name = manifest["metadata"]["name"]
         if spec.get("mode") == "live":
             log.warning(
                 "local.paper_only",
-                strategy=manifest["metadata"]["name"],
+                strategy=name,
                 note="kubetrade local trades paper money only; mode forced to paper",
             )
             spec["mode"] = "paper"
+        try:
+            stored: dict[str, Any] | None = await desired.get_strategy(name)
+        except NotFoundError:
+            stored = None
+        if stored is None:
+            log.info("local.seed_strategy", strategy=name, source="file")
+        else:
+            kept = bool((stored.get("spec") or {}).get("enabled", True))
+            in_file = bool(spec.get("enabled", True))
+            spec["enabled"] = kept
+            log.info(
+                "local.seed_strategy",
+                strategy=name,
+                source="file spec, enabled from stored desired state",
+                enabled=kept,
+                file_enabled=in_file,
+            )
         out.append(await desired.put_strategy(manifest, actor="local"))
     for policy in policies:
+        name = (policy.get("metadata") or {}).get("name") or "default"
+        if await desired.has_risk_policy(name):
+            log.info("local.seed_riskpolicy", policy=name, source="stored desired state",
+                     note="kept as stored (changed settings survive restarts); the file's "
+                     "RiskPolicy seeds it only when none is stored")
+            continue
+        log.info("local.seed_riskpolicy", policy=name, source="file")
         await desired.put_risk_policy(policy, actor="local")
     return out
 

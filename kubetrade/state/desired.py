@@ -178,6 +178,10 @@ class LocalDesiredState:
             return data
         return risk_policy_manifest(name, validate_risk_spec({}))
 
+    async def has_risk_policy(self, name: str) -> bool:
+        """Whether a RiskPolicy was stored (``get_risk_policy`` answers defaults if not)."""
+        return bool(await self.redis.hexists(self.keys.desired_riskpolicies, name))  # type: ignore[misc]
+
     async def put_risk_policy(self, manifest: dict[str, Any], actor: str) -> dict[str, Any]:
         """Store a whole RiskPolicy manifest (``kubetrade local`` seeds it from YAML)."""
         name = (manifest.get("metadata") or {}).get("name") or DEFAULT_POLICY

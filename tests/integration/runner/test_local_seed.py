@@ -1,0 +1,61 @@
+"""`kubetrade local` with a persistent Redis: a restart seeds desired state from the
+YAML files without undoing what people changed while it ran (a dashboard toggle of
+``enabled``, risk settings), while edits to the files' strategy specs do apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from kubetrade.domain.clock import ManualClock
+from kubetrade.runner.local import load_strategy_dir, seed_desired
+from kubetrade.state.desired import LocalDesiredState
+from kubetrade.state.keys import Keys
+
+STRATEGY = """
+apiVersion: kubetrade.io/v1alpha1
+kind: Strategy
+metadata: {{name: {name}}}
+spec:
+  algorithm: sma-crossover
+  parameters: {{fastPeriod: {fast}, slowPeriod: 30}}
+  symbols: ["BTC/USDT"]
+  enabled: true
+"""
+POLICY = """
+apiVersion: kubetrade.io/v1alpha1
+kind: RiskPolicy
+metadata: {name: default}
+spec: {stopLossPct: 5.0}
+"""
+
+
+async def test_restart_keeps_toggles_and_settings_and_applies_file_edits(
+    redis_client: Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desired = LocalDesiredState(redis_client, Keys("kt"), ManualClock(1))
+    (tmp_path / "a.yaml").write_text(STRATEGY.format(name="btc-a", fast=10))
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    await seed_desired(desired, *load_strategy_dir(tmp_path))
+    # while it runs, a person disables btc-a and tightens the stop-loss on the dashboard
+    await desired.set_strategy_enabled("btc-a", False, "dashboard")
+    await desired.update_risk_policy("default", {"stopLossPct": 2.5}, "dashboard")
+    # the files change: a parameter of btc-a, and a new strategy
+    (tmp_path / "a.yaml").write_text(STRATEGY.format(name="btc-a", fast=12))
+    (tmp_path / "b.yaml").write_text(STRATEGY.format(name="btc-b", fast=10))
+    capsys.readouterr()
+
+    await seed_desired(desired, *load_strategy_dir(tmp_path))  # the restart
+
+    a = await desired.get_strategy("btc-a")
+    assert a["spec"]["enabled"] is False  # the toggle survives
+    assert a["spec"]["parameters"]["fastPeriod"] == 12  # the file's spec wins otherwise
+    b = await desired.get_strategy("btc-b")
+    assert b["spec"]["enabled"] is True  # new in the files: seeded
+    policy = await desired.get_risk_policy("default")
+    assert float(policy["spec"]["stopLossPct"]) == 2.5  # the settings change survives
+    out = capsys.readouterr().out
+    assert "enabled from stored desired state" in out and "btc-a" in out
+    assert "kept as stored" in out
