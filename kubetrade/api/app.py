@@ -19,7 +19,6 @@ from decimal import Decimal
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
@@ -44,7 +43,7 @@ from kubetrade.api.auth import (
     TokenService,
     hash_password,
 )
-from kubetrade.api.security import ApiMetrics, HardeningMiddleware
+from kubetrade.api.security import ApiMetrics, HardeningMiddleware, origin_allowed
 from kubetrade.api.settings import ApiSettings
 from kubetrade.api.ws import Client, EventHub
 from kubetrade.domain.clock import Clock
@@ -277,7 +276,13 @@ def create_app(
         allow_credentials=False,
         max_age=600,
     )
-    app.add_middleware(HardeningMiddleware, max_body_bytes=settings.max_body_bytes, metrics=metrics)
+    app.add_middleware(
+        HardeningMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=metrics,
+        allowed_origins=list(settings.cors_origins),
+        auth_enabled=password is not None,
+    )
 
     # -- errors: never a stack trace or a secret in a body --------------------------
     @app.exception_handler(RequestValidationError)
@@ -884,11 +889,8 @@ def create_app(
 
     # -- websocket ------------------------------------------------------------------
     def _origin_ok(origin: str | None, host: str | None) -> bool:
-        if origin is None:
-            return True  # not a browser (browsers always send Origin on WebSockets)
-        if origin in settings.cors_origins:
-            return True
-        return bool(host) and urlsplit(origin).netloc == host
+        # no Origin: not a browser (browsers always send Origin on WebSockets)
+        return origin_allowed(origin, host, list(settings.cors_origins), password is not None)
 
     @app.websocket("/api/ws")
     async def websocket(ws: WebSocket, token: str | None = None) -> None:

@@ -31,6 +31,44 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
 ]
 
 
+_UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+_LOOPBACK_NAMES = {"localhost", "[::1]", "::1"}
+
+
+def _is_loopback_host(host: str) -> bool:
+    """``host`` is a Host header value (name[:port]); loopback names and 127/8 only."""
+    name = host.lower()
+    if name.startswith("["):
+        name = name[: name.find("]") + 1]
+    elif name.count(":") == 1:
+        name = name.split(":", 1)[0]
+    if name in _LOOPBACK_NAMES:
+        return True
+    parts = name.split(".")
+    return len(parts) == 4 and parts[0] == "127" and all(p.isdigit() for p in parts)
+
+
+def origin_allowed(
+    origin: str | None, host: str | None, allowed: list[str], auth_enabled: bool
+) -> bool:
+    """May a browser page from ``origin`` act on this API?
+
+    No Origin: not a browser page (curl, scripts, the Telegram bot). A listed CORS
+    origin, or the page's own origin. Without a password the API has no other defence,
+    so "its own origin" must also be a loopback name: a rebound DNS name (evil.example
+    resolving to 127.0.0.1) makes any page same-origin with us."""
+    if origin is None:
+        return True
+    if origin in allowed:
+        return True
+    if not host:
+        return False
+    netloc = origin.split("://", 1)[1] if "://" in origin else ""
+    if netloc.lower() != host.lower():
+        return False
+    return auth_enabled or _is_loopback_host(host)
+
+
 class _TooLarge(HTTPException):
     """An HTTPException, so FastAPI's body parsing re-raises it as a 413 response
     instead of turning it into a generic 400."""
@@ -71,10 +109,19 @@ class ApiMetrics:
 
 
 class HardeningMiddleware:
-    def __init__(self, app: ASGIApp, max_body_bytes: int, metrics: ApiMetrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body_bytes: int,
+        metrics: ApiMetrics,
+        allowed_origins: list[str] | None = None,
+        auth_enabled: bool = True,
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
         self.metrics = metrics
+        self.allowed_origins = list(allowed_origins or [])
+        self.auth_enabled = auth_enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,6 +140,22 @@ class HardeningMiddleware:
                     await _plain(send, 413, b'{"detail":"request body too large"}')
                     self._observe(scope, 413, started)
                     return
+
+        if scope.get("method") in _UNSAFE_METHODS:
+            # A cross-site fetch POST without a body needs no CORS preflight: the browser
+            # sends it and only hides the answer. Changes need an acceptable Origin.
+            headers = dict(scope.get("headers", []))
+            origin = headers.get(b"origin")
+            host = headers.get(b"host")
+            if not origin_allowed(
+                origin.decode("latin-1") if origin is not None else None,
+                host.decode("latin-1") if host is not None else None,
+                self.allowed_origins,
+                self.auth_enabled,
+            ):
+                await _plain(send, 403, b'{"detail":"origin not allowed to change state"}')
+                self._observe(scope, 403, started)
+                return
 
         received = 0
 
