@@ -79,7 +79,7 @@ async def test_restart_backfills_missed_candles_and_sees_the_stop_crossed_meanwh
         await first.process_candle(symbol, candle)
         if first.engine.positions:
             break
-    await candles.aclose()
+    await candles.aclose()  # type: ignore[attr-defined]  # an async generator
     for c in closers:
         await c.close()
     position = first.engine.positions["BTC/USDT"]
@@ -102,7 +102,7 @@ async def test_restart_backfills_missed_candles_and_sees_the_stop_crossed_meanwh
             assert not stops, "stop-loss before the price reached the stop"
         else:
             break
-    await candles.aclose()
+    await candles.aclose()  # type: ignore[attr-defined]  # an async generator
     # every missed candle, in order, from the one after the last decided
     assert seen == list(range(last_seen + MIN, crossing.open_ms + MIN, MIN))
     assert len(stops) == 1 and not restarted.engine.positions
