@@ -141,9 +141,12 @@ class HardeningMiddleware:
                     self._observe(scope, 413, started)
                     return
 
-        if scope.get("method") in _UNSAFE_METHODS:
+        if not self.auth_enabled and scope.get("method") in _UNSAFE_METHODS:
             # A cross-site fetch POST without a body needs no CORS preflight: the browser
-            # sends it and only hides the answer. Changes need an acceptable Origin.
+            # sends it and only hides the answer. With no password nothing else stops
+            # it, so changes need an acceptable Origin. (With a password the bearer
+            # token, never sent by a browser on its own, is the defence; a proxy that
+            # rewrites Host must not break the dashboard's kill switch.)
             headers = dict(scope.get("headers", []))
             origin = headers.get(b"origin")
             host = headers.get(b"host")
