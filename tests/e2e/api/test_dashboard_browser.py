@@ -42,10 +42,14 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed"),
-]
+# No skip when chromium is missing: `make test` installs it (scripts/system-deps.sh), so
+# its absence is a broken set-up and must fail, not pass silently.
+pytestmark = [pytest.mark.browser]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _chromium_present() -> None:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} missing: run scripts/system-deps.sh"
 
 
 @dataclass
