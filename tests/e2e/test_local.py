@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -104,7 +105,7 @@ def test_local_with_redis_trades_and_serves_health(
         lambda: httpx.get(local.url + "/health", timeout=2).json(), 30, "/health"
     )
     assert health["status"] == "ok"  # type: ignore[index]
-    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    r: Any = redis.Redis.from_url(redis_url, decode_responses=True)
     trades_key = f"{local.prefix}:trades"
     wait_for(lambda: r.xlen(trades_key) >= 1, 120, "a closed paper trade in Redis")
     _id, trade = r.xrange(trades_key, count=1)[0]

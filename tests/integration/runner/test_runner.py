@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,7 @@ async def make_runner(
     return runner
 
 
-async def wait_until(check: Callable[[], Coroutine[Any, Any, Any]], what: str) -> Any:
+async def wait_until(check: Callable[[], Awaitable[Any]], what: str) -> Any:
     async def loop() -> Any:
         while True:  # polling Redis state, not an in-process flag
             value = await check()
@@ -95,7 +95,8 @@ async def test_restart_resumes_exactly(redis_client: Redis) -> None:
     got = await StateStore(redis_client, Keys("kt"), "btc-sma").trades()
     want = await StateStore(redis_client, Keys("ref"), "btc-sma").trades()
     assert got == want and len(got) >= 3
-    recon = json.loads(await redis_client.get(Keys("kt").reconciliation("btc-sma")))
+    raw_recon: Any = await redis_client.get(Keys("kt").reconciliation("btc-sma"))
+    recon = json.loads(raw_recon)
     assert recon["ok"] is True and recon["trigger"] == "start"
 
 
@@ -144,13 +145,14 @@ async def test_emergency_close_all_via_redis_halts_sells_and_acks(redis_client: 
     )
     assert not runner.engine.is_halted
     listener.cancel()
-    audit = [f["action"] for _, f in await redis_client.xrange(keys.audit)]
+    audit_entries: Any = await redis_client.xrange(keys.audit)
+    audit = [f["action"] for _, f in audit_entries]
     assert "emergency.close-all.applied" in audit and "emergency.none.applied" in audit
 
 
 async def _ack_action(redis: Redis, keys: Keys, action: str) -> bool:
     raw = await redis.hget(keys.emergency_acks, "btc-sma")
-    return bool(raw) and json.loads(raw)["action"] == action
+    return bool(raw) and json.loads(raw or "{}")["action"] == action
 
 
 async def test_emergency_in_redis_at_start_is_applied(redis_client: Redis) -> None:
@@ -183,12 +185,15 @@ async def test_breaker_blocks_orders_until_reconciliation(redis_client: Redis) -
     refused = [o for o in runner.orders.values() if o.reason == "circuit_open"]
     assert refused and all(o.status is OrderStatus.REJECTED for o in refused)
     assert {k for k, o in runner.orders.items() if o.status is not OrderStatus.REJECTED} == before
-    assert (await redis_client.xrange(keys.alerts))[-1][1]["kind"] == "circuit_open"
+    last_alerts: Any = await redis_client.xrange(keys.alerts)
+    assert last_alerts[-1][1]["kind"] == "circuit_open"
     await runner.on_breaker("closed")
     assert not runner.awaiting_reconciliation and not runner.breaker_open
-    recon = json.loads(await redis_client.get(keys.reconciliation("btc-sma")))
+    raw_recon: Any = await redis_client.get(keys.reconciliation("btc-sma"))
+    recon = json.loads(raw_recon)
     assert recon["trigger"] == "breaker_closed" and recon["ok"]
-    audit = [f["action"] for _, f in await redis_client.xrange(keys.audit)]
+    audit_entries: Any = await redis_client.xrange(keys.audit)
+    audit = [f["action"] for _, f in audit_entries]
     assert audit.index("breaker.closed") < audit.index("trading.resumed_after_reconciliation")
 
 
@@ -203,9 +208,11 @@ async def test_reconciliation_mismatch_is_alerted_not_overwritten(redis_client: 
     result = await runner.reconcile_now("periodic")
     assert [m.kind for m in result.mismatches] == ["balance"]
     assert runner.engine.positions == position  # never silently overwritten
-    alerts = [f for _, f in await redis_client.xrange(keys.alerts)]
+    alert_entries: Any = await redis_client.xrange(keys.alerts)
+    alerts = [f for _, f in alert_entries]
     assert alerts[-1]["kind"] == "reconciliation_mismatch"
-    stored = json.loads(await redis_client.get(keys.reconciliation("btc-sma")))
+    raw_stored: Any = await redis_client.get(keys.reconciliation("btc-sma"))
+    stored = json.loads(raw_stored)
     assert stored["status"] == "mismatch" and stored["mismatches"][0]["subject"] == "BTC"
 
 
