@@ -160,13 +160,14 @@ def test_sigkill_at_random_points(redis_url: str, tmp_path: Path) -> None:
             log.close()
         pending_after_kill += check_consistent(r, keys, "crashy", settled=False)["pending"]
     # one last clean run resolves every in-doubt order
-    proc = subprocess.run(
+    done = subprocess.run(
         [KUBETRADE, "runner", "--strategy-file", str(strategy), "--max-candles", "5"],
         env=env, capture_output=True, timeout=120,
     )
-    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert done.returncode == 0, done.stdout[-2000:]
     stats = check_consistent(r, keys, "crashy", settled=True)
-    recon = json.loads(r.get(recon_key))
+    raw_recon: Any = r.get(recon_key)
+    recon = json.loads(raw_recon)
     assert recon["ok"], recon
     assert stats["fills"] >= 20, "the kills must land while the strategy is trading"
     print(

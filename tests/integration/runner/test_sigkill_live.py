@@ -77,8 +77,9 @@ def _exchange(fake: FakeBinance) -> tuple[dict[str, Any], dict[str, set[str]], D
 
 
 def _local(r: redis.Redis, keys: Keys) -> tuple[dict[str, Any], set[str]]:
-    orders = {c: json.loads(v) for c, v in r.hgetall(keys.orders(NAME)).items()}
-    return orders, r.smembers(keys.fills_seen(NAME))
+    raw: Any = r.hgetall(keys.orders(NAME))
+    fills: Any = r.smembers(keys.fills_seen(NAME))
+    return {c: json.loads(v) for c, v in raw.items()}, fills
 
 
 def check_after_kill(r: redis.Redis, keys: Keys, fake: FakeBinance) -> list[str]:
@@ -202,7 +203,8 @@ def test_sigkill_live_runner_against_fake_binance(
     assert seen == set().union(*trades.values())  # 0 lost fills, 0 phantom fills
     assert set(remote) <= set(local)
     assert not [c for c, o in local.items() if o["status"] in ("created", "unknown")]
-    recon = json.loads(r.get(recon_key))
+    raw_recon: Any = r.get(recon_key)
+    recon = json.loads(raw_recon)
     assert recon["ok"], recon  # positions + dust == exchange balances
     assert len(trades) >= 20, "the kills must land while the strategy is trading"
     print(f"\nlive SIGKILL cycles={CYCLES} exchange-orders={len(remote)} "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -92,7 +93,8 @@ async def test_commit_and_restore_round_trip(redis_client: Redis) -> None:
     assert got.summary["equity"] == "10008.799" and got.summary["halted_reason"] == ""
     assert await store.trades() == [trade]
     assert await store.equity_curve() == [(3000, Decimal("10008.799"))]
-    assert len(await redis_client.xrange(keys.trades)) == 1
+    trades: Any = await redis_client.xrange(keys.trades)
+    assert len(trades) == 1
     assert await store.fills_seen(["t1", "t2"]) == {"t1"}
     # a commit with an empty positions map clears the projection
     await store.commit(Changes(positions={}))
@@ -143,8 +145,8 @@ async def test_local_desired_state_audits_and_publishes(redis_client: Redis) -> 
     assert channels.count(keys.emergency_channel) == 1
     desired_events = [d for c, d in seen if c == keys.events_channel and d["type"] == "desired"]
     assert len(desired_events) == 2
-    audit = await redis_client.xrange(keys.audit)
+    audit: Any = await redis_client.xrange(keys.audit)
     actions = [f["action"] for _, f in audit]
     assert actions == ["strategy.put", "strategy.enabled", "emergency.stop"]
     assert audit[1][1]["actor"] == "alice"
-    await pubsub.aclose()
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
