@@ -334,6 +334,10 @@ async def run_runner(
             await runner.apply_emergency(cmd)
         if desired is not None:
             await _initial_desired(runner, desired)
+        else:
+            # a Strategy file (or the cluster object read at start) with enabled: false
+            # must not trade; in a cluster the Strategy watch follows later changes
+            await runner.set_enabled(runner.spec.enabled, "spec")
         tasks = background_tasks(
             runner, redis, keys, SystemClock(), desired=desired, namespace=namespace,
             api_client=api_client,

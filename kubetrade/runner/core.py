@@ -33,7 +33,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock
-from kubetrade.domain.engine import HALT_DRAWDOWN, TradingEngine
+from kubetrade.domain.engine import HALT_DRAWDOWN, HALT_MANUAL, TradingEngine
 from kubetrade.domain.models import (
     Balance,
     Candle,
@@ -160,6 +160,29 @@ class _RunnerEngine(TradingEngine):
             self.name = shown
 
 
+#: Sources of the runner's halt (the engine's single manual halt carries their text).
+HALT_SOURCES = ("deleting", "disabled", "emergency")
+EMERGENCY_HALTS = ("stop", "close-all")
+
+
+def halt_sources(text: str) -> dict[str, str]:
+    """Source -> reason, from the manual halt text ``_Halts.text()`` wrote. Text no
+    source claims is put under "emergency": an emergency resume is the way out of it."""
+    out: dict[str, str] = {}
+    current: str | None = None
+    for part in text.split("; ") if text else []:
+        source, sep, reason = part.partition(": ")
+        if sep and source in HALT_SOURCES and source not in out:
+            out[source] = reason
+            current = source
+        elif current is not None:
+            out[current] += "; " + part
+        else:
+            out["emergency"] = part
+            current = "emergency"
+    return out
+
+
 @dataclass
 class _Halts:
     """Why new orders are stopped, by source; trading runs when empty."""
@@ -265,6 +288,12 @@ class Runner:
         # the emergency action this runner last applied: a later ``none`` is a resume
         # only when it follows a stop/close-all (see apply_emergency)
         self.last_emergency = await self.store.read_emergency_ack()
+        # which of our sources hold the engine's manual halt, so the change that lifts
+        # one after a restart (re-enabled, emergency resumed while down) finds it
+        manual = self.engine.halts.get(HALT_MANUAL)
+        self.halts.reasons = halt_sources(manual.reason) if manual is not None else {}
+        if "emergency" in self.halts.reasons and self.last_emergency not in EMERGENCY_HALTS:
+            self.last_emergency = "stop"  # halted by an emergency, ack not yet written
         self.log.info(
             "runner.restored" if not restored.fresh else "runner.fresh_start",
             orders=len(self.orders),
@@ -667,7 +696,7 @@ class Runner:
             previous = self.last_emergency
             self.last_emergency = cmd.action
             cancelled: list[str] = []
-            if cmd.action == "none" and previous not in ("stop", "close-all"):
+            if cmd.action == "none" and previous not in EMERGENCY_HALTS:
                 self.log.info("emergency.none_observed", by=cmd.by, source=cmd.source,
                               note="no stop/close-all to lift; halts stay as they are")
                 await self.store.ack_emergency(cmd.action, self.clock.now_ms(), cancelled)

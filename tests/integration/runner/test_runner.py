@@ -300,3 +300,35 @@ async def test_risk_gauges_follow_the_engine(redis_client: Redis) -> None:
         await runner.apply_emergency(EmergencyCommand(action, 1, "ops", "", "redis"))
     assert "max_drawdown" not in runner.engine.halts
     assert gauge("kubetrade_drawdown_halted") == 0.0
+
+
+async def test_reenabled_while_down_trades_again_after_restart(redis_client: Redis) -> None:
+    """Disabled, then re-enabled while the runner was down: the restarted runner lifts the
+    halt it restored instead of staying halted for good."""
+    keys = Keys("kt")
+    first = await make_runner(redis_client, keys)
+    await first.set_enabled(False, "dashboard")
+    assert first.engine is not None and first.engine.is_halted
+    restarted = await make_runner(redis_client, keys)
+    assert restarted.engine is not None and restarted.engine.is_halted
+    await restarted.set_enabled(True, "desired")  # the state it finds at start
+    assert not restarted.engine.is_halted
+    summary = await redis_client.hgetall(keys.summary("btc-sma"))  # type: ignore[misc]
+    assert summary["phase"] == "Running"
+
+
+async def test_strategy_file_with_enabled_false_does_not_trade(redis_client: Redis) -> None:
+    from kubetrade.runner.app import run_runner
+
+    keys = Keys("kt")
+    body = manifest()
+    body["spec"]["enabled"] = False
+    env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
+    runner, closers = await create_runner(
+        body, redis=redis_client, keys=keys, env=env, clock=ManualClock(1_800_000_000_000),
+        options=RunnerOptions(reconcile_interval_s=0, max_candles=400),
+    )
+    await run_runner(runner, closers, redis=redis_client, keys=keys)
+    assert runner.candles_processed == 400
+    assert runner.engine is not None and runner.engine.is_halted
+    assert not [o for o in runner.orders.values() if o.status is OrderStatus.FILLED]
