@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.engine import HALT_DRAWDOWN, HALT_MANUAL, TradingEngine
@@ -693,6 +694,14 @@ class Runner:
         async with self._lock:
             if cmd.action == self.last_emergency and cmd.source != "start":
                 return
+            if cmd.action == "none" and cmd.source == "kubernetes" \
+                    and await self._redis_holds_emergency():
+                # The resource says none but Redis says stop: a stop delivered through
+                # Redis while the resource could not be written. The older of the two
+                # must not resume trading; a real resume reaches Redis too.
+                self.log.warning("emergency.none_ignored", source=cmd.source,
+                                 note="Redis still holds stop/close-all")
+                return
             previous = self.last_emergency
             self.last_emergency = cmd.action
             cancelled: list[str] = []
@@ -721,6 +730,16 @@ class Runner:
                  "cancelled": cancelled},
             )
             await self._write_summary()
+
+    async def _redis_holds_emergency(self) -> bool:
+        """Does Redis hold stop/close-all? False when Redis cannot answer: the Kubernetes
+        path must work while Redis is down."""
+        try:
+            state = await asyncio.wait_for(self.store.read_emergency(), 2.0)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.log.warning("emergency.redis_unreadable", error=str(exc))
+            return False
+        return state.get("action") in EMERGENCY_HALTS
 
     async def _sell_everything(self) -> None:
         """Market sells for every position; each intent persisted before it is sent."""

@@ -268,3 +268,43 @@ async def test_restart_keeps_max_drawdown_halt_despite_emergency_none(
         await wait_until(lambda a=action: acked(a), f"the runner to apply {action}")  # type: ignore[misc]
     assert not restarted.engine.is_halted
     watcher.cancel()
+
+
+async def test_stale_none_on_the_resource_does_not_undo_a_stop_held_in_redis(
+    redis_client: Redis, k8s_api_client: k8s.ApiClient, k8s_namespace: str,
+    kubetrade_crds: Path,
+) -> None:
+    """A stop delivered through Redis while the Emergency resource still says none: the
+    resource's none (the watch's first event) must not resume; the resume that reaches
+    Redis does."""
+    from kubetrade.runner.emergency import read_redis_emergency
+    from kubetrade.state.desired import write_emergency
+
+    keys = Keys("kt")
+    crs = _crs(k8s_api_client)
+    body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Emergency",
+            "metadata": {"name": "default"}, "spec": {"action": "none"}}
+    await asyncio.to_thread(crs.create_namespaced_custom_object, GROUP, VERSION,
+                            k8s_namespace, "emergencies", body)
+    await write_emergency(redis_client, keys, "stop", "telegram:alice", "drill")
+    runner = await make_runner(redis_client, keys)
+    cmd = await read_redis_emergency(redis_client, keys)
+    assert cmd is not None
+    await runner.apply_emergency(cmd)  # what run_runner does at start
+    assert runner.engine is not None and runner.engine.is_halted
+    seen = asyncio.Event()
+
+    async def handler(c: Any) -> None:
+        await runner.apply_emergency(c)
+        seen.set()
+
+    watcher = asyncio.create_task(
+        watch_kubernetes(k8s_namespace, handler, SystemClock(), k8s_api_client))
+    await asyncio.wait_for(seen.wait(), 30)  # the resource's none was handled
+    assert runner.engine.is_halted, "a stale none on the resource resumed a Redis stop"
+    await write_emergency(redis_client, keys, "none", "telegram:alice", "")
+    cmd = await read_redis_emergency(redis_client, keys)
+    assert cmd is not None
+    await runner.apply_emergency(cmd)
+    assert not runner.engine.is_halted
+    watcher.cancel()
