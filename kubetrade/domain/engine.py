@@ -119,6 +119,10 @@ class TradingEngine:
         timeframe_ms: int | None = None,
     ) -> None:
         self.name = strategy_name
+        #: What client order ids derive from when it differs from the displayed name
+        #: (a runner qualifies it with its namespace so two same-named Strategies on one
+        #: exchange account never share ids).
+        self.order_id_source: str | None = None
         self.strategy = strategy
         self.limits = limits
         self.markets = dict(markets)
@@ -286,10 +290,11 @@ class TradingEngine:
         else:
             self._seq_ts = ts_ms
             self._seq = 0
-        cid = make_client_order_id(self.name, ts_ms, self._seq)
+        source = self.order_id_source or self.name
+        cid = make_client_order_id(source, ts_ms, self._seq)
         while cid in self._reasons or cid in self._open:
             self._seq += 1
-            cid = make_client_order_id(self.name, ts_ms, self._seq)
+            cid = make_client_order_id(source, ts_ms, self._seq)
         return cid
 
     def _set_peak(self, equity: Decimal) -> None:

@@ -142,25 +142,6 @@ class RunnerOptions:
     max_candles: int | None = None
 
 
-class _RunnerEngine(TradingEngine):
-    """The engine with client order ids derived from ``order_id_source`` (namespace-
-    qualified in a cluster) while its name, shown in orders, alerts and audit, stays the
-    Strategy's name. (The engine has no parameter for the id source; see the report.)"""
-
-    order_id_source: str = ""
-
-    def _next_id(self, ts_ms: int) -> str:
-        source = self.order_id_source
-        if not source or source == self.name:
-            return super()._next_id(ts_ms)
-        shown = self.name
-        self.name = source
-        try:
-            return super()._next_id(ts_ms)
-        finally:
-            self.name = shown
-
-
 #: Sources of the runner's halt (the engine's single manual halt carries their text).
 HALT_SOURCES = ("deleting", "disabled", "emergency")
 EMERGENCY_HALTS = ("stop", "close-all")
@@ -259,14 +240,14 @@ class Runner:
         markets = {s: self.markets[s] for s in self.spec.symbols}
         engine: TradingEngine
         if restored.engine_snapshot is not None:
-            engine = _RunnerEngine.restore(
+            engine = TradingEngine.restore(
                 restored.engine_snapshot,
                 strategy,
                 limits=self.limits,
                 markets=markets,
             )
         else:
-            engine = _RunnerEngine(
+            engine = TradingEngine(
                 self.name,
                 strategy,
                 self.limits,
@@ -277,7 +258,6 @@ class Runner:
             )
         # new orders get namespace-qualified ids; orders persisted before (bare-name ids)
         # are still looked up by the id stored with them
-        assert isinstance(engine, _RunnerEngine)
         engine.order_id_source = self.spec.order_id_source
         self.engine = engine
         self.engine.update_limits(self.limits)
