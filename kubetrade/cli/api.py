@@ -131,6 +131,7 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
         host=host,
         port=args.port,
         log_level="info",
+        log_config=None,  # keep our JSON + redaction handlers (uvicorn's would bypass them)
         proxy_headers=False,
         server_header=False,
         ws_max_size=64 * 1024,
@@ -155,11 +156,9 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from kubetrade.api.settings import ApiSettings
+    from kubetrade.runner.logs import configure_logging
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-        )
+    configure_logging()  # JSON to stdout, secrets redacted (JWT_SECRET, password, keys)
     try:
         settings = ApiSettings()
     except ValidationError as exc:

@@ -139,6 +139,13 @@ def configure_logging(level: str | None = None, stream: TextIO | None = None) ->
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(lvl)
+    # uvicorn's own logging config gives its loggers plain-text handlers that do not
+    # propagate, which would bypass the redaction above (and the JSON format): route
+    # them through the root handler like every other library.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi"):
+        server_logger = logging.getLogger(name)
+        server_logger.handlers.clear()
+        server_logger.propagate = True
     for noisy in ("ccxt", "urllib3", "httpx", "httpcore", "asyncio", "kubernetes"):
         logging.getLogger(noisy).setLevel(max(lvl, logging.WARNING))
     return _redactor
