@@ -6,6 +6,7 @@ trades from the custom resources."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -139,6 +140,9 @@ async def test_riskpolicy_and_strategy_changes_reach_running_runner(
 
     await wait_until(disabled, "the disabled Strategy to halt the runner")
     watcher.cancel()
+    # finish the watch inside the test: left to the loop's shutdown it once hung teardown
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(watcher, 30)
 
 
 def test_runner_command_reads_its_custom_resources(
