@@ -32,7 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def load_dotenv_file(path: str = ".env") -> bool:
+    """The runbook's set-up is `cp .env.example .env`: read it, never over real variables."""
+    from dotenv import load_dotenv
+
+    return bool(load_dotenv(path, override=False))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    load_dotenv_file()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
