@@ -132,6 +132,7 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
         port=args.port,
         log_level="info",
         log_config=None,  # keep our JSON + redaction handlers (uvicorn's would bypass them)
+        timeout_graceful_shutdown=5,  # a stop must end even with WebSockets open
         proxy_headers=False,
         server_header=False,
         ws_max_size=64 * 1024,

@@ -12,7 +12,6 @@ data is a paced replay of real recorded candles shipped with the package.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import threading
@@ -271,6 +270,8 @@ async def run_local(options: LocalOptions) -> int:
         config = uvicorn.Config(
             app, host=options.host, port=options.port, log_config=None, access_log=False,
             lifespan="on",
+            # a stop must end: open WebSockets or slow requests get 5 s, not forever
+            timeout_graceful_shutdown=5,
         )
         server = _Server(config)
         log.info(
@@ -282,9 +283,11 @@ async def run_local(options: LocalOptions) -> int:
     finally:
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
+        if tasks:
+            # bounded: a runner stuck in an exchange call must not keep the process alive
+            _, stuck = await asyncio.wait(tasks, timeout=15)
+            if stuck:
+                log.warning("local.shutdown_stuck", tasks=[t.get_name() for t in stuck])
         await redis.aclose()
         if embedded is not None:
             embedded.stop()
