@@ -67,6 +67,23 @@ def pod_templates(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str
             yield f"{kind}/{obj['metadata']['name']}", spec
 
 
+def dry_run_pod(
+    apiserver: ControlPlane, namespace: str, name: str, spec: dict[str, Any]
+) -> subprocess.CompletedProcess[str]:
+    """Ask the API server (admission included, Pod Security among it) about a Pod."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"{name}-check"}, "spec": spec}
+    return apiserver.kubectl(
+        "apply",
+        "--dry-run=server",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=yaml.safe_dump(pod),
+        check=False,
+    )
+
+
 @pytest.fixture
 def restricted_namespace(apiserver: ControlPlane) -> Iterator[str]:
     name = f"chart-{uuid.uuid4().hex[:8]}"
@@ -198,22 +215,7 @@ def test_every_pod_meets_the_restricted_level(
     templates = list(pod_templates(objects))
     assert {name.split("/")[0] for name, _ in templates} >= {"Deployment", "StatefulSet"}
     for name, spec in templates:
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name.split("/")[1][:50] + "-check"},
-            "spec": spec,
-        }
-        out = apiserver.kubectl(
-            "apply",
-            "--dry-run=server",
-            "-n",
-            restricted_namespace,
-            "-f",
-            "-",
-            input=yaml.safe_dump(pod),
-            check=False,
-        )
+        out = dry_run_pod(apiserver, restricted_namespace, name.split("/")[1][:50], spec)
         assert out.returncode == 0, f"{name}: {out.stderr}"
 
 
@@ -221,22 +223,8 @@ def test_a_privileged_pod_is_refused_by_the_restricted_namespace(
     apiserver: ControlPlane, restricted_namespace: str
 ) -> None:
     """The PSS check above could not fail if enforcement were off; prove it is on."""
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "root-check"},
-        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
-    }
-    out = apiserver.kubectl(
-        "apply",
-        "--dry-run=server",
-        "-n",
-        restricted_namespace,
-        "-f",
-        "-",
-        input=yaml.safe_dump(pod),
-        check=False,
-    )
+    spec = {"containers": [{"name": "c", "image": "busybox"}]}
+    out = dry_run_pod(apiserver, restricted_namespace, "root", spec)
     assert out.returncode != 0
     assert "restricted" in out.stderr
 
@@ -366,22 +354,7 @@ def test_installed_operator_reconciles_a_strategy_with_the_charts_rbac(
         # a per-strategy identity, created by the operator with the chart's RBAC
         runner_sa = deployment["spec"]["template"]["spec"]["serviceAccountName"]
         apiserver.kubectl("get", "serviceaccount", runner_sa, "-n", ns)
-        runner_pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": "runner-check"},
-            "spec": deployment["spec"]["template"]["spec"],
-        }
-        checked = apiserver.kubectl(
-            "apply",
-            "--dry-run=server",
-            "-n",
-            ns,
-            "-f",
-            "-",
-            input=yaml.safe_dump(runner_pod),
-            check=False,
-        )
+        checked = dry_run_pod(apiserver, ns, "runner", deployment["spec"]["template"]["spec"])
         assert checked.returncode == 0, checked.stderr
     finally:
         proc.terminate()
