@@ -69,6 +69,17 @@ async def make_runner(redis: Redis, keys: Keys) -> Runner:
     return runner
 
 
+async def _no_task_left_behind() -> None:
+    """Every task the test started must end when cancelled; one that does not would hang
+    the event loop's shutdown (and the suite) instead of failing here, by name."""
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in others:
+        task.cancel()
+    if others:
+        _, pending = await asyncio.wait(others, timeout=10)
+        assert not pending, [repr(t.get_coro()) for t in pending]
+
+
 def _crs(api_client: k8s.ApiClient) -> k8s.CustomObjectsApi:
     return k8s.CustomObjectsApi(api_client)
 
@@ -106,7 +117,7 @@ async def test_emergency_cr_halts_runner_directly(
 
     await wait_until(lambda: acked("none"), "the runner to resume when the action is none")
     assert not runner.engine.is_halted
-    watcher.cancel()
+    await _no_task_left_behind()
     audit = [f for _, f in await redis_client.xrange(keys.audit)]
     applied = [json.loads(f["detail"]) for f in audit if f["action"] == "emergency.stop.applied"]
     assert applied and applied[0]["source"] == "kubernetes"
@@ -143,6 +154,7 @@ async def test_riskpolicy_and_strategy_changes_reach_running_runner(
     # finish the watch inside the test: left to the loop's shutdown it once hung teardown
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(watcher, 30)
+    await _no_task_left_behind()
 
 
 def test_runner_command_reads_its_custom_resources(
