@@ -117,6 +117,7 @@ async def test_emergency_cr_halts_runner_directly(
 
     await wait_until(lambda: acked("none"), "the runner to resume when the action is none")
     assert not runner.engine.is_halted
+    watcher.cancel()
     await _no_task_left_behind()
     audit = [f for _, f in await redis_client.xrange(keys.audit)]
     applied = [json.loads(f["detail"]) for f in audit if f["action"] == "emergency.stop.applied"]
