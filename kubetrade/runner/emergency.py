@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock
+from kubetrade.runner.kube import raise_if_cancelling
 from kubetrade.state.keys import Keys
 
 ACTIONS = ("none", "stop", "close-all")
@@ -96,6 +97,7 @@ async def listen_redis(
             cmd = parse_redis_state(data if isinstance(data, dict) else {}, "redis")
             if cmd is not None:
                 await handler(cmd)
+            raise_if_cancelling()
     finally:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
 

@@ -55,9 +55,25 @@ async def watch_object(
     thread.start()
     try:
         while True:
-            yield await queue.get()
+            item = await queue.get()
+            raise_if_cancelling()
+            yield item
+            raise_if_cancelling()
     finally:
         stop.set()
+
+
+def raise_if_cancelling() -> None:
+    """Re-raise a cancellation that was swallowed on the way.
+
+    On Python 3.11 ``asyncio.wait_for`` can lose a cancel that arrives as its inner
+    call completes (fixed in 3.12); a watch loop that then goes back to waiting for the
+    next event would never end, and a runner's shutdown would hang with it. The task
+    still counts the request, so the loop checks it between events.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def load_kube_config() -> Any:
