@@ -27,61 +27,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kubetrade.domain.clock import ManualClock, SystemClock
 from kubetrade.domain.models import (
-    Balance,
-    Candle,
-    Fill,
-    MarketInfo,
     Order,
-    OrderStatus,
     OrderType,
     Side,
 )
 from kubetrade.exchange.binance import BinanceExchange
 from kubetrade.exchange.resilient import ResilientExchange
 from tests.fakes.binance import FakeBinance
+from tests.fakes.null_exchange import NullExchange
 
 T0 = 1726876800000 + 3_600_000
 
 
-class Instant:
+class Instant(NullExchange):
     """An ExchangeClient that answers immediately (isolates the wrapper's cost)."""
 
     name = "instant"
-
-    async def load_markets(self) -> dict[str, MarketInfo]:
-        return {}
-
-    async def fetch_candles(self, symbol: str, timeframe: str, since_ms: int | None = None,
-                            limit: int = 500) -> list[Candle]:
-        return []
-
-    async def fetch_last_price(self, symbol: str) -> Decimal:
-        return Decimal(1)
-
-    async def fetch_balances(self) -> dict[str, Balance]:
-        return {}
-
-    async def create_order(self, order: Order) -> Order:
-        order.status = OrderStatus.FILLED
-        return order
-
-    async def fetch_order(self, client_order_id: str, symbol: str) -> Order | None:
-        return None
-
-    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
-        return []
-
-    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
-        raise NotImplementedError
-
-    async def fetch_fills(self, symbol: str, since_ms: int | None = None) -> list[Fill]:
-        return []
-
-    async def server_time_ms(self) -> int:
-        return 0
-
-    async def close(self) -> None:
-        return None
 
 
 def order(cid: str) -> Order:

@@ -9,10 +9,6 @@ import pytest
 
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.models import (
-    Balance,
-    Candle,
-    Fill,
-    MarketInfo,
     Order,
     OrderStatus,
     OrderType,
@@ -20,9 +16,10 @@ from kubetrade.domain.models import (
 )
 from kubetrade.exchange.base import OutcomeUnknown, TransientError
 from kubetrade.exchange.resilient import ExchangeEvent, ResilientExchange
+from tests.fakes.null_exchange import NullExchange
 
 
-class Scripted:
+class Scripted(NullExchange):
     """Answers create/fetch_order from scripts; records what was sent."""
 
     name = "scripted"
@@ -47,34 +44,6 @@ class Scripted:
         if isinstance(step, Exception):
             raise step
         return step  # type: ignore[return-value]
-
-    async def load_markets(self) -> dict[str, MarketInfo]:
-        return {}
-
-    async def fetch_candles(self, symbol: str, timeframe: str, since_ms: int | None = None,
-                            limit: int = 500) -> list[Candle]:
-        return []
-
-    async def fetch_last_price(self, symbol: str) -> Decimal:
-        return Decimal(1)
-
-    async def fetch_balances(self) -> dict[str, Balance]:
-        return {}
-
-    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
-        return []
-
-    async def cancel_order(self, client_order_id: str, symbol: str) -> Order:
-        raise NotImplementedError
-
-    async def fetch_fills(self, symbol: str, since_ms: int | None = None) -> list[Fill]:
-        return []
-
-    async def server_time_ms(self) -> int:
-        return 0
-
-    async def close(self) -> None:
-        return None
 
 
 def order() -> Order:
