@@ -29,11 +29,11 @@ import tracemalloc
 from decimal import Decimal
 from typing import Any
 
+from kubetrade.domain.algorithms import create_algorithm
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import Candle
 from kubetrade.domain.risk import RiskLimits
-from kubetrade.domain.strategies import create_strategy
 from kubetrade.exchange.paper import PaperBroker, default_market
 from kubetrade.exchange.replay import ReplayResult, bundled_candles, load_candles, run_replay
 
@@ -70,7 +70,7 @@ def ours(candles: list[Candle]) -> tuple[float, float, ReplayResult, TradingEngi
     limits = RiskLimits(max_position_size_pct=Decimal(10), stop_loss_pct=Decimal(5),
                         daily_loss_limit_pct=Decimal(0), max_drawdown_pct=Decimal(0),
                         strategy_max_consecutive_losses=0)
-    engine = TradingEngine("bench", create_strategy("sma-crossover", {"fastPeriod": FAST,
+    engine = TradingEngine("bench", create_algorithm("sma-crossover", {"fastPeriod": FAST,
                                                                       "slowPeriod": SLOW}),
                            limits, markets, CASH)
     broker = PaperBroker(markets, {"USDT": CASH}, slippage_bps=Decimal(0))

@@ -91,10 +91,10 @@ class RedisServer:
 
 async def decision_latency(redis_url: str, candles: int) -> list[float]:
     from kubetrade.domain.clock import ManualClock
+    from kubetrade.logs import configure_logging
     from kubetrade.resources import load_manifests
     from kubetrade.runner.app import RunnerEnv, create_runner, manifest_of
     from kubetrade.runner.core import RunnerOptions
-    from kubetrade.runner.logs import configure_logging
     from kubetrade.state.keys import Keys
 
     configure_logging("WARNING", sys.stderr)

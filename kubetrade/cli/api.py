@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from kubetrade.api.settings import ApiSettings
-    from kubetrade.runner.logs import configure_logging
+    from kubetrade.logs import configure_logging
 
     configure_logging()  # JSON to stdout, secrets redacted (JWT_SECRET, password, keys)
     try:

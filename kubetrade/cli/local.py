@@ -39,8 +39,8 @@ def register(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from kubetrade.logs import configure_logging, get_logger
     from kubetrade.runner.local import LocalOptions, run_local
-    from kubetrade.runner.logs import configure_logging, get_logger
 
     configure_logging()
     risk = args.risk_policy

@@ -123,8 +123,8 @@ async def _main(args: argparse.Namespace, settings: Any) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kubetrade.logs import configure_logging
     from kubetrade.notify.redact import install_secret_redaction
-    from kubetrade.runner.logs import configure_logging
 
     settings = _settings()
     if settings is None:

@@ -153,7 +153,7 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubetrade.runner.logs import configure_logging
+    from kubetrade.logs import configure_logging
 
     # logs to stderr: stdout carries the table or the JSON a script parses
     configure_logging(stream=sys.stderr)

@@ -57,9 +57,9 @@ def load_file_manifests(
 async def _run(args: argparse.Namespace) -> int:
     from redis.asyncio import Redis
 
+    from kubetrade.logs import get_logger
     from kubetrade.runner.app import RunnerEnv, create_runner, run_runner
     from kubetrade.runner.core import RunnerOptions
-    from kubetrade.runner.logs import get_logger
     from kubetrade.runner.metrics import serve_metrics
     from kubetrade.state.keys import keys_from_env
 
@@ -112,7 +112,7 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from kubetrade.runner.logs import configure_logging, get_logger
+    from kubetrade.logs import configure_logging, get_logger
 
     configure_logging()
     try:

@@ -278,7 +278,7 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kubetrade.runner.logs import configure_logging
+    from kubetrade.logs import configure_logging
 
     # logs to stderr: stdout carries the summary
     configure_logging(stream=sys.stderr)

@@ -42,6 +42,7 @@ from decimal import Decimal
 from typing import Any
 
 from kubetrade.domain import events as ev
+from kubetrade.domain.algorithms import Algorithm
 from kubetrade.domain.events import EngineEvent
 from kubetrade.domain.models import (
     ZERO,
@@ -68,7 +69,6 @@ from kubetrade.domain.risk import (
     size_entry,
     stop_price_for,
 )
-from kubetrade.domain.strategies import Strategy
 from kubetrade.domain.tracker import StrategyTracker, TrackerChange
 
 DAY_MS = 86_400_000
@@ -109,7 +109,7 @@ class TradingEngine:
     def __init__(
         self,
         strategy_name: str,
-        strategy: Strategy[Any, Any],
+        strategy: Algorithm[Any, Any],
         limits: RiskLimits,
         markets: dict[str, MarketInfo],
         starting_cash: Decimal,
@@ -858,7 +858,7 @@ class TradingEngine:
     def restore(
         cls,
         snapshot: dict[str, Any],
-        strategy: Strategy[Any, Any],
+        strategy: Algorithm[Any, Any],
         limits: RiskLimits | None = None,
         markets: dict[str, MarketInfo] | None = None,
     ) -> TradingEngine:

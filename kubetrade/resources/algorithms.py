@@ -1,6 +1,6 @@
 """Which algorithms a Strategy may name, and the parameters each takes.
 
-The trading engine owns the algorithms (``kubetrade.domain.strategies.ALGORITHMS``);
+The trading engine owns the algorithms (``kubetrade.domain.algorithms.ALGORITHMS``);
 this module reads them from there so the CRD and the engine cannot disagree. Until
 the engine's module is importable the parameter models below stand in, with the same
 names and rules, so the resources can be validated and the CRDs generated.
@@ -97,7 +97,7 @@ CROSS_RULES: dict[str, list[tuple[str, str]]] = {
 def algorithms() -> dict[str, type[BaseModel]]:
     """The engine's algorithms when present, else the stand-ins above."""
     try:
-        from kubetrade.domain.strategies import ALGORITHMS
+        from kubetrade.domain.algorithms import ALGORITHMS
     except ImportError:
         return FALLBACK_ALGORITHMS
     return dict(ALGORITHMS)

@@ -33,6 +33,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from kubetrade.domain.algorithms import create_algorithm
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.engine import HALT_DRAWDOWN, HALT_MANUAL, TradingEngine
 from kubetrade.domain.models import (
@@ -48,7 +49,6 @@ from kubetrade.domain.models import (
     to_dict,
 )
 from kubetrade.domain.risk import RiskLimits
-from kubetrade.domain.strategies import create_strategy
 from kubetrade.exchange.base import (
     CircuitOpen,
     DuplicateOrder,
@@ -58,8 +58,8 @@ from kubetrade.exchange.base import (
     TransientError,
 )
 from kubetrade.exchange.paper import PaperExchange
+from kubetrade.logs import get_logger
 from kubetrade.runner.emergency import EmergencyCommand
-from kubetrade.runner.logs import get_logger
 from kubetrade.runner.market import MarketSource, timeframe_ms
 from kubetrade.runner.metrics import RunnerMetrics, runner_metrics
 from kubetrade.runner.reconcile import ReconciliationResult, client_id_prefix, reconcile
@@ -236,7 +236,7 @@ class Runner:
         missing = [s for s in self.spec.symbols if s not in self.markets]
         if missing:
             raise ValueError(f"spec.symbols: {', '.join(missing)} not offered by the exchange")
-        strategy = create_strategy(self.spec.algorithm, self.spec.parameters)
+        strategy = create_algorithm(self.spec.algorithm, self.spec.parameters)
         markets = {s: self.markets[s] for s in self.spec.symbols}
         engine: TradingEngine
         if restored.engine_snapshot is not None:

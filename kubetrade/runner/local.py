@@ -22,8 +22,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import SystemClock
+from kubetrade.logs import get_logger
 from kubetrade.runner.app import RunnerEnv, create_runner, run_runner
-from kubetrade.runner.logs import get_logger
 from kubetrade.state.desired import LocalDesiredState, NotFoundError
 from kubetrade.state.keys import Keys, keys_from_env
 

@@ -519,7 +519,7 @@ def client_throttle_enabled(env: Mapping[str, str]) -> bool:
 
 def _safe(exc: BaseException) -> str:
     """An error for the report: its type and message, with any secret masked."""
-    from kubetrade.runner.logs import redactor
+    from kubetrade.logs import redactor
 
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return str(redactor().redact_text(text))[:300]

@@ -744,8 +744,8 @@ class RunOutcome:
 
 def _engine_and_broker(plan: ValidationPlan, markets: dict[str, Any]) -> tuple[Any, Any]:
     """A fresh engine and paper broker, built exactly as a paper runner builds them."""
+    from kubetrade.domain.algorithms import create_algorithm
     from kubetrade.domain.engine import TradingEngine
-    from kubetrade.domain.strategies import create_strategy
     from kubetrade.exchange.paper import PaperBroker
     from kubetrade.runner.market import timeframe_ms
 
@@ -754,7 +754,7 @@ def _engine_and_broker(plan: ValidationPlan, markets: dict[str, Any]) -> tuple[A
     cash = Decimal(spec.initial_capital)
     engine = TradingEngine(
         plan.strategy.metadata.name,
-        create_strategy(spec.algorithm, spec.parameters),
+        create_algorithm(spec.algorithm, spec.parameters),
         plan.limits,
         markets,
         cash,

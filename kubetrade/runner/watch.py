@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock
+from kubetrade.logs import get_logger
 from kubetrade.runner.core import Runner, limits_from_manifest
 from kubetrade.runner.emergency import listen_redis, watch_kubernetes
-from kubetrade.runner.logs import get_logger
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
 

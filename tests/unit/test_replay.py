@@ -16,12 +16,12 @@ import empyrical
 import numpy as np
 import pytest
 
+from kubetrade.domain.algorithms import create_algorithm
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.metrics import compute_metrics
 from kubetrade.domain.models import Candle
 from kubetrade.domain.risk import RiskLimits
-from kubetrade.domain.strategies import create_strategy
 from kubetrade.exchange.paper import PaperBroker, default_market
 from kubetrade.exchange.replay import (
     ReplayResult,
@@ -132,7 +132,7 @@ def engine_run(candles: list[Candle], fast: int, slow: int, **limits: Decimal) -
         TradingEngine, ReplayResult]:
     m = {BTC: default_market(BTC)}
     eng = TradingEngine(
-        "ref", create_strategy("sma-crossover", {"fastPeriod": fast, "slowPeriod": slow}),
+        "ref", create_algorithm("sma-crossover", {"fastPeriod": fast, "slowPeriod": slow}),
         RiskLimits(strategy_max_consecutive_losses=0, **limits), m, Decimal(10000))
     broker = PaperBroker(m, {"USDT": Decimal(10000)}, fee_rate=FEE, slippage_bps=Decimal(2))
     progress: list[tuple[int, int]] = []
@@ -183,7 +183,7 @@ def test_real_candles_exercise_stop_loss_and_halts() -> None:
         reasons |= {t.exit_reason for t in result.trades}
         halts |= {e.kind for e in eng.drain_events()}
         m = {BTC: default_market(BTC)}
-        eng2 = TradingEngine("ref", create_strategy("sma-crossover", {"fastPeriod": fast,
+        eng2 = TradingEngine("ref", create_algorithm("sma-crossover", {"fastPeriod": fast,
                                                                       "slowPeriod": slow}),
                              RiskLimits(strategy_max_consecutive_losses=0, **limits), m,
                              Decimal(10000))

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+from kubetrade.domain.algorithms import Algorithm
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import Candle, Fill, MarketInfo, Order, Side
 from kubetrade.domain.risk import RiskLimits
-from kubetrade.domain.strategies import Strategy
 from kubetrade.exchange.paper import PaperBroker, default_market
 
 T0 = 1_726_876_800_000  # 2024-09-21 00:00 UTC
@@ -26,7 +26,7 @@ def candle(i: int, close: float | str | Decimal, low: float | str | Decimal | No
     return Candle(T0 + i * MIN, c, max(hi, c), min(lo, c), c, Decimal(volume))
 
 
-class Scripted(Strategy[Any, dict[str, int]]):
+class Scripted(Algorithm[Any, dict[str, int]]):
     """Emits the signals it is told to, by per-symbol candle number (0-based)."""
 
     algorithm = "scripted"
@@ -74,7 +74,7 @@ def markets(*symbols: str) -> dict[str, MarketInfo]:
 
 
 def make(script: dict[int, Side] | None = None, cash: str = "10000",
-         symbols: tuple[str, ...] = (BTC,), strategy: Strategy[Any, Any] | None = None,
+         symbols: tuple[str, ...] = (BTC,), strategy: Algorithm[Any, Any] | None = None,
          **limits: Any) -> tuple[TradingEngine, PaperBroker]:
     m = markets(*symbols)
     eng = TradingEngine("test", strategy or Scripted(script), RiskLimits(**limits), m,

@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 
+from kubetrade.domain.algorithms import create_algorithm
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import Fill, OrderStatus, Side, make_client_order_id
 from kubetrade.domain.risk import RiskLimits
-from kubetrade.domain.strategies import create_strategy
 from kubetrade.exchange.paper import PaperBroker, default_market
 from kubetrade.exchange.replay import bundled_candles, load_candles, run_replay
 
@@ -83,7 +83,7 @@ def _replay_engine() -> tuple[TradingEngine, PaperBroker, list]:  # type: ignore
     assert path is not None
     candles = load_candles(path)
     m = {BTC: default_market(BTC)}
-    eng = TradingEngine("sma", create_strategy("sma-crossover", {"fastPeriod": 5,
+    eng = TradingEngine("sma", create_algorithm("sma-crossover", {"fastPeriod": 5,
                                                                  "slowPeriod": 20}),
                         RiskLimits(strategy_max_consecutive_losses=0), m, Decimal(10000))
     broker = PaperBroker(m, {"USDT": Decimal(10000)})
@@ -100,7 +100,7 @@ def test_snapshot_restore_after_crash_continues_exactly_like_an_uninterrupted_ru
     # "SIGKILL": only the JSON snapshots survive
     snap = json.loads(json.dumps(eng2.snapshot()))
     bsnap = json.loads(json.dumps(broker2.snapshot()))
-    strategy = create_strategy("sma-crossover", {"fastPeriod": 5, "slowPeriod": 20})
+    strategy = create_algorithm("sma-crossover", {"fastPeriod": 5, "slowPeriod": 20})
     eng3 = TradingEngine.restore(snap, strategy)
     broker3 = PaperBroker({BTC: default_market(BTC)}, {})
     broker3.restore(bsnap)
@@ -166,7 +166,7 @@ def test_every_strategy_resumes_from_a_snapshot_at_any_point(
                         strategy_re_enable_check_hours=Decimal(12))
 
     def fresh() -> tuple[TradingEngine, PaperBroker]:
-        return (TradingEngine(algorithm, create_strategy(algorithm, params), limits, m,
+        return (TradingEngine(algorithm, create_algorithm(algorithm, params), limits, m,
                               Decimal(10000)),
                 PaperBroker(m, {"USDT": Decimal(10000)}))
 
@@ -175,7 +175,7 @@ def test_every_strategy_resumes_from_a_snapshot_at_any_point(
     eng2, broker2 = fresh()
     first = run_replay(eng2, broker2, candles[:cut], ManualClock(), keep_events=True)
     snap = json.loads(json.dumps(eng2.snapshot(), default=str))
-    eng3 = TradingEngine.restore(snap, create_strategy(algorithm, params))
+    eng3 = TradingEngine.restore(snap, create_algorithm(algorithm, params))
     broker3 = PaperBroker(m, {})
     broker3.restore(json.loads(json.dumps(broker2.snapshot())))
     second = run_replay(eng3, broker3, candles[cut:], ManualClock(), keep_events=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from kubetrade.cli import main
+from kubetrade.logs import MASK, redactor
 from kubetrade.runner.app import RunnerEnv, replay_paths
 from kubetrade.runner.core import RunnerSpec
-from kubetrade.runner.logs import MASK, redactor
 
 GOOD = """
 apiVersion: kubetrade.io/v1alpha1

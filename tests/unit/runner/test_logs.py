@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from kubetrade.runner.logs import MASK, configure_logging, get_logger, redactor
+from kubetrade.logs import MASK, configure_logging, get_logger, redactor
 
 API_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
 SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"

@@ -97,7 +97,7 @@ P = TypeVar("P", bound=BaseModel)
 S = TypeVar("S")
 
 
-class Strategy(ABC, Generic[P, S]):
+class Algorithm(ABC, Generic[P, S]):
     """Per-symbol state plus a decision rule; see the module docstring for the contract."""
 
     algorithm: ClassVar[str]
@@ -137,7 +137,7 @@ class Strategy(ABC, Generic[P, S]):
         The bound step holds the symbol's state object; ``restore`` replaces the states,
         so bind again after restoring.
         """
-        if type(self).update is not Strategy.update:
+        if type(self).update is not Algorithm.update:
             update = self.update
             return lambda close: update(symbol, close)
         state = self._states.get(symbol)
@@ -174,7 +174,7 @@ class _SmaState:
         self.above: bool | None = None
 
 
-class SmaCrossover(Strategy[SmaCrossoverParams, _SmaState]):
+class SmaCrossover(Algorithm[SmaCrossoverParams, _SmaState]):
     """BUY when fast SMA crosses above slow SMA, SELL when it crosses below.
 
     "Crosses above" means: on the previous closed candle fast <= slow, on this one
@@ -242,7 +242,7 @@ class SmaCrossover(Strategy[SmaCrossoverParams, _SmaState]):
         return st
 
 
-class RsiMeanReversion(Strategy[RsiMeanReversionParams, WilderRSI]):
+class RsiMeanReversion(Algorithm[RsiMeanReversionParams, WilderRSI]):
     """BUY when RSI crosses down through ``oversold``; SELL when it crosses up through
     ``overbought``. Crossings (not levels) so one excursion gives one signal."""
 
@@ -284,7 +284,7 @@ class _BollState:
         self.inside = True
 
 
-class BollingerBreakout(Strategy[BollingerBreakoutParams, _BollState]):
+class BollingerBreakout(Algorithm[BollingerBreakoutParams, _BollState]):
     """BUY when the close ends above the upper band (mean + k*std of the previous
     ``period`` closes plus this one); SELL when it ends below the middle band (the mean).
     A BUY needs the previous close to have been at or below its upper band."""
@@ -323,7 +323,7 @@ class BollingerBreakout(Strategy[BollingerBreakoutParams, _BollState]):
         return st
 
 
-_IMPLEMENTATIONS: dict[str, type[Strategy[Any, Any]]] = {
+_IMPLEMENTATIONS: dict[str, type[Algorithm[Any, Any]]] = {
     "sma-crossover": SmaCrossover,
     "rsi-mean-reversion": RsiMeanReversion,
     "bollinger-breakout": BollingerBreakout,
@@ -347,7 +347,9 @@ def validate_parameters(algorithm: str, parameters: dict[str, Any] | None) -> Ba
         raise ValueError(f"invalid parameters for {algorithm}: {problems}") from None
 
 
-def create_strategy(algorithm: str, parameters: dict[str, Any] | None = None) -> Strategy[Any, Any]:
+def create_algorithm(
+    algorithm: str, parameters: dict[str, Any] | None = None
+) -> Algorithm[Any, Any]:
     """A fresh strategy for ``algorithm`` (e.g. 'sma-crossover') with validated parameters.
 
     Raises ValueError naming the unknown algorithm or the offending field and rule.
@@ -358,13 +360,13 @@ def create_strategy(algorithm: str, parameters: dict[str, Any] | None = None) ->
 
 __all__ = [
     "ALGORITHMS",
+    "Algorithm",
     "BollingerBreakout",
     "BollingerBreakoutParams",
     "RsiMeanReversion",
     "RsiMeanReversionParams",
     "SmaCrossover",
     "SmaCrossoverParams",
-    "Strategy",
-    "create_strategy",
+    "create_algorithm",
     "validate_parameters",
 ]

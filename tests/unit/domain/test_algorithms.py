@@ -9,12 +9,12 @@ from decimal import Decimal
 
 import pytest
 
+from kubetrade.domain.algorithms import ALGORITHMS, create_algorithm
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.indicators import RollingStats, WilderRSI
 from kubetrade.domain.models import Candle, Side
 from kubetrade.domain.risk import RiskLimits
-from kubetrade.domain.strategies import ALGORITHMS, create_strategy
 from kubetrade.exchange.paper import PaperBroker, default_market
 from kubetrade.exchange.replay import bundled_candles, load_candles, run_replay
 
@@ -28,7 +28,7 @@ def test_algorithms_and_camel_case_parameters() -> None:
     schema = ALGORITHMS["bollinger-breakout"].model_json_schema(by_alias=True)
     assert "stdDev" in schema["properties"]
     assert schema["properties"]["stdDev"]["description"]
-    s = create_strategy("rsi-mean-reversion", {"period": 7, "oversold": 25, "overbought": 80})
+    s = create_algorithm("rsi-mean-reversion", {"period": 7, "oversold": 25, "overbought": 80})
     assert s.parameters() == {"period": 7, "oversold": 25.0, "overbought": 80.0}
 
 
@@ -45,7 +45,7 @@ def test_algorithms_and_camel_case_parameters() -> None:
 )
 def test_bad_parameters_name_the_field_and_rule(algorithm: str, params: dict, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(ValueError, match=match):
-        create_strategy(algorithm, params)
+        create_algorithm(algorithm, params)
 
 
 def test_rolling_stats_match_naive_computation() -> None:
@@ -79,7 +79,7 @@ def test_wilder_rsi_matches_textbook_recursion() -> None:
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
 def test_every_strategy_signals_on_real_candles(algorithm: str) -> None:
     candles = load_candles(bundled_candles(BTC, "1h"))  # type: ignore[arg-type]
-    s = create_strategy(algorithm, {})
+    s = create_algorithm(algorithm, {})
     sides = [s.update(BTC, float(c.close)) for c in candles]
     assert Side.BUY in sides and Side.SELL in sides
     assert all(x is None for x in sides[: s.warmup - 1])
@@ -111,7 +111,7 @@ def test_no_look_ahead(algorithm: str) -> None:
 
     def run(cs: list[Candle]) -> list[tuple[int, str]]:
         m = {BTC: default_market(BTC)}
-        spy = _Spy(create_strategy(algorithm, {}), lambda: len(fed))
+        spy = _Spy(create_algorithm(algorithm, {}), lambda: len(fed))
         eng = TradingEngine("x", spy, RiskLimits(), m, Decimal(10000))  # type: ignore[arg-type]
         broker = PaperBroker(m, {"USDT": Decimal(10000)})
         orig = eng.on_candle
@@ -144,7 +144,7 @@ def test_no_look_ahead(algorithm: str) -> None:
 def _signals(
     algorithm: str, params: dict[str, float], closes: list[float]
 ) -> list[tuple[int, Side]]:
-    s = create_strategy(algorithm, params)
+    s = create_algorithm(algorithm, params)
     out: list[tuple[int, Side]] = []
     for i, c in enumerate(closes):
         sig = s.update(BTC, c)
