@@ -75,7 +75,7 @@ class RedisServer:
                         raise
                     time.sleep(0.05)
         else:
-            from kubetrade.runner.local import EmbeddedRedis
+            from kubetrade.cli._local.embedded_redis import EmbeddedRedis
 
             self.embedded = EmbeddedRedis()
             self.kind = "embedded fakeredis"

@@ -4,6 +4,8 @@ Each subcommand is a module of this package exposing ``register(subparsers)``; t
 module registers its parser and sets ``func`` to a callable taking the parsed
 arguments and returning an exit code. Discovery keeps components from editing a
 shared file, and a component that has not landed is simply absent, never a stub.
+Modules and packages whose name begins with an underscore are helpers of the
+subcommands (e.g. ``_local``, the assembly of ``kubetrade local``), not subcommands.
 """
 
 from __future__ import annotations

@@ -39,8 +39,10 @@ def register(subparsers: Any) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    # imported here, not at module level: every subcommand module is imported to build
+    # the parser, and the whole system (API, runners) is slow to import
+    from kubetrade.cli._local.system import LocalOptions, run_local
     from kubetrade.logs import configure_logging, get_logger
-    from kubetrade.runner.local import LocalOptions, run_local
 
     configure_logging()
     risk = args.risk_policy

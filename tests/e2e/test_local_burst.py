@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from kubetrade.runner.local import POOL_CONNECTIONS, POOL_CONNECTIONS_PER_STRATEGY
+from kubetrade.cli._local.embedded_redis import POOL_CONNECTIONS, POOL_CONNECTIONS_PER_STRATEGY
 from tests.e2e.test_local import Local, start_local, wait_for  # noqa: F401 - fixture
 
 STRATEGIES = 3  # examples/strategies

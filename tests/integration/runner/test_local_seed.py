@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from kubetrade.cli._local.seed import load_strategy_dir, seed_desired
 from kubetrade.domain.clock import ManualClock
-from kubetrade.runner.local import load_strategy_dir, seed_desired
 from kubetrade.state.desired import LocalDesiredState
 from kubetrade.state.keys import Keys
 

@@ -1,0 +1,96 @@
+"""The files of ``kubetrade local --strategies DIR`` into local desired state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kubetrade.logs import get_logger
+from kubetrade.resources import RiskPolicy, Strategy, load_manifests
+from kubetrade.runner.app import manifest_of
+from kubetrade.state.desired import LocalDesiredState, NotFoundError
+
+log = get_logger("kubetrade.local")
+
+
+def load_strategy_dir(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(Strategy manifests, RiskPolicy manifests) of a directory of YAML files.
+
+    Raises ValueError when ``path`` is not a directory or holds no Strategy.
+    """
+    if not path.is_dir():
+        raise ValueError(f"--strategies: {path} is not a directory")
+    resources = load_manifests(path)
+    strategies = [manifest_of(r) for r in resources if isinstance(r, Strategy)]
+    policies = [manifest_of(r) for r in resources if isinstance(r, RiskPolicy)]
+    if not strategies:
+        raise ValueError(f"--strategies: no Strategy manifest in {path}")
+    return strategies, policies
+
+
+def load_risk_policy_file(path: Path | None) -> list[dict[str, Any]]:
+    """The RiskPolicy manifests of ``--risk-policy`` (none when ``path`` is None)."""
+    if path is None:
+        return []
+    return [manifest_of(r) for r in load_manifests(path) if isinstance(r, RiskPolicy)]
+
+
+async def seed_desired(
+    desired: LocalDesiredState,
+    strategies: list[dict[str, Any]],
+    policies: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Put the files' manifests into local desired state; paper mode is forced.
+
+    With a persistent REDIS_URL, desired state outlives the process and holds what
+    people changed while it ran: a strategy already stored takes the file's spec except
+    ``enabled`` (a dashboard/Telegram toggle wins over the file), and a RiskPolicy
+    already stored is kept as it is (settings changed on the dashboard); what is
+    missing is seeded from the files. Each choice is logged. Returns the stored
+    Strategy manifests.
+    """
+    out = [await _seed_strategy(desired, manifest) for manifest in strategies]
+    for policy in policies:
+        await _seed_policy(desired, policy)
+    return out
+
+
+async def _seed_strategy(desired: LocalDesiredState, manifest: dict[str, Any]) -> dict[str, Any]:
+    spec = manifest.setdefault("spec", {})
+    name = manifest["metadata"]["name"]
+    if spec.get("mode") == "live":
+        log.warning(
+            "local.paper_only",
+            strategy=name,
+            note="kubetrade local trades paper money only; mode forced to paper",
+        )
+        spec["mode"] = "paper"
+    try:
+        stored: dict[str, Any] | None = await desired.get_strategy(name)
+    except NotFoundError:
+        stored = None
+    if stored is None:
+        log.info("local.seed_strategy", strategy=name, source="file")
+    else:
+        kept = bool((stored.get("spec") or {}).get("enabled", True))
+        in_file = bool(spec.get("enabled", True))
+        spec["enabled"] = kept
+        log.info(
+            "local.seed_strategy",
+            strategy=name,
+            source="file spec, enabled from stored desired state",
+            enabled=kept,
+            file_enabled=in_file,
+        )
+    return await desired.put_strategy(manifest, actor="local")
+
+
+async def _seed_policy(desired: LocalDesiredState, policy: dict[str, Any]) -> None:
+    name = (policy.get("metadata") or {}).get("name") or "default"
+    if await desired.has_risk_policy(name):
+        log.info("local.seed_riskpolicy", policy=name, source="stored desired state",
+                 note="kept as stored (changed settings survive restarts); the file's "
+                 "RiskPolicy seeds it only when none is stored")
+        return
+    log.info("local.seed_riskpolicy", policy=name, source="file")
+    await desired.put_risk_policy(policy, actor="local")
