@@ -1,4 +1,9 @@
-"""Builds kube-apiserver, kubectl, helm and etcd from the pinned modules in hack/.
+"""Builds the test bed's programs from the pinned modules in hack/.
+
+Control plane: kube-apiserver, kubectl, helm, etcd. Node (tests marked `node`):
+kubelet, kube-controller-manager, kube-scheduler, kube-proxy (k8s.io/kubernetes at
+the API server's version, hack/go.mod) and CoreDNS (hack/coredns/go.mod, its own
+module so its dependencies never move the control plane's).
 
 There are no prebuilt downloads on this machine, only the Go module proxy, so the
 control plane is compiled from source once and cached under `.cache/bin/`. Each
@@ -30,6 +35,17 @@ PACKAGES: dict[str, str] = {
     "kubectl": "k8s.io/kubernetes/cmd/kubectl",
     "helm": "helm.sh/helm/v3/cmd/helm",
 }
+# The node's programs: binary name -> Go package. Built only for tests marked `node`.
+NODE_PACKAGES: dict[str, str] = {
+    "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+    "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+    "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+    "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
+    "coredns": "github.com/kubetrade/kubetrade/hack/coredns",
+}
+# Binaries built in a module of their own (directory under hack/); the rest in hack/.
+_MODULE_DIRS: dict[str, str] = {"coredns": "coredns"}
+_ALL = {**PACKAGES, **NODE_PACKAGES}
 
 
 class BuildError(RuntimeError):
@@ -46,16 +62,31 @@ class Binaries:
     helm: Path
 
 
-def _require(module: str) -> str:
-    match = re.search(rf"^\s*{re.escape(module)} (v\S+)", (HACK / "go.mod").read_text(), re.M)
+@dataclass(frozen=True)
+class NodeBinaries:
+    """Paths of the node's programs (kubelet & co. and CoreDNS), ready to run."""
+
+    kubelet: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kube_proxy: Path
+    coredns: Path
+
+
+def _module_dir(name: str) -> Path:
+    return HACK / _MODULE_DIRS[name] if name in _MODULE_DIRS else HACK
+
+
+def _require(module: str, gomod: Path = HACK / "go.mod") -> str:
+    match = re.search(rf"^\s*{re.escape(module)} (v\S+)", gomod.read_text(), re.M)
     if match is None:
-        raise BuildError(f"hack/go.mod does not require {module}")
+        raise BuildError(f"{gomod} does not require {module}")
     return match.group(1)
 
 
 def _ldflags(name: str) -> str:
     flags = ["-s", "-w"]
-    if name in ("kube-apiserver", "kubectl"):
+    if _ALL[name].startswith("k8s.io/kubernetes/"):
         version = _require("k8s.io/kubernetes")
         major, minor = version.lstrip("v").split(".")[:2]
         pkg = "k8s.io/component-base/version"
@@ -90,6 +121,14 @@ def platform_problem() -> str | None:
     return None
 
 
+def node_platform_problem() -> str | None:
+    """Why the node's binaries cannot exist here, or None."""
+    problem = platform_problem()
+    if problem is None and go_binary() is None and not all((BIN / n).exists() for n in _ALL):
+        problem = "no Go toolchain (`go`) to build kubelet & co. and CoreDNS from hack/"
+    return problem
+
+
 def _go() -> str:
     go = go_binary()
     if go is None:
@@ -104,10 +143,13 @@ def _go_version() -> str:
 
 def _stamp(name: str, go_version: str) -> str:
     digest = hashlib.sha256()
+    module = _module_dir(name)
+    extra = sorted(module.glob("*.go")) if name in _MODULE_DIRS else []
     for part in (
-        (HACK / "go.mod").read_bytes(),
-        (HACK / "go.sum").read_bytes(),
-        PACKAGES[name].encode(),
+        (module / "go.mod").read_bytes(),
+        (module / "go.sum").read_bytes(),
+        *(p.read_bytes() for p in extra),
+        _ALL[name].encode(),
         _ldflags(name).encode(),
         go_version.encode(),
     ):
@@ -137,20 +179,74 @@ def _paths() -> Binaries:
     )
 
 
-def cached() -> Binaries | None:
-    """The binaries if all are built and current, without building anything."""
+def _node_paths() -> NodeBinaries:
+    return NodeBinaries(
+        kubelet=BIN / "kubelet",
+        kube_controller_manager=BIN / "kube-controller-manager",
+        kube_scheduler=BIN / "kube-scheduler",
+        kube_proxy=BIN / "kube-proxy",
+        coredns=BIN / "coredns",
+    )
+
+
+def _current(names: dict[str, str]) -> bool:
     if go_binary() is None:
         # No toolchain to compare against: trust whatever was built before.
-        ok = all((BIN / n).exists() for n in PACKAGES)
-        return _paths() if ok else None
+        return all((BIN / n).exists() for n in names)
     go_version = _go_version()
-    for name in PACKAGES:
+    for name in names:
         stamp = BIN / f"{name}.stamp"
         if not (BIN / name).exists() or not stamp.exists():
-            return None
+            return False
         if stamp.read_text().strip() != _stamp(name, go_version):
-            return None
-    return _paths()
+            return False
+    return True
+
+
+def cached() -> Binaries | None:
+    """The binaries if all are built and current, without building anything."""
+    return _paths() if _current(PACKAGES) else None
+
+
+def _build_one(name: str, go_version: str, force: bool, verbose: bool) -> None:
+    target = BIN / name
+    stamp = BIN / f"{name}.stamp"
+    want = _stamp(name, go_version)
+    if not force and target.exists() and stamp.exists() and stamp.read_text() == want:
+        return
+    env = dict(os.environ)
+    # -mod=mod: hack/ has no vendor dir; -buildvcs=false: a fresh CI clone's
+    # git state must not matter to the build.
+    env["GOFLAGS"] = f"{env.get('GOFLAGS', '')} -mod=mod -buildvcs=false".strip()
+    tmp = BIN / f".{name}.tmp"
+    cmd = [
+        _go(), "build", "-p", "2", "-trimpath",
+        f"-ldflags={_ldflags(name)}", "-o", str(tmp), _ALL[name],
+    ]  # fmt: skip
+    if verbose:
+        print(f"testbed: building {name} ({_ALL[name]})", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    cwd = _module_dir(name)
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise BuildError(
+            f"`{' '.join(cmd)}` in {cwd} failed ({result.returncode}):\n"
+            f"{result.stdout}{result.stderr}"
+        )
+    tmp.replace(target)  # atomic: a reader never sees half a binary
+    stamp.write_text(want)
+    if verbose:
+        took = time.monotonic() - started
+        print(f"testbed: built {name} in {took:.0f}s", file=sys.stderr, flush=True)
+
+
+def _ensure(names: dict[str, str], force: bool, verbose: bool) -> None:
+    if not force and _current(names):
+        return
+    with _build_lock():
+        go_version = _go_version()
+        for name in names:
+            _build_one(name, go_version, force, verbose)
 
 
 def ensure_built(force: bool = False, verbose: bool = True) -> Binaries:
@@ -158,37 +254,14 @@ def ensure_built(force: bool = False, verbose: bool = True) -> Binaries:
     problem = platform_problem()
     if problem is not None:
         raise BuildError(problem)
-    if not force and (found := cached()) is not None:
-        return found
-    with _build_lock():
-        go_version = _go_version()
-        env = dict(os.environ)
-        # -mod=mod: hack/ has no vendor dir; -buildvcs=false: a fresh CI clone's
-        # git state must not matter to the build.
-        env["GOFLAGS"] = f"{env.get('GOFLAGS', '')} -mod=mod -buildvcs=false".strip()
-        for name, package in PACKAGES.items():
-            target = BIN / name
-            stamp = BIN / f"{name}.stamp"
-            want = _stamp(name, go_version)
-            if not force and target.exists() and stamp.exists() and stamp.read_text() == want:
-                continue
-            tmp = BIN / f".{name}.tmp"
-            cmd = [
-                _go(), "build", "-p", "2", "-trimpath",
-                f"-ldflags={_ldflags(name)}", "-o", str(tmp), package,
-            ]  # fmt: skip
-            if verbose:
-                print(f"testbed: building {name} ({package})", file=sys.stderr, flush=True)
-            started = time.monotonic()
-            result = subprocess.run(cmd, cwd=HACK, env=env, capture_output=True, text=True)
-            if result.returncode != 0:
-                raise BuildError(
-                    f"`{' '.join(cmd)}` in hack/ failed ({result.returncode}):\n"
-                    f"{result.stdout}{result.stderr}"
-                )
-            tmp.replace(target)  # atomic: a reader never sees half a binary
-            stamp.write_text(want)
-            if verbose:
-                took = time.monotonic() - started
-                print(f"testbed: built {name} in {took:.0f}s", file=sys.stderr, flush=True)
+    _ensure(PACKAGES, force, verbose)
     return _paths()
+
+
+def ensure_node_built(force: bool = False, verbose: bool = True) -> NodeBinaries:
+    """Build the node's programs if missing or stale; return their paths."""
+    problem = node_platform_problem()
+    if problem is not None:
+        raise BuildError(problem)
+    _ensure(NODE_PACKAGES, force, verbose)
+    return _node_paths()

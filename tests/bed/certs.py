@@ -105,15 +105,19 @@ class CertAuthority:
         pair.key.chmod(0o600)
         return pair
 
-    def serving(self, stem: str = "apiserver") -> KeyPair:
-        """Serving cert valid for the loopback names and the in-cluster service IP."""
+    def serving(self, stem: str = "apiserver", extra_ips: tuple[str, ...] = ()) -> KeyPair:
+        """Serving cert valid for the loopback names, the in-cluster service IP and
+        `extra_ips` (the node's address when a real node runs)."""
         sans: list[x509.GeneralName] = [
             x509.DNSName("localhost"),
             x509.DNSName("kubernetes"),
+            x509.DNSName("kubernetes.default"),
             x509.DNSName("kubernetes.default.svc"),
+            x509.DNSName("kubernetes.default.svc.cluster.local"),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
             x509.IPAddress(ipaddress.ip_address("::1")),
             x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
+            *(x509.IPAddress(ipaddress.ip_address(ip)) for ip in extra_ips),
         ]
         subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")])
         return self._issue(stem, subject, ExtendedKeyUsageOID.SERVER_AUTH, sans)

@@ -38,8 +38,8 @@ def _etcd_healthy(port: int) -> bool:
         conn.close()
 
 
-def _https_ok(port: int, path: str, ctx: ssl.SSLContext) -> bool:
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=2, context=ctx)
+def _https_ok(port: int, path: str, ctx: ssl.SSLContext, host: str = "127.0.0.1") -> bool:
+    conn = http.client.HTTPSConnection(host, port, timeout=2, context=ctx)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()
@@ -139,6 +139,8 @@ class ControlPlane:
     process: Managed
     _ca: CertAuthority = field(repr=False)
     started_in: float = 0.0
+    # The key that signs ServiceAccount tokens (the controller-manager needs it too).
+    sa_key: Path | None = None
 
     @property
     def workdir(self) -> Path:
@@ -214,8 +216,40 @@ class ControlPlane:
         self.etcd.stop()
 
 
-def start_control_plane(binaries: Binaries, timeout: float = 90.0) -> ControlPlane:
-    """Start etcd and kube-apiserver; return once /readyz answers 200."""
+def _node_flags(node_ip: str | None, port: int) -> list[str]:
+    """The API server's flags: envtest-like without a node, a real cluster's with one."""
+    if node_ip is None:
+        return [
+            f"--service-account-issuer=https://127.0.0.1:{port}",
+            "--authorization-mode=RBAC",
+            # envtest's choice: no controller-manager creates ServiceAccounts, so
+            # the admission plugin would refuse every pod.
+            "--disable-admission-plugins=ServiceAccount",
+            # Nothing else runs to need the endpoints of the `kubernetes` Service.
+            "--endpoint-reconciler-type=none",
+        ]
+    return [
+        # Pods reach the API server through the `kubernetes` Service (kube-proxy DNATs
+        # 10.0.0.1:443 to this address), so it listens on the node's address, not loopback.
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+        # Node: the kubelet's own objects; RBAC: everyone else.
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        # `kubectl logs/exec`: reach the kubelet by the node's InternalIP, not its
+        # hostname (which this machine's DNS does not know).
+        "--kubelet-preferred-address-types=InternalIP",
+    ]
+
+
+def start_control_plane(
+    binaries: Binaries, timeout: float = 90.0, node_ip: str | None = None
+) -> ControlPlane:
+    """Start etcd and kube-apiserver; return once /readyz answers 200.
+
+    `node_ip`: the API server serves on that address (and advertises it) for a real
+    node's kubelet and pods; ServiceAccount admission, endpoint reconciling and the
+    Node authorizer are on, as in a real cluster.
+    """
     started = time.monotonic()
     etcd = start_etcd(binaries.etcd)
     try:
@@ -224,31 +258,26 @@ def start_control_plane(binaries: Binaries, timeout: float = 90.0) -> ControlPla
             port = free_port()
             workdir = new_workdir("kube-apiserver")
             ca = CertAuthority(workdir)
-            serving = ca.serving()
+            serving = ca.serving(extra_ips=(node_ip,) if node_ip else ())
             admin = ca.client("admin", ("system:masters",))
             sa_key = service_account_key(workdir)
-            url = f"https://127.0.0.1:{port}"
+            host = node_ip or "127.0.0.1"
+            url = f"https://{host}:{port}"
             argv = [
                 str(binaries.kube_apiserver),
                 f"--etcd-servers={etcd.url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={host}",
+                f"--advertise-address={host}",
                 f"--secure-port={port}",
                 f"--cert-dir={workdir}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",
                 f"--client-ca-file={ca.cert_path}",
-                f"--service-account-issuer={url}",
                 f"--service-account-key-file={sa_key}",
                 f"--service-account-signing-key-file={sa_key}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
-                "--authorization-mode=RBAC",
-                # envtest's choice: no controller-manager creates ServiceAccounts, so
-                # the admission plugin would refuse every pod.
-                "--disable-admission-plugins=ServiceAccount",
                 "--allow-privileged=true",
-                # Nothing else runs to need the endpoints of the `kubernetes` Service.
-                "--endpoint-reconciler-type=none",
+                *_node_flags(node_ip, port),
                 "--v=0",
             ]
             proc = Managed("kube-apiserver", argv, workdir)
@@ -257,7 +286,9 @@ def start_control_plane(binaries: Binaries, timeout: float = 90.0) -> ControlPla
             ctx.load_cert_chain(str(admin.cert), str(admin.key))
             try:
                 proc.wait_until(
-                    functools.partial(_https_ok, port, "/readyz", ctx), timeout, "ready (/readyz)"
+                    functools.partial(_https_ok, port, "/readyz", ctx, host),
+                    timeout,
+                    "ready (/readyz)",
                 )
             except BedError as err:
                 proc.stop()
@@ -276,6 +307,7 @@ def start_control_plane(binaries: Binaries, timeout: float = 90.0) -> ControlPla
                 process=proc,
                 _ca=ca,
                 started_in=time.monotonic() - started,
+                sa_key=sa_key,
             )
         assert last is not None
         raise last

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import threading
 
-from tests.bed.build import Binaries, ensure_built
+from tests.bed.build import Binaries, ensure_built, ensure_node_built
 from tests.bed.controlplane import ControlPlane, start_control_plane
+from tests.bed.images import ensure_images
+from tests.bed.node import Node, start_node
 from tests.bed.procs import reap_stale
 from tests.bed.redis import RedisServer, start_redis
 
@@ -22,6 +24,7 @@ class Bed:
         self._redis: RedisServer | None = None
         self._binaries: Binaries | None = None
         self._control_plane: ControlPlane | None = None
+        self._node: Node | None = None
         self._reaped = False
 
     def _reap_once(self) -> None:
@@ -50,8 +53,22 @@ class Bed:
                 self._control_plane = start_control_plane(binaries)
             return self._control_plane
 
+    def node(self) -> Node:
+        """The real single-node cluster (its own control plane; see tests/bed/node.py)."""
+        with self._lock:
+            if self._node is None:
+                binaries = self.binaries()
+                node_binaries = ensure_node_built()
+                images = ensure_images()
+                self._reap_once()
+                self._node = start_node(binaries, node_binaries, images)
+            return self._node
+
     def stop(self) -> None:
         with self._lock:
+            if self._node is not None:
+                self._node.stop()
+                self._node = None
             if self._control_plane is not None:
                 self._control_plane.stop()
                 self._control_plane = None
