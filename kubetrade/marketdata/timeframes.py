@@ -57,8 +57,12 @@ def can_resample(fine_ms: int, coarse_ms: int) -> bool:
 
 
 def iso_ms(ts_ms: int) -> str:
-    """``1726876800000`` -> ``"2024-09-21T00:00:00Z"`` (UTC, seconds precision)."""
-    dt = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    """``1726876800000`` -> ``"2024-09-21T00:00:00Z"`` (UTC, seconds precision); a time
+    beyond the calendar (year > 9999) -> ``"<N> ms (beyond year 9999)"``."""
+    try:
+        dt = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+    except (ValueError, OverflowError, OSError):
+        return f"{ts_ms} ms (beyond year 9999)"
     return dt.strftime("%Y-%m-%dT%H:%M:%S") + "Z"
 
 
