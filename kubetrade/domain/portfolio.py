@@ -101,50 +101,61 @@ class Portfolio:
 
         ``min_qty`` is the exchange's smallest sellable quantity: what is left below it
         after a sell cannot be sold, so the round trip ends and the rest is kept as dust.
+        Raises ``BooksMismatch`` (books unchanged) for a fill the books cannot take.
         """
         if fill.quantity <= 0 or fill.price <= 0:
             raise BooksMismatch(
                 f"fill {fill.trade_id}: quantity and price must be positive "
                 f"(got {fill.quantity} @ {fill.price})"
             )
-        fee_value, fee_quote, fee_base = _fee_in_quote(fill, base, self.quote_asset)
+        fees = _fee_in_quote(fill, base, self.quote_asset)
+        if fill.side is Side.BUY:
+            self._buy(fill, *fees)
+            return None
+        return self._sell(fill, *fees, min_qty, reason)
+
+    def _buy(self, fill: Fill, fee_value: Decimal, fee_quote: Decimal, fee_base: Decimal) -> None:
         notional = fill.quantity * fill.price
         sym = fill.symbol
-        if fill.side is Side.BUY:
-            cash_out = notional + fee_quote
-            if cash_out > self.cash:
-                raise BooksMismatch(
-                    f"fill {fill.trade_id}: buy costs {cash_out} {self.quote_asset} "
-                    f"but cash is {self.cash}"
-                )
-            got = fill.quantity - fee_base
-            self.cash -= cash_out
-            self.fees_paid += fee_value
-            pos = self.positions.get(sym)
-            if pos is None:
-                pos = Position(
-                    strategy=self.strategy,
-                    symbol=sym,
-                    quantity=got,
-                    average_price=fill.price,
-                    opened_ms=fill.ts_ms,
-                    fees=fee_value,
-                )
-                self.positions[sym] = pos
-                self._trips[sym] = _RoundTrip(trade_id=fill.client_order_id)
-            else:
-                pos.average_price = (
-                    pos.quantity * pos.average_price + got * fill.price
-                ) / (pos.quantity + got)
-                pos.quantity += got
-                pos.fees += fee_value
-            trip = self._trips[sym]
-            trip.entry_qty += got
-            trip.entry_value += notional
-            trip.cash_out += cash_out
-            trip.fees += fee_value
-            return None
+        cash_out = notional + fee_quote
+        if cash_out > self.cash:
+            raise BooksMismatch(
+                f"fill {fill.trade_id}: buy costs {cash_out} {self.quote_asset} "
+                f"but cash is {self.cash}"
+            )
+        got = fill.quantity - fee_base
+        self.cash -= cash_out
+        self.fees_paid += fee_value
+        pos = self.positions.get(sym)
+        if pos is None:
+            pos = Position(
+                strategy=self.strategy,
+                symbol=sym,
+                quantity=got,
+                average_price=fill.price,
+                opened_ms=fill.ts_ms,
+                fees=fee_value,
+            )
+            self.positions[sym] = pos
+            self._trips[sym] = _RoundTrip(trade_id=fill.client_order_id)
+        else:
+            pos.average_price = (
+                pos.quantity * pos.average_price + got * fill.price
+            ) / (pos.quantity + got)
+            pos.quantity += got
+            pos.fees += fee_value
+        trip = self._trips[sym]
+        trip.entry_qty += got
+        trip.entry_value += notional
+        trip.cash_out += cash_out
+        trip.fees += fee_value
 
+    def _sell(
+        self, fill: Fill, fee_value: Decimal, fee_quote: Decimal, fee_base: Decimal,
+        min_qty: Decimal, reason: str,
+    ) -> ClosedTrade | None:
+        notional = fill.quantity * fill.price
+        sym = fill.symbol
         pos = self.positions.get(sym)
         sold = fill.quantity + fee_base
         if pos is None or sold > pos.quantity:
@@ -164,6 +175,11 @@ class Portfolio:
         trip.fees += fee_value
         if pos.quantity > 0 and pos.quantity >= min_qty:
             return None
+        return self._close(pos, trip, fill.ts_ms, reason)
+
+    def _close(self, pos: Position, trip: _RoundTrip, ts_ms: int, reason: str) -> ClosedTrade:
+        """The round trip of ``pos`` ended: what is left is dust, the P&L is realised."""
+        sym = pos.symbol
         if pos.quantity > 0:
             self.dust[sym] = self.dust.get(sym, ZERO) + pos.quantity
         del self.positions[sym]
@@ -178,7 +194,7 @@ class Portfolio:
             entry_price=trip.entry_value / trip.entry_qty if trip.entry_qty else ZERO,
             exit_price=trip.exit_value / trip.exit_qty if trip.exit_qty else ZERO,
             entry_ms=pos.opened_ms,
-            exit_ms=fill.ts_ms,
+            exit_ms=ts_ms,
             fees=trip.fees,
             pnl=pnl,
             exit_reason=reason,

@@ -268,8 +268,25 @@ class PreTradeControls:
         allowed_symbols: frozenset[str] | None,
     ) -> Decision:
         """Every pre-trade rule in order; the first that fails refuses the order."""
-        lim = self.limits
         self._prune(now_ms)
+        verdict = self._duplicate(symbol, side, quantity, now_ms, open_same_side)
+        if verdict is not None:
+            return verdict
+        if reduce_only:
+            return ACCEPT
+        return (
+            self._scope(symbol, open_positions, has_position, allowed_symbols)
+            or self._size(quantity, price)
+            or self._price(symbol, price, now_ms)
+            or self._throttle()
+            or ACCEPT
+        )
+
+    def _duplicate(
+        self, symbol: str, side: Side, quantity: Decimal, now_ms: int, open_same_side: bool
+    ) -> Decision | None:
+        """Duplicate guard: an open order on the same side, or an identical order sent
+        within the interval."""
         if open_same_side:
             return refuse(
                 "duplicate_order",
@@ -282,13 +299,20 @@ class PreTradeControls:
                 return refuse(
                     "duplicate_order",
                     f"identical {side} {quantity} {symbol} order sent "
-                    f"{(now_ms - ts) / 1000:.0f}s ago (window {lim.order_interval_seconds}s)",
+                    f"{(now_ms - ts) / 1000:.0f}s ago "
+                    f"(window {self.limits.order_interval_seconds}s)",
                     symbol=symbol,
                     side=side,
                     quantity=quantity,
                 )
-        if reduce_only:
-            return ACCEPT
+        return None
+
+    def _scope(
+        self, symbol: str, open_positions: int, has_position: bool,
+        allowed_symbols: frozenset[str] | None,
+    ) -> Decision | None:
+        """The symbol allowlist and max_concurrent_positions."""
+        lim = self.limits
         allowed = allowed_symbols
         if lim.allowed_symbols:
             allowed = frozenset(lim.allowed_symbols)
@@ -306,6 +330,11 @@ class PreTradeControls:
                 open_positions=open_positions,
                 limit=lim.max_concurrent_positions,
             )
+        return None
+
+    def _size(self, quantity: Decimal, price: Decimal) -> Decision | None:
+        """max_order_quantity and max_order_notional."""
+        lim = self.limits
         if quantity > lim.max_order_quantity:
             return refuse(
                 "max_order_quantity",
@@ -321,6 +350,11 @@ class PreTradeControls:
                 notional=notional,
                 limit=lim.max_order_notional,
             )
+        return None
+
+    def _price(self, symbol: str, price: Decimal, now_ms: int) -> Decision | None:
+        """A fresh reference price, and the price collar around it."""
+        lim = self.limits
         ref = self.references.get(symbol)
         if ref is None:
             return refuse("no_reference", f"no reference price for {symbol} yet", symbol=symbol)
@@ -344,6 +378,11 @@ class PreTradeControls:
                     reference=ref.price,
                     limit=lim.price_collar_pct,
                 )
+        return None
+
+    def _throttle(self) -> Decision | None:
+        """max_orders_per_interval over the last order_interval_seconds."""
+        lim = self.limits
         if len(self._order_times) >= lim.max_orders_per_interval:
             return refuse(
                 "throttle",
@@ -352,7 +391,7 @@ class PreTradeControls:
                 orders=len(self._order_times),
                 limit=lim.max_orders_per_interval,
             )
-        return ACCEPT
+        return None
 
     def record(self, symbol: str, side: Side, quantity: Decimal, now_ms: int) -> None:
         """Count an order that is going out (throttle and duplicate windows)."""
