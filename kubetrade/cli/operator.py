@@ -56,7 +56,7 @@ def register(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     import kopf
 
-    from kubetrade.operator.app import run_operator
+    from kubetrade.operator.main import run_operator
     from kubetrade.operator.settings import OperatorSettings
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.FULL)

@@ -31,10 +31,10 @@ _CORE_PLURALS = {
 def new_api_client(kubeconfig: str | None = None) -> k8s.ApiClient:
     """In a pod the service account, elsewhere the kubeconfig (KUBECONFIG or ~/.kube)."""
     try:
-        k8s_config.load_incluster_config()  # type: ignore[no-untyped-call]
+        k8s_config.load_incluster_config()
         return k8s.ApiClient()
     except k8s_config.ConfigException:
-        api: k8s.ApiClient = k8s_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        api: k8s.ApiClient = k8s_config.new_client_from_config(config_file=kubeconfig)
         return api
 
 
@@ -59,6 +59,10 @@ class Kube:
     def __init__(self, api_client: k8s.ApiClient) -> None:
         self.api = api_client
 
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        self.api.close()
+
     def _call(
         self,
         method: str,
@@ -76,7 +80,7 @@ class Kube:
             auth_settings=["BearerToken"],
         )
         response = self.api.call_api(method_, url, headers, payload, _request_timeout=30)
-        response.read()  # type: ignore[no-untyped-call]
+        response.read()
         if not 200 <= response.status <= 299:
             raise ApiException(http_resp=response)
         return json.loads(response.data) if response.data else None

@@ -1,4 +1,5 @@
-"""Running the operator: clients, the handler registry and Kopf's main loop."""
+"""Running the operator: its clients, the handler registry and Kopf's main loop
+(``kubetrade operator`` calls :func:`run_operator`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Any
 
 import kopf
 import redis.asyncio as aioredis
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
 
-from kubetrade.operator.handlers import Context, build_registry
+from kubetrade.operator.clients import Clients, clients_of, memo_of
+from kubetrade.operator.handlers import build_registry
 from kubetrade.operator.kube import Kube, new_api_client
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.state.keys import Keys
@@ -19,11 +23,8 @@ StopFlag = asyncio.Event | threading.Event
 
 def connection_from_kubeconfig(path: str) -> kopf.ConnectionInfo:
     """Kopf credentials from an explicit kubeconfig file (``--kubeconfig``)."""
-    from kubernetes import client as k8s
-    from kubernetes import config as k8s_config
-
     cfg = k8s.Configuration()
-    k8s_config.load_kube_config(config_file=path, client_configuration=cfg)  # type: ignore[no-untyped-call]
+    k8s_config.load_kube_config(config_file=path, client_configuration=cfg)
     header = cfg.get_api_key_with_prefix("BearerToken") or cfg.get_api_key_with_prefix(
         "authorization"
     )
@@ -39,11 +40,27 @@ def connection_from_kubeconfig(path: str) -> kopf.ConnectionInfo:
     )
 
 
-def make_context(settings: OperatorSettings, kubeconfig: str | None = None) -> Context:
+def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Kopf's login: the ``--kubeconfig`` file when given, else the kubernetes client's
+    own discovery (in-cluster service account or the default kubeconfig)."""
+    kubeconfig = clients_of(memo).kubeconfig
+    if kubeconfig:
+        return connection_from_kubeconfig(kubeconfig)
+    return kopf.login_via_client(memo=memo, **kwargs)
+
+
+def make_clients(settings: OperatorSettings, kubeconfig: str | None = None) -> Clients:
+    """The operator's clients (Redis only when ``settings.redis_url`` is set)."""
     redis = (
         aioredis.from_url(settings.redis_url, decode_responses=True) if settings.redis_url else None
     )
-    return Context(settings, Kube(new_api_client(kubeconfig)), redis, Keys(settings.redis_prefix))
+    return Clients(
+        settings,
+        Kube(new_api_client(kubeconfig)),
+        redis,
+        Keys(settings.redis_prefix),
+        kubeconfig=kubeconfig,
+    )
 
 
 async def run_operator(
@@ -60,18 +77,13 @@ async def run_operator(
     ``standalone`` skips Kopf peering (one replica, Deployment strategy Recreate);
     without it, operators in the same namespace elect one active instance by priority.
     """
-    context = make_context(settings, kubeconfig)
-    registry = build_registry(context)
-
-    @kopf.on.login(registry=registry)  # type: ignore[arg-type]
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        if kubeconfig:
-            return connection_from_kubeconfig(kubeconfig)
-        return kopf.login_via_client(**kwargs)
-
+    clients = make_clients(settings, kubeconfig)
+    registry = build_registry(settings)
+    kopf.on.login(registry=registry)(login)
     try:
         await kopf.operator(
             registry=registry,
+            memo=memo_of(clients),
             namespaces=[settings.namespace],
             standalone=standalone,
             liveness_endpoint=liveness,
@@ -80,6 +92,4 @@ async def run_operator(
             clusterwide=False,
         )
     finally:
-        if context.redis is not None:
-            await context.redis.aclose()
-        context.kube.api.close()  # type: ignore[no-untyped-call]
+        await clients.close()

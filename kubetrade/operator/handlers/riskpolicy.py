@@ -1,0 +1,62 @@
+"""RiskPolicy handlers: the status says which Strategies use the policy.
+
+Strategies read their policy through the ``riskpolicy_idx`` index on their own timer, so
+a changed policy reaches them without a handler here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from kubetrade.operator.clients import clients_of
+from kubetrade.operator.handlers.indexes import StrategyIndex
+from kubetrade.operator.handlers.support import write_status
+from kubetrade.operator.status import Conditions
+from kubetrade.resources import GROUP, VERSION
+
+PLURAL = "riskpolicies"
+
+
+async def riskpolicy_tick(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    strategy_idx: StrategyIndex | None = None,
+    **_: Any,
+) -> None:
+    """``status.usedBy``: the Strategies of the namespace that reference this policy."""
+    meta = body["metadata"]
+    status = dict(body.get("status") or {})
+    users = sorted(
+        s.name
+        for s in (strategy_idx.get(meta["namespace"], []) if strategy_idx else [])
+        if s.risk_policy_ref == meta["name"]
+    )
+    conds = Conditions(status.get("conditions"), meta.get("generation"))
+    now = clients_of(memo).clock.now_ms()
+    conds.set("Ready", True, "Accepted", f"used by {len(users)} Strategy(ies)", now)
+    write_status(
+        patch,
+        status,
+        {
+            "usedBy": users,
+            "observedGeneration": meta.get("generation"),
+            "conditions": conds.items,
+        },
+    )
+
+
+def register(registry: kopf.OperatorRegistry, interval: float) -> None:
+    """Register the RiskPolicy timer (every ``interval`` seconds)."""
+    kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        interval=interval,
+        initial_delay=0.5,
+        registry=registry,
+        id="riskpolicy_tick",
+        backoff=5,
+    )(riskpolicy_tick)

@@ -1,0 +1,251 @@
+"""Strategy handlers: reconcile (create/update/resume and the timer) and delete.
+
+The reconcile gathers what is observed (Kopf's indexes, the runner's Redis state),
+asks :func:`kubetrade.operator.plan.plan_strategy` what to do, and does it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+from typing import Any
+
+import kopf
+from pydantic import ValidationError
+
+from kubetrade.operator import metrics, render
+from kubetrade.operator.clients import Clients, clients_of, or_default
+from kubetrade.operator.handlers.indexes import (
+    DeploymentIndex,
+    JobIndex,
+    RiskPolicyIndex,
+    first,
+)
+from kubetrade.operator.handlers.support import timed, write_status
+from kubetrade.operator.plan import (
+    StrategyObserved,
+    StrategyPlan,
+    invalid_spec_status,
+    needs_open_orders,
+    plan_strategy,
+)
+from kubetrade.resources import GROUP, VERSION, Strategy
+
+PLURAL = "strategies"
+BLOCKING_RULES = ("RiskPolicy", "PreflightFailed")
+
+
+def parse(body: kopf.Body) -> Strategy:
+    """The Strategy model of ``body``; raises pydantic's ValidationError."""
+    meta = body["metadata"]
+    return Strategy.model_validate(
+        {
+            "metadata": {"name": meta["name"], "namespace": meta.get("namespace")},
+            "spec": dict(body.get("spec") or {}),
+        }
+    )
+
+
+async def observe(
+    c: Clients,
+    body: kopf.Body,
+    strategy: Strategy,
+    trigger: str,
+    riskpolicy_idx: RiskPolicyIndex | None,
+    deployment_idx: DeploymentIndex | None,
+    job_idx: JobIndex | None,
+) -> StrategyObserved:
+    """What :func:`plan_strategy` needs, from the indexes and Redis."""
+    meta = body["metadata"]
+    name, namespace = strategy.name, meta["namespace"]
+    deployment = first(deployment_idx, (namespace, name))
+    open_orders: tuple[str, ...] | None = ()
+    if needs_open_orders(strategy, deployment):
+        ids = await or_default(c.open_orders(name), None)  # None: Redis unreachable
+        open_orders = None if ids is None else tuple(ids)
+    jobs_key = (namespace, "preflight", name)
+    return StrategyObserved(
+        uid=meta["uid"],
+        generation=meta.get("generation"),
+        deleting=bool(meta.get("deletionTimestamp")),
+        status=dict(body.get("status") or {}),
+        policy=first(riskpolicy_idx, (namespace, strategy.spec.risk_policy_ref)),
+        deployment=deployment,
+        preflight_jobs=tuple(job_idx[jobs_key]) if job_idx and jobs_key in job_idx else (),
+        open_orders=open_orders,
+        summary=await c.summary(name),
+        now_ms=c.clock.now_ms(),
+        trigger=trigger,
+    )
+
+
+async def execute(c: Clients, body: kopf.Body, patch: kopf.Patch, plan: StrategyPlan) -> None:
+    """Carry out ``plan``: the pre-flight Job, the runner's identity and Deployment, the
+    status, metrics, events and audit entries, in that order."""
+    name = body["metadata"]["name"]
+    if plan.preflight_job is not None and await c.kube.create(plan.preflight_job):
+        job = plan.preflight_job["metadata"]["name"]
+        kopf.info(body, reason="PreflightStarted", message=f"Job {job}")
+    if plan.deployment is not None:
+        # the runner's identity first, so its pod never starts without it; the binding
+        # after its Role (the API server checks the grant against the Role's rules)
+        if plan.identity:
+            account, role, binding = plan.identity
+            await asyncio.gather(c.kube.apply(account), c.kube.apply(role))
+            await c.kube.apply(binding)
+        await c.kube.apply(plan.deployment)
+        metrics.WRITES.labels("Deployment").inc()
+        if plan.rolled:
+            kopf.info(body, reason="RunnerRolled", message=f"config changed ({plan.config_hash})")
+    write_status(patch, body.get("status") or {}, plan.status)
+    for rule, blocked in plan.blocked.items():
+        metrics.BLOCKED.labels(name, rule).set(1 if blocked else 0)
+    for flipped in plan.warnings:
+        kopf.warn(body, reason=flipped["reason"], message=flipped["message"])
+        await c.audit(f"strategy.{flipped['reason']}", name, message=flipped["message"])
+
+
+async def reconcile(
+    c: Clients,
+    body: kopf.Body,
+    patch: kopf.Patch,
+    trigger: str,
+    riskpolicy_idx: RiskPolicyIndex | None,
+    deployment_idx: DeploymentIndex | None,
+    job_idx: JobIndex | None,
+) -> None:
+    """Observe, plan, execute; an invalid spec fails permanently (until it changes)."""
+    try:
+        strategy = parse(body)
+    except ValidationError as exc:
+        meta = body["metadata"]
+        status = dict(body.get("status") or {})
+        new = invalid_spec_status(str(exc), status, meta.get("generation"), c.clock.now_ms())
+        write_status(patch, status, new)
+        raise kopf.PermanentError(f"invalid Strategy spec: {exc}") from exc
+    observed = await observe(
+        c, body, strategy, trigger, riskpolicy_idx, deployment_idx, job_idx
+    )
+    await execute(c, body, patch, plan_strategy(strategy, observed, c.settings))
+
+
+async def strategy_changed(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    reason: str,
+    riskpolicy_idx: RiskPolicyIndex | None = None,
+    deployment_idx: DeploymentIndex | None = None,
+    job_idx: JobIndex | None = None,
+    **_: Any,
+) -> None:
+    """Created, changed, or seen again at operator start: reconcile."""
+    work = reconcile(
+        clients_of(memo), body, patch, str(reason), riskpolicy_idx, deployment_idx, job_idx
+    )
+    await timed("Strategy", str(reason), work)
+
+
+async def strategy_tick(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    riskpolicy_idx: RiskPolicyIndex | None = None,
+    deployment_idx: DeploymentIndex | None = None,
+    job_idx: JobIndex | None = None,
+    **_: Any,
+) -> None:
+    """Every interval: reconcile again (a changed RiskPolicy, Job or summary)."""
+    if body["metadata"].get("deletionTimestamp"):
+        return
+    work = reconcile(
+        clients_of(memo), body, patch, "timer", riskpolicy_idx, deployment_idx, job_idx
+    )
+    await timed("Strategy", "timer", work)
+
+
+async def _remove_runner(c: Clients, namespace: str, name: str) -> None:
+    for rule in BLOCKING_RULES:
+        with contextlib.suppress(KeyError):
+            metrics.BLOCKED.remove(name, rule)
+    runner = render.runner_name(name)
+    await c.kube.delete("apps/v1", "deployments", namespace, runner)
+    if c.settings.runner_rbac == "per-strategy":
+        # owner references would do this with a garbage collector; do not rely on one
+        await c.kube.delete("rbac.authorization.k8s.io/v1", "rolebindings", namespace, runner)
+        await c.kube.delete("rbac.authorization.k8s.io/v1", "roles", namespace, runner)
+        await c.kube.delete("v1", "serviceaccounts", namespace, runner)
+
+
+async def strategy_deleted(
+    body: kopf.Body,
+    meta: kopf.Meta,
+    spec: kopf.Spec,
+    memo: kopf.Memo,
+    retry: int,
+    runtime: datetime.timedelta,
+    **_: Any,
+) -> None:
+    """Cancel open orders first (through the runner), keep positions unless asked
+    to close them, remove the runner, and record what happened."""
+    c = clients_of(memo)
+    name, namespace = meta["name"], meta["namespace"]
+    close = bool(spec.get("closePositionsOnDelete", False))
+    if retry == 0:
+        await c.audit("strategy.delete.requested", name, closePositions=close)
+    if spec.get("enabled", True):
+        # The runner watches its Strategy: disabled means halt and cancel open
+        # orders, which it does with the exchange keys the operator never holds.
+        await c.kube.merge_patch(
+            f"{GROUP}/{VERSION}", PLURAL, namespace, name, {"spec": {"enabled": False}}
+        )
+    # None = Redis unreachable: the outcome is unknown, so wait as for open orders
+    open_ids = await or_default(c.open_orders(name), None)
+    positions = await or_default(c.positions(name), None) if close else []
+    waited = runtime.total_seconds()
+    pending = open_ids or positions or open_ids is None or positions is None
+    if pending and waited < c.settings.delete_timeout:
+        raise kopf.TemporaryError(
+            "waiting for the runner: "
+            + ("Redis unreachable" if open_ids is None else f"{len(open_ids)} open order(s)")
+            + (f", positions to close: {positions}" if close else ""),
+            delay=1,
+        )
+    await _remove_runner(c, namespace, name)
+    kept = await or_default(c.positions(name), None)
+    if pending:
+        kopf.warn(
+            body,
+            reason="DeleteIncomplete",
+            message=f"after {waited:.0f}s: open orders {open_ids}, positions {positions}",
+        )
+    await c.audit(
+        "strategy.deleted",
+        name,
+        ordersLeftOpen=open_ids,
+        positionsKept=[] if close else kept,
+        positionsNotClosed=positions,
+    )
+
+
+def register(registry: kopf.OperatorRegistry, interval: float) -> None:
+    """Register the Strategy handlers; the timer ticks every ``interval`` seconds."""
+    for cause in (kopf.on.update, kopf.on.create, kopf.on.resume):
+        cause(GROUP, VERSION, PLURAL, registry=registry, id="strategy_changed", backoff=5)(
+            strategy_changed
+        )
+    kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        interval=interval,
+        initial_delay=interval,
+        registry=registry,
+        id="strategy_tick",
+        backoff=5,
+    )(strategy_tick)
+    kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="strategy_deleted", backoff=2)(
+        strategy_deleted
+    )
+

@@ -1,0 +1,125 @@
+"""ValidationRun handlers: one Job per run; its state and the run's decision in status.
+
+The Job (``kubetrade validate`` in a pod) writes ``status.decision`` itself; the
+operator creates the Job, follows it through ``job_idx`` and exports the decision as
+the ``kubetrade_validation_go`` metric.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from kubetrade.operator import metrics, render
+from kubetrade.operator.clients import Clients, clients_of
+from kubetrade.operator.handlers.indexes import JobIndex, first
+from kubetrade.operator.handlers.support import write_status
+from kubetrade.operator.plan import JobObserved
+from kubetrade.operator.status import Conditions
+from kubetrade.resources import GROUP, VERSION, ValidationRun
+
+PLURAL = "validationruns"
+
+
+def job_status(job: JobObserved) -> dict[str, Any]:
+    """The run's status fields that come from its Job."""
+    new: dict[str, Any] = {"job": job.name}
+    if job.start_time:
+        new["startTime"] = job.start_time
+    if job.completion_time:
+        new["completionTime"] = job.completion_time
+    return new
+
+
+def complete(
+    conds: Conditions, state: str, job: str, decision: str | None, now: int
+) -> None:
+    """The ``Complete`` condition from the Job's state."""
+    if state in ("Succeeded", "Failed"):
+        conds.set(
+            "Complete",
+            True,
+            "JobSucceeded" if state == "Succeeded" else "JobFailed",
+            f"decision {decision or 'none written'}",
+            now,
+        )
+    else:
+        conds.set("Complete", False, f"Job{state}", f"Job {job} {state.lower()}", now)
+
+
+async def reconcile(
+    c: Clients, body: kopf.Body, patch: kopf.Patch, job_idx: JobIndex | None, trigger: str
+) -> None:
+    """Create the run's Job unless it exists; report its state and the decision."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    status: Mapping[str, Any] = dict(body.get("status") or {})
+    conds = Conditions(status.get("conditions"), meta.get("generation"))
+    now = c.clock.now_ms()
+    run = ValidationRun.model_validate(
+        {"metadata": {"name": name, "namespace": namespace}, "spec": dict(body["spec"])}
+    )
+    job = first(job_idx, (namespace, "validation", name))
+    new: dict[str, Any] = {"observedGeneration": meta.get("generation")}
+    if job is None:
+        manifest = render.validation_job(run, meta["uid"], c.settings)
+        if trigger != "timer" or not status.get("job"):
+            if await c.kube.create(manifest):
+                kopf.info(body, reason="JobCreated", message=manifest["metadata"]["name"])
+        new["job"] = manifest["metadata"]["name"]
+        state = "Pending"
+    else:
+        new.update(job_status(job))
+        state = job.state
+    new["phase"] = state
+    decision = status.get("decision")
+    if decision in ("GO", "NO-GO"):
+        metrics.VALIDATION_GO.labels(run.spec.strategy_ref, name).set(
+            1 if decision == "GO" else 0
+        )
+    complete(conds, state, new["job"], decision, now)
+    new["conditions"] = conds.items
+    write_status(patch, status, new)
+
+
+async def validation_created(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    reason: str,
+    job_idx: JobIndex | None = None,
+    **_: Any,
+) -> None:
+    """Created, or seen again at operator start: reconcile."""
+    await reconcile(clients_of(memo), body, patch, job_idx, str(reason))
+
+
+async def validation_tick(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    job_idx: JobIndex | None = None,
+    **_: Any,
+) -> None:
+    """Every interval: follow the Job."""
+    await reconcile(clients_of(memo), body, patch, job_idx, "timer")
+
+
+def register(registry: kopf.OperatorRegistry, interval: float) -> None:
+    """Register the ValidationRun handlers; the timer ticks every ``interval`` seconds."""
+    for cause in (kopf.on.create, kopf.on.resume):
+        cause(GROUP, VERSION, PLURAL, registry=registry, id="validation_created", backoff=5)(
+            validation_created
+        )
+    kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        interval=interval,
+        initial_delay=interval,
+        registry=registry,
+        id="validation_tick",
+        backoff=5,
+    )(validation_tick)
