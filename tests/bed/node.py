@@ -229,6 +229,26 @@ class Node:
             raise BedError(f"helm {' '.join(args)} failed: {result.stdout}{result.stderr}")
         return result
 
+    def hostpath_volume(self, name: str, size: str = "1Gi") -> None:
+        """A PersistentVolume on a directory of this machine (no provisioner runs here), for
+        one claim without a storage class to bind; removed with the node's run."""
+        path = PV_DIR / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        path.chmod(0o777)  # hostPath ignores fsGroup: any pod user may write
+        pv = {
+            "apiVersion": "v1",
+            "kind": "PersistentVolume",
+            "metadata": {"name": name},
+            "spec": {
+                "capacity": {"storage": size},
+                "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "hostPath": {"path": str(path), "type": "Directory"},
+            },
+        }
+        self.kubectl("apply", "-f", "-", input=json.dumps(pv))
+
     def logs(self) -> str:
         """The tails of the node's own logs, for a failing test's message."""
         return "\n".join(f"== {p.name}\n{p.log_tail(15)}" for p in self.procs)
@@ -242,6 +262,7 @@ class Node:
         teardown([str(RUN_DIR), str(CONTAINERD_ROOT)], str(sock), self.binaries.kube_proxy)
         self.cp.stop()
         shutil.rmtree(RUN_DIR, ignore_errors=True)
+        shutil.rmtree(PV_DIR, ignore_errors=True)
         self.lock.close()
 
 
@@ -256,7 +277,7 @@ def _import_images(ctr: list[str], images: Images) -> None:
     names = set(have.stdout.split())
     for image in images.all():
         if image.name not in names:
-            subprocess.run([*ctr, "images", "import", "--no-unpack", str(image.archive)],
+            subprocess.run([*ctr, "images", "import", str(image.archive)],
                            capture_output=True, text=True, check=True, timeout=600)  # fmt: skip
 
 

@@ -1,0 +1,228 @@
+"""The README's cluster path on the real node, with real pods from the image built here.
+
+`helm install` (chart defaults, plus the dashboard password the README sets, the image
+built from the Dockerfile, the Redis image from Debian's redis-server and
+`KUBETRADE_MARKET_DATA=replay:bundled` because there is no internet) in a namespace
+enforcing the `restricted` Pod Security Standard -> operator, API and Redis Ready
+through their own probes -> `kubectl apply` of examples/ -> a runner pod paper-trading
+the bundled candles -> trades in Redis and P&L in `kubectl get strategies` -> a runner
+pod killed mid-trade comes back from Redis with no order sent twice -> `kubectl patch
+emergency default ... stop` acknowledged by every runner -> a ValidationRun's Job pod
+completes with GO/NO-GO -> `kubectl delete strategy` through the finalizer ->
+`helm uninstall` leaves only what the chart keeps on purpose.
+
+The tests run in file order on one release (each step needs the one before).
+NetworkPolicies of the chart are rendered and applied but NOT enforced on this node
+(the CNI bridge plugin has no policy engine): nothing here relies on them, and their
+rendering is tested in tests/unit/chart as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from kubetrade.state.keys import Keys
+from tests.bed import BedError, Node
+from tests.e2e.node.helpers import describe, get, restricted_namespace, wait_for
+
+pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[3]
+RELEASE = "kubetrade"
+PREFIX = "kt"
+VALIDATION = """
+apiVersion: kubetrade.io/v1alpha1
+kind: ValidationRun
+metadata: {name: btc-sma-check}
+spec:
+  strategyRef: btc-sma
+  replay: bundled
+"""
+
+
+class Release:
+    """One `helm install` of the chart in a restricted namespace."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.ns = restricted_namespace(node, "kubetrade")
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        return self.node.kubectl("-n", self.ns, *args, input=input, check=check).stdout
+
+    def get(self, *what: str) -> dict[str, Any] | None:
+        return get(self.node, self.ns, *what)
+
+    def why(self) -> str:
+        return describe(self.node, self.ns)
+
+    def redis(self) -> Any:
+        """A client on the release's Redis pod (the host reaches the pod network)."""
+        ip = self.kubectl("get", "pod", f"{RELEASE}-redis-0", "-o", "jsonpath={.status.podIP}")
+        return redis.Redis(host=ip, port=6379, decode_responses=True, socket_timeout=10)
+
+    def runner_pods(self, strategy: str) -> list[dict[str, Any]]:
+        pods = self.get("pods", "-l", "app.kubernetes.io/component=runner")
+        items = (pods or {}).get("items", [])
+        return [p for p in items if strategy in p["metadata"]["name"]]
+
+
+def _ready(pod: dict[str, Any]) -> bool:
+    conds = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+def _trades(table: str, name: str) -> int:
+    row = next((line for line in table.splitlines() if line.startswith(name + " ")), "")
+    cols = re.split(r"\s{2,}", row.strip())
+    # NAME MODE PHASE P&L TRADES WIN RATE AGE
+    return int(cols[4]) if len(cols) >= 7 and cols[4].isdigit() else 0
+
+
+@pytest.fixture(scope="module")
+def release(node: Node) -> Iterator[Release]:
+    rel = Release(node)
+    images = node.images
+    node.hostpath_volume(f"{rel.ns}-redis")
+    node.helm(
+        "install", RELEASE, str(ROOT / "charts" / "kubetrade"), "-n", rel.ns,
+        "--set", "api.auth.dashboardPassword=e2e-node-password",
+        "--set", f"image.repository={images.project.repository}",
+        "--set", f"image.tag={images.project.tag}",
+        "--set", f"redis.image.repository={images.redis.repository}",
+        "--set", f"redis.image.tag={images.redis.tag}",
+        "--set", "operator.extraEnv[0].name=KUBETRADE_MARKET_DATA",
+        "--set", "operator.extraEnv[0].value=replay:bundled",
+        "--set", "operator.extraEnv[1].name=KUBETRADE_REPLAY_INTERVAL",
+        "--set-string", "operator.extraEnv[1].value=0.05",
+        "--wait", "--timeout", "5m",
+    )  # fmt: skip
+    try:
+        yield rel
+    finally:
+        with contextlib.suppress(BedError):
+            node.helm("uninstall", RELEASE, "-n", rel.ns, "--wait", "--ignore-not-found")
+        node.kubectl("delete", "namespace", rel.ns, "--wait=false", check=False)
+
+
+def test_helm_install_makes_operator_api_and_redis_ready(release: Release) -> None:
+    for component in ("operator", "api", "redis"):
+        pods = release.get("pods", "-l", f"app.kubernetes.io/component={component}")
+        items = (pods or {}).get("items", [])
+        assert items, f"no {component} pod\n{release.why()}"
+        if component == "operator":  # a liveness probe only: Ready = Running
+            assert items[0]["status"]["phase"] == "Running"
+        assert all(_ready(p) for p in items), f"{component} not Ready\n{release.why()}"
+        for c in items[0]["spec"]["containers"]:
+            assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_a_strategy_trades_in_a_runner_pod(release: Release) -> None:
+    release.kubectl("apply", "-f", str(ROOT / "examples" / "riskpolicy.yaml"),
+                    "-f", str(ROOT / "examples" / "strategies" / "btc-sma.yaml"))  # fmt: skip
+    wait_for(
+        lambda: any(_ready(p) for p in release.runner_pods("btc-sma")),
+        180, "the btc-sma runner pod Ready", release.why,
+    )  # fmt: skip
+    table = wait_for(
+        lambda: (t := release.kubectl("get", "strategies")) and _trades(t, "btc-sma") >= 2 and t,
+        240, "2 trades of btc-sma in `kubectl get strategies`",
+        lambda: release.why() + release.kubectl("logs", "deploy/kubetrade-runner-btc-sma",
+                                                "--tail", "30", check=False),
+    )  # fmt: skip
+    print("\n" + table)
+    status = (release.get("strategy", "btc-sma") or {})["status"]
+    assert status["phase"] == "Running"
+    assert status["pnl"]
+    r = release.redis()
+    assert r.xlen(Keys(PREFIX).trades) >= 2
+
+
+def _consistent(r: Any, keys: Keys, name: str) -> dict[str, int]:
+    """What the paper exchange executed is what the runner applied, each once."""
+    paper = json.loads(r.get(keys.paper_broker(name)) or "{}")
+    fills, orders = paper.get("fills", []), paper.get("orders", [])
+    assert len({o["client_order_id"] for o in orders}) == len(orders), "an order sent twice"
+    assert len({f["trade_id"] for f in fills}) == len(fills), "a fill applied twice"
+    assert {f["trade_id"] for f in fills} == r.smembers(keys.fills_seen(name))
+    return {"orders": len(orders), "fills": len(fills)}
+
+
+def test_a_killed_runner_pod_restores_from_redis_without_duplicate_orders(
+    release: Release,
+) -> None:
+    keys, r = Keys(PREFIX), release.redis()
+    before = _consistent(r, keys, "btc-sma")
+    old = release.runner_pods("btc-sma")[0]["metadata"]["name"]
+    release.kubectl("delete", "pod", old, "--grace-period=0", "--force")
+    wait_for(
+        lambda: any(_ready(p) and p["metadata"]["name"] != old
+                    for p in release.runner_pods("btc-sma")),
+        180, "a new btc-sma runner pod Ready", release.why,
+    )  # fmt: skip
+    wait_for(
+        lambda: _consistent(r, keys, "btc-sma")["orders"] > before["orders"],
+        180, "the new pod to trade on from the restored state", release.why,
+    )  # fmt: skip
+    _consistent(r, keys, "btc-sma")
+
+
+def test_the_emergency_stop_is_acknowledged_by_every_runner(release: Release) -> None:
+    release.kubectl("patch", "emergency", "default", "--type", "merge",
+                    "-p", '{"spec":{"action":"stop","reason":"e2e-node"}}')  # fmt: skip
+    wait_for(
+        lambda: (release.get("emergency", "default") or {}).get("status", {})
+        .get("acknowledged") == 1,
+        120, "the runner to acknowledge the stop", release.why,
+    )  # fmt: skip
+    wait_for(
+        lambda: (release.get("strategy", "btc-sma") or {}).get("status", {}).get("phase")
+        == "Halted",
+        60, "btc-sma Halted", release.why,
+    )  # fmt: skip
+    release.kubectl("patch", "emergency", "default", "--type", "merge",
+                    "-p", '{"spec":{"action":"none"}}')  # fmt: skip
+
+
+def test_a_validation_run_job_completes_with_a_decision(release: Release) -> None:
+    release.kubectl("apply", "-f", "-", input=VALIDATION)
+    status = wait_for(
+        lambda: (s := (release.get("validationrun", "btc-sma-check") or {}).get("status", {}))
+        and s.get("phase") in ("Succeeded", "Failed") and s,
+        300, "the ValidationRun to finish", release.why,
+    )  # fmt: skip
+    assert status["phase"] == "Succeeded", status
+    assert status["decision"] in ("GO", "NO-GO")
+    report = release.get("configmap", status["reportConfigMap"])
+    assert report and report["data"], status
+    job = release.get("job", status["job"])
+    assert job and job["status"].get("succeeded") == 1
+
+
+def test_deleting_a_strategy_goes_through_the_finalizer(release: Release) -> None:
+    release.kubectl("delete", "strategy", "btc-sma", "--wait=false")
+    wait_for(lambda: release.get("strategy", "btc-sma") is None, 120, "btc-sma deleted",
+             release.why)  # fmt: skip
+    assert release.get("deployment", "kubetrade-runner-btc-sma") is None
+    wait_for(lambda: not release.runner_pods("btc-sma"), 120, "the runner pod gone", release.why)
+
+
+def test_helm_uninstall_leaves_only_what_the_chart_keeps(release: Release) -> None:
+    release.node.helm("uninstall", RELEASE, "-n", release.ns, "--wait")
+    wait_for(
+        lambda: not (release.get("pods") or {}).get("items"),
+        180, "every pod of the release gone", release.why,
+    )  # fmt: skip
+    for kind in ("deployments", "statefulsets", "services", "jobs"):
+        assert not (release.get(kind) or {}).get("items"), kind
+    # kept on purpose: the kill switch and the risk policy (helm.sh/resource-policy: keep)
+    assert release.get("emergency", "default") is not None
+    assert release.get("riskpolicy", "default") is not None
