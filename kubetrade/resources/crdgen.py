@@ -6,314 +6,30 @@ to the output directory, the same files go to ``charts/kubetrade/crds/`` so Helm
 installs exactly what the tests apply. A unit test fails when the committed files
 drift from the models.
 
-The models are the one statement of fields, descriptions and bounds; this module
-only translates pydantic's JSON Schema into the structural OpenAPI v3 subset the API
-server accepts, and adds what JSON Schema cannot say: CEL rules that relate two
-fields, printer columns, short names and the status subresource.
+The models are the one statement of fields, descriptions and bounds; ``openapi.py``
+translates pydantic's JSON Schema into the structural OpenAPI v3 subset the API server
+accepts, ``crdparams.py`` builds the union of the algorithms' parameters, and this
+module adds what JSON Schema cannot say: CEL rules that relate two fields, printer
+columns, short names and the status subresource.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from collections.abc import Sequence
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel
 
-from kubetrade.resources.algorithms import CROSS_RULES, algorithms
 from kubetrade.resources.common import GROUP, VERSION
+from kubetrade.resources.crdparams import parameters_schema
 from kubetrade.resources.emergency import EMERGENCY_NAME, Emergency
+from kubetrade.resources.openapi import Schema, SchemaError, convert, model_schema
 from kubetrade.resources.riskpolicy import RiskPolicy
 from kubetrade.resources.strategy import MAX_STRATEGY_NAME, Strategy
 from kubetrade.resources.validationrun import ValidationRun
-
-Schema = dict[str, Any]
-
-_KEEP = {
-    "type",
-    "description",
-    "default",
-    "enum",
-    "format",
-    "pattern",
-    "minimum",
-    "maximum",
-    "exclusiveMinimum",
-    "exclusiveMaximum",
-    "minLength",
-    "maxLength",
-    "minItems",
-    "maxItems",
-    "items",
-    "properties",
-    "required",
-    "additionalProperties",
-    "nullable",
-}
-
-
-class SchemaError(ValueError):
-    """A model uses a construct the translation does not know; fix the model or here."""
-
-
-# -- JSON Schema (pydantic) -> structural OpenAPI v3 -----------------------------------
-
-
-def _resolve(node: Schema, defs: Schema) -> Schema:
-    ref = node.get("$ref")
-    if ref is None:
-        return node
-    target = defs[ref.rsplit("/", 1)[-1]]
-    merged = {k: v for k, v in target.items()}
-    merged.update({k: v for k, v in node.items() if k != "$ref"})
-    return _resolve(merged, defs)
-
-
-def _number(value: Any) -> int | float:
-    number = Decimal(str(value))
-    return int(number) if number == number.to_integral_value() else float(number)
-
-
-def convert(node: Schema, defs: Schema) -> Schema:
-    """One JSON Schema node as a structural schema node."""
-    node = _resolve(node, defs)
-    if "anyOf" in node:
-        branches = [b for b in node["anyOf"] if b.get("type") != "null"]
-        outer = {k: v for k, v in node.items() if k != "anyOf"}
-        types = sorted(str(_resolve(b, defs).get("type")) for b in branches)
-        if types == ["number", "string"]:  # Decimal: a JSON number in manifests
-            branch = next(b for b in branches if b.get("type") == "number")
-        elif len(branches) == 1:
-            branch = branches[0]
-        else:
-            raise SchemaError(f"cannot express anyOf {types} structurally")
-        merged = dict(_resolve(branch, defs))
-        merged.update(outer)
-        return convert(merged, defs)
-    if "allOf" in node and len(node["allOf"]) == 1:
-        merged = dict(_resolve(node["allOf"][0], defs))
-        merged.update({k: v for k, v in node.items() if k != "allOf"})
-        return convert(merged, defs)
-    out: Schema = {}
-    extensions = {k: v for k, v in node.items() if k.startswith("x-kubernetes-")}
-    if "const" in node:
-        out["type"] = "string" if isinstance(node["const"], str) else node.get("type")
-        out["enum"] = [node["const"]]
-    for key, value in node.items():
-        if key not in _KEEP:
-            continue
-        out[key] = copy.deepcopy(value)
-    kind = out.get("type")
-    if kind is None and "enum" in out:
-        out["type"] = "string"
-        kind = "string"
-    if kind is None:
-        raise SchemaError(f"node without a type: {node}")
-    if kind == "object":
-        props = node.get("properties")
-        additional = node.get("additionalProperties")
-        out.pop("additionalProperties", None)
-        if props:
-            out["properties"] = {
-                name: _property(name, sub, node, defs) for name, sub in props.items()
-            }
-        elif additional is True or (additional is None and not props):
-            out["x-kubernetes-preserve-unknown-fields"] = True
-        elif isinstance(additional, dict):
-            out["additionalProperties"] = convert(additional, defs)
-        if props and additional is True:
-            out["x-kubernetes-preserve-unknown-fields"] = True
-    elif kind == "array":
-        items = dict(node.get("items", {}))
-        out["items"] = convert(items, defs) if items else {"type": "string"}
-    for bound in ("exclusiveMinimum", "exclusiveMaximum"):
-        if isinstance(out.get(bound), (int, float)) and not isinstance(out[bound], bool):
-            # JSON Schema 2020 gives the bound; OpenAPI v3.0 a flag next to minimum/maximum.
-            plain = "minimum" if bound == "exclusiveMinimum" else "maximum"
-            out[plain] = _number(out[bound])
-            out[bound] = True
-    for bound in ("minimum", "maximum"):
-        if bound in out:
-            out[bound] = _number(out[bound])
-    if "default" in out:
-        if out["default"] is None:
-            del out["default"]
-        elif kind in ("number", "integer"):
-            out["default"] = _number(out["default"])
-    out.update(extensions)
-    return out
-
-
-def _property(name: str, sub: Schema, parent: Schema, defs: Schema) -> Schema:
-    converted = convert(sub, defs)
-    if "description" not in converted:
-        raise SchemaError(f"field {name!r} needs a description (kubectl explain shows it)")
-    required = set(parent.get("required", []))
-    if (
-        name not in required
-        and "default" not in converted
-        and converted.get("type") == "object"
-        and "properties" in converted
-        and not converted.get("required")
-    ):
-        # default_factory=SubModel: let the API server fill the sub-object's defaults too.
-        converted["default"] = {}
-    return converted
-
-
-def model_schema(model: type[BaseModel]) -> Schema:
-    raw = model.model_json_schema(by_alias=True)
-    defs = raw.get("$defs", {})
-    return convert(raw, defs)
-
-
-# -- Strategy.parameters: the union of every algorithm's parameters -----------------------
-
-
-def _cel_literal(value: Any, kind: str) -> str:
-    number = Decimal(str(value))
-    if kind == "integer":
-        return str(int(number))
-    text = format(number.normalize(), "f")
-    return text if "." in text else text + ".0"
-
-
-def _param_schemas() -> dict[str, Schema]:
-    return {name: model_schema(model) for name, model in sorted(algorithms().items())}
-
-
-def parameters_schema() -> tuple[Schema, list[Schema]]:
-    """The ``parameters`` property and the per-algorithm CEL rules at spec level."""
-    per_algo = _param_schemas()
-    union: dict[str, Schema] = {}
-    users: dict[str, list[str]] = {}
-    for algo, schema in per_algo.items():
-        for key, prop in schema.get("properties", {}).items():
-            users.setdefault(key, []).append(algo)
-            current = union.get(key)
-            if current is None:
-                union[key] = {
-                    "type": prop["type"],
-                    "description": "",
-                    **{b: prop[b] for b in ("minimum", "maximum") if b in prop},
-                    **{b: prop[b] for b in ("exclusiveMinimum", "exclusiveMaximum") if prop.get(b)},
-                }
-                continue
-            if current["type"] != prop["type"]:
-                current["type"] = "number"
-            for plain, flag, pick in (
-                ("minimum", "exclusiveMinimum", min),
-                ("maximum", "exclusiveMaximum", max),
-            ):
-                if plain not in current or plain not in prop:
-                    current.pop(plain, None)
-                    current.pop(flag, None)
-                    continue
-                if current[plain] == prop[plain]:
-                    if not (current.get(flag) and prop.get(flag)):
-                        current.pop(flag, None)
-                elif pick(current[plain], prop[plain]) == prop[plain]:
-                    current[plain] = prop[plain]
-                    if prop.get(flag):
-                        current[flag] = True
-                    else:
-                        current.pop(flag, None)
-    for key, prop in union.items():
-        parts = []
-        for algo in users[key]:
-            sub = per_algo[algo]["properties"][key]
-            default = f" Default {sub['default']}." if "default" in sub else ""
-            parts.append(f"{algo}: {sub['description']}{default}")
-        prop["description"] = " ".join(parts)
-    param_prop: Schema = {
-        "type": "object",
-        "description": "Parameters of the algorithm; absent ones take the algorithm's "
-        "defaults. "
-        + "; ".join(f"{algo}: {', '.join(s.get('properties', {}))}" for algo, s in per_algo.items())
-        + ".",
-        "default": {},
-        "properties": union,
-    }
-    rules: list[Schema] = []
-    for algo, schema in per_algo.items():
-        props: dict[str, Schema] = schema.get("properties", {})
-        guard = f"self.algorithm != '{algo}' || "
-        foreign = sorted(set(union) - set(props))
-        if foreign:
-            rules.append(
-                {
-                    "rule": guard + " && ".join(f"!has(self.parameters.{k})" for k in foreign),
-                    "message": f"spec.parameters: {algo} takes only {', '.join(props)}",
-                    "fieldPath": ".parameters",
-                    "reason": "FieldValueForbidden",
-                }
-            )
-        for key in schema.get("required", []):
-            rules.append(
-                {
-                    "rule": guard + f"has(self.parameters.{key})",
-                    "message": f"spec.parameters.{key} is required for {algo}",
-                    "fieldPath": ".parameters",
-                    "reason": "FieldValueRequired",
-                }
-            )
-        for key, prop in props.items():
-            kind = union[key]["type"]
-            checks = []
-            for plain, flag, op, strict_op in (
-                ("minimum", "exclusiveMinimum", ">=", ">"),
-                ("maximum", "exclusiveMaximum", "<=", "<"),
-            ):
-                if plain not in prop:
-                    continue
-                same = union[key].get(plain) == prop[plain] and bool(union[key].get(flag)) == bool(
-                    prop.get(flag)
-                )
-                if same:
-                    continue
-                literal = _cel_literal(prop[plain], kind)
-                checks.append(
-                    (
-                        f"self.parameters.{key} {strict_op if prop.get(flag) else op} {literal}",
-                        f"{'>' if plain == 'minimum' else '<'}"
-                        f"{'' if prop.get(flag) else '='} {literal}",
-                    )
-                )
-            for expr, text in checks:
-                rules.append(
-                    {
-                        "rule": guard + f"!has(self.parameters.{key}) || {expr}",
-                        "message": f"spec.parameters.{key} must be {text} for {algo}",
-                        "fieldPath": f".parameters.{key}",
-                        "reason": "FieldValueInvalid",
-                    }
-                )
-        for template, message in CROSS_RULES.get(algo, []):
-            values = {}
-            for key, prop in props.items():
-                kind = union[key]["type"]
-                if "default" in prop:
-                    values[key] = (
-                        f"(has(self.parameters.{key}) ? self.parameters.{key} : "
-                        f"{_cel_literal(prop['default'], kind)})"
-                    )
-                else:
-                    values[key] = f"self.parameters.{key}"
-            rules.append(
-                {
-                    "rule": guard + template.format(**values),
-                    "message": message,
-                    "fieldPath": ".parameters",
-                    "reason": "FieldValueInvalid",
-                }
-            )
-    return param_prop, rules
-
 
 # -- the kinds ----------------------------------------------------------------------------
 
@@ -548,6 +264,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in write(args.outdir):
         print(path)
     return 0
+
+
+__all__ = [
+    "KINDS",
+    "Schema",
+    "SchemaError",
+    "convert",
+    "crd",
+    "main",
+    "model_schema",
+    "parameters_schema",
+    "render",
+    "targets",
+    "write",
+]
 
 
 if __name__ == "__main__":
