@@ -49,7 +49,8 @@ def register(subparsers: Any) -> None:
     d.add_argument("--progress", choices=["auto", "bar", "json"], default="auto",
                    help="progress bar on a terminal, JSON lines otherwise (default auto)")
     d.set_defaults(func=run_download)
-    ls = sub.add_parser("list", parents=[common], help="stored series: symbol, timeframe, first, last, count, gaps")
+    ls = sub.add_parser("list", parents=[common],
+                        help="stored series: symbol, timeframe, first, last, count, gaps")
     ls.add_argument("--json", action="store_true", help="JSON lines instead of a table")
     ls.set_defaults(func=run_list)
     e = sub.add_parser("export", parents=[common], help="write a stored series as CSV")
