@@ -121,11 +121,7 @@ def invalid_spec_status(
 def needs_open_orders(strategy: Strategy, deployment: DeploymentObserved | None) -> bool:
     """Whether the decision needs the runner's open orders: a disabled Strategy whose
     runner still has a replica waits for them to be cancelled."""
-    return (
-        not strategy.spec.enabled
-        and deployment is not None
-        and (deployment.replicas or 0) > 0
-    )
+    return not strategy.spec.enabled and deployment is not None and (deployment.replicas or 0) > 0
 
 
 def _risk(strategy: Strategy, observed: StrategyObserved, conds: Conditions) -> bool:
@@ -268,9 +264,7 @@ def plan_strategy(
     risk_ok = _risk(strategy, observed, conds)  # the condition is set in either mode
     blocked = spec.mode == "live" and not risk_ok
     pre = _preflight(strategy, observed, chash, blocked, conds, settings)
-    allowed = (
-        spec.enabled and not blocked and (spec.mode != "live" or pre.state == "Succeeded")
-    )
+    allowed = spec.enabled and not blocked and (spec.mode != "live" or pre.state == "Succeeded")
     replicas, disabling, drain_status = _replicas(strategy, observed, allowed, settings)
     deployment = render.runner_deployment(strategy, observed.uid, replicas, settings)
     dname = deployment["metadata"]["name"]

@@ -189,9 +189,7 @@ async def mirror(
     if m.ahead is not None:
         await adopt(c, meta, m)
     runners = sum(
-        1
-        for s in (strategy_idx.get(meta["namespace"], []) if strategy_idx else [])
-        if s.enabled
+        1 for s in (strategy_idx.get(meta["namespace"], []) if strategy_idx else []) if s.enabled
     )
     write_status(patch, status, report(meta, m, count_acks(acks, m.action), runners, conds, now))
 

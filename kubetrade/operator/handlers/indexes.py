@@ -141,7 +141,7 @@ def register(registry: kopf.OperatorRegistry) -> None:
         riskpolicy_idx
     )
     kopf.index(GROUP, VERSION, "strategies", registry=registry, id="strategy_idx")(strategy_idx)
-    kopf.index(
-        "apps", "v1", "deployments", labels=OWNED, registry=registry, id="deployment_idx"
-    )(deployment_idx)
+    kopf.index("apps", "v1", "deployments", labels=OWNED, registry=registry, id="deployment_idx")(
+        deployment_idx
+    )
     kopf.index("batch", "v1", "jobs", labels=OWNED, registry=registry, id="job_idx")(job_idx)

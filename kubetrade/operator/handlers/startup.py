@@ -14,9 +14,7 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     """Kopf's settings: our finalizer and annotation prefix, warnings-only events, one
     namespace, and watch/request timeouts that survive an idle connection."""
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
-        prefix="kubetrade.io"
-    )
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="kubetrade.io")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="kubetrade.io", key="last-handled-configuration"
     )

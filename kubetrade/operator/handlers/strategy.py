@@ -124,9 +124,7 @@ async def reconcile(
         new = invalid_spec_status(str(exc), status, meta.get("generation"), c.clock.now_ms())
         write_status(patch, status, new)
         raise kopf.PermanentError(f"invalid Strategy spec: {exc}") from exc
-    observed = await observe(
-        c, body, strategy, trigger, riskpolicy_idx, deployment_idx, job_idx
-    )
+    observed = await observe(c, body, strategy, trigger, riskpolicy_idx, deployment_idx, job_idx)
     await execute(c, body, patch, plan_strategy(strategy, observed, c.settings))
 
 
@@ -248,4 +246,3 @@ def register(registry: kopf.OperatorRegistry, interval: float) -> None:
     kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="strategy_deleted", backoff=2)(
         strategy_deleted
     )
-

@@ -33,9 +33,7 @@ def job_status(job: JobObserved) -> dict[str, Any]:
     return new
 
 
-def complete(
-    conds: Conditions, state: str, job: str, decision: str | None, now: int
-) -> None:
+def complete(conds: Conditions, state: str, job: str, decision: str | None, now: int) -> None:
     """The ``Complete`` condition from the Job's state."""
     if state in ("Succeeded", "Failed"):
         conds.set(
@@ -76,9 +74,7 @@ async def reconcile(
     new["phase"] = state
     decision = status.get("decision")
     if decision in ("GO", "NO-GO"):
-        metrics.VALIDATION_GO.labels(run.spec.strategy_ref, name).set(
-            1 if decision == "GO" else 0
-        )
+        metrics.VALIDATION_GO.labels(run.spec.strategy_ref, name).set(1 if decision == "GO" else 0)
     complete(conds, state, new["job"], decision, now)
     new["conditions"] = conds.items
     write_status(patch, status, new)
