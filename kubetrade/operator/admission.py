@@ -85,23 +85,31 @@ def manifests(namespace_selector: dict[str, Any] | None = None) -> list[dict[str
             ],
         },
     }
-    docs: list[dict[str, Any]] = [strategy_policy, riskpolicy_policy]
-    for policy in (STRATEGY_POLICY, RISKPOLICY_POLICY):
-        binding: dict[str, Any] = {
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "ValidatingAdmissionPolicyBinding",
-            "metadata": {"name": policy, "labels": labels},
-            "spec": {
-                "policyName": policy,
-                "validationActions": ["Deny"],
-                # every object of the parameter kind in the request's namespace
-                "paramRef": {"selector": {}, "parameterNotFoundAction": "Allow"},
-            },
-        }
-        if namespace_selector is not None:
-            binding["spec"]["matchResources"] = {"namespaceSelector": namespace_selector}
-        docs.append(binding)
-    return docs
+    return [
+        strategy_policy,
+        riskpolicy_policy,
+        *(_binding(p, labels, namespace_selector) for p in (STRATEGY_POLICY, RISKPOLICY_POLICY)),
+    ]
+
+
+def _binding(
+    policy: str, labels: dict[str, str], namespace_selector: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The binding that enforces ``policy`` (Deny), in the selected namespaces or all."""
+    binding: dict[str, Any] = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": policy, "labels": labels},
+        "spec": {
+            "policyName": policy,
+            "validationActions": ["Deny"],
+            # every object of the parameter kind in the request's namespace
+            "paramRef": {"selector": {}, "parameterNotFoundAction": "Allow"},
+        },
+    }
+    if namespace_selector is not None:
+        binding["spec"]["matchResources"] = {"namespaceSelector": namespace_selector}
+    return binding
 
 
 def render(namespace_selector: dict[str, Any] | None = None) -> str:

@@ -16,6 +16,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from kubetrade.resources import PLURALS
+
 FIELD_MANAGER = "kubetrade-operator"
 
 _CORE_PLURALS = {
@@ -48,8 +50,6 @@ def plural_of(manifest: dict[str, Any]) -> str:
     key = (manifest["apiVersion"], manifest["kind"])
     if key in _CORE_PLURALS:
         return _CORE_PLURALS[key]
-    from kubetrade.resources import PLURALS
-
     return PLURALS[manifest["kind"]]
 
 
