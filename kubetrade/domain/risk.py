@@ -44,7 +44,12 @@ balance cannot pay at that price is refused by the exchange (insufficient funds)
 
 
 class RiskLimits(BaseModel):
-    """The RiskPolicy spec. Defaults let paper trading start with no edits."""
+    """The RiskPolicy spec. Defaults let paper trading start with no edits.
+
+    The one field list of the RiskPolicy: ``kubetrade.resources.RiskPolicySpec`` derives
+    from it, and the descriptions are the ones ``kubectl explain riskpolicy.spec`` shows
+    (so they name fields in CR spelling).
+    """
 
     model_config = ConfigDict(
         alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
@@ -54,76 +59,71 @@ class RiskLimits(BaseModel):
         default=Decimal("5.0"),
         ge=0,
         lt=100,
-        description="Sell a position at market when a candle's low falls this many percent "
-        "below its entry price. 0 disables (refused by pre-flight in live mode).",
+        description="Sell a position when it is this many percent below its entry price; "
+        "0 = no stop-loss (refused for live strategies).",
     )
     daily_loss_limit_pct: Decimal = Field(
         default=Decimal("3.0"),
         ge=0,
         le=100,
-        description="Halt new entries for the rest of the UTC day once equity is this many "
-        "percent below the day's starting equity. 0 disables.",
+        description="Halt trading for the rest of the UTC day after losing this percent of "
+        "the day's starting equity; 0 = no limit (refused for live strategies).",
     )
     max_drawdown_pct: Decimal = Field(
         default=Decimal("15.0"),
         ge=0,
         le=100,
-        description="Halt trading until a person resumes once equity is this many percent "
-        "below its peak. 0 disables.",
+        description="Halt until a human resumes when equity falls this percent below its "
+        "peak; 0 = no limit.",
     )
     max_position_size_pct: Decimal = Field(
         default=Decimal("10.0"),
         gt=0,
         le=100,
-        description="Size of a new position as a percentage of current equity.",
+        description="Largest position, as percent of equity, one entry may open.",
     )
     max_concurrent_positions: int = Field(
-        default=3, ge=1, le=1000, description="Open positions allowed at once."
+        default=3, ge=1, le=1000, description="Most positions open at once across symbols."
     )
     max_order_quantity: Decimal = Field(
-        default=Decimal("1000000"),
-        gt=0,
-        description="Largest quantity (base asset) one order may have.",
+        default=Decimal("1000000"), gt=0, description="Largest base-asset quantity of one order."
     )
     max_order_notional: Decimal = Field(
-        default=Decimal("100000"),
-        gt=0,
-        description="Largest value (quote asset) one order may have.",
+        default=Decimal("100000"), gt=0, description="Largest quote-asset value of one order."
     )
     price_collar_pct: Decimal = Field(
         default=Decimal("5.0"),
         ge=0,
         le=100,
-        description="Refuse orders whose price is more than this many percent away from "
-        "the reference price. 0 disables the collar.",
+        description="Refuse orders priced more than this percent away from the reference "
+        "(last) price; 0 = no collar.",
     )
     reference_max_age_seconds: int = Field(
         default=300,
         ge=1,
-        description="Refuse entries when the reference price is older than this.",
+        description="Refuse orders when the reference price is older than this.",
     )
     max_orders_per_interval: int = Field(
-        default=10, ge=1, description="Orders allowed per throttle interval."
+        default=10,
+        ge=1,
+        description="Most orders one strategy may send per orderIntervalSeconds.",
     )
     order_interval_seconds: int = Field(
-        default=60, ge=1, description="Throttle and duplicate-guard window in seconds."
+        default=60, ge=1, description="Window of maxOrdersPerInterval."
     )
     allowed_symbols: list[str] = Field(
         default_factory=list,
-        description="Symbols orders may be placed on (e.g. BTC/USDT); empty allows the "
-        "symbols the strategy lists.",
+        description="Pairs strategies may trade (BASE/QUOTE); empty = any.",
     )
     strategy_max_consecutive_losses: int = Field(
         default=5,
         ge=0,
-        description="Disable a strategy after this many losing trades in a row. 0 disables "
-        "the tracker.",
+        description="Disable a strategy after this many losing trades in a row; 0 = never.",
     )
     strategy_re_enable_check_hours: Decimal = Field(
         default=Decimal("24"),
         gt=0,
-        description="Hours after which a disabled strategy is re-evaluated (re-enabled when "
-        "its shadow trades while disabled made money).",
+        description="Hours after which an auto-disabled strategy is re-evaluated.",
     )
 
     @field_validator("allowed_symbols")

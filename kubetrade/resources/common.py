@@ -20,13 +20,13 @@ API_VERSION = f"{GROUP}/{VERSION}"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
-def _as_number(value: Decimal) -> int | float:
+def as_number(value: Decimal) -> int | float:
     """Decimals go into manifests as JSON numbers (the CRDs type them ``number``)."""
     return int(value) if value == value.to_integral_value() else float(value)
 
 
 #: A Decimal that serialises to a JSON number (exact in Python, a number in YAML/JSON).
-Num = Annotated[Decimal, PlainSerializer(_as_number, return_type=int | float, when_used="json")]
+Num = Annotated[Decimal, PlainSerializer(as_number, return_type=int | float, when_used="json")]
 
 
 def _camel(name: str) -> str:

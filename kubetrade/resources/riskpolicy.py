@@ -1,8 +1,10 @@
 """The RiskPolicy kind: the limits the risk engine enforces for the Strategies naming it.
 
-The fields are the engine's ``RiskLimits`` (kubetrade.domain.risk) in CR spelling;
-percentages are percent (``stopLossPct: 5`` is 5 %), 0 switches a percentage limit
-off. Runners watch their RiskPolicy and apply changes live, without a restart.
+The fields are the engine's ``RiskLimits`` (kubetrade.domain.risk), inherited: one field
+list with one set of defaults, bounds and descriptions. This kind adds the CR spelling
+(camelCase), the exact BASE/QUOTE pattern for symbols, and Decimals as JSON numbers in
+manifests. Percentages are percent (``stopLossPct: 5`` is 5 %), 0 switches a
+percentage limit off. Runners watch their RiskPolicy and apply changes live, without a restart.
 """
 
 from __future__ import annotations
@@ -11,99 +13,42 @@ import re
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_serializer, field_validator
 
-from kubetrade.resources.common import CRModel, CRStatus, Num, Resource
+from kubetrade.domain.risk import RiskLimits
+from kubetrade.resources.common import CRModel, CRStatus, Resource, as_number
 from kubetrade.resources.strategy import SYMBOL_PATTERN
 
 
-class RiskPolicySpec(CRModel):
+def _symbols_pattern(schema: dict[str, Any], model: type[Any]) -> None:
+    """JSON Schema: each allowed symbol spelt BASE/QUOTE (the API server checks it)."""
+    schema["properties"]["allowedSymbols"]["items"]["pattern"] = SYMBOL_PATTERN
+
+
+#: The Decimal fields of RiskLimits: numbers (not strings) in manifests.
+_DECIMALS = tuple(n for n, f in RiskLimits.model_fields.items() if f.annotation is Decimal)
+
+
+class RiskPolicySpec(RiskLimits, CRModel):
     """Pre-trade checks, sizing and halts. Defaults let paper trading run with no edits."""
 
-    stop_loss_pct: Num = Field(
-        default=Decimal("5.0"),
-        ge=0,
-        lt=100,
-        description="Sell a position when it is this many percent below its entry price; "
-        "0 = no stop-loss (refused for live strategies).",
-    )
-    daily_loss_limit_pct: Num = Field(
-        default=Decimal("3.0"),
-        ge=0,
-        le=100,
-        description="Halt trading for the rest of the UTC day after losing this percent of "
-        "the day's starting equity; 0 = no limit (refused for live strategies).",
-    )
-    max_drawdown_pct: Num = Field(
-        default=Decimal("15.0"),
-        ge=0,
-        le=100,
-        description="Halt until a human resumes when equity falls this percent below its "
-        "peak; 0 = no limit.",
-    )
-    max_position_size_pct: Num = Field(
-        default=Decimal("10.0"),
-        gt=0,
-        le=100,
-        description="Largest position, as percent of equity, one entry may open.",
-    )
-    max_concurrent_positions: int = Field(
-        default=3, ge=1, le=1000, description="Most positions open at once across symbols."
-    )
-    max_order_quantity: Num = Field(
-        default=Decimal(1_000_000), gt=0, description="Largest base-asset quantity of one order."
-    )
-    max_order_notional: Num = Field(
-        default=Decimal(100_000), gt=0, description="Largest quote-asset value of one order."
-    )
-    price_collar_pct: Num = Field(
-        default=Decimal("5.0"),
-        ge=0,
-        le=100,
-        description="Refuse orders priced more than this percent away from the reference "
-        "(last) price; 0 = no collar.",
-    )
-    reference_max_age_seconds: int = Field(
-        default=300,
-        ge=1,
-        description="Refuse orders when the reference price is older than this.",
-    )
-    max_orders_per_interval: int = Field(
-        default=10,
-        ge=1,
-        description="Most orders one strategy may send per orderIntervalSeconds.",
-    )
-    order_interval_seconds: int = Field(
-        default=60, ge=1, description="Window of maxOrdersPerInterval."
-    )
-    allowed_symbols: list[str] = Field(
-        default_factory=list,
-        description="Pairs strategies may trade (BASE/QUOTE); empty = any.",
-        json_schema_extra={"items": {"type": "string", "pattern": SYMBOL_PATTERN}},
-    )
-    strategy_max_consecutive_losses: int = Field(
-        default=5,
-        ge=0,
-        description="Disable a strategy after this many losing trades in a row; 0 = never.",
-    )
-    strategy_re_enable_check_hours: Num = Field(
-        default=Decimal(24),
-        gt=0,
-        description="Hours after which an auto-disabled strategy is re-evaluated.",
-    )
+    model_config = ConfigDict(frozen=False, json_schema_extra=_symbols_pattern)
 
     @field_validator("allowed_symbols")
     @classmethod
-    def _pairs(cls, value: list[str]) -> list[str]:
+    def _symbols_look_like_pairs(cls, value: list[str]) -> list[str]:
+        # replaces RiskLimits' check (same name): the CR spells pairs out exactly
         for i, symbol in enumerate(value):
             if not re.fullmatch(SYMBOL_PATTERN, symbol):
                 raise ValueError(f"allowedSymbols[{i}] {symbol!r} is not BASE/QUOTE, e.g. BTC/USDT")
         return value
 
-    def to_limits(self) -> Any:
-        """The engine's RiskLimits for this policy."""
-        from kubetrade.domain.risk import RiskLimits
+    @field_serializer(*_DECIMALS, when_used="json")
+    def _decimal_as_number(self, value: Decimal) -> int | float:
+        return as_number(value)
 
+    def to_limits(self) -> RiskLimits:
+        """The engine's RiskLimits for this policy."""
         return RiskLimits.model_validate(self.model_dump(by_alias=True, exclude_none=True))
 
     @property
