@@ -19,23 +19,11 @@ from kubetrade.operator.plan import (
 )
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.resources import Strategy
+from tests.unit.operator.builders import strategy
 
 SETTINGS = OperatorSettings(namespace="trading", redis_url="redis://r:6379/0")
 NOW = 1_700_000_000_000
 FIT = {"stopLossPct": "5", "dailyLossLimitPct": "3"}
-
-
-def strategy(**spec: Any) -> Strategy:
-    base: dict[str, Any] = {
-        "algorithm": "sma-crossover",
-        "parameters": {"fastPeriod": 10, "slowPeriod": 30},
-        "symbols": ["BTC/USDT"],
-        "exchange": {"credentialsSecret": "binance-keys", "testnet": True},
-    }
-    base.update(spec)
-    return Strategy.model_validate(
-        {"metadata": {"name": "btc-sma", "namespace": "trading"}, "spec": base}
-    )
 
 
 def observed(**change: Any) -> StrategyObserved:

@@ -11,23 +11,11 @@ from kubetrade.operator import admission, rbac, render
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.operator.status import Conditions, fold_summary
 from kubetrade.resources import Strategy, ValidationRun
+from tests.unit.operator.builders import strategy
 
 SETTINGS = OperatorSettings(
     namespace="trading", image="registry.example/kubetrade:1.2.3", redis_url="redis://r:6379/0"
 )
-
-
-def strategy(**spec: Any) -> Strategy:
-    base: dict[str, Any] = {
-        "algorithm": "sma-crossover",
-        "parameters": {"fastPeriod": 10, "slowPeriod": 30},
-        "symbols": ["BTC/USDT"],
-        "exchange": {"credentialsSecret": "binance-keys", "testnet": True},
-    }
-    base.update(spec)
-    return Strategy.model_validate(
-        {"metadata": {"name": "btc-sma", "namespace": "trading"}, "spec": base}
-    )
 
 
 def deployment(s: Strategy, replicas: int = 1) -> dict[str, Any]:
