@@ -63,7 +63,11 @@ def _risk_from_env(env: dict[str, str]) -> Any:
 def load_inputs(args: argparse.Namespace, env: dict[str, str]) -> tuple[Any, Any, Any]:
     """(strategy, risk policy spec, kube api client or None)."""
     from kubetrade.resources import RiskPolicy, load_manifests, load_strategy_file
-    from kubetrade.runner.validation import cluster_risk_policy, cluster_strategy, kube_api_client
+    from kubetrade.validation.cluster import (
+        cluster_risk_policy,
+        cluster_strategy,
+        kube_api_client,
+    )
 
     api = None
     if args.strategy_file:
@@ -103,7 +107,8 @@ def make_exchange(strategy: Any, credentials: Any, env: dict[str, str]) -> Any:
 
 
 async def _reports(args: argparse.Namespace, api: Any, redis: Any, keys: Any) -> list[Any]:
-    from kubetrade.runner.validation import cluster_validation_reports, load_reports
+    from kubetrade.validation.cluster import cluster_validation_reports
+    from kubetrade.validation.report import load_reports
 
     reports: list[Any] = list(load_reports(args.report_dir))
     if redis is not None:

@@ -19,7 +19,7 @@ import os
 import signal
 import sys
 import threading
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger("kubetrade.validation")
@@ -88,15 +88,15 @@ def _criteria(args: argparse.Namespace, spec_criteria: Any | None) -> Any:
     return Criteria.from_overrides(overrides)
 
 
-def _limits_from_file(path: str, ref: str | None) -> Any | None:
-    from kubetrade.resources import RiskPolicy, load_manifests
+@dataclass
+class _Source:
+    """A run's strategy and what its ValidationRun (if any) asked for."""
 
-    policies = [r for r in load_manifests(path) if isinstance(r, RiskPolicy)]
-    if ref is not None:
-        policies = [p for p in policies if p.metadata.name == ref]
-    elif len(policies) != 1:
-        raise ValueError(f"{path}: expected exactly one RiskPolicy, found {len(policies)}")
-    return policies[0].spec.to_limits() if policies else None
+    strategy: Any
+    limits: Any | None = None
+    spec_criteria: Any | None = None
+    duration: str | None = None
+    replay: str | None = None
 
 
 def build_plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -116,9 +116,14 @@ def build_plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 
 def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, Any]:
-    from kubetrade.exchange.replay import bundled_candles
-    from kubetrade.resources import RiskPolicySpec, ValidationRun, load_strategy_file
-    from kubetrade.runner import validation as v
+    from kubetrade.resources import RiskPolicySpec, load_strategy_file
+    from kubetrade.validation.cluster import kube_api_client
+    from kubetrade.validation.plan import (
+        ValidationPlan,
+        limits_from_file,
+        parse_duration,
+        replay_path_for,
+    )
 
     if bool(args.strategy_file) == bool(args.strategy or args.validation_run):
         raise ValueError(
@@ -126,127 +131,90 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
         )
     api = None
     reporter = None
-    spec_criteria = None
-    duration = args.duration
-    replay = args.replay
-    limits = None
     if args.strategy_file:
         strategy = load_strategy_file(args.strategy_file)
-        limits = _limits_from_file(args.strategy_file, strategy.spec.risk_policy_ref)
+        source = _Source(strategy, limits_from_file(args.strategy_file,
+                                                    strategy.spec.risk_policy_ref),
+                         duration=args.duration, replay=args.replay)
     else:
-        api = v.kube_api_client(args.kubeconfig)
-        name = args.strategy
-        if args.validation_run:
-            reporter = v.ClusterReporter(api, args.namespace, args.validation_run)
-            holder.append(reporter)
-            doc = reporter.get()
-            doc.pop("status", None)
-            vr = ValidationRun.model_validate({k: doc[k] for k in ("apiVersion", "kind", "spec")}
-                                              | {"metadata": {"name": args.validation_run}})
-            if name and name != vr.spec.strategy_ref:
-                raise ValueError(
-                    f"--strategy {name} differs from ValidationRun {args.validation_run}'s "
-                    f"spec.strategyRef {vr.spec.strategy_ref}"
-                )
-            name = vr.spec.strategy_ref
-            spec_criteria = vr.spec.criteria
-            duration = duration or vr.spec.duration
-            replay = replay or vr.spec.replay
-        strategy = v.cluster_strategy(api, args.namespace, name)
-        policy = v.cluster_risk_policy(api, args.namespace, strategy.spec.risk_policy_ref)
-        limits = policy.spec.to_limits() if policy is not None else None
+        api = kube_api_client(args.kubeconfig)
+        source, reporter = _from_cluster(args, api, holder)
+    strategy = source.strategy
+    limits = source.limits
     if args.risk_policy_file:
-        limits = _limits_from_file(args.risk_policy_file, None)
+        limits = limits_from_file(args.risk_policy_file, None)
     if limits is None:
         limits = RiskPolicySpec().to_limits()
-
-    replay_path: Path | None = None
-    if replay:
-        if replay == "bundled":
-            symbol = args.symbol or strategy.spec.symbols[0]
-            found = bundled_candles(symbol, strategy.spec.timeframe)
-            if found is None:
-                raise ValueError(
-                    f"replay: no bundled candles for {symbol} {strategy.spec.timeframe}"
-                )
-            replay_path = found
-        else:
-            replay_path = Path(replay)
-            if not replay_path.is_file():
-                raise ValueError(f"replay: {replay} is not a file")
-        if args.symbol and args.symbol not in strategy.spec.symbols:
-            raise ValueError(f"symbol: {args.symbol} is not one of the strategy's symbols "
-                             f"{strategy.spec.symbols}")
-    plan = v.ValidationPlan(
+    replay_path = (replay_path_for(source.replay, args.symbol, strategy)
+                   if source.replay else None)
+    plan = ValidationPlan(
         strategy=strategy,
         limits=limits,
-        criteria=_criteria(args, spec_criteria),
+        criteria=_criteria(args, source.spec_criteria),
         mode="replay" if replay_path else "forward",
         replay_path=replay_path,
         symbol=args.symbol,
-        duration_s=v.parse_duration(duration or "48h"),
+        duration_s=parse_duration(source.duration or "48h"),
         namespace=args.namespace if api is not None else "",
         validation_run=args.validation_run or "",
     )
     return plan, api, reporter
 
 
-async def _forward(plan: Any, progress: Any) -> Any:
-    from kubetrade.domain.clock import SystemClock
-    from kubetrade.exchange.binance import BinanceExchange
-    from kubetrade.runner import validation as v
+def _from_cluster(
+    args: argparse.Namespace, api: Any, holder: list[Any]
+) -> tuple[_Source, Any]:
+    """The Strategy (and its RiskPolicy's limits) from the cluster, and with
+    --validation-run the ValidationRun's spec and its ClusterReporter (also appended to
+    ``holder`` as soon as it exists, so a later error reaches the run's status)."""
+    from kubetrade.resources import ValidationRun
+    from kubetrade.validation.cluster import cluster_risk_policy, cluster_strategy
+    from kubetrade.validation.cluster_report import ClusterReporter
 
-    env = os.environ
-    testnet_env = env.get("BINANCE_TESTNET", "").strip().lower()
-    testnet = (testnet_env in ("1", "true", "yes") if testnet_env
-               else bool(plan.strategy.spec.exchange.testnet))
-    url = env.get("KUBETRADE_EXCHANGE_URL") or None
-    clock = SystemClock()
-    # public market data only: no keys are needed, so none are given
-    exchange = BinanceExchange(testnet=testnet, base_url=url, clock=clock)
-    plan.source = f"exchange:{url or ('binance-testnet' if testnet else 'binance')}"
-    try:
-        return await v.forward(plan, exchange, clock, progress)
-    finally:
-        await exchange.close()
-
-
-async def _publish(report: Any, location: str, summary: str) -> None:
-    import redis.asyncio as aioredis
-
-    from kubetrade.runner.validation import publish_report
-    from kubetrade.state.keys import keys_from_env
-
-    redis = aioredis.from_url(os.environ["REDIS_URL"], decode_responses=True)
-    try:
-        await publish_report(redis, keys_from_env(), report, location, summary)
-    finally:
-        await redis.aclose()
+    name = args.strategy
+    reporter = None
+    spec_criteria = None
+    duration = args.duration
+    replay = args.replay
+    if args.validation_run:
+        reporter = ClusterReporter(api, args.namespace, args.validation_run)
+        holder.append(reporter)
+        doc = reporter.get()
+        doc.pop("status", None)
+        vr = ValidationRun.model_validate({k: doc[k] for k in ("apiVersion", "kind", "spec")}
+                                          | {"metadata": {"name": args.validation_run}})
+        if name and name != vr.spec.strategy_ref:
+            raise ValueError(
+                f"--strategy {name} differs from ValidationRun {args.validation_run}'s "
+                f"spec.strategyRef {vr.spec.strategy_ref}"
+            )
+        name = vr.spec.strategy_ref
+        spec_criteria = vr.spec.criteria
+        duration = duration or vr.spec.duration
+        replay = replay or vr.spec.replay
+    strategy = cluster_strategy(api, args.namespace, name)
+    policy = cluster_risk_policy(api, args.namespace, strategy.spec.risk_policy_ref)
+    limits = policy.spec.to_limits() if policy is not None else None
+    return _Source(strategy, limits, spec_criteria, duration, replay), reporter
 
 
 def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     """Run a validation as the flags say; returns (exit code, report)."""
     from kubetrade.domain.clock import SystemClock
-    from kubetrade.runner import validation as v
+    from kubetrade.validation.cluster_report import report_config_map_name
+    from kubetrade.validation.publish import publish_to
+    from kubetrade.validation.report import write_report
+    from kubetrade.validation.run import run_plan
+    from kubetrade.validation.summary import format_summary
 
     plan, api, reporter = build_plan(args)
     wall = SystemClock()
     started = wall.now_ms()
     try:
         on_update = (lambda pct, eta, text: reporter.progress(text)) if reporter else None
-        if plan.mode == "replay":
-            progress = v.Progress(1, wall, on_update=on_update)
-            outcome = v.replay(plan, progress.update_of)
-            symbols = [plan.symbol or plan.strategy.spec.symbols[0]]
-        else:
-            progress = v.Progress(plan.duration_s * 1000, wall, on_update=on_update,
-                                  step_pct=1.0, min_interval_s=300.0)
-            progress.update(0, force=True)  # "Running, 0%" from the first second
-            outcome = asyncio.run(_forward(plan, progress.update))
-            symbols = list(plan.strategy.spec.symbols)
-        report = v.finish_report(plan, outcome, symbols, started, wall.now_ms())
+        report = run_plan(plan, wall, started, on_update)
         try:
-            location = str(v.write_report(report, args.report_dir, report["finished_ms"]))
+            location = str(write_report(report, args.report_dir, report["finished_ms"]))
         except OSError as exc:
             if reporter is None:
                 raise
@@ -255,14 +223,14 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             log.warning("could not write the report file in %s: %s", args.report_dir, exc)
             location = "(no file)"
         if reporter is not None:
-            cm = v.report_config_map_name(reporter.name)
+            cm = report_config_map_name(reporter.name)
             location = f"{location} (ConfigMap {args.namespace}/{cm})"
-        summary = v.format_summary(report, location)
+        summary = format_summary(report, location)
         if reporter is not None:
             reporter.finish(report, summary)
         print(summary, flush=True)
         if os.environ.get("REDIS_URL"):
-            asyncio.run(_publish(report, location, summary))
+            asyncio.run(publish_to(os.environ["REDIS_URL"], report, location, summary))
         if reporter is not None:
             # a NO-GO is a completed Job: the decision is in the status, and a failing
             # exit code would make Kubernetes retry a run that has nothing to retry

@@ -15,7 +15,10 @@ from kubetrade.domain.gonogo import Criteria
 from kubetrade.exchange.binance import BinanceExchange
 from kubetrade.exchange.replay import load_candles, run_replay
 from kubetrade.resources import RiskPolicySpec, Strategy
-from kubetrade.runner import validation as v
+from kubetrade.validation.forward import forward
+from kubetrade.validation.plan import ValidationPlan, engine_and_broker
+from kubetrade.validation.report import write_report
+from kubetrade.validation.run import finish_report
 from tests.fakes.binance import FakeBinance
 from tests.unit.validation._data import shared_data
 
@@ -38,14 +41,14 @@ class MarketFollowingClock(ManualClock):
         await asyncio.sleep(0)
 
 
-def plan(duration_s: int) -> v.ValidationPlan:
+def plan(duration_s: int) -> ValidationPlan:
     strategy = Strategy.model_validate({
         "metadata": {"name": "btc-fwd"},
         "spec": {"algorithm": "sma-crossover", "parameters": {"fastPeriod": 3, "slowPeriod": 8},
                  "symbols": ["BTC/USDT"], "timeframe": "1m"},
     })
-    return v.ValidationPlan(strategy=strategy, limits=RiskPolicySpec().to_limits(),
-                            criteria=Criteria(), mode="forward", duration_s=duration_s)
+    return ValidationPlan(strategy=strategy, limits=RiskPolicySpec().to_limits(),
+                          criteria=Criteria(), mode="forward", duration_s=duration_s)
 
 
 async def test_forward_run_trades_each_closed_candle_once_like_a_replay(
@@ -57,7 +60,7 @@ async def test_forward_run_trades_each_closed_candle_once_like_a_replay(
     seen: list[float] = []
     p = plan(duration_s=240 * 60)
     try:
-        outcome = await v.forward(p, exchange, clock, progress=seen.append)
+        outcome = await forward(p, exchange, clock, progress=seen.append)
         markets = await exchange.load_markets()
     finally:
         await exchange.close()
@@ -73,7 +76,7 @@ async def test_forward_run_trades_each_closed_candle_once_like_a_replay(
     assert times[-1] == window[-1].ts_ms + STEP
 
     # the same candles, replayed after the same warm-up, give the same trades and equity
-    engine, broker = v._engine_and_broker(p, {"BTC/USDT": markets["BTC/USDT"]})
+    engine, broker = engine_and_broker(p, {"BTC/USDT": markets["BTC/USDT"]})
     warm = [c for c in recorded if c.ts_ms + STEP <= start][-(engine.strategy.warmup + 1):]
     for c in warm:
         engine.strategy.update("BTC/USDT", float(c.close))
@@ -82,10 +85,10 @@ async def test_forward_run_trades_each_closed_candle_once_like_a_replay(
     assert outcome.equity_curve[1:] == result.equity_curve
     assert outcome.equity_curve[0] == (start, Decimal(10000))
 
-    report = v.finish_report(p, outcome, ["BTC/USDT"], start, end)
+    report = finish_report(p, outcome, ["BTC/USDT"], start, end)
     assert report["run"]["mode"] == "forward" and report["run"]["duration_seconds"] == 14400
     assert report["metrics"]["trades"] == len(result.trades)
-    path = v.write_report(report, tmp_path, end)
+    path = write_report(report, tmp_path, end)
     assert path.exists()
 
 
@@ -96,7 +99,7 @@ async def test_exchange_errors_while_polling_are_retried(fake_binance: FakeBinan
     try:
         await exchange.load_markets()
         fake_binance.fail_requests(count=3, path="/api/v3/klines", status=503)
-        outcome = await v.forward(plan(duration_s=30 * 60), exchange, clock)
+        outcome = await forward(plan(duration_s=30 * 60), exchange, clock)
     finally:
         await exchange.close()
     # warm-up failed once and polls failed twice, yet no closed candle was lost

@@ -16,7 +16,8 @@ from kubetrade.domain.gonogo import Criteria
 from kubetrade.domain.models import Candle
 from kubetrade.exchange.paper import PaperBroker, PaperExchange, default_market
 from kubetrade.resources import RiskPolicySpec, Strategy
-from kubetrade.runner import validation as v
+from kubetrade.validation.forward import forward
+from kubetrade.validation.plan import ValidationPlan
 
 T0 = 1_726_876_800_000
 STEP = 60_000
@@ -62,11 +63,11 @@ async def test_late_candles_of_one_symbol_do_not_end_the_run() -> None:
         "spec": {"algorithm": "sma-crossover", "parameters": {"fastPeriod": 2, "slowPeriod": 3},
                  "symbols": [BTC, ETH], "timeframe": "1m"},
     })
-    plan = v.ValidationPlan(strategy=strategy, limits=RiskPolicySpec().to_limits(),
-                            criteria=Criteria(), mode="forward", duration_s=MINUTES * 60)
+    plan = ValidationPlan(strategy=strategy, limits=RiskPolicySpec().to_limits(),
+                          criteria=Criteria(), mode="forward", duration_s=MINUTES * 60)
     # the first wake-up publishes 3 BTC candles and 1 ETH candle; ETH's next two come
     # a poll later, after BTC's third has been traded
-    outcome = await v.forward(plan, exchange, clock, settle_s=2 * 60 + 1)
+    outcome = await forward(plan, exchange, clock, settle_s=2 * 60 + 1)
     assert outcome.candles == 2 * MINUTES
     times = [t for t, _ in outcome.equity_curve]
     assert times == sorted(set(times))

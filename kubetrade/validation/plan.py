@@ -1,0 +1,123 @@
+"""What a validation runs: the plan (strategy, risk limits, criteria, replay or forward),
+and the loading of its parts from flags' values and files.
+
+Pure resolution, no trading: the engine and paper broker a run trades with are built
+here exactly as a paper runner builds them, so replay, forward and live share them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from kubetrade.domain.algorithms import create_algorithm
+from kubetrade.domain.engine import TradingEngine
+from kubetrade.domain.gonogo import Criteria
+from kubetrade.domain.models import ClosedTrade
+from kubetrade.exchange.paper import PaperBroker
+from kubetrade.exchange.replay import bundled_candles
+from kubetrade.marketdata.timeframes import timeframe_ms
+from kubetrade.resources import RiskPolicy, load_manifests
+
+
+@dataclass
+class ValidationPlan:
+    """Everything a run needs, resolved from flags, files or the cluster."""
+
+    strategy: Any
+    """kubetrade.resources.Strategy."""
+    limits: Any
+    """kubetrade.domain.risk.RiskLimits."""
+    criteria: Criteria
+    mode: str
+    """``replay`` or ``forward``."""
+    replay_path: Path | None = None
+    symbol: str | None = None
+    """Replay: which of the strategy's symbols the file holds (default the first)."""
+    duration_s: int = 48 * 3600
+    namespace: str = ""
+    validation_run: str = ""
+    source: str = ""
+
+
+@dataclass
+class RunOutcome:
+    """What a run traded: round trips, the equity curve (ms, quote currency), how many
+    candles it consumed over which range (ms), and what was left open or refused."""
+
+    trades: list[ClosedTrade]
+    equity_curve: list[tuple[int, Decimal]]
+    candles: int
+    data_start_ms: int | None
+    data_end_ms: int | None
+    open_positions: int
+    rejected_orders: int
+
+
+def parse_duration(text: str) -> int:
+    """``48h``, ``90m``, ``1d12h``, ``30s`` -> seconds (the ValidationRun's pattern)."""
+    value = text.strip()
+    parts = re.findall(r"(\d+)([smhd])", value)
+    if not parts or "".join(n + u for n, u in parts) != value:
+        raise ValueError(f"duration: {text!r} is not like 48h, 90m, 1d12h or 30s")
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    seconds = sum(int(n) * unit[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"duration: {text!r} must be longer than 0")
+    return seconds
+
+
+def limits_from_file(path: str, ref: str | None) -> Any | None:
+    """The RiskLimits of the RiskPolicy named ``ref`` in a YAML file (None when the file
+    has no such policy); without ``ref`` the file must hold exactly one (ValueError)."""
+    policies = [r for r in load_manifests(path) if isinstance(r, RiskPolicy)]
+    if ref is not None:
+        policies = [p for p in policies if p.metadata.name == ref]
+    elif len(policies) != 1:
+        raise ValueError(f"{path}: expected exactly one RiskPolicy, found {len(policies)}")
+    return policies[0].spec.to_limits() if policies else None
+
+
+def replay_path_for(replay: str, symbol: str | None, strategy: Any) -> Path:
+    """The candle file of ``--replay`` (``bundled``: the shipped candles of the symbol
+    and the strategy's timeframe). ValueError when there is no such file, or when
+    ``symbol`` is not one of the strategy's symbols."""
+    if replay == "bundled":
+        chosen = symbol or strategy.spec.symbols[0]
+        found = bundled_candles(chosen, strategy.spec.timeframe)
+        if found is None:
+            raise ValueError(
+                f"replay: no bundled candles for {chosen} {strategy.spec.timeframe}"
+            )
+        replay_path = found
+    else:
+        replay_path = Path(replay)
+        if not replay_path.is_file():
+            raise ValueError(f"replay: {replay} is not a file")
+    if symbol and symbol not in strategy.spec.symbols:
+        raise ValueError(f"symbol: {symbol} is not one of the strategy's symbols "
+                         f"{strategy.spec.symbols}")
+    return replay_path
+
+
+def engine_and_broker(
+    plan: ValidationPlan, markets: dict[str, Any]
+) -> tuple[TradingEngine, PaperBroker]:
+    """A fresh engine and paper broker, built exactly as a paper runner builds them."""
+    spec = plan.strategy.spec
+    quote = next(iter(markets.values())).quote
+    cash = Decimal(spec.initial_capital)
+    engine = TradingEngine(
+        plan.strategy.metadata.name,
+        create_algorithm(spec.algorithm, spec.parameters),
+        plan.limits,
+        markets,
+        cash,
+        quote,
+        timeframe_ms=timeframe_ms(spec.timeframe),
+    )
+    broker = PaperBroker(markets, {quote: cash})
+    return engine, broker

@@ -1,0 +1,43 @@
+"""The replay driver: recorded candles through the engine and paper broker at full speed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kubetrade.domain.clock import ManualClock
+from kubetrade.exchange.paper import default_market
+from kubetrade.exchange.replay import load_candles, run_replay
+from kubetrade.validation.plan import RunOutcome, ValidationPlan, engine_and_broker
+
+
+def replay(
+    plan: ValidationPlan, progress: Callable[[int, int], None] | None = None
+) -> RunOutcome:
+    """Recorded candles through the engine and paper broker as fast as the CPU allows.
+
+    ``progress(done, total)`` is called about every 1 % of the candles. ValueError when
+    the plan has no candle file or the file holds no candles.
+    """
+    if plan.replay_path is None:
+        raise ValueError("replay: no candle file given")
+    candles = load_candles(plan.replay_path)
+    if not candles:
+        raise ValueError(f"replay: {plan.replay_path} holds no candles")
+    symbol = plan.symbol or plan.strategy.spec.symbols[0]
+    engine, broker = engine_and_broker(plan, {symbol: default_market(symbol)})
+    clock = ManualClock(candles[0].ts_ms)
+    every = max(1, len(candles) // 100)
+    result = run_replay(
+        engine, broker, candles, clock,
+        on_progress=progress,
+        symbol=symbol, progress_every=every,
+    )
+    return RunOutcome(
+        trades=list(result.trades),
+        equity_curve=list(result.equity_curve),
+        candles=result.candles,
+        data_start_ms=candles[0].ts_ms,
+        data_end_ms=result.equity_curve[-1][0] if result.equity_curve else candles[-1].ts_ms,
+        open_positions=len(engine.positions),
+        rejected_orders=result.rejected,
+    )

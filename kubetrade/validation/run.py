@@ -1,0 +1,76 @@
+"""The GO/NO-GO run: a plan traded (replay or forward), measured and judged into a report.
+
+The criteria and the judgement are pure (:mod:`kubetrade.domain.gonogo`); this module
+runs the plan and puts the verdict, the metrics and what was run into one report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from kubetrade.domain.clock import Clock
+from kubetrade.domain.metrics import compute_metrics
+from kubetrade.validation.forward import forward_on_binance
+from kubetrade.validation.plan import RunOutcome, ValidationPlan
+from kubetrade.validation.progress import Progress
+from kubetrade.validation.replay import replay
+from kubetrade.validation.report import RunInfo, build_report
+
+
+def run_info(plan: ValidationPlan, symbols: list[str]) -> RunInfo:
+    """The report's ``run`` section: what was run, enough to reproduce it."""
+    spec = plan.strategy.spec
+    return RunInfo(
+        strategy=plan.strategy.metadata.name,
+        namespace=plan.namespace,
+        algorithm=spec.algorithm,
+        parameters=spec.validated_parameters(),
+        symbols=symbols,
+        timeframe=spec.timeframe,
+        mode=plan.mode,
+        source=plan.source or (str(plan.replay_path) if plan.replay_path else "exchange"),
+        starting_cash=Decimal(spec.initial_capital),
+        risk=plan.limits.model_dump(mode="json", by_alias=True),
+        duration_seconds=plan.duration_s if plan.mode == "forward" else None,
+        validation_run=plan.validation_run,
+    )
+
+
+def finish_report(
+    plan: ValidationPlan, outcome: RunOutcome, symbols: list[str], started_ms: int,
+    finished_ms: int,
+) -> dict[str, Any]:
+    """The report of a finished run: metrics of ``outcome``, judged by ``plan.criteria``."""
+    metrics = compute_metrics(outcome.trades, outcome.equity_curve)
+    report = build_report(
+        run_info(plan, symbols), plan.criteria, metrics, outcome.trades, outcome.equity_curve,
+        outcome.data_start_ms, outcome.data_end_ms, outcome.candles, started_ms, finished_ms,
+    )
+    report["open_positions_at_end"] = outcome.open_positions
+    report["rejected_orders"] = outcome.rejected_orders
+    return report
+
+
+def run_plan(
+    plan: ValidationPlan,
+    wall: Clock,
+    started_ms: int,
+    on_update: Callable[[float, float | None, str], None] | None = None,
+) -> dict[str, Any]:
+    """Trade ``plan`` (replay at full speed, or forward on Binance's public candles for
+    ``plan.duration_s``) and return its report. ``on_update(percent, eta_s, text)`` gets
+    the progress; ``started_ms`` (wall clock) goes into the report."""
+    if plan.mode == "replay":
+        progress = Progress(1, wall, on_update=on_update)
+        outcome = replay(plan, progress.update_of)
+        symbols = [plan.symbol or plan.strategy.spec.symbols[0]]
+    else:
+        progress = Progress(plan.duration_s * 1000, wall, on_update=on_update,
+                            step_pct=1.0, min_interval_s=300.0)
+        progress.update(0, force=True)  # "Running, 0%" from the first second
+        outcome = asyncio.run(forward_on_binance(plan, progress.update))
+        symbols = list(plan.strategy.spec.symbols)
+    return finish_report(plan, outcome, symbols, started_ms, wall.now_ms())

@@ -1,0 +1,60 @@
+"""The validation report as people read it: the stdout summary (also the Telegram
+alert's text and the ConfigMap's ``summary.txt``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def _pct(value: float | int | None) -> str:
+    return "n/a" if value is None else f"{float(value) * 100:.2f}%"
+
+
+def _fix(value: float | int | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{float(value):.{digits}f}"
+
+
+def format_summary(report: Mapping[str, Any], location: str = "") -> str:
+    """The stdout summary: verdict first, then why, then what was run."""
+    run = report["run"]
+    data = run.get("data", {})
+    m = report["metrics"]
+    lines = [
+        f"Validation of {run['strategy']} ({run['algorithm']} {json.dumps(run['parameters'])})"
+        f": {report['decision']}",
+        f"  data: {run['mode']} {run['source']} {data.get('start')} .. {data.get('end')} "
+        f"({data.get('candles')} candles), code {run['code_version']}",
+        f"  trades {m.get('trades')}, win rate {_pct(m.get('win_rate'))}, "
+        f"Sharpe {_fix(m.get('sharpe'))}, max drawdown {_pct(m.get('max_drawdown'))}, "
+        f"total return {_pct(m.get('total_return'))}, "
+        f"profit factor {_fix(m.get('profit_factor'), 2)}",
+        "  criteria:",
+    ]
+    for c in report["criteria"]:
+        lines.append(f"    {_explain(c)}")
+    if location:
+        lines.append(f"  report: {location}")
+    return "\n".join(lines)
+
+
+def _explain(c: Mapping[str, Any]) -> str:
+    key = c["key"]
+
+    def show(v: Any) -> str:
+        if v is None:
+            return "undefined"
+        if key in ("min_win_rate", "max_drawdown"):
+            return _pct(v)
+        if key == "min_trades":
+            return str(v)
+        return _fix(v)
+
+    text = (
+        f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}: {show(c['actual'])} "
+        f"(needs {c['comparison']} {show(c['threshold'])})"
+    )
+    if not c["passed"] and c.get("shortfall") is not None:
+        text += f", short by {show(c['shortfall'])}"
+    return text
