@@ -123,6 +123,8 @@ class FakeBinance:
         self._weight_used = 0
         self.faults: list[Fault] = []
         self.faults_fired: Counter[str] = Counter()
+        # klines answers to corrupt: [remaining pages, row index, replacement OHLCV strings]
+        self.kline_corruptions: list[tuple[int, int, tuple[str, ...]]] = []
         self._outage: str | None = None
         self._outage_gen = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -322,6 +324,13 @@ class FakeBinance:
         """Hold matching requests until the client times out; they are never executed
         (the request was lost before reaching the matching engine)."""
         return self.add_fault(Fault("hang", method, path, count, hang_seconds=hang_seconds))
+
+    def corrupt_klines(self, count: int = 1, row: int = 0,
+                       values: tuple[str, ...] = ("NaN", "NaN", "NaN", "NaN", "0")) -> None:
+        """The next ``count`` klines answers carry ``values`` as open, high, low, close,
+        volume of row ``row``: a page with a candle no exchange would send."""
+        with self._lock:
+            self.kline_corruptions.append((count, row, values))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -644,6 +653,13 @@ class FakeBinance:
             q["symbol"], q["interval"], _int(q, "startTime"), _int(q, "endTime"),
             _int(q, "limit") or 500,
         )
+        with self._lock:
+            for i, (left, row, values) in enumerate(self.kline_corruptions):
+                if left > 0 and row < len(rows):
+                    rows[row] = [rows[row][0], *values, *rows[row][6:]]
+                    self.kline_corruptions[i] = (left - 1, row, values)
+                    self.faults_fired["bad_kline"] += 1
+                    break
         return _json(rows)
 
     def _symbols_param(self, q: Any) -> list[str]:
