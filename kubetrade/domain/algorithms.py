@@ -6,17 +6,22 @@ with a message naming the field. The strategies themselves are plain classes: th
 called once per closed candle in the replay loop, where pydantic would cost more than
 the maths.
 
-Contract: a strategy is told about *closed* candles only, through
-``update(symbol, close)``, and answers ``Side.BUY`` (enter long), ``Side.SELL`` (exit)
-or ``None``. It never sees the candle being formed, so it cannot look ahead. It keeps
-state per symbol, so one Strategy can trade several symbols.
+Contract (public: plugins implement it too, see docs/plugins.md): an algorithm is told
+about *closed* candles only, through ``on_candle(symbol, candle)`` (whose default feeds
+the close to ``update(symbol, close)``), and answers ``Side.BUY`` (enter long),
+``Side.SELL`` (exit) or ``None``. It never sees the candle being formed, so it cannot
+look ahead. It keeps state per symbol, so one Strategy can trade several symbols. Stop-
+loss, sizing and every risk rule are the engine's, not the algorithm's.
+
+Algorithms are found by name through the ``kubetrade.algorithms`` entry point group
+(``kubetrade.domain.registry``); the built-ins below are registered there too.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
@@ -24,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.alias_generators import to_camel
 
 from kubetrade.domain.indicators import PRICE_SCALE, RollingStats, WilderRSI
-from kubetrade.domain.models import Side
+from kubetrade.domain.models import Candle, Side
 
 _CONFIG = ConfigDict(
     alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
@@ -98,9 +103,17 @@ S = TypeVar("S")
 
 
 class Algorithm(ABC, Generic[P, S]):
-    """Per-symbol state plus a decision rule; see the module docstring for the contract."""
+    """Per-symbol state plus a decision rule; see the module docstring for the contract.
+
+    A subclass sets ``algorithm`` (the name users type in ``spec.algorithm``) and
+    ``Params`` (a pydantic model of ``spec.parameters``, camelCase aliases, extra
+    fields forbidden), and implements ``warmup``, ``_new_state``, ``_step`` (one close),
+    ``_dump`` and ``_load`` (JSON-able state, for restarts). One that needs the whole
+    candle (open, high, low, volume) overrides ``on_candle`` and ``bind_candle``.
+    """
 
     algorithm: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
 
     def __init__(self, params: P) -> None:
         self.params = params
@@ -145,6 +158,26 @@ class Algorithm(ABC, Generic[P, S]):
             state = self._states[symbol] = self._new_state()
         return partial(self._step, state)
 
+    def on_candle(self, symbol: str, candle: Candle) -> Side | None:
+        """Feed one *closed* candle; the default feeds its close to ``update``."""
+        return self.update(symbol, float(candle.close))
+
+    def bind_candle(self, symbol: str) -> Callable[[Candle], Side | None]:
+        """``on_candle`` for one symbol as a single callable (what the engine calls per
+        candle); bind again after ``restore``."""
+        if type(self).on_candle is not Algorithm.on_candle:
+            on_candle = self.on_candle
+            return lambda candle: on_candle(symbol, candle)
+        step = self.bind(symbol)
+        return lambda candle: step(float(candle.close))
+
+    def prepare(self, symbol: str, candles: Sequence[Candle]) -> None:
+        """Announce the candles a replay is about to feed for ``symbol`` (oldest first),
+        before the first of them. An algorithm may precompute over them in bulk; what
+        it then answers per candle must be exactly what it would have answered live
+        (no look-ahead). The default does nothing."""
+        del symbol, candles
+
     def parameters(self) -> dict[str, Any]:
         return self.params.model_dump(by_alias=True)
 
@@ -184,6 +217,7 @@ class SmaCrossover(Algorithm[SmaCrossoverParams, _SmaState]):
     """
 
     algorithm = "sma-crossover"
+    Params = SmaCrossoverParams
 
     def __init__(self, params: SmaCrossoverParams) -> None:
         super().__init__(params)
@@ -247,6 +281,7 @@ class RsiMeanReversion(Algorithm[RsiMeanReversionParams, WilderRSI]):
     ``overbought``. Crossings (not levels) so one excursion gives one signal."""
 
     algorithm = "rsi-mean-reversion"
+    Params = RsiMeanReversionParams
 
     @property
     def warmup(self) -> int:
@@ -290,6 +325,7 @@ class BollingerBreakout(Algorithm[BollingerBreakoutParams, _BollState]):
     A BUY needs the previous close to have been at or below its upper band."""
 
     algorithm = "bollinger-breakout"
+    Params = BollingerBreakoutParams
 
     @property
     def warmup(self) -> int:
@@ -323,20 +359,21 @@ class BollingerBreakout(Algorithm[BollingerBreakoutParams, _BollState]):
         return st
 
 
-_IMPLEMENTATIONS: dict[str, type[Algorithm[Any, Any]]] = {
+BUILTINS: dict[str, type[Algorithm[Any, Any]]] = {
     "sma-crossover": SmaCrossover,
     "rsi-mean-reversion": RsiMeanReversion,
     "bollinger-breakout": BollingerBreakout,
 }
+"""The built-in algorithms (also registered as ``kubetrade.algorithms`` entry points)."""
 
 
 def validate_parameters(algorithm: str, parameters: dict[str, Any] | None) -> BaseModel:
-    """The typed parameters, or ValueError naming the algorithm, field and rule."""
-    model = ALGORITHMS.get(algorithm)
-    if model is None:
-        raise ValueError(
-            f"algorithm: unknown algorithm {algorithm!r}; choose one of {sorted(ALGORITHMS)}"
-        )
+    """The typed parameters, or ValueError naming the algorithm, field and rule.
+
+    Any registered algorithm (built-in or plugin); ``rules`` takes no parameters."""
+    from kubetrade.domain.registry import params_model
+
+    model = params_model(algorithm)
     try:
         return model.model_validate(parameters or {})
     except ValidationError as exc:
@@ -348,18 +385,22 @@ def validate_parameters(algorithm: str, parameters: dict[str, Any] | None) -> Ba
 
 
 def create_algorithm(
-    algorithm: str, parameters: dict[str, Any] | None = None
+    algorithm: str, parameters: dict[str, Any] | None = None, *, rules: Any = None
 ) -> Algorithm[Any, Any]:
-    """A fresh strategy for ``algorithm`` (e.g. 'sma-crossover') with validated parameters.
+    """A fresh algorithm for ``algorithm`` (e.g. 'sma-crossover', 'rules' or an installed
+    plugin's name) with validated parameters; ``rules`` is ``spec.rules`` (a mapping or
+    the model) and is required for 'rules' only.
 
     Raises ValueError naming the unknown algorithm or the offending field and rule.
     """
-    params = validate_parameters(algorithm, parameters)
-    return _IMPLEMENTATIONS[algorithm](params)
+    from kubetrade.domain.registry import create
+
+    return create(algorithm, parameters, rules)
 
 
 __all__ = [
     "ALGORITHMS",
+    "BUILTINS",
     "Algorithm",
     "BollingerBreakout",
     "BollingerBreakoutParams",

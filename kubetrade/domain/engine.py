@@ -71,7 +71,7 @@ class _SymbolState:
     market: MarketInfo
     last_ts: int | None = None
     interval_ms: int = 0
-    step: Callable[[float], Side | None] | None = None
+    step: Callable[[Candle], Side | None] | None = None
     ref: _Reference | None = None
 
     def snapshot(self) -> dict[str, Any]:
@@ -220,14 +220,14 @@ class TradingEngine:
 
     # ------------------------------------------------------------------ helpers
 
-    def _bind(self, symbol: str) -> Callable[[float], Side | None]:
-        """The strategy's per-symbol step, bound once (saves a lookup per candle)."""
-        bind = getattr(self.strategy, "bind", None)
-        if bind is not None:
-            bound: Callable[[float], Side | None] = bind(symbol)
+    def _bind(self, symbol: str) -> Callable[[Candle], Side | None]:
+        """The algorithm's per-symbol candle step, bound once (saves a lookup per candle)."""
+        bind_candle = getattr(self.strategy, "bind_candle", None)
+        if bind_candle is not None:
+            bound: Callable[[Candle], Side | None] = bind_candle(symbol)
             return bound
         update = self.strategy.update
-        return lambda close: update(symbol, close)
+        return lambda candle: update(symbol, float(candle.close))
 
     # ------------------------------------------------------------------ decisions
 
@@ -279,7 +279,7 @@ class TradingEngine:
         step = st.step
         if step is None:
             step = st.step = self._bind(symbol)
-        signal = step(float(close))
+        signal = step(candle)
         if signal is None:
             return orders
         if signal is Side.BUY:

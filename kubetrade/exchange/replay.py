@@ -124,6 +124,9 @@ def run_replay(
     trades = result.trades
     curve = result.equity_curve
     all_orders = result.orders
+    prepare = getattr(engine.strategy, "prepare", None)
+    if prepare is not None:  # the algorithm may precompute in bulk (rules); no look-ahead
+        prepare(symbol, candles)
     on_candle = engine.on_candle
     broker_candle = broker.on_candle
     on_fill = engine.on_fill

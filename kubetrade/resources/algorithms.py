@@ -94,10 +94,31 @@ CROSS_RULES: dict[str, list[tuple[str, str]]] = {
 }
 
 
+#: ``rules`` in the CRD: no ``spec.parameters`` (everything is in ``spec.rules``), and
+#: ``spec.rules`` goes with ``algorithm: rules`` only.
+CROSS_RULES["rules"] = [("has(self.rules)", "spec.rules is required when algorithm is rules")]
+for _name in FALLBACK_ALGORITHMS:
+    CROSS_RULES.setdefault(_name, []).append(
+        ("!has(self.rules)", f"spec.rules is only for algorithm rules, not {_name}")
+    )
+
+
 def algorithms() -> dict[str, type[BaseModel]]:
-    """The engine's algorithms when present, else the stand-ins above."""
+    """What the CRD knows: the built-in algorithms and ``rules`` (no parameters).
+
+    Plugins are not in the CRD (the operator's image does not carry them); see
+    ``installed_algorithms``."""
     try:
         from kubetrade.domain.algorithms import ALGORITHMS
+        from kubetrade.domain.registry import RULES, NoParams
     except ImportError:
         return FALLBACK_ALGORITHMS
-    return dict(ALGORITHMS)
+    return {**ALGORITHMS, RULES: NoParams}
+
+
+def installed_algorithms() -> dict[str, type[BaseModel]]:
+    """Every algorithm this process can run: built-ins, ``rules`` and installed plugins
+    (``kubetrade.algorithms`` entry points), name -> parameters model."""
+    from kubetrade.domain.registry import params_model, registered
+
+    return {name: params_model(name) for name in registered()}

@@ -87,7 +87,8 @@ def _shape_rules(algo: str, schema: Schema, union: dict[str, Schema], guard: str
         rules.append(
             {
                 "rule": guard + " && ".join(f"!has(self.parameters.{k})" for k in foreign),
-                "message": f"spec.parameters: {algo} takes only {', '.join(props)}",
+                "message": f"spec.parameters: {algo} takes "
+                + (f"only {', '.join(props)}" if props else "no parameters"),
                 "fieldPath": ".parameters",
                 "reason": "FieldValueForbidden",
             }
@@ -173,7 +174,10 @@ def parameters_schema() -> tuple[Schema, list[Schema]]:
         "type": "object",
         "description": "Parameters of the algorithm; absent ones take the algorithm's "
         "defaults. "
-        + "; ".join(f"{algo}: {', '.join(s.get('properties', {}))}" for algo, s in per_algo.items())
+        + "; ".join(
+            f"{algo}: {', '.join(s.get('properties', {})) or 'none'}"
+            for algo, s in per_algo.items()
+        )
         + ".",
         "default": {},
         "properties": union,

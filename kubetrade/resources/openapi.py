@@ -32,6 +32,8 @@ _KEEP = {
     "maxLength",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "items",
     "properties",
     "required",

@@ -5,9 +5,19 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal, Self
 
-from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from kubetrade.resources.algorithms import algorithms
+from kubetrade.domain.rules.catalogue import KINDS
+from kubetrade.domain.rules.spec import NAME_PATTERN, RulesSpec
+from kubetrade.resources.algorithms import algorithms, installed_algorithms
 from kubetrade.resources.common import DNS_LABEL, CRModel, CRStatus, Num, Resource
 
 Timeframe = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
@@ -18,6 +28,28 @@ MAX_STRATEGY_NAME = 45
 
 def _msg(text: str) -> str:
     return text.removeprefix("Value error, ")
+
+
+class _AnyParams(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+#: What the API server can check of spec.rules (the rest needs the compiler: the operator
+#: sets the Strategy's condition to Invalid with the expression's line and column).
+RULES_CRD_CHECKS: list[JsonValue] = [
+    {
+        "rule": f"!has(self.indicators) || self.indicators.all(n, n.matches('{NAME_PATTERN}'))",
+        "message": "spec.rules.indicators: names are lower case letters, digits and "
+        "underscores, starting with a letter",
+        "fieldPath": ".indicators",
+    },
+    {
+        "rule": "!has(self.indicators) || self.indicators.all(n, self.indicators[n].all(k, "
+        f"k in {list(KINDS)!r}))",
+        "message": f"spec.rules.indicators: each kind is one of {', '.join(KINDS)}",
+        "fieldPath": ".indicators",
+    },
+]
 
 
 class ExchangeSpec(CRModel):
@@ -44,7 +76,9 @@ class StrategySpec(CRModel):
     """What the trader wants to run."""
 
     algorithm: str = Field(
-        description="Trading algorithm: sma-crossover, rsi-mean-reversion or bollinger-breakout.",
+        description="Trading algorithm: sma-crossover, rsi-mean-reversion, bollinger-breakout "
+        "or rules (conditions in spec.rules); kubetrade local/validate also take installed "
+        "plugins (docs/plugins.md).",
         json_schema_extra={"enum": list[JsonValue](sorted(algorithms()))},
     )
     parameters: dict[str, Any] = Field(
@@ -52,6 +86,20 @@ class StrategySpec(CRModel):
         description="Parameters of the algorithm (camelCase); absent ones take the "
         "algorithm's defaults. sma-crossover: fastPeriod, slowPeriod; rsi-mean-reversion: "
         "period, oversold, overbought; bollinger-breakout: period, stdDev.",
+    )
+    rules: RulesSpec | None = Field(
+        default=None,
+        description="For algorithm rules: named indicators and CEL entry/exit conditions "
+        "over them, checked (syntax, names, types, warm-up) before anything runs. See "
+        "docs/strategies.md.",
+        json_schema_extra={"x-kubernetes-validations": RULES_CRD_CHECKS},
+    )
+    image: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="Container image for the runner instead of kubetrade's, built FROM it "
+        "with plugin algorithms installed (docs/plugins.md).",
     )
     symbols: list[str] = Field(
         min_length=1,
@@ -107,13 +155,20 @@ class StrategySpec(CRModel):
 
     @model_validator(mode="after")
     def _check_algorithm_and_mode(self) -> Self:
-        known = algorithms()
+        known = installed_algorithms()
         model = known.get(self.algorithm)
-        if model is None:
+        if self.algorithm == "rules" and self.rules is None:
+            raise ValueError("rules: required when algorithm is rules")
+        if self.algorithm != "rules" and self.rules is not None:
+            raise ValueError(f"rules: only for algorithm rules, not {self.algorithm}")
+        if model is None and self.image is None:
             raise ValueError(
-                f"algorithm {self.algorithm!r} is not one of {', '.join(sorted(known))}"
+                f"algorithm {self.algorithm!r} is not one of {', '.join(sorted(known))} "
+                "(a plugin algorithm needs spec.image or the plugin installed here)"
             )
         try:
+            if model is None:  # a plugin of spec.image: its runner validates the parameters
+                model = _AnyParams
             model.model_validate(self.parameters)
         except ValidationError as exc:
             problems = "; ".join(
@@ -132,7 +187,7 @@ class StrategySpec(CRModel):
 
     def validated_parameters(self) -> dict[str, Any]:
         """The parameters with the algorithm's defaults filled in (CR spelling)."""
-        model = algorithms()[self.algorithm]
+        model = installed_algorithms().get(self.algorithm, _AnyParams)
         return model.model_validate(self.parameters).model_dump(mode="json", by_alias=True)
 
 

@@ -112,7 +112,7 @@ def engine_and_broker(
     cash = Decimal(spec.initial_capital)
     engine = TradingEngine(
         plan.strategy.metadata.name,
-        create_algorithm(spec.algorithm, spec.parameters),
+        create_algorithm(spec.algorithm, spec.parameters, rules=spec.rules),
         plan.limits,
         markets,
         cash,
