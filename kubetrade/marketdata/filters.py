@@ -142,10 +142,10 @@ def save_filters(filters: FilterSet, path: str | Path) -> Path:
 
 
 def _row(m: MarketInfo) -> dict[str, str]:
-    row = {"tick_size": str(m.price_step), "step_size": str(m.qty_step),
-           "min_qty": str(m.min_qty), "min_notional": str(m.min_notional)}
+    row = {"tick_size": f"{m.price_step:f}", "step_size": f"{m.qty_step:f}",
+           "min_qty": f"{m.min_qty:f}", "min_notional": f"{m.min_notional:f}"}
     if m.max_qty is not None:
-        row["max_qty"] = str(m.max_qty)
+        row["max_qty"] = f"{m.max_qty:f}"
     return row
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +171,17 @@ def test_cli_refuses_a_bad_page_with_exit_2(fake_binance: FakeBinance, tmp_path:
     assert code == 2
     err = capsys.readouterr().err
     assert ":4: high-below-open-close:" in err and "page from 2024-09-21T00:00:00Z" in err
+
+
+def test_cli_markets_refresh_from_load_markets(fake_binance: FakeBinance, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubetrade.marketdata.filters import load_best
+
+    monkeypatch.setenv("KUBETRADE_EXCHANGE_URL", fake_binance.url)
+    assert main(["data", "download", "--markets", "--datadir", str(tmp_path)]) == 0
+    live = load_best(tmp_path)
+    assert live.origin == str(tmp_path / "markets" / "binance-spot-filters.yaml")
+    xrp = live.market("XRP/ETH")  # as the fake's exchangeInfo has it
+    assert (xrp.price_step, xrp.qty_step) == (Decimal("0.00000001"), Decimal("1"))
+    text = (tmp_path / "markets" / "binance-spot-filters.yaml").read_text()
+    assert "tick_size: '0.00000001'" in text
