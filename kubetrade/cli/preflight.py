@@ -129,8 +129,8 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
     import redis.asyncio as aioredis
 
     from kubetrade.domain.clock import SystemClock
-    from kubetrade.runner import preflight as pf
     from kubetrade.state.keys import keys_from_env
+    from kubetrade.validation import preflight as pf
 
     strategy, risk, api = load_inputs(args, env)
     credentials = pf.load_credentials(env)

@@ -18,12 +18,12 @@ from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.models import Candle
+from kubetrade.domain.preflight import client_throttle_enabled
 from kubetrade.exchange.base import ExchangeClient
 from kubetrade.exchange.paper import PaperBroker, PaperExchange, default_market
 from kubetrade.logs import get_logger, redactor
 from kubetrade.runner.core import Runner, RunnerOptions, RunnerSpec
 from kubetrade.runner.market import MarketSource, ReplaySource, load_replay, timeframe_ms
-from kubetrade.runner.preflight import client_throttle_enabled
 from kubetrade.runner.watch import background_tasks
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys

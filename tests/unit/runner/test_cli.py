@@ -9,7 +9,7 @@ import pytest
 
 from kubetrade.cli import main
 from kubetrade.logs import MASK, redactor
-from kubetrade.runner.app import RunnerEnv, replay_paths
+from kubetrade.runner.assembly import RunnerEnv, replay_paths
 from kubetrade.runner.core import RunnerSpec
 
 GOOD = """
@@ -84,9 +84,9 @@ async def test_rate_limit_env_reaches_the_exchange_client(
     """KUBETRADE_RATE_LIMIT switches the live exchange client's throttle, read as the
     pre-flight check "Rate Limit Configured" reads it."""
     from kubetrade.domain.clock import ManualClock
+    from kubetrade.domain.preflight import client_throttle_enabled
     from kubetrade.exchange.resilient import ResilientExchange
-    from kubetrade.runner.app import build_exchange
-    from kubetrade.runner.preflight import client_throttle_enabled
+    from kubetrade.runner.assembly import build_exchange
 
     environ = {"BINANCE_API_KEY": "k", "BINANCE_SECRET_KEY": "s"}
     if value is not None:

@@ -8,9 +8,9 @@ from decimal import Decimal
 
 import pytest
 
+from kubetrade.domain import preflight as pf
 from kubetrade.domain.models import Balance, MarketInfo
-from kubetrade.runner import preflight as pf
-from kubetrade.runner.preflight import CheckStatus as S
+from kubetrade.domain.preflight import CheckStatus as S
 
 MARKET = MarketInfo("BTC/USDT", "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"),
                     Decimal("0.00001"), Decimal("5"))
