@@ -40,7 +40,7 @@ def load_file_manifests(
     strategy_file: Path, risk_file: Path | None
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     from kubetrade.resources import RiskPolicy, load_manifests, load_strategy_file
-    from kubetrade.runner.app import manifest_of
+    from kubetrade.runner.assembly import manifest_of
 
     strategy = load_strategy_file(strategy_file)
     policies = [
@@ -58,7 +58,7 @@ async def _run(args: argparse.Namespace) -> int:
     from redis.asyncio import Redis
 
     from kubetrade.logs import get_logger
-    from kubetrade.runner.app import RunnerEnv, create_runner, run_runner
+    from kubetrade.runner.assembly import RunnerEnv, create_runner, run_runner
     from kubetrade.runner.core import RunnerOptions
     from kubetrade.runner.metrics import serve_metrics
     from kubetrade.state.keys import keys_from_env

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from kubetrade.logs import get_logger
-from kubetrade.runner.app import RunnerEnv
+from kubetrade.runner.assembly import RunnerEnv
 
 log = get_logger("kubetrade.local")
 

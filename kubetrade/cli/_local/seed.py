@@ -7,7 +7,7 @@ from typing import Any
 
 from kubetrade.logs import get_logger
 from kubetrade.resources import RiskPolicy, Strategy, load_manifests
-from kubetrade.runner.app import manifest_of
+from kubetrade.runner.assembly import manifest_of
 from kubetrade.state.desired import LocalDesiredState, NotFoundError
 
 log = get_logger("kubetrade.local")

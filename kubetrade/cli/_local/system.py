@@ -31,7 +31,7 @@ from kubetrade.cli._local.market import choose_market_data
 from kubetrade.cli._local.seed import load_risk_policy_file, load_strategy_dir, seed_desired
 from kubetrade.domain.clock import SystemClock
 from kubetrade.logs import get_logger
-from kubetrade.runner.app import RunnerEnv, create_runner, run_runner
+from kubetrade.runner.assembly import RunnerEnv, create_runner, run_runner
 from kubetrade.runner.metrics import serve_metrics
 from kubetrade.state.desired import LocalDesiredState
 from kubetrade.state.keys import Keys, keys_from_env
