@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from kubetrade.api.app import _combine_curves, _metrics_out
+from kubetrade.api.analytics import combine_curves as _combine_curves
+from kubetrade.api.analytics import metrics_out as _metrics_out
 from kubetrade.api.auth import PasswordCheck, hash_password, verify_password
 from kubetrade.api.settings import MASK, ApiSettings
 from kubetrade.api.ws import RESYNC, Client
@@ -137,7 +138,7 @@ async def test_overflowing_client_queue_becomes_one_resync() -> None:
 def test_tokens_in_logged_urls_are_redacted() -> None:
     import logging
 
-    from kubetrade.api.app import RedactTokens
+    from kubetrade.api.redact import RedactTokens
 
     record = logging.LogRecord(
         "uvicorn.error",

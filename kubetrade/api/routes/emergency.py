@@ -1,0 +1,105 @@
+"""``/api/emergency`` and its ``stop``, ``close-all`` and ``resume``: the kill switch.
+
+Every change goes to the Emergency resource through the desired state (audited with
+the caller). A halt (stop, close-all) must work while Redis is down: its caller is
+authenticated without the revocation check, and runner acknowledgements, unreadable
+then, are left out of the answer; the runners see the resource on their own.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+from redis.exceptions import RedisError
+
+from kubetrade.api import schemas as s
+from kubetrade.api.auth import Principal
+from kubetrade.api.deps import Desired, KillSwitchUser, Reader, User
+from kubetrade.api.routes.common import AUTH_RESPONSES, BAD
+from kubetrade.api.views import emergency_out
+from kubetrade.state.desired import DesiredState
+from kubetrade.state.reader import StateReader
+
+router = APIRouter()
+
+Reason = Annotated[s.EmergencyIn | None, Body()]
+
+
+async def _emergency_out(
+    desired: DesiredState, reader: StateReader, tolerate_redis_down: bool = False
+) -> s.EmergencyOut:
+    state = await desired.get_emergency()
+    try:
+        acks = await reader.emergency_acks()
+    except RedisError:
+        if not tolerate_redis_down:
+            raise
+        acks = {}  # the stop went through the Emergency resource; acks come later
+    return emergency_out(state, acks)
+
+
+async def _set(
+    desired: DesiredState,
+    reader: StateReader,
+    user: Principal,
+    path: str,
+    action: str,
+    body: s.EmergencyIn | None,
+) -> s.EmergencyOut:
+    """Write ``action`` with the caller's reason (or ``<path> via API``); a halt
+    answers even when Redis is down."""
+    reason = body.reason if body is not None else ""
+    await desired.set_emergency(action, user.actor, reason or f"{path} via API")
+    return await _emergency_out(desired, reader, tolerate_redis_down=action != "none")
+
+
+@router.get(
+    "/api/emergency",
+    response_model=s.EmergencyOut,
+    tags=["emergency"],
+    responses={**AUTH_RESPONSES, **BAD},
+)
+async def get_emergency(user: User, desired: Desired, reader: Reader) -> s.EmergencyOut:
+    """The emergency action in force and each runner's acknowledgement."""
+    return await _emergency_out(desired, reader)
+
+
+@router.post(
+    "/api/emergency/stop",
+    response_model=s.EmergencyOut,
+    tags=["emergency"],
+    name="emergency_stop",
+    responses={**AUTH_RESPONSES, **BAD},
+)
+async def emergency_stop(
+    user: KillSwitchUser, desired: Desired, reader: Reader, body: Reason = None
+) -> s.EmergencyOut:
+    """Halt every runner and cancel open orders; positions stay."""
+    return await _set(desired, reader, user, "stop", "stop", body)
+
+
+@router.post(
+    "/api/emergency/close-all",
+    response_model=s.EmergencyOut,
+    tags=["emergency"],
+    name="emergency_close_all",
+    responses={**AUTH_RESPONSES, **BAD},
+)
+async def emergency_close_all(
+    user: KillSwitchUser, desired: Desired, reader: Reader, body: Reason = None
+) -> s.EmergencyOut:
+    """Halt every runner and sell every position at market."""
+    return await _set(desired, reader, user, "close-all", "close-all", body)
+
+
+@router.post(
+    "/api/emergency/resume",
+    response_model=s.EmergencyOut,
+    tags=["emergency"],
+    name="emergency_resume",
+    responses={**AUTH_RESPONSES, **BAD},
+)
+async def emergency_resume(
+    user: User, desired: Desired, reader: Reader, body: Reason = None
+) -> s.EmergencyOut:
+    """Let runners trade again after an emergency."""
+    return await _set(desired, reader, user, "resume", "none", body)
