@@ -108,7 +108,46 @@ class ApiMetrics:
         )
 
 
+_TOO_LARGE_BODY = b'{"detail":"request body too large"}'
+
+
+class _Guard:
+    """One request's ``receive`` and ``send``: counts body bytes against the limit
+    (raising :class:`_TooLarge` past it), adds the security headers to the response,
+    and remembers the status sent (500 until one is)."""
+
+    def __init__(self, receive: Receive, send: Send, max_body: int) -> None:
+        self._receive = receive
+        self._send = send
+        self._max_body = max_body
+        self._received = 0
+        self.code = 500
+        self.sent = False
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._received += len(message.get("body", b""))
+            if self._received > self._max_body:
+                raise _TooLarge
+        return message
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.code = int(message["status"])
+            self.sent = True
+            headers = list(message.get("headers", []))
+            present = {k.lower() for k, _ in headers}
+            headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+            message = {**message, "headers": headers}
+        await self._send(message)
+
+
 class HardeningMiddleware:
+    """Refuses oversized bodies (413) and, without a password, state changes from a
+    foreign Origin (403); adds :data:`SECURITY_HEADERS` to every HTTP response; counts
+    requests and latency by route template in ``metrics``. WebSockets pass untouched."""
+
     def __init__(
         self,
         app: ASGIApp,
@@ -128,8 +167,26 @@ class HardeningMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        status = {"code": 500, "sent": False}
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            code, body = refusal
+            await _plain(send, code, body)
+            self._observe(scope, code, started)
+            return
+        guard = _Guard(receive, send, self.max_body)
+        try:
+            await self.app(scope, guard.receive, guard.send)
+        except _TooLarge:
+            if not guard.sent:
+                await _plain(send, 413, _TOO_LARGE_BODY)
+                guard.code = 413
+        finally:
+            self._observe(scope, guard.code, started)
 
+    def _refusal(self, scope: Scope) -> tuple[int, bytes] | None:
+        """``(status, body)`` of a request refused before the app sees it: a declared
+        body over the limit (413), or without a password a change from a foreign
+        Origin (403). None lets it through."""
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -137,10 +194,7 @@ class HardeningMiddleware:
                 except ValueError:
                     too_big = True
                 if too_big:
-                    await _plain(send, 413, b'{"detail":"request body too large"}')
-                    self._observe(scope, 413, started)
-                    return
-
+                    return 413, _TOO_LARGE_BODY
         if not self.auth_enabled and scope.get("method") in _UNSAFE_METHODS:
             # A cross-site fetch POST without a body needs no CORS preflight: the browser
             # sends it and only hides the answer. With no password nothing else stops
@@ -156,39 +210,8 @@ class HardeningMiddleware:
                 self.allowed_origins,
                 self.auth_enabled,
             ):
-                await _plain(send, 403, b'{"detail":"origin not allowed to change state"}')
-                self._observe(scope, 403, started)
-                return
-
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body:
-                    raise _TooLarge
-            return message
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-                status["sent"] = True
-                headers = list(message.get("headers", []))
-                present = {k.lower() for k, _ in headers}
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
-                message = {**message, "headers": headers}
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, send_with_headers)
-        except _TooLarge:
-            if not status["sent"]:
-                await _plain(send, 413, b'{"detail":"request body too large"}')
-                status["code"] = 413
-        finally:
-            self._observe(scope, int(status["code"]), started)
+                return 403, b'{"detail":"origin not allowed to change state"}'
+        return None
 
     def _observe(self, scope: Scope, code: int, started: float) -> None:
         route: Any = scope.get("route")
