@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
 from kubetrade.state.keys import Keys
 
@@ -52,7 +53,7 @@ class EmergencyAnnouncer:
         state = await self.redis.hgetall(self.keys.emergency)
         if not state:
             return None
-        action = state.get("action") or "none"
+        action = state.get("action") or EmergencyAction.NONE
         since = state.get("since_ms") or "0"
         by = state.get("by") or "?"
         marker = f"{action}:{since}"
@@ -61,16 +62,16 @@ class EmergencyAnnouncer:
             return None
         if by.startswith("telegram:"):
             return None
-        if previous is None and action == "none":
+        if previous is None and action == EmergencyAction.NONE:
             return None  # first start of the notifier on a system that trades normally
         reason = state.get("reason") or ""
         ts = int(since) if since.isdigit() else self.clock.now_ms()
-        if action == "none":
+        if action == EmergencyAction.NONE:
             alert = Alert(AlertKind.EMERGENCY_RESUMED, Severity.INFO,
                           "Emergency cleared: trading resumed",
                           f"by {by}" + (f" — {reason}" if reason else ""), ts)
         else:
-            what = "halt and cancel pending orders" if action == "stop" else \
+            what = "halt and cancel pending orders" if action == EmergencyAction.STOP else \
                 "halt, cancel pending orders and sell every position at market"
             alert = Alert(AlertKind.EMERGENCY_ENGAGED, Severity.CRITICAL,
                           f"Emergency {action.upper()} engaged",

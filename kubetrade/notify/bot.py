@@ -45,6 +45,7 @@ from telegram.ext import (
 )
 
 from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.notify.dispatcher import ChatTarget
 from kubetrade.notify.overview import read_overview
 from kubetrade.notify.settings import NotifySettings
@@ -320,7 +321,7 @@ class NotifyBot:
         emergency = await self.desired.get_emergency()
         ov = await read_overview(self.redis, self.keys)
         lines = [emergency_line(emergency)]
-        if emergency.get("action", "none") != "none":
+        if emergency.get("action", EmergencyAction.NONE) != EmergencyAction.NONE:
             since = int(emergency.get("since_ms") or 0)
             confirmed = [
                 f"{runner} ({cancelled_count(ack)} orders cancelled)"
@@ -364,21 +365,21 @@ class NotifyBot:
 
     async def cmd_stop(self, update: Update, context: Ctx) -> None:
         await self._command(update, "stop")
-        state = await self._set_emergency(update, "stop", "Telegram /stop")
+        state = await self._set_emergency(update, EmergencyAction.STOP, "Telegram /stop")
         await self._reply(
             update,
             f"🛑 Emergency STOP engaged by {state['by']} at {when(state['since_ms'])}.\n"
             "Runners halt and cancel pending orders; positions stay open.\n"
             "/resume to trade again, /status to see which runners confirmed.",
         )
-        self._follow_acks(context, "stop", int(state["since_ms"]))
+        self._follow_acks(context, EmergencyAction.STOP, int(state["since_ms"]))
 
     async def cmd_resume(self, update: Update, context: Ctx) -> None:
         await self._command(update, "resume")
         before = await self.desired.get_emergency()
-        state = await self._set_emergency(update, "none", "Telegram /resume")
-        was = before.get("action", "none")
-        note = "" if was != "none" else " (no emergency was engaged)"
+        state = await self._set_emergency(update, EmergencyAction.NONE, "Telegram /resume")
+        was = before.get("action", EmergencyAction.NONE)
+        note = "" if was != EmergencyAction.NONE else " (no emergency was engaged)"
         await self._reply(
             update, f"▶️ Trading resumed by {state['by']} at {when(state['since_ms'])}{note}."
         )
@@ -441,14 +442,16 @@ class NotifyBot:
             await query.edit_message_text("Cancelled — nothing was changed.")
             return
         await self._audit(update, "telegram.closeall.confirmed", {})
-        state = await self._set_emergency(update, "close-all", "Telegram /closeall (confirmed)")
+        state = await self._set_emergency(
+            update, EmergencyAction.CLOSE_ALL, "Telegram /closeall (confirmed)"
+        )
         await query.answer("Closing all positions")
         await query.edit_message_text(
             f"🚨 CLOSE-ALL engaged by {state['by']} at {when(state['since_ms'])}.\n"
             "Runners halt, cancel pending orders and sell every position at market.\n"
             "/status to follow; /resume to trade again afterwards."
         )
-        self._follow_acks(context, "close-all", int(state["since_ms"]))
+        self._follow_acks(context, EmergencyAction.CLOSE_ALL, int(state["since_ms"]))
 
     def _follow_acks(self, context: Ctx, action: str, since_ms: int) -> None:
         """Tell the chat when the runners confirmed the halt (or that some did not)."""

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.state.alerts import Alert, Severity
 
 MAX_MESSAGE = 4096  # Telegram's limit for one text message, in characters
@@ -130,8 +131,8 @@ def signed(value: Any) -> str:
 
 
 def emergency_line(state: dict[str, Any]) -> str:
-    action = state.get("action") or "none"
-    if action == "none":
+    action = str(state.get("action") or EmergencyAction.NONE)
+    if action == EmergencyAction.NONE:
         if state.get("since_ms"):
             return f"Emergency: none (trading allowed; last change by {state.get('by')} " \
                    f"at {when(int(state['since_ms']))})"

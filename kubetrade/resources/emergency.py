@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 
+from kubetrade.domain.emergency import EMERGENCY_ACTIONS, EmergencyAction
 from kubetrade.resources.common import CRModel, CRStatus, Resource
 
 EMERGENCY_NAME = "default"
-EmergencyAction = Literal["none", "stop", "close-all"]
+
+#: The domain's EmergencyAction, its values inlined in the schema (no ``$ref``).
+Action = Annotated[
+    EmergencyAction, WithJsonSchema({"enum": list(EMERGENCY_ACTIONS), "type": "string"})
+]
 
 
 class EmergencySpec(CRModel):
     """``stop`` halts every runner and cancels open orders; ``close-all`` also sells every
     position at market; ``none`` lets them trade again."""
 
-    action: EmergencyAction = Field(
-        default="none", description="none (trade), stop (halt, cancel orders) or close-all."
+    model_config = ConfigDict(use_enum_values=True)
+
+    action: Action = Field(
+        default=EmergencyAction.NONE,
+        description="none (trade), stop (halt, cancel orders) or close-all.",
     )
     reason: str = Field(default="", max_length=1024, description="Why; shown in alerts.")
     requested_by: str = Field(
@@ -28,7 +36,9 @@ class EmergencySpec(CRModel):
 class EmergencyStatus(CRStatus):
     """What the operator mirrored and how many runners acknowledged it."""
 
-    state: EmergencyAction | None = Field(
+    model_config = ConfigDict(use_enum_values=True)
+
+    state: Action | None = Field(
         default=None, description="The action in force (as mirrored to Redis)."
     )
     since: str | None = Field(

@@ -20,12 +20,12 @@ from typing import Any, Protocol, runtime_checkable
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.events import EventType, publish_event
 from kubetrade.state.keys import Keys
 
 API_VERSION = "kubetrade.io/v1alpha1"
-EMERGENCY_ACTIONS = ("none", "stop", "close-all")
 DEFAULT_POLICY = "default"
 
 

@@ -28,11 +28,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.desired import (
     API_VERSION,
     DEFAULT_POLICY,
-    EMERGENCY_ACTIONS,
     DesiredStateError,
     NotFoundError,
     risk_policy_manifest,
