@@ -7,8 +7,11 @@ way and the risk/retry logic has one vocabulary.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kubetrade.domain.models import Balance, Candle, Fill, MarketInfo, Order
 
@@ -104,3 +107,43 @@ class ExchangeClient(Protocol):
     async def server_time_ms(self) -> int: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeEvent:
+    """Something the runner may want to alert on or count.
+
+    kinds: ``breaker`` (data: from, to, reason, failures), ``reconciliation_required``,
+    ``reconciled``, ``rate_limited`` (retry_after), ``retry`` (op, attempt, error),
+    ``order_outcome_unknown`` / ``order_recovered`` / ``order_resent`` (client_order_id,
+    status), ``order_unresolved`` (client_order_id).
+    """
+
+    kind: str
+    ts_ms: int
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class GuardedExchange(Protocol):
+    """What an exchange behind a circuit breaker and a reconciliation gate offers the
+    runner beyond ``ExchangeClient`` (``ResilientExchange`` implements it; the paper
+    broker does not need it). Checked with ``isinstance`` once, when a runner is built.
+    """
+
+    #: Called (synchronously) with every breaker transition and gate change.
+    on_event: Callable[[ExchangeEvent], None] | None
+
+    async def probe(self) -> bool:
+        """One cheap call through the breaker, so a due half-open probe runs even when
+        nothing else asks the exchange; True when it answered."""
+        ...
+
+    def mark_reconciled(self) -> None:
+        """The runner's reconciliation passed: new orders may flow again."""
+        ...
+
+    def allow_unreconciled(self) -> AbstractContextManager[None]:
+        """Within the block, orders go out while reconciliation is pending (protective
+        exits); an open breaker still refuses them."""
+        ...

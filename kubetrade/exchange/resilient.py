@@ -28,7 +28,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -46,6 +45,8 @@ from kubetrade.exchange.base import (
     DuplicateOrder,
     ExchangeClient,
     ExchangeError,
+    ExchangeEvent,
+    GuardedExchange,
     OutcomeUnknown,
     RateLimited,
     TransientError,
@@ -58,27 +59,13 @@ log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
-@dataclass(frozen=True, slots=True)
-class ExchangeEvent:
-    """Something the runner may want to alert on or count.
-
-    kinds: ``breaker`` (data: from, to, reason, failures), ``reconciliation_required``,
-    ``reconciled``, ``rate_limited`` (retry_after), ``retry`` (op, attempt, error),
-    ``order_outcome_unknown`` / ``order_recovered`` / ``order_resent`` (client_order_id,
-    status), ``order_unresolved`` (client_order_id).
-    """
-
-    kind: str
-    ts_ms: int
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 def _retryable(e: BaseException) -> bool:
     return isinstance(e, TransientError) and not isinstance(e, OutcomeUnknown)
 
 
-class ResilientExchange:
-    """ExchangeClient wrapper; see the module docstring for the rules."""
+class ResilientExchange(GuardedExchange):
+    """ExchangeClient wrapper (and ``GuardedExchange``); see the module docstring for the
+    rules."""
 
     def __init__(
         self,

@@ -92,7 +92,7 @@ class LoadReport:
 
 def _decimals(column: pa.ChunkedArray | pa.Array) -> list[Decimal]:
     """Shortest round-trip decimal text of each float (Arrow's formatter), as Decimals."""
-    return [Decimal(s) for s in pc.cast(column, pa.string()).to_pylist()]
+    return list(map(Decimal, pc.cast(column, pa.string()).to_pylist()))
 
 
 class CandleFrame(Sequence[Candle]):

@@ -60,14 +60,14 @@ def load_candles(path: str | Path, options: LoadOptions | None = None) -> Candle
     when the file cannot be read."""
     p = Path(path)
     if p.suffix.lower() in (".parquet", ".pq"):
-        raw, where = read_parquet(p), Where(str(p), "row")
+        raw, where = read_parquet(p), Where(str(p), "row", 1)
     else:
         raw, where = read_csv(p), Where(str(p), "line")
     return validate(raw, where, options or LoadOptions())
 
 
 def read_csv(path: Path) -> pa.Table:
-    """The CSV as a typed table plus ``line`` (its line in the file; header = 1)."""
+    """The CSV as a typed table (row i is line i + 2 of the file; header = 1)."""
     with path.open("rb") as fh:
         header = fh.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
     if [h.strip() for h in header.split(",")] != CSV_HEADER:
@@ -77,7 +77,7 @@ def read_csv(path: Path) -> pa.Table:
         table = _read_csv(path, _TYPES)
     except pa.ArrowInvalid as e:
         raise _locate(path, str(e)) from None
-    return table.append_column("line", pa.array(range(2, table.num_rows + 2), pa.int64()))
+    return table
 
 
 def _read_csv(path: Path, types: dict[str, pa.DataType]) -> pa.Table:
@@ -113,7 +113,7 @@ def _locate(path: Path, message: str) -> CandleDataError:
 
 
 def read_parquet(path: Path) -> pa.Table:
-    """The Parquet table's six columns, typed, plus ``line`` (row number, from 1).
+    """The Parquet table's six columns, typed (errors name rows from 1).
     Timestamp columns (Arrow timestamp types) are taken as ms since the epoch."""
     table = pq.read_table(path)
     missing = [c for c in COLUMNS if c not in table.column_names]
@@ -133,8 +133,7 @@ def read_parquet(path: Path) -> pa.Table:
         cols["timestamp_ms"] = pc.cast(cols["timestamp_ms"], pa.int64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         raise CandleDataError(str(path), None, "not-a-number", f"timestamp_ms: {e}") from None
-    out = pa.table(cols)
-    return out.append_column("line", pa.array(range(1, out.num_rows + 1), pa.int64()))
+    return pa.table(cols)
 
 
 def frame_from_candles(candles: Sequence[Candle], source: str,
@@ -148,18 +147,17 @@ def frame_from_candles(candles: Sequence[Candle], source: str,
         "low": pa.array([float(c.low) for c in candles], pa.float64()),
         "close": pa.array([float(c.close) for c in candles], pa.float64()),
         "volume": pa.array([float(c.volume) for c in candles], pa.float64()),
-        "line": pa.array(range(1, len(candles) + 1), pa.int64()),
     })
-    return validate(table, Where(source, "row"), options or LoadOptions())
+    return validate(table, Where(source, "row", 1), options or LoadOptions())
 
 
 def validate(raw: pa.Table, where: Where, options: LoadOptions) -> CandleFrame:
-    """Apply every rule to ``raw`` (the six columns plus ``line``); see the module doc."""
+    """Apply every rule to ``raw`` (the six columns); see the module doc."""
     if raw.num_rows == 0:
         raise CandleDataError(where.source, None, "empty", "no candles")
     checks.check_values(raw, where)
     table, unit = checks.normalise_time(raw, where, options.time_unit)
-    table, unsorted = checks.sort_by_time(table)
+    table, unsorted = checks.sort_by_time(table, where)
     table, identical, conflicting = checks.drop_duplicates(
         table, where, keep_last=options.duplicates == "last")
     table, step, resampled_from, dropped = _fit_timeframe(table, where, options)

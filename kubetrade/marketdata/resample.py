@@ -31,8 +31,7 @@ def resample(table: pa.Table, fine_ms: int, coarse_ms: int) -> Resampled:
 
     A bucket at either end that lacks some of its fine candles is dropped (its open or
     close would not be the real one: the data starts or ends inside it); a bucket with
-    a hole inside is kept (the hole is a gap the report counts). The ``line`` column
-    keeps the first source line of each bucket.
+    a hole inside is kept (the hole is a gap the report counts).
     """
     ts = table.column("timestamp_ms")
     offset = bucket_offset_ms(coarse_ms)
@@ -41,7 +40,7 @@ def resample(table: pa.Table, fine_ms: int, coarse_ms: int) -> Resampled:
     work = table.append_column("bucket", bucket)
     grouped = work.group_by("bucket", use_threads=False).aggregate([
         ("open", "first"), ("high", "max"), ("low", "min"), ("close", "last"),
-        ("volume", "sum"), ("line", "min"), ("timestamp_ms", "count"),
+        ("volume", "sum"), ("timestamp_ms", "count"),
     ])
     grouped = grouped.sort_by("bucket")
     out = pa.table({
@@ -53,7 +52,6 @@ def resample(table: pa.Table, fine_ms: int, coarse_ms: int) -> Resampled:
         # a float sum carries error in the last digits (584.5145500000001): exchanges
         # report volume to at most 8 decimals
         "volume": _round8(grouped.column("volume_sum")),
-        "line": grouped.column("line_min"),
     })
     full = coarse_ms // fine_ms
     counts = grouped.column("timestamp_ms_count")

@@ -110,7 +110,7 @@ class CandleStore:
         """Stored candles with open time in [since, until], validated by the loader's
         rules (a store file edited by hand is refused like any other file)."""
         table = self.read_table(key)
-        where = Where(f"{self.path(key)}", "row")
+        where = Where(f"{self.path(key)}", "row", 1)
         if table is None:
             raise FileNotFoundError(
                 f"no stored candles for {key.label} under {self.root} "
@@ -119,7 +119,6 @@ class CandleStore:
         mask = pc.and_(pc.greater_equal(ts, since_ms if since_ms is not None else 0),
                        pc.less_equal(ts, until_ms if until_ms is not None else 2**62))
         part = table.filter(mask)
-        part = part.append_column("line", pa.array(range(1, part.num_rows + 1), pa.int64()))
         if part.num_rows == 0:
             raise FileNotFoundError(f"no stored {key.label} candles in the range asked "
                                     f"(stored: {self.info(key).first_ms}..{self.last_ms(key)})")

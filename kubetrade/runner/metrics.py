@@ -13,108 +13,67 @@ from prometheus_client import start_http_server as _start_http_server
 BREAKER_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 
 
+S = ("strategy",)
+
+
 class RunnerMetrics:
+    """The runner's Prometheus series, registered on ``registry``."""
+
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.registry = registry
-        self.orders = Counter(
-            "kubetrade_orders_total",
-            "Orders submitted to the exchange, by final submission status.",
-            ["strategy", "symbol", "side", "status"],
-            registry=registry,
-        )
-        self.fills = Counter(
-            "kubetrade_fills_total",
-            "Fills applied (each exchange trade id once).",
-            ["strategy", "symbol", "side"],
-            registry=registry,
-        )
-        self.rejections = Counter(
+
+        def counter(name: str, doc: str, *labels: str) -> Counter:
+            return Counter(name, doc, list(labels), registry=registry)
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(name, doc, list(labels), registry=registry)
+
+        self.orders = counter(
+            "kubetrade_orders_total", "Orders submitted to the exchange, by final submission "
+            "status.", *S, "symbol", "side", "status")
+        self.fills = counter("kubetrade_fills_total",
+                             "Fills applied (each exchange trade id once).", *S, "symbol", "side")
+        self.rejections = counter(
             "kubetrade_order_rejections_total",
-            "Orders refused, by the risk engine or the exchange, by reason.",
-            ["strategy", "reason"],
-            registry=registry,
-        )
-        self.trades = Counter(
-            "kubetrade_trades_closed_total",
-            "Round trips closed, by result (win/loss).",
-            ["strategy", "result"],
-            registry=registry,
-        )
-        self.pnl = Gauge(
-            "kubetrade_pnl", "Profit and loss since start (quote asset).", ["strategy"],
-            registry=registry,
-        )
-        self.equity = Gauge(
-            "kubetrade_equity", "Portfolio equity (quote asset).", ["strategy"], registry=registry
-        )
-        self.drawdown = Gauge(
-            "kubetrade_drawdown_ratio",
-            "Drawdown from the equity peak, as a fraction (0.05 = 5%).",
-            ["strategy"],
-            registry=registry,
-        )
-        self.open_positions = Gauge(
-            "kubetrade_open_positions", "Open positions.", ["strategy"], registry=registry
-        )
-        self.halted = Gauge(
-            "kubetrade_halted", "1 while trading is halted.", ["strategy"], registry=registry
-        )
-        self.daily_loss_limit_used = Gauge(
+            "Orders refused, by the risk engine or the exchange, by reason.", *S, "reason")
+        self.trades = counter("kubetrade_trades_closed_total",
+                              "Round trips closed, by result (win/loss).", *S, "result")
+        self.pnl = gauge("kubetrade_pnl", "Profit and loss since start (quote asset).", *S)
+        self.equity = gauge("kubetrade_equity", "Portfolio equity (quote asset).", *S)
+        self.drawdown = gauge("kubetrade_drawdown_ratio",
+                              "Drawdown from the equity peak, as a fraction (0.05 = 5%).", *S)
+        self.open_positions = gauge("kubetrade_open_positions", "Open positions.", *S)
+        self.halted = gauge("kubetrade_halted", "1 while trading is halted.", *S)
+        self.daily_loss_limit_used = gauge(
             "kubetrade_daily_loss_limit_used_ratio",
             "Today's loss as a fraction of the daily loss limit (0 no loss, 1.0 at the "
-            "limit, when trading halts for the UTC day); 0 when the limit is off.",
-            ["strategy"],
-            registry=registry,
-        )
-        self.drawdown_halted = Gauge(
+            "limit, when trading halts for the UTC day); 0 when the limit is off.", *S)
+        self.drawdown_halted = gauge(
             "kubetrade_drawdown_halted",
-            "1 while halted by the max-drawdown rule, until a person resumes.",
-            ["strategy"],
-            registry=registry,
-        )
-        self.breaker = Gauge(
-            "kubetrade_breaker_state",
-            "Exchange circuit breaker: 0 closed, 1 half-open, 2 open.",
-            ["strategy"],
-            registry=registry,
-        )
-        self.candle_lag = Gauge(
-            "kubetrade_candle_lag_seconds",
-            "Now minus the close time of the last candle processed.",
-            ["strategy", "symbol"],
-            registry=registry,
-        )
-        self.candles = Counter(
-            "kubetrade_candles_total", "Candles processed.", ["strategy", "symbol"],
-            registry=registry,
-        )
+            "1 while halted by the max-drawdown rule, until a person resumes.", *S)
+        self.breaker = gauge("kubetrade_breaker_state",
+                             "Exchange circuit breaker: 0 closed, 1 half-open, 2 open.", *S)
+        self.candle_lag = gauge("kubetrade_candle_lag_seconds",
+                                "Now minus the close time of the last candle processed.",
+                                *S, "symbol")
+        self.candles = counter("kubetrade_candles_total", "Candles processed.", *S, "symbol")
         self.decision_latency = Histogram(
             "kubetrade_decision_latency_seconds",
             "Candle received to orders submitted to the exchange client.",
-            ["strategy"],
+            list(S),
             buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=registry,
         )
-        self.reconciliation_mismatches = Gauge(
+        self.reconciliation_mismatches = gauge(
             "kubetrade_reconciliation_mismatches",
-            "Mismatches found by the latest reconciliation.",
-            ["strategy"],
-            registry=registry,
-        )
-        self.reconciliations = Counter(
-            "kubetrade_reconciliations_total", "Reconciliations run, by outcome.",
-            ["strategy", "outcome"], registry=registry,
-        )
-        self.emergency = Counter(
-            "kubetrade_emergency_actions_total", "Emergency actions applied.",
-            ["strategy", "action"], registry=registry,
-        )
-        self.recovered_orders = Counter(
+            "Mismatches found by the latest reconciliation.", *S)
+        self.reconciliations = counter("kubetrade_reconciliations_total",
+                                       "Reconciliations run, by outcome.", *S, "outcome")
+        self.emergency = counter("kubetrade_emergency_actions_total",
+                                 "Emergency actions applied.", *S, "action")
+        self.recovered_orders = counter(
             "kubetrade_recovered_orders_total",
-            "Orders in CREATED/UNKNOWN state resolved at start, by outcome.",
-            ["strategy", "outcome"],
-            registry=registry,
-        )
+            "Orders in CREATED/UNKNOWN state resolved at start, by outcome.", *S, "outcome")
 
     def set_risk(self, strategy: str, daily_loss_limit_used: float, drawdown_halted: bool) -> None:
         """The equity rules' gauges (from ``TradingEngine.risk_state()``)."""

@@ -90,22 +90,45 @@ def reconcile(
     client_id_prefix: str,
     dust: Mapping[str, Decimal] | None = None,
 ) -> ReconciliationResult:
+    """Compare balances (per base asset: baseline + position + dust, within half a
+    quantity step) and open orders (ours by ``client_id_prefix`` or by a known id)."""
     result = ReconciliationResult(strategy=strategy, ts_ms=ts_ms, trigger=trigger)
     symbols = list(symbols)
+    checked, mismatches = _balance_mismatches(
+        symbols, markets, positions, balances, baseline, dust or {}
+    )
+    result.positions_checked = checked
+    result.mismatches.extend(mismatches)
+    checked, mismatches = _order_mismatches(
+        symbols, local_orders, exchange_orders, client_id_prefix
+    )
+    result.orders_checked = checked
+    result.mismatches.extend(mismatches)
+    return result
+
+
+def _balance_mismatches(
+    symbols: list[str],
+    markets: Mapping[str, MarketInfo],
+    positions: Mapping[str, Position],
+    balances: Mapping[str, Balance],
+    baseline: Mapping[str, Decimal],
+    dust: Mapping[str, Decimal],
+) -> tuple[int, list[Mismatch]]:
+    """(assets checked, balance mismatches)."""
     expected: dict[str, Decimal] = {}
     for symbol, asset in base_assets(markets, symbols).items():
         pos = positions.get(symbol)
         # unsellable remainders (below the exchange's minimum) stay on the account
-        left = (dust or {}).get(symbol, ZERO)
+        left = dust.get(symbol, ZERO)
         expected[asset] = expected.get(asset, ZERO) + (pos.quantity if pos else ZERO) + left
+    out: list[Mismatch] = []
     for asset, qty in sorted(expected.items()):
-        result.positions_checked += 1
         want = baseline.get(asset, ZERO) + qty
         bal = balances.get(asset)
         have = bal.total if bal else ZERO
-        tolerance = _tolerance(markets, asset)
-        if abs(have - want) > tolerance:
-            result.mismatches.append(
+        if abs(have - want) > _tolerance(markets, asset):
+            out.append(
                 Mismatch(
                     kind="balance",
                     subject=asset,
@@ -114,6 +137,16 @@ def reconcile(
                     detail=f"position+dust {qty} + baseline {baseline.get(asset, ZERO)}",
                 )
             )
+    return len(expected), out
+
+
+def _order_mismatches(
+    symbols: list[str],
+    local_orders: Iterable[Order],
+    exchange_orders: Iterable[Order],
+    client_id_prefix: str,
+) -> tuple[int, list[Mismatch]]:
+    """(orders checked, open-order mismatches: missing, unknown, fill differences)."""
     local_open = {
         o.client_order_id: o
         for o in local_orders
@@ -126,37 +159,22 @@ def reconcile(
         for o in exchange_orders
         if o.client_order_id.startswith(client_id_prefix) or o.client_order_id in local_open
     }
-    result.orders_checked = len(set(local_open) | set(remote_open))
-    for cid in sorted(set(local_open) - set(remote_open)):
-        result.mismatches.append(
-            Mismatch(
-                kind="order_missing_on_exchange",
-                subject=cid,
-                local=local_open[cid].status.value,
-                exchange="absent",
-            )
-        )
-    for cid in sorted(set(remote_open) - set(local_open)):
-        result.mismatches.append(
-            Mismatch(
-                kind="order_unknown_locally",
-                subject=cid,
-                local="absent",
-                exchange=remote_open[cid].status.value,
-            )
-        )
+    out = [
+        Mismatch("order_missing_on_exchange", cid, local_open[cid].status.value, "absent")
+        for cid in sorted(set(local_open) - set(remote_open))
+    ]
+    out += [
+        Mismatch("order_unknown_locally", cid, "absent", remote_open[cid].status.value)
+        for cid in sorted(set(remote_open) - set(local_open))
+    ]
     for cid in sorted(set(local_open) & set(remote_open)):
         mine, theirs = local_open[cid], remote_open[cid]
         if mine.filled_quantity != theirs.filled_quantity:
-            result.mismatches.append(
-                Mismatch(
-                    kind="order_state",
-                    subject=cid,
-                    local=f"filled {mine.filled_quantity}",
-                    exchange=f"filled {theirs.filled_quantity}",
-                )
+            out.append(
+                Mismatch("order_state", cid, f"filled {mine.filled_quantity}",
+                         f"filled {theirs.filled_quantity}")
             )
-    return result
+    return len(set(local_open) | set(remote_open)), out
 
 
 def _tolerance(markets: Mapping[str, MarketInfo], asset: str) -> Decimal:
