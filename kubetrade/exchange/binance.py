@@ -34,6 +34,7 @@ from kubetrade.domain.models import (
     OrderType,
     Side,
 )
+from kubetrade.domain.timeframes import TIMEFRAME_MS
 from kubetrade.exchange.base import (
     AuthenticationFailed,
     BadSymbol,
@@ -64,12 +65,7 @@ _STATUS: dict[str, OrderStatus] = {
     "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
 }
 
-_TIMEFRAME_MS: dict[str, int] = {
-    "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000,
-    "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000,
-    "1w": 604_800_000,
-}
+_TIMEFRAME_MS = TIMEFRAME_MS  # the domain's one table (kubetrade.domain.timeframes)
 
 _SCRUB = re.compile(r"(signature|apiKey|secret|X-MBX-APIKEY)=?[\"':\s]*[A-Za-z0-9+/=_-]{8,}",
                     re.IGNORECASE)

@@ -17,10 +17,11 @@ from pydantic import (
 
 from kubetrade.domain.rules.catalogue import KINDS
 from kubetrade.domain.rules.spec import NAME_PATTERN, RulesSpec
+from kubetrade.domain.timeframes import TradingTimeframe
 from kubetrade.resources.algorithms import algorithms, installed_algorithms
 from kubetrade.resources.common import DNS_LABEL, CRModel, CRStatus, Num, Resource
 
-Timeframe = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"]
+Timeframe = TradingTimeframe
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}$"
 #: Strategy names end up in Deployment, pod and label names; keep room for suffixes.
 MAX_STRATEGY_NAME = 45
