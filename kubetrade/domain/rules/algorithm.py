@@ -7,7 +7,7 @@ Nothing is evaluated before the warm-up (every indicator has a value and every
 ``prev`` reaches a valued candle), so no signal can rest on a missing value.
 
 Replay path: ``prepare(symbol, candles)`` computes every indicator over the whole
-series in bulk (TA-Lib) and the expressions over the arrays (numpy); the per-candle
+series in bulk (``bulk.py``) and the expressions over the arrays (numpy); the per-candle
 step then only reads the precomputed signal. Should a candle arrive that was not
 announced, the live state is rebuilt from the candles already seen and the live path
 takes over, so the two paths can never mix.
@@ -141,7 +141,7 @@ class RulesAlgorithm(Algorithm[RulesSpec, _State]):
         values: dict[str, Any] = dict(zip(("open", "high", "low", "close", "volume"),
                                           ohlcv, strict=True))
         for d in self.rules.declared:
-            outs = bulk.BULK[d.kind.name](ohlcv, d.params)
+            outs = bulk.compute(d.kind.name, d.params, d.kind.make, ohlcv)
             for name, arr in zip(d.variables(), outs, strict=True):
                 values[name] = np.asarray(arr, dtype=np.float64)
         n = len(candles)

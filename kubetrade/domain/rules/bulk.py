@@ -1,10 +1,15 @@
-"""The replay's bulk path: every indicator over a whole candle series at once (TA-Lib),
-and the rule expressions evaluated over the resulting arrays (numpy).
+"""The replay's bulk path: every indicator over a whole candle series at once, and the
+rule expressions evaluated over the resulting arrays (numpy).
 
 The live path (``ta.py`` + CEL per candle) is the reference; this path only makes a
-replay of a million candles fast, and ``tests/unit/rules/test_parity.py`` checks that
-both give the same signals on real candles. Each value at index i depends only on
-candles 0..i (TA-Lib's functions are causal), so no look-ahead.
+replay of a million candles fast, and must give the very same signals: a replay that
+disagrees with live trading at a tie (two averages equal to the last bit) would
+validate a strategy that does not exist. So TA-Lib computes the kinds whose TA-Lib
+function reproduces the live computation bit for bit (SMA, EMA, rolling highest/lowest,
+ADX: checked by tests/unit/rules/test_indicators.py); for the others TA-Lib's compiled
+arithmetic rounds differently (fused multiply-add) and the live implementation is run
+over the series instead (``stepwise``). Each value at index i depends only on candles
+0..i, so no look-ahead.
 
 TA-Lib treats values below 1e-8 as zero in a few places (a variance, a true range), which
 would flatten indicators on low-priced pairs (0.0016 BTC); inputs are scaled by a power
@@ -19,9 +24,9 @@ from typing import Any
 
 import numpy as np
 import talib
-from talib._ta_lib import MA_Type
 
 from kubetrade.domain.rules.parse import Node
+from kubetrade.domain.rules.ta import Indicator
 
 Array = np.ndarray[Any, np.dtype[np.float64]]
 """One float64 value per candle, NaN before the indicator's first value."""
@@ -48,32 +53,6 @@ def _hlc(ohlcv: list[Array]) -> tuple[Array, Array, Array, float]:
     return ohlcv[1] * s, ohlcv[2] * s, ohlcv[3] * s, s
 
 
-def _macd(o: list[Array], p: Any) -> list[Array]:
-    x, s = _series(o, p)
-    return [a / s for a in talib.MACD(x, p.fast, p.slow, p.signal)]
-
-
-def _bbands(o: list[Array], p: Any) -> list[Array]:
-    x, s = _series(o, p)
-    return [a / s for a in talib.BBANDS(x, p.period, p.std_dev, p.std_dev, MA_Type.SMA)]
-
-
-def _vwap(o: list[Array], p: Any) -> list[Array]:
-    h, low, c, v = o[1], o[2], o[3], o[4]
-    tp = (h + low + c) / 3.0
-    n = p.period
-    out = np.full(len(c), np.nan)
-    if len(c) < n:
-        return [out]
-    windows = np.lib.stride_tricks.sliding_window_view
-    pv = windows(tp * v, n).sum(axis=1)
-    vol = windows(v, n).sum(axis=1)
-    traded = windows(v != 0.0, n).any(axis=1)
-    with np.errstate(all="ignore"):
-        out[n - 1 :] = np.where(traded, pv / vol, tp[n - 1 :])
-    return [out]
-
-
 def _one(fn: Callable[..., Array], default: str = "close") -> Callable[..., list[Array]]:
     def run(o: list[Array], p: Any) -> list[Array]:
         x, s = _series(o, p, default)
@@ -82,41 +61,40 @@ def _one(fn: Callable[..., Array], default: str = "close") -> Callable[..., list
     return run
 
 
-def _stoch(o: list[Array], p: Any) -> list[Array]:
-    h, low, c, _ = _hlc(o)
-    return list(talib.STOCH(h, low, c, p.k_period, p.k_smooth, MA_Type.SMA, p.d_period,
-                            MA_Type.SMA))
-
-
-def _atr(o: list[Array], p: Any) -> list[Array]:
-    h, low, c, s = _hlc(o)
-    return [talib.ATR(h, low, c, p.period) / s]
-
-
 def _adx(o: list[Array], p: Any) -> list[Array]:
     h, low, c, _ = _hlc(o)
     return [talib.ADX(h, low, c, p.period)]
 
 
-def _rsi(o: list[Array], p: Any) -> list[Array]:
-    x, _ = _series(o, p)
-    return [talib.RSI(x, p.period)]
-
-
 BULK: dict[str, Callable[[list[Array], Any], list[Array]]] = {
     "sma": _one(talib.SMA),
     "ema": _one(talib.EMA),
-    "rsi": _rsi,
-    "macd": _macd,
-    "bollinger": _bbands,
-    "atr": _atr,
-    "stochastic": _stoch,
     "adx": _adx,
-    "vwap": _vwap,
     "highest": _one(talib.MAX, "high"),
     "lowest": _one(talib.MIN, "low"),
 }
-"""Bulk computation per indicator kind: (o, h, l, c, v arrays, params) -> outputs."""
+"""TA-Lib per indicator kind: (o, h, l, c, v arrays, params) -> outputs."""
+
+
+def stepwise(indicator: Indicator, ohlcv: list[Array]) -> list[Array]:
+    """Run the live implementation over the series: outputs, NaN until it is ready."""
+    n = len(ohlcv[0])
+    k = len(indicator.out)
+    out = [[math.nan] * n for _ in range(k)]
+    update = indicator.update
+    for i, row in enumerate(zip(*(a.tolist() for a in ohlcv), strict=True)):
+        update(*row)
+        if indicator.count > indicator.lookback:
+            for j in range(k):
+                out[j][i] = indicator.out[j]
+    return [np.array(col) for col in out]
+
+
+def compute(kind: str, params: Any, make: Callable[[Any], Indicator], ohlcv: list[Array]
+            ) -> list[Array]:
+    """Every output of one indicator over the series (TA-Lib or ``stepwise``)."""
+    fn = BULK.get(kind)
+    return fn(ohlcv, params) if fn is not None else stepwise(make(params), ohlcv)
 
 
 def shifted(x: Array, n: int) -> Array:

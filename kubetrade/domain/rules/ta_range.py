@@ -172,12 +172,14 @@ class VWAP(Indicator):
         win.append((pv, v))
         self._pv += pv
         self._v += v
-        self._traded += v != 0.0
+        if v != 0.0:
+            self._traded += 1
         if len(win) > self.period:
             old_pv, old_v = win.popleft()
             self._pv -= old_pv
             self._v -= old_v
-            self._traded -= old_v != 0.0
+            if old_v != 0.0:
+                self._traded -= 1
         self._since += 1
         if self._since >= 64 * self.period:
             self._pv = math.fsum(a for a, _ in win)
