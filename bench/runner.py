@@ -93,8 +93,8 @@ async def decision_latency(redis_url: str, candles: int) -> list[float]:
     from kubetrade.domain.clock import ManualClock
     from kubetrade.logs import configure_logging
     from kubetrade.resources import load_manifests
-    from kubetrade.runner.app import RunnerEnv, create_runner, manifest_of
-    from kubetrade.runner.core import RunnerOptions
+    from kubetrade.runner.assembly import RunnerEnv, create_runner, manifest_of
+    from kubetrade.runner.core import Runner, RunnerOptions
     from kubetrade.state.keys import Keys
 
     configure_logging("WARNING", sys.stderr)
@@ -106,12 +106,12 @@ async def decision_latency(redis_url: str, candles: int) -> list[float]:
     redis = Redis.from_url(redis_url, decode_responses=True)
     await redis.flushdb()
     env = RunnerEnv(market_data="replay:bundled", replay_interval=0)
-    runner, _ = await create_runner(
+    parts, _ = await create_runner(
         strategy, redis=redis, keys=Keys("bench"), env=env, clock=ManualClock(1),
         limits_manifest=policy,
         options=RunnerOptions(reconcile_interval_s=0, max_candles=candles),
     )
-    await runner.start()
+    runner = await Runner.restore(parts)
     samples: list[float] = []
     started = 0.0
     commit_samples: list[float] = []

@@ -1,5 +1,9 @@
 """Assembling a runner from a Strategy manifest and the environment.
 
+``create_runner`` makes the parts (exchange client, paper broker, market data, clocks,
+limits) from the manifest and ``RunnerEnv``; ``run_runner`` restores the runner from
+them (``Runner.restore``), applies the emergency and desired state in force, and trades.
+
 Shared by ``kubetrade runner`` (one strategy, a pod or a terminal) and ``kubetrade
 local`` (every strategy of a directory in one process).
 """
@@ -22,9 +26,11 @@ from kubetrade.domain.preflight import client_throttle_enabled
 from kubetrade.exchange.base import ExchangeClient
 from kubetrade.exchange.paper import PaperBroker, PaperExchange, default_market
 from kubetrade.logs import get_logger, redactor
-from kubetrade.runner.core import Runner, RunnerOptions, RunnerSpec
+from kubetrade.runner.core import Runner, RunnerOptions, RunnerParts, RunnerSpec
+from kubetrade.runner.emergency import read_redis_emergency
 from kubetrade.runner.market import MarketSource, ReplaySource, load_replay, timeframe_ms
-from kubetrade.runner.watch import background_tasks
+from kubetrade.runner.spec import limits_from_manifest
+from kubetrade.runner.watch import apply_risk_manifest, apply_strategy_manifest, background_tasks
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
 
@@ -270,11 +276,11 @@ async def create_runner(
     limits_manifest: dict[str, Any] | None = None,
     options: RunnerOptions | None = None,
     namespace: str | None = None,
-) -> tuple[Runner, list[Any]]:
-    """A started-ready runner and the clients to close afterwards. ``namespace``: the
-    Strategy's namespace when trading from a cluster (qualifies client order ids)."""
-    from kubetrade.runner.core import limits_from_manifest
-
+) -> tuple[RunnerParts, list[Any]]:
+    """The parts of a runner (nothing restored yet: ``run_runner`` or
+    ``Runner.restore`` does that) and the clients to close afterwards. ``namespace``:
+    the Strategy's namespace when trading from a cluster (qualifies client order ids).
+    Raises pydantic's ValidationError on a bad manifest, ValueError on a bad env."""
     clock = clock or SystemClock()
     spec = RunnerSpec.from_manifest(manifest, namespace=namespace)
     market_clock: CandleClock | None = None
@@ -287,7 +293,7 @@ async def create_runner(
     options = options or RunnerOptions(
         reconcile_interval_s=env.reconcile_interval, paper=paper is not None
     )
-    runner = Runner(
+    parts = RunnerParts(
         spec,
         redis=redis,
         keys=keys,
@@ -299,14 +305,12 @@ async def create_runner(
         paper=paper,
         options=options,
     )
-    if hasattr(exchange, "on_event"):
-        exchange.on_event = runner.on_exchange_event
     closers = [c for c in {id(exchange): exchange, id(data_client): data_client}.values() if c]
-    return runner, closers
+    return parts, closers
 
 
 async def run_runner(
-    runner: Runner,
+    parts: RunnerParts,
     closers: list[Any],
     *,
     redis: Redis,
@@ -314,12 +318,12 @@ async def run_runner(
     desired: DesiredState | None = None,
     namespace: str | None = None,
     api_client: Any | None = None,
-) -> None:
-    """Start (restore, recover, reconcile, emergency check) then trade until cancelled."""
-    from kubetrade.runner.emergency import read_redis_emergency
-
+) -> Runner:
+    """Restore (recover, reconcile), apply the emergency and desired state in force,
+    then trade until cancelled (or ``options.max_candles``); the runner when it ends.
+    The clients in ``closers`` are closed in every case."""
     try:
-        await runner.start()
+        runner = await Runner.restore(parts)
         log.info(
             "runner.market_data",
             strategy=runner.name,
@@ -343,6 +347,7 @@ async def run_runner(
             api_client=api_client,
         )
         await runner.run(tasks)
+        return runner
     finally:
         for c in closers:
             with contextlib.suppress(Exception):
@@ -350,8 +355,6 @@ async def run_runner(
 
 
 async def _initial_desired(runner: Runner, desired: DesiredState) -> None:
-    from kubetrade.runner.watch import apply_risk_manifest, apply_strategy_manifest
-
     with contextlib.suppress(KeyError):
         await apply_strategy_manifest(runner, await desired.get_strategy(runner.name), "desired")
     await apply_risk_manifest(
@@ -367,6 +370,7 @@ __all__ = [
     "CandleClock",
     "ReplaySource",
     "RunnerEnv",
+    "RunnerParts",
     "create_runner",
     "run_runner",
 ]

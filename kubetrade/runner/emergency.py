@@ -18,7 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock
-from kubetrade.runner.kube import raise_if_cancelling
+from kubetrade.runner.kube import raise_if_cancelling, watch_object
 from kubetrade.state.keys import Keys
 
 ACTIONS = ("none", "stop", "close-all")
@@ -106,8 +106,6 @@ async def watch_kubernetes(
     namespace: str, handler: Handler, clock: Clock, api_client: Any | None = None
 ) -> None:
     """Apply every change of ``Emergency/default`` in ``namespace``; deletion means none."""
-    from kubetrade.runner.kube import watch_object
-
     async for obj in watch_object(namespace, PLURAL, EMERGENCY_NAME, api_client):
         cmd = parse_cr(obj or {"spec": {"action": "none", "requestedBy": "kubernetes"}},
                        clock.now_ms())

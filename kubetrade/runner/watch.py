@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -18,8 +19,10 @@ from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock
 from kubetrade.logs import get_logger
-from kubetrade.runner.core import Runner, limits_from_manifest
+from kubetrade.runner.core import Runner
 from kubetrade.runner.emergency import listen_redis, watch_kubernetes
+from kubetrade.runner.kube import watch_object
+from kubetrade.runner.spec import limits_from_manifest
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
 
@@ -30,8 +33,7 @@ async def apply_strategy_manifest(runner: Runner, manifest: dict[str, Any], by: 
     spec = manifest.get("spec") or {}
     await runner.set_enabled(bool(spec.get("enabled", True)), by)
     deleting = bool((manifest.get("metadata") or {}).get("deletionTimestamp"))
-    if deleting and spec.get("closePositionsOnDelete") and runner.engine is not None \
-            and runner.engine.positions:
+    if deleting and spec.get("closePositionsOnDelete") and runner.engine.positions:
         await runner.close_positions("Strategy deleted with closePositionsOnDelete", by)
 
 
@@ -75,10 +77,6 @@ async def watch_local_desired(
 
 async def watch_cluster_desired(namespace: str, runner: Runner, api_client: Any) -> None:
     """Watch this runner's Strategy (enabled flag) and its RiskPolicy."""
-    import asyncio
-
-    from kubetrade.runner.kube import watch_object
-
     async def strategy() -> None:
         async for obj in watch_object(namespace, "strategies", runner.name, api_client):
             if obj is not None:

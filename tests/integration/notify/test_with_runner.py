@@ -16,7 +16,7 @@ import redis.asyncio as aioredis
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.models import OrderStatus
 from kubetrade.exchange.replay import bundled_candles
-from kubetrade.runner.app import RunnerEnv, create_runner
+from kubetrade.runner.assembly import RunnerEnv, create_runner
 from kubetrade.runner.core import Runner, RunnerOptions
 from kubetrade.runner.emergency import listen_redis
 from tests.fakes.telegram import FakeTelegram
@@ -47,12 +47,12 @@ async def paper_runner(redis_client: aioredis.Redis) -> AsyncIterator[Runner]:
     csv = bundled_candles("BTC/USDT")
     assert csv is not None
     env = RunnerEnv(market_data=f"replay:{csv}", replay_interval=0)
-    runner, closers = await create_runner(
+    parts, closers = await create_runner(
         manifest(), redis=redis_client, keys=KEYS, env=env,
         clock=ManualClock(1_800_000_000_000),
         options=RunnerOptions(reconcile_interval_s=0),
     )
-    await runner.start()
+    runner = await Runner.restore(parts)
     assert runner.engine is not None
     async for symbol, candle in runner.market.candles(runner.cursor):
         await runner.process_candle(symbol, candle)

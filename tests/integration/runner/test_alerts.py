@@ -14,7 +14,7 @@ from kubetrade.domain.models import OrderStatus
 from kubetrade.domain.risk import RiskLimits
 from kubetrade.exchange.binance import BinanceExchange
 from kubetrade.exchange.replay import bundled_candles, load_candles
-from kubetrade.runner.core import Runner, RunnerOptions, RunnerSpec
+from kubetrade.runner.core import Runner, RunnerOptions, RunnerParts, RunnerSpec
 from kubetrade.runner.market import ReplaySource
 from kubetrade.state.keys import Keys
 from tests.fakes.binance import FakeBinance
@@ -28,7 +28,7 @@ class WallClock:
         raise AssertionError("no sleeping in this test")
 
 
-def _runner(redis: Redis, fake: FakeBinance) -> Runner:
+async def _runner(redis: Redis, fake: FakeBinance) -> Runner:
     csv = bundled_candles("BTC/USDT")
     assert csv is not None
     clock = WallClock()
@@ -37,19 +37,19 @@ def _runner(redis: Redis, fake: FakeBinance) -> Runner:
                       mode="live")
     limits = RiskLimits(strategy_max_consecutive_losses=0, daily_loss_limit_pct=Decimal(0),
                         max_drawdown_pct=Decimal(0), price_collar_pct=Decimal(0))
-    return Runner(spec, redis=redis, keys=Keys("kt"),
-                  exchange=BinanceExchange(fake.api_key, fake.secret, testnet=True,
-                                           base_url=fake.url, clock=clock),
-                  market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
-                  clock=clock, limits=limits,
-                  options=RunnerOptions(reconcile_interval_s=0, paper=False))
+    return await Runner.restore(RunnerParts(
+        spec, redis=redis, keys=Keys("kt"),
+        exchange=BinanceExchange(fake.api_key, fake.secret, testnet=True,
+                                 base_url=fake.url, clock=clock),
+        market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
+        clock=clock, limits=limits,
+        options=RunnerOptions(reconcile_interval_s=0, paper=False)))
 
 
 async def test_trade_opened_alert_raised_when_fill_is_applied(
     redis_client: Redis, fake_binance: FakeBinance
 ) -> None:
-    first = _runner(redis_client, fake_binance)
-    await first.start()
+    first = await _runner(redis_client, fake_binance)
     # the first order executes but its answer is lost, and lookups fail: in doubt
     fake_binance.fail_orders_after_accept(count=1, mode="disconnect")
     fake_binance.fail_requests(status=503, count=None, method="GET", path="/api/v3/order")
@@ -62,8 +62,8 @@ async def test_trade_opened_alert_raised_when_fill_is_applied(
     await first.exchange.close()
     fake_binance.clear_faults()
 
-    restarted = _runner(redis_client, fake_binance)
-    await restarted.start()  # looks the order up: filled; no candle processed yet
+    # restored: looks the order up (filled); no candle processed yet
+    restarted = await _runner(redis_client, fake_binance)
     assert restarted.orders[order.client_order_id].status is OrderStatus.FILLED
     entries: Any = await redis_client.xrange(Keys("kt").alerts)
     kinds = [f["kind"] for _, f in entries]

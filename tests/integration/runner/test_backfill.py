@@ -11,7 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from kubetrade.domain.models import Side
-from kubetrade.runner.app import RunnerEnv, create_runner
+from kubetrade.runner.assembly import RunnerEnv, create_runner
 from kubetrade.runner.core import Runner, RunnerOptions
 from kubetrade.state.keys import Keys
 from tests.fakes.binance import FakeBinance
@@ -58,11 +58,11 @@ class MarketClock:
 
 async def _runner(redis: Redis, fake: FakeBinance, clock: MarketClock) -> tuple[Runner, Any]:
     env = RunnerEnv(market_data="exchange", exchange_url=fake.url, testnet=True)
-    runner, closers = await create_runner(
+    parts, closers = await create_runner(
         STRATEGY, redis=redis, keys=Keys("kt"), env=env, clock=clock, limits_manifest=POLICY,
         options=RunnerOptions(reconcile_interval_s=0),
     )
-    await runner.start()
+    runner = await Runner.restore(parts)
     return runner, closers
 
 

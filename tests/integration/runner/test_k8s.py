@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from kubetrade.domain.clock import ManualClock, SystemClock
 from kubetrade.exchange.replay import bundled_candles
-from kubetrade.runner.app import RunnerEnv, create_runner
+from kubetrade.runner.assembly import RunnerEnv, create_runner
 from kubetrade.runner.core import Runner, RunnerOptions
 from kubetrade.runner.emergency import watch_kubernetes
 from kubetrade.runner.watch import watch_cluster_desired
@@ -61,11 +61,11 @@ async def wait_until(check: Callable[[], Coroutine[Any, Any, Any]], what: str) -
 
 async def make_runner(redis: Redis, keys: Keys) -> Runner:
     env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
-    runner, _ = await create_runner(
+    parts, _ = await create_runner(
         STRATEGY, redis=redis, keys=keys, env=env, clock=ManualClock(1),
         options=RunnerOptions(reconcile_interval_s=0),
     )
-    await runner.start()
+    runner = await Runner.restore(parts)
     return runner
 
 
@@ -245,11 +245,11 @@ async def test_restart_keeps_max_drawdown_halt_despite_emergency_none(
     env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
 
     async def runner_from_redis() -> Runner:
-        runner, _ = await create_runner(
+        parts, _ = await create_runner(
             STRATEGY, redis=redis_client, keys=keys, env=env, clock=ManualClock(1),
             limits_manifest=policy, options=RunnerOptions(reconcile_interval_s=0),
         )
-        await runner.start()
+        runner = await Runner.restore(parts)
         return runner
 
     first = await runner_from_redis()

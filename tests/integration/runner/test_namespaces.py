@@ -15,7 +15,7 @@ from kubetrade.domain.models import OrderStatus
 from kubetrade.domain.risk import RiskLimits
 from kubetrade.exchange.binance import BinanceExchange
 from kubetrade.exchange.replay import bundled_candles, load_candles
-from kubetrade.runner.core import Runner, RunnerOptions, RunnerSpec
+from kubetrade.runner.core import Runner, RunnerOptions, RunnerParts, RunnerSpec
 from kubetrade.runner.market import ReplaySource
 from kubetrade.state.keys import Keys
 from tests.fakes.binance import FakeBinance
@@ -32,7 +32,7 @@ class WallClock:
         raise AssertionError("no sleeping in this test")
 
 
-def _runner(redis: Redis, fake: FakeBinance, namespace: str | None, prefix: str,
+async def _runner(redis: Redis, fake: FakeBinance, namespace: str | None, prefix: str,
             clock: Clock) -> Runner:
     csv = bundled_candles("BTC/USDT")
     assert csv is not None
@@ -41,10 +41,11 @@ def _runner(redis: Redis, fake: FakeBinance, namespace: str | None, prefix: str,
     spec = RunnerSpec(name="btc-sma", algorithm="sma-crossover",
                       parameters={"fastPeriod": 2, "slowPeriod": 4}, symbols=["BTC/USDT"],
                       mode="live", namespace=namespace)
-    return Runner(spec, redis=redis, keys=Keys(prefix), exchange=exchange,
-                  market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
-                  clock=clock, limits=LIMITS,
-                  options=RunnerOptions(reconcile_interval_s=0, paper=False))
+    return await Runner.restore(RunnerParts(
+        spec, redis=redis, keys=Keys(prefix), exchange=exchange,
+        market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
+        clock=clock, limits=LIMITS,
+        options=RunnerOptions(reconcile_interval_s=0, paper=False)))
 
 
 def _held(runner: Runner) -> Decimal:
@@ -57,10 +58,8 @@ async def test_same_strategy_name_in_two_namespaces_never_shares_orders(
     redis_client: Redis, fake_binance: FakeBinance
 ) -> None:
     clock = WallClock()
-    a = _runner(redis_client, fake_binance, "team-a", "kt-a", clock)
-    b = _runner(redis_client, fake_binance, "team-b", "kt-b", clock)
-    await a.start()
-    await b.start()
+    a = await _runner(redis_client, fake_binance, "team-a", "kt-a", clock)
+    b = await _runner(redis_client, fake_binance, "team-b", "kt-b", clock)
     stream_a, stream_b = a.market.candles(a.cursor), b.market.candles(b.cursor)
     for _ in range(500):  # both decide on the same candles, as two pods would
         sym, candle = await anext(stream_a)
@@ -96,8 +95,7 @@ async def test_restart_with_namespace_keeps_orders_persisted_under_bare_name(
     """A runner upgraded to namespace-qualified ids resolves and reconciles the orders it
     persisted before, then trades on with the new ids."""
     clock = WallClock()
-    old = _runner(redis_client, fake_binance, None, "kt", clock)
-    await old.start()
+    old = await _runner(redis_client, fake_binance, None, "kt", clock)
     async for sym, candle in old.market.candles(old.cursor):
         await old.process_candle(sym, candle)
         if _held(old) > 0:
@@ -106,8 +104,7 @@ async def test_restart_with_namespace_keeps_orders_persisted_under_bare_name(
     assert legacy and _held(old) > 0
     await old.exchange.close()
 
-    new = _runner(redis_client, fake_binance, "team-a", "kt", clock)
-    await new.start()
+    new = await _runner(redis_client, fake_binance, "team-a", "kt", clock)
     assert set(new.orders) == legacy and _held(new) == _held(old)
     assert new.last_reconciliation is not None and new.last_reconciliation.ok
     async for sym, candle in new.market.candles(new.cursor):

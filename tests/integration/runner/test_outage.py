@@ -17,7 +17,7 @@ from kubetrade.domain.risk import RiskLimits
 from kubetrade.exchange.binance import BinanceExchange
 from kubetrade.exchange.replay import bundled_candles, load_candles
 from kubetrade.exchange.resilient import ResilientExchange
-from kubetrade.runner.core import Runner, RunnerOptions, RunnerSpec
+from kubetrade.runner.core import Runner, RunnerOptions, RunnerParts, RunnerSpec
 from kubetrade.runner.market import ReplaySource
 from kubetrade.state.keys import Keys
 from tests.fakes.binance import FakeBinance
@@ -59,12 +59,12 @@ async def test_outage_opens_breaker_and_resumes_after_reconciliation(
     limits = RiskLimits(strategy_max_consecutive_losses=0, daily_loss_limit_pct=Decimal(0),
                         max_drawdown_pct=Decimal(0), price_collar_pct=Decimal(0))
     keys = Keys("kt")
-    runner = Runner(spec, redis=redis_client, keys=keys, exchange=exchange,
-                    market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
-                    clock=clock, limits=limits,
-                    options=RunnerOptions(reconcile_interval_s=0, paper=False))
-    exchange.on_event = runner.on_exchange_event
-    await runner.start()
+    # Runner.restore connects the exchange's events (breaker) to the runner
+    runner = await Runner.restore(RunnerParts(
+        spec, redis=redis_client, keys=keys, exchange=exchange,
+        market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
+        clock=clock, limits=limits,
+        options=RunnerOptions(reconcile_interval_s=0, paper=False)))
     candles = runner.market.candles(runner.cursor)
 
     async def step() -> None:
@@ -149,12 +149,12 @@ async def test_lost_answers_after_acceptance_never_duplicate_orders(
     limits = RiskLimits(strategy_max_consecutive_losses=0, daily_loss_limit_pct=Decimal(0),
                         max_drawdown_pct=Decimal(0), price_collar_pct=Decimal(0))
     keys = Keys("kt")
-    runner = Runner(spec, redis=redis_client, keys=keys, exchange=exchange,
-                    market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
-                    clock=clock, limits=limits,
-                    options=RunnerOptions(reconcile_interval_s=0, paper=False))
-    exchange.on_event = runner.on_exchange_event
-    await runner.start()
+    # Runner.restore connects the exchange's events (breaker) to the runner
+    runner = await Runner.restore(RunnerParts(
+        spec, redis=redis_client, keys=keys, exchange=exchange,
+        market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
+        clock=clock, limits=limits,
+        options=RunnerOptions(reconcile_interval_s=0, paper=False)))
     fake_binance.fail_orders_after_accept(count=50, mode="disconnect")
     fake_binance.fail_orders_after_accept(count=50, mode="5xx")
     async for symbol, candle in runner.market.candles(runner.cursor):
@@ -196,12 +196,12 @@ async def test_close_all_gets_through_pending_reconciliation(
                       mode="live")
     limits = RiskLimits(strategy_max_consecutive_losses=0, daily_loss_limit_pct=Decimal(0),
                         max_drawdown_pct=Decimal(0), price_collar_pct=Decimal(0))
-    runner = Runner(spec, redis=redis_client, keys=Keys("kt"), exchange=exchange,
-                    market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
-                    clock=clock, limits=limits,
-                    options=RunnerOptions(reconcile_interval_s=0, paper=False))
-    exchange.on_event = runner.on_exchange_event
-    await runner.start()
+    # Runner.restore connects the exchange's events (breaker) to the runner
+    runner = await Runner.restore(RunnerParts(
+        spec, redis=redis_client, keys=Keys("kt"), exchange=exchange,
+        market=ReplaySource({"BTC/USDT": load_candles(csv)}, clock, 0),
+        clock=clock, limits=limits,
+        options=RunnerOptions(reconcile_interval_s=0, paper=False)))
     assert runner.engine is not None
     candles = runner.market.candles(runner.cursor)
     for _ in range(500):

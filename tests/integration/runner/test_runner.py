@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.models import OrderStatus
 from kubetrade.exchange.replay import bundled_candles
-from kubetrade.runner.app import RunnerEnv, create_runner
+from kubetrade.runner.assembly import RunnerEnv, create_runner
 from kubetrade.runner.core import Runner, RunnerOptions
 from kubetrade.runner.emergency import listen_redis
 from kubetrade.runner.watch import watch_local_desired
@@ -47,11 +47,11 @@ async def make_runner(
     redis: Redis, keys: Keys, max_candles: int | None = None, csv: Path = CSV  # type: ignore[assignment]
 ) -> Runner:
     env = RunnerEnv(market_data=f"replay:{csv}", replay_interval=0)
-    runner, _ = await create_runner(
+    parts, _ = await create_runner(
         manifest(), redis=redis, keys=keys, env=env, clock=ManualClock(1_800_000_000_000),
         options=RunnerOptions(reconcile_interval_s=0, max_candles=max_candles),
     )
-    await runner.start()
+    runner = await Runner.restore(parts)
     return runner
 
 
@@ -156,16 +156,16 @@ async def _ack_action(redis: Redis, keys: Keys, action: str) -> bool:
 
 
 async def test_emergency_in_redis_at_start_is_applied(redis_client: Redis) -> None:
-    from kubetrade.runner.app import run_runner
+    from kubetrade.runner.assembly import run_runner
 
     keys = Keys("kt")
     await LocalDesiredState(redis_client, keys).set_emergency("stop", "bob", "before start")
     env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
-    runner, closers = await create_runner(
+    parts, closers = await create_runner(
         manifest(), redis=redis_client, keys=keys, env=env, clock=ManualClock(1),
         options=RunnerOptions(reconcile_interval_s=0, max_candles=300),
     )
-    await run_runner(runner, closers, redis=redis_client, keys=keys)
+    runner = await run_runner(parts, closers, redis=redis_client, keys=keys)
     assert runner.engine is not None and runner.engine.is_halted
     assert not runner.orders  # halted from the first candle: not one order
     assert await _ack_action(redis_client, keys, "stop")
@@ -273,12 +273,12 @@ async def test_risk_gauges_follow_the_engine(redis_client: Redis) -> None:
     env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
     policy = {"spec": {"maxDrawdownPct": 0.3, "dailyLossLimitPct": 50,
                        "maxPositionSizePct": 90, "strategyMaxConsecutiveLosses": 0}}
-    runner, _ = await create_runner(
+    parts, _ = await create_runner(
         manifest(name), redis=redis_client, keys=keys, env=env,
         clock=ManualClock(1_800_000_000_000), limits_manifest=policy,
         options=RunnerOptions(reconcile_interval_s=0),
     )
-    await runner.start()
+    runner = await Runner.restore(parts)
     assert runner.engine is not None
 
     def gauge(metric: str) -> float | None:
@@ -318,17 +318,17 @@ async def test_reenabled_while_down_trades_again_after_restart(redis_client: Red
 
 
 async def test_strategy_file_with_enabled_false_does_not_trade(redis_client: Redis) -> None:
-    from kubetrade.runner.app import run_runner
+    from kubetrade.runner.assembly import run_runner
 
     keys = Keys("kt")
     body = manifest()
     body["spec"]["enabled"] = False
     env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
-    runner, closers = await create_runner(
+    parts, closers = await create_runner(
         body, redis=redis_client, keys=keys, env=env, clock=ManualClock(1_800_000_000_000),
         options=RunnerOptions(reconcile_interval_s=0, max_candles=400),
     )
-    await run_runner(runner, closers, redis=redis_client, keys=keys)
+    runner = await run_runner(parts, closers, redis=redis_client, keys=keys)
     assert runner.candles_processed == 400
     assert runner.engine is not None and runner.engine.is_halted
     assert not [o for o in runner.orders.values() if o.status is OrderStatus.FILLED]

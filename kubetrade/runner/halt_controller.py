@@ -1,0 +1,165 @@
+"""Person-made halts applied: emergency stop / close-all / resume, a Strategy disabled
+or re-enabled, a Strategy deleted with ``closePositionsOnDelete``.
+
+Each change sets or clears one ``HaltSource`` in the ``HaltBook``; the engine's manual
+halt follows the book (held while any person-made source is, lifted when none is),
+and the snapshot committed carries the sources, so a restart knows them.
+
+Emergency commands reach the runner twice (Redis and the Emergency resource) and at
+start; an action is applied once per change. ``none`` resumes only on a real
+transition from stop/close-all (this runner's last acknowledged action, kept in Redis
+across restarts): the first event of a watch, or the state read at start, says
+``none`` too, and treating that as a resume would lift a max-drawdown halt restored
+from the snapshot, which only a person may lift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from kubetrade.domain.clock import Clock
+from kubetrade.domain.engine import HALT_MANUAL, TradingEngine
+from kubetrade.logs import get_logger
+from kubetrade.runner.emergency import EmergencyCommand
+from kubetrade.runner.halts import EMERGENCY_HALTS, HaltBook, HaltSource
+from kubetrade.runner.orders import OrderRouter
+from kubetrade.runner.outputs import RunnerOutputs
+from kubetrade.state.store import Changes, StateStore
+
+#: How long to wait for Redis when deciding whether it still holds a stop (seconds).
+REDIS_EMERGENCY_TIMEOUT_S = 2.0
+
+
+class HaltController:
+    """Applies person-made halts to the book, the engine and the open orders."""
+
+    def __init__(
+        self, name: str, engine: TradingEngine, *, halts: HaltBook, router: OrderRouter,
+        store: StateStore, outputs: RunnerOutputs, clock: Clock, lock: asyncio.Lock,
+        last_emergency: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.halts = halts
+        self.router = router
+        self.store = store
+        self.outputs = outputs
+        self.clock = clock
+        self.lock = lock
+        #: The emergency action this runner last applied: a later ``none`` is a resume
+        #: only when it follows a stop/close-all.
+        self.last_emergency = last_emergency
+        self.log = get_logger("kubetrade.runner", strategy=name, mode=outputs.mode)
+
+    def restore(self, snapshot: Mapping[str, Any] | None) -> None:
+        """At start: which person-made sources hold the engine's manual halt, so the
+        change that lifts one after a restart (re-enabled, emergency resumed while
+        down) finds it."""
+        manual = self.engine.halts.get(HALT_MANUAL)
+        self.halts.restore_manual(snapshot or {}, manual.reason if manual else None)
+        if self.halts.emergency is not None and self.last_emergency not in EMERGENCY_HALTS:
+            self.last_emergency = "stop"  # halted by an emergency, ack not yet written
+
+    async def set_halt(self, source: HaltSource, reason: str | None, by: str) -> None:
+        """Add (``reason``) or clear (None) one source and bring the engine in line."""
+        self.halts.set(source, reason)
+        if self.halts.manual:
+            self.engine.halt(self.halts.text(), by)
+        elif self.engine.is_halted:
+            self.engine.resume(by)
+        self.outputs.set_halted(self.engine.is_halted)
+        await self.outputs.drain(self.engine)
+        await self.store.commit(Changes(engine_snapshot=self.router.snapshot()))
+        await self._summary()
+
+    async def _summary(self) -> None:
+        await self.outputs.write_summary(self.engine, breaker_open=self.halts.breaker_open)
+
+    # ---- emergency ----------------------------------------------------------------------
+    async def apply_emergency(self, cmd: EmergencyCommand) -> None:
+        """Stop / close-all / resume, once per change of action (see module doc)."""
+        async with self.lock:
+            if cmd.action == self.last_emergency and cmd.source != "start":
+                return
+            if cmd.action == "none" and cmd.source == "kubernetes" \
+                    and await self._redis_holds_emergency():
+                # The resource says none but Redis says stop: a stop delivered through
+                # Redis while the resource could not be written. The older of the two
+                # must not resume trading; a real resume reaches Redis too.
+                self.log.warning("emergency.none_ignored", source=cmd.source,
+                                 note="Redis still holds stop/close-all")
+                return
+            previous = self.last_emergency
+            self.last_emergency = cmd.action
+            if cmd.action == "none" and previous not in EMERGENCY_HALTS:
+                self.log.info("emergency.none_observed", by=cmd.by, source=cmd.source,
+                              note="no stop/close-all to lift; halts stay as they are")
+                await self.store.ack_emergency(cmd.action, self.clock.now_ms(), [])
+                return
+            self.log.warning(
+                "emergency", action=cmd.action, by=cmd.by, reason=cmd.reason, source=cmd.source
+            )
+            cancelled = await self._emergency_halt(cmd)
+            self.outputs.emergency_applied(cmd.action)
+            await self.store.ack_emergency(cmd.action, self.clock.now_ms(), cancelled)
+            await self.outputs.audit(
+                f"emergency.{cmd.action}.applied",
+                {"by": cmd.by, "reason": cmd.reason, "source": cmd.source,
+                 "cancelled": cancelled},
+            )
+            await self._summary()
+
+    async def _emergency_halt(self, cmd: EmergencyCommand) -> list[str]:
+        """Lift (``none``) or set the emergency source; a halt cancels the open orders
+        and close-all sells every position too. The client ids cancelled."""
+        if cmd.action == "none":
+            source = self.halts.emergency or HaltSource.EMERGENCY_STOP
+            await self.set_halt(source, None, cmd.by or "emergency")
+            return []
+        await self.set_halt(
+            HaltSource.emergency(cmd.action),
+            f"{cmd.action} by {cmd.by}: {cmd.reason}".strip(), cmd.by,
+        )
+        cancelled = await self.router.cancel_open()
+        if cmd.action == "close-all":
+            await self.router.sell_everything()
+        return cancelled
+
+    async def _redis_holds_emergency(self) -> bool:
+        """Does Redis hold stop/close-all? False when Redis cannot answer: the Kubernetes
+        path must work while Redis is down."""
+        try:
+            state = await asyncio.wait_for(self.store.read_emergency(),
+                                           REDIS_EMERGENCY_TIMEOUT_S)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self.log.warning("emergency.redis_unreadable", error=str(exc))
+            return False
+        return state.get("action") in EMERGENCY_HALTS
+
+    # ---- desired state ---------------------------------------------------------------------
+    async def set_enabled(self, enabled: bool, by: str) -> None:
+        """``spec.enabled`` changed: disabling halts and cancels open orders."""
+        async with self.lock:
+            if enabled == (not self.halts.holds(HaltSource.DISABLED)):
+                return
+            self.log.warning("strategy.enabled" if enabled else "strategy.disabled", by=by)
+            await self.set_halt(HaltSource.DISABLED,
+                                None if enabled else "spec.enabled is false", by)
+            if not enabled:
+                await self.router.cancel_open()
+            await self.outputs.audit("strategy.enabled" if enabled else "strategy.disabled",
+                                     {"by": by})
+
+    async def close_positions(self, reason: str, by: str) -> None:
+        """Halt, cancel open orders and sell every position (Strategy deleted with
+        ``closePositionsOnDelete``); the operator waits for the positions to be gone."""
+        async with self.lock:
+            await self.set_halt(HaltSource.DELETING, reason, by)
+            cancelled = await self.router.cancel_open()
+            await self.router.sell_everything()
+            await self.outputs.audit("strategy.positions_closed",
+                                     {"by": by, "reason": reason, "cancelled": cancelled})
+            await self._summary()

@@ -1,0 +1,146 @@
+"""Reconciliation as the runner runs it: fetch the exchange's balances and open orders,
+compare (pure, :func:`kubetrade.runner.reconcile.reconcile`), store and publish the
+result, alert and audit a mismatch, and lift the gate a tripped breaker left once a
+reconciliation passes.
+
+The baseline (what the account held of each base asset before this strategy first
+traded) is read from Redis, or taken once at the first start of a live runner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from redis.asyncio import Redis
+
+from kubetrade.domain.clock import Clock
+from kubetrade.domain.engine import TradingEngine
+from kubetrade.domain.models import MarketInfo, Order
+from kubetrade.exchange.base import ExchangeClient, ExchangeError, GuardedExchange
+from kubetrade.logs import get_logger
+from kubetrade.runner.halts import HaltBook
+from kubetrade.runner.outputs import RunnerOutputs
+from kubetrade.runner.reconcile import ReconciliationResult, reconcile
+from kubetrade.state.alerts import AlertKind, Severity
+from kubetrade.state.events import EventType
+from kubetrade.state.keys import Keys
+from kubetrade.state.store import StateStore
+
+
+class Reconciler:
+    """Reconciliation of one strategy with the exchange (see module doc).
+
+    ``local_orders``: the router's live orders; ``client_id_prefix``: the part of a
+    client order id shared by this strategy's orders.
+    """
+
+    def __init__(
+        self, name: str, symbols: list[str], engine: TradingEngine, *,
+        exchange: ExchangeClient, markets: dict[str, MarketInfo], store: StateStore,
+        outputs: RunnerOutputs, halts: HaltBook, clock: Clock,
+        local_orders: Callable[[], list[Order]], client_id_prefix: str,
+    ) -> None:
+        self.name = name
+        self.symbols = symbols
+        self.engine = engine
+        self.exchange = exchange
+        self.markets = markets
+        self.store = store
+        self.outputs = outputs
+        self.halts = halts
+        self.clock = clock
+        self.local_orders = local_orders
+        self.prefix = client_id_prefix
+        self.baseline: dict[str, Decimal] = {}
+        self.last: ReconciliationResult | None = None
+        self.log = get_logger("kubetrade.runner", strategy=name, mode=outputs.mode)
+
+    async def load_baseline(self, redis: Redis, keys: Keys, *, paper: bool) -> None:
+        """The stored baseline; else (first start) a live runner's is the account's
+        holdings minus its positions, written once. A paper runner has none."""
+        key = keys.reconciliation_baseline(self.name)
+        raw: Any = await redis.hgetall(key)  # type: ignore[misc]
+        if raw:
+            self.baseline = {a: Decimal(v) for a, v in raw.items()}
+            return
+        baseline: dict[str, Decimal] = {}
+        if not paper:
+            balances = await self.exchange.fetch_balances()
+            for symbol in self.symbols:
+                base = self.markets[symbol].base
+                bal = balances.get(base)
+                pos = self.engine.positions.get(symbol)
+                baseline[base] = (bal.total if bal else Decimal(0)) - (
+                    pos.quantity if pos else Decimal(0)
+                )
+        if baseline:
+            await redis.hset(key, mapping={a: str(v) for a, v in baseline.items()})  # type: ignore[misc]
+        self.baseline = baseline
+
+    async def run(self, trigger: str) -> ReconciliationResult:
+        """Reconcile now: the result is stored, published, counted; a pass lifts the
+        reconciliation gates (the runner's and the exchange client's) unless the
+        breaker is open; a mismatch is audited and alerted."""
+        now = self.clock.now_ms()
+        result = await self._compare(trigger, now)
+        self.last = result
+        data = result.to_dict()
+        await self.store.write_reconciliation(data)
+        await self.outputs.event(EventType.RECONCILIATION, now, data)
+        self.outputs.reconciled(len(result.mismatches), data["status"])
+        if result.ok:
+            await self._passed(trigger)
+        else:
+            await self._failed(result, trigger, now, data)
+        return result
+
+    async def _compare(self, trigger: str, now: int) -> ReconciliationResult:
+        try:
+            balances = await self.exchange.fetch_balances()
+            remote_orders = await self.exchange.fetch_open_orders()
+            return reconcile(
+                strategy=self.name, ts_ms=now, trigger=trigger, symbols=self.symbols,
+                markets=self.markets, positions=self.engine.positions,
+                local_orders=self.local_orders(), balances=balances,
+                exchange_orders=remote_orders, baseline=self.baseline,
+                client_id_prefix=self.prefix, dust=dict(self.engine.portfolio.dust),
+            )
+        except ExchangeError as exc:
+            return ReconciliationResult(self.name, now, trigger, error=str(exc))
+
+    async def _passed(self, trigger: str) -> None:
+        if isinstance(self.exchange, GuardedExchange) and not self.halts.breaker_open:
+            self.exchange.mark_reconciled()
+        if self.halts.awaiting_reconciliation and not self.halts.breaker_open:
+            self.halts.awaiting_reconciliation = False
+            await self.outputs.audit("trading.resumed_after_reconciliation", {"trigger": trigger})
+        self.log.info("reconciliation.ok", trigger=trigger)
+
+    async def _failed(
+        self, result: ReconciliationResult, trigger: str, now: int, data: dict[str, Any]
+    ) -> None:
+        self.log.error("reconciliation.mismatch", trigger=trigger, result=data)
+        await self.outputs.audit("reconciliation.mismatch", data)
+        if result.mismatches:
+            await self.outputs.alert(
+                AlertKind.RECONCILIATION_MISMATCH,
+                Severity.CRITICAL,
+                f"Reconciliation mismatch ({self.name})",
+                "; ".join(
+                    f"{m.kind} {m.subject}: local {m.local}, exchange {m.exchange}"
+                    for m in result.mismatches[:5]
+                ),
+                now,
+                data,
+            )
+
+    async def periodic(self, interval_s: float, lock: asyncio.Lock) -> None:
+        """Reconcile every ``interval_s`` seconds (under the runner's lock) until
+        cancelled."""
+        while True:
+            await asyncio.sleep(interval_s)
+            async with lock:
+                await self.run("periodic")
