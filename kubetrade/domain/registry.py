@@ -106,6 +106,10 @@ def create(algorithm: str, parameters: dict[str, Any] | None, rules: Any) -> Alg
     """A fresh algorithm (see ``kubetrade.domain.algorithms.create_algorithm``)."""
     from kubetrade.domain.algorithms import validate_parameters
 
+    if algorithm == RULES and rules is None and parameters and "rules" in parameters:
+        # spec.validated_parameters() carries spec.rules this way (runner spec, snapshots)
+        parameters = dict(parameters)
+        rules = parameters.pop("rules")
     params = validate_parameters(algorithm, parameters)
     cls = registered()[algorithm]
     if algorithm == RULES:

@@ -187,7 +187,12 @@ class StrategySpec(CRModel):
         return self
 
     def validated_parameters(self) -> dict[str, Any]:
-        """The parameters with the algorithm's defaults filled in (CR spelling)."""
+        """The parameters with the algorithm's defaults filled in (CR spelling): what
+        ``create_algorithm(algorithm, parameters)`` builds the algorithm from. For
+        ``rules`` they are ``{"rules": spec.rules}``, so every path that carries the
+        parameters (runner spec, snapshots) carries the rules too."""
+        if self.algorithm == "rules" and self.rules is not None:
+            return {"rules": self.rules.model_dump(mode="json", by_alias=True)}
         model = installed_algorithms().get(self.algorithm, _AnyParams)
         return model.model_validate(self.parameters).model_dump(mode="json", by_alias=True)
 
