@@ -19,11 +19,13 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
+from kubetrade.state.emergency import read_emergency_state, subscribe_emergency, swap_announced
 from kubetrade.state.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,21 @@ log = logging.getLogger(__name__)
 
 def announced_key(keys: Keys) -> str:
     return keys.emergency_announced
+
+
+def _alert(action: str, by: str, reason: str, ts_ms: int) -> Alert:
+    """The runbook's "emergency engaged" / "emergency resumed" alert."""
+    if action == EmergencyAction.NONE:
+        return Alert(AlertKind.EMERGENCY_RESUMED, Severity.INFO,
+                     "Emergency cleared: trading resumed",
+                     f"by {by}" + (f" — {reason}" if reason else ""), ts_ms)
+    what = "halt and cancel pending orders" if action == EmergencyAction.STOP else \
+        "halt, cancel pending orders and sell every position at market"
+    return Alert(AlertKind.EMERGENCY_ENGAGED, Severity.CRITICAL,
+                 f"Emergency {action.upper()} engaged",
+                 f"by {by}" + (f" — {reason}" if reason else "") +
+                 f". Runners {what}. /status to follow, /resume to undo.", ts_ms,
+                 data={"action": action, "by": by})
 
 
 class EmergencyAnnouncer:
@@ -50,43 +67,29 @@ class EmergencyAnnouncer:
 
     async def check_once(self) -> Alert | None:
         """Announce the current emergency state if it was not announced yet."""
-        state = await self.redis.hgetall(self.keys.emergency)
-        if not state:
+        state = await read_emergency_state(self.redis, self.keys)
+        if state is None:
             return None
-        action = state.get("action") or EmergencyAction.NONE
-        since = state.get("since_ms") or "0"
-        by = state.get("by") or "?"
-        marker = f"{action}:{since}"
-        previous = await self.redis.getset(announced_key(self.keys), marker)
+        action = state.action
+        by = state.by or "?"
+        marker = f"{action}:{state.since_ms}"
+        previous = await swap_announced(self.redis, self.keys, marker)
         if previous == marker:
             return None
         if by.startswith("telegram:"):
             return None
         if previous is None and action == EmergencyAction.NONE:
             return None  # first start of the notifier on a system that trades normally
-        reason = state.get("reason") or ""
-        ts = int(since) if since.isdigit() else self.clock.now_ms()
-        if action == EmergencyAction.NONE:
-            alert = Alert(AlertKind.EMERGENCY_RESUMED, Severity.INFO,
-                          "Emergency cleared: trading resumed",
-                          f"by {by}" + (f" — {reason}" if reason else ""), ts)
-        else:
-            what = "halt and cancel pending orders" if action == EmergencyAction.STOP else \
-                "halt, cancel pending orders and sell every position at market"
-            alert = Alert(AlertKind.EMERGENCY_ENGAGED, Severity.CRITICAL,
-                          f"Emergency {action.upper()} engaged",
-                          f"by {by}" + (f" — {reason}" if reason else "") +
-                          f". Runners {what}. /status to follow, /resume to undo.", ts,
-                          data={"action": action, "by": by})
+        alert = _alert(action, by, state.reason, state.since_ms)
         await raise_alert(self.redis, self.keys, alert)
         self.announced += 1
         return alert
 
     async def run(self) -> None:
         while not self._stop.is_set():
-            pubsub = self.redis.pubsub()
+            pubsub: PubSub | None = None
             try:
-                await pubsub.subscribe(self.keys.emergency_channel)
+                pubsub = await subscribe_emergency(self.redis, self.keys)
                 await self.check_once()
                 while not self._stop.is_set():
                     message = await pubsub.get_message(
@@ -103,6 +106,7 @@ class EmergencyAnnouncer:
                     pass
             finally:
                 try:
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    if pubsub is not None:
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
                 except RedisError:
                     pass

@@ -47,7 +47,6 @@ from telegram.ext import (
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.notify.dispatcher import ChatTarget
-from kubetrade.notify.overview import read_overview
 from kubetrade.notify.settings import NotifySettings
 from kubetrade.notify.text import (
     HELP,
@@ -61,6 +60,7 @@ from kubetrade.notify.text import (
 from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.desired import DesiredState, DesiredStateError, NotFoundError
 from kubetrade.state.keys import Keys
+from kubetrade.state.overview import read_overview, strategy_names
 
 log = logging.getLogger(__name__)
 
@@ -482,13 +482,12 @@ class NotifyBot:
             log.error("runner ack follow-up failed: %s: %s", type(exc).__name__, exc)
 
     async def _report_acks(self, context: Ctx, action: str, since_ms: int) -> None:
-        r: Any = self.redis
         deadline = self.clock.now_ms() + int(self.ack_wait_seconds * 1000)
         expected: set[str] = set()
         confirmed: dict[str, dict[str, Any]] = {}
         while not self._closing:
             try:
-                expected = set(await r.smembers(self.keys.strategies))
+                expected = await strategy_names(self.redis, self.keys)
                 ov = await read_overview(self.redis, self.keys)
             except Exception as exc:
                 log.warning("reading runner acks failed: %s", type(exc).__name__)

@@ -31,28 +31,24 @@ from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from telegram import Bot, LinkPreviewOptions
 from telegram.error import BadRequest, ChatMigrated, RetryAfter, TelegramError, TimedOut
 
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.notify.text import MAX_MESSAGE, Outgoing, group_alerts
+from kubetrade.state.alert_inbox import SENDING, SENT, SENT_TTL_SECONDS, AlertInbox, sent_key
 from kubetrade.state.alerts import Alert
 from kubetrade.state.audit import AuditEntry, write_audit
-from kubetrade.state.keys import ALERTS_GROUP, Keys
+from kubetrade.state.keys import Keys
 
 log = logging.getLogger(__name__)
 
-SENT_TTL_SECONDS = 7 * 24 * 3600
-SENDING = "sending"
-SENT = "sent"
+# the delivery marks, as the notifier's tests and tools know them from here
+__all__ = ["SENDING", "SENT", "SENT_TTL_SECONDS", "AlertDispatcher", "ChatTarget", "RateLimiter",
+           "bot_sender", "retry_after_seconds", "sent_key", "telegram_limits"]
 
 Send = Callable[[str], Awaitable[None]]
-
-
-def sent_key(keys: Keys, alert_id: str) -> str:
-    """Delivery mark of one alert."""
-    return keys.alert_sent(alert_id)
 
 
 class RateLimiter:
@@ -161,6 +157,7 @@ class AlertDispatcher:
     ) -> None:
         self.redis: Any = redis  # decode_responses=True: replies are str
         self.keys = keys
+        self.inbox = AlertInbox(redis, keys)
         self.send = send
         self.consumer = consumer
         self.clock: Clock = clock or SystemClock()
@@ -191,11 +188,7 @@ class AlertDispatcher:
     async def ensure_group(self) -> None:
         """Create the consumer group at the start of the stream (id 0), so alerts
         raised before the notifier first ran are delivered too."""
-        try:
-            await self.redis.xgroup_create(self.keys.alerts, ALERTS_GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self.inbox.ensure_group()
 
     async def run(self) -> None:
         grouped = False
@@ -223,21 +216,7 @@ class AlertDispatcher:
 
     # -- reading ------------------------------------------------------------------
     async def _read(self, stream_id: str, count: int, block: int | None) -> list[Any]:
-        reply = await self.redis.xreadgroup(
-            ALERTS_GROUP,
-            self.consumer,
-            {self.keys.alerts: stream_id},
-            count=count,
-            block=block,
-        )
-        if not reply:
-            return []
-        _, entries = reply[0]
-        # a pending entry trimmed from the stream comes back with no fields: nothing to send
-        gone = [i for i, f in entries if not f]
-        if gone:
-            await self.redis.xack(self.keys.alerts, ALERTS_GROUP, *gone)
-        return [(i, f) for i, f in entries if f]
+        return await self.inbox.read(self.consumer, stream_id, count, block)
 
     async def _claim(self) -> list[Any]:
         now = self.clock.now_ms()
@@ -247,17 +226,11 @@ class AlertDispatcher:
         claimed: list[Any] = []
         start = "0-0"
         while len(claimed) < self.max_batch:
-            reply = await self.redis.xautoclaim(
-                self.keys.alerts,
-                ALERTS_GROUP,
-                self.consumer,
-                self.claim_idle_ms,
-                start_id=start,
-                count=self.max_batch,
+            start, entries = await self.inbox.autoclaim(
+                self.consumer, self.claim_idle_ms, start, self.max_batch
             )
-            start, entries = reply[0], reply[1]
-            claimed.extend((i, f) for i, f in entries if f)
-            if start in ("0-0", b"0-0"):
+            claimed.extend(entries)
+            if start == "0-0":
                 break
         return claimed
 
@@ -295,14 +268,14 @@ class AlertDispatcher:
         if bad:
             log.error("alert dispatcher: %d malformed alert entries acked unsent: %s",
                       len(bad), ", ".join(bad[:5]))
-            await self.redis.xack(self.keys.alerts, ALERTS_GROUP, *bad)
+            await self.inbox.ack(bad)
         if not alerts:
             return len(bad)
-        marks = await self.redis.mget([sent_key(self.keys, a.id) for a in alerts])
+        marks = await self.inbox.delivery_marks([a.id for a in alerts])
         done = [a.id for a, m in zip(alerts, marks, strict=True) if m == SENT]
         if done:
             self.duplicates_skipped += len(done)
-            await self.redis.xack(self.keys.alerts, ALERTS_GROUP, *done)
+            await self.inbox.ack(done)
         todo = [a for a, m in zip(alerts, marks, strict=True) if m != SENT]
         repeated = [a.id for a, m in zip(alerts, marks, strict=True) if m == SENDING]
         for out in group_alerts(todo, repeated):
@@ -312,18 +285,11 @@ class AlertDispatcher:
         return len(entries)
 
     async def _deliver_one(self, out: Outgoing) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for alert_id in out.alert_ids:
-                pipe.set(sent_key(self.keys, alert_id), SENDING, nx=True, ex=SENT_TTL_SECONDS)
-            await pipe.execute()
+        await self.inbox.mark_sending(out.alert_ids)
         delivered = await self._send_with_retry(out)
         if not delivered:
             return  # stopping: the entries stay pending and are re-read on restart
-        async with self.redis.pipeline(transaction=True) as pipe:
-            for alert_id in out.alert_ids:
-                pipe.set(sent_key(self.keys, alert_id), SENT, ex=SENT_TTL_SECONDS)
-            pipe.xack(self.keys.alerts, ALERTS_GROUP, *out.alert_ids)
-            await pipe.execute()
+        await self.inbox.mark_sent(out.alert_ids)
         self.messages_sent += 1
         self.alerts_sent += len(out.alert_ids)
 
