@@ -1,0 +1,86 @@
+"""HaltController through a paper runner and a real Redis: each person-made halt is
+kept by source and written beside the engine snapshot in the same commit; a restart
+finds them there (or, for a snapshot written before they were kept, in the halt's
+text), so the change that lifts one lifts exactly that one."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from redis.asyncio import Redis
+
+from kubetrade.domain.clock import ManualClock
+from kubetrade.exchange.replay import bundled_candles
+from kubetrade.runner.assembly import RunnerEnv, create_runner
+from kubetrade.runner.core import Runner, RunnerOptions
+from kubetrade.runner.emergency import EmergencyCommand
+from kubetrade.runner.halts import SNAPSHOT_KEY, HaltSource
+from kubetrade.state.keys import Keys
+
+CSV = bundled_candles("BTC/USDT")
+NAME = "halty"
+MANIFEST = {
+    "apiVersion": "kubetrade.io/v1alpha1",
+    "kind": "Strategy",
+    "metadata": {"name": NAME},
+    "spec": {"algorithm": "sma-crossover", "parameters": {"fastPeriod": 5, "slowPeriod": 20},
+             "symbols": ["BTC/USDT"], "timeframe": "1m", "mode": "paper"},
+}
+
+
+async def _runner(redis: Redis, keys: Keys) -> Runner:
+    env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
+    parts, _ = await create_runner(
+        MANIFEST, redis=redis, keys=keys, env=env, clock=ManualClock(1_800_000_000_000),
+        options=RunnerOptions(reconcile_interval_s=0),
+    )
+    return await Runner.restore(parts)
+
+
+async def _stored(redis: Redis, keys: Keys) -> dict[str, Any]:
+    raw: Any = await redis.get(keys.engine(NAME))
+    snapshot: dict[str, Any] = json.loads(raw)
+    return snapshot
+
+
+async def test_sources_are_stored_with_the_snapshot_and_lifted_one_by_one(
+    redis_client: Redis,
+) -> None:
+    keys = Keys(f"kt-{uuid.uuid4().hex[:8]}")
+    first = await _runner(redis_client, keys)
+    await first.set_enabled(False, "dashboard")
+    await first.apply_emergency(EmergencyCommand("stop", 1, "ops", "drill", "redis"))
+    snapshot = await _stored(redis_client, keys)
+    assert snapshot[SNAPSHOT_KEY] == {"disabled": "spec.enabled is false",
+                                      "emergency-stop": "stop by ops: drill"}
+    assert first.engine.halted_reason == (
+        "manual: disabled: spec.enabled is false; emergency: stop by ops: drill")
+
+    restarted = await _runner(redis_client, keys)
+    assert restarted.halts.manual == {HaltSource.DISABLED: "spec.enabled is false",
+                                      HaltSource.EMERGENCY_STOP: "stop by ops: drill"}
+    await restarted.apply_emergency(EmergencyCommand("none", 2, "ops", "", "redis"))
+    assert restarted.engine.is_halted  # still disabled
+    assert (await _stored(redis_client, keys))[SNAPSHOT_KEY] == {
+        "disabled": "spec.enabled is false"}
+    await restarted.set_enabled(True, "dashboard")
+    assert not restarted.engine.is_halted
+    assert (await _stored(redis_client, keys))[SNAPSHOT_KEY] == {}
+
+
+async def test_snapshot_without_sources_is_read_from_the_halt_text(
+    redis_client: Redis,
+) -> None:
+    keys = Keys(f"kt-{uuid.uuid4().hex[:8]}")
+    first = await _runner(redis_client, keys)
+    await first.apply_emergency(EmergencyCommand("close-all", 1, "ops", "drill", "redis"))
+    snapshot = await _stored(redis_client, keys)
+    del snapshot[SNAPSHOT_KEY]  # as a runner before this change wrote it
+    await redis_client.set(keys.engine(NAME), json.dumps(snapshot))
+
+    restarted = await _runner(redis_client, keys)
+    assert restarted.halts.manual == {HaltSource.EMERGENCY_CLOSE_ALL: "close-all by ops: drill"}
+    await restarted.apply_emergency(EmergencyCommand("none", 2, "ops", "", "redis"))
+    assert not restarted.engine.is_halted
