@@ -20,10 +20,11 @@ from typing import Any, Protocol, runtime_checkable
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock, SystemClock
-from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.state.audit import AuditEntry, write_audit
+from kubetrade.state.emergency import read_emergency_state
 from kubetrade.state.events import EventType, publish_event
 from kubetrade.state.keys import Keys
+from kubetrade.state.schema import EmergencyState
 
 API_VERSION = "kubetrade.io/v1alpha1"
 DEFAULT_POLICY = "default"
@@ -211,13 +212,8 @@ class LocalDesiredState:
 
     # -- emergency ------------------------------------------------------------------
     async def get_emergency(self) -> dict[str, Any]:
-        raw: Any = await self.redis.hgetall(self.keys.emergency)  # type: ignore[misc]
-        return {
-            "action": raw.get("action") or "none",
-            "since_ms": int(raw.get("since_ms") or 0),
-            "by": raw.get("by", ""),
-            "reason": raw.get("reason", ""),
-        }
+        state = await read_emergency_state(self.redis, self.keys)
+        return (state or EmergencyState()).as_dict()
 
     async def set_emergency(self, action: str, actor: str, reason: str) -> dict[str, Any]:
         return await write_emergency(self.redis, self.keys, action, actor, reason, self.clock)
@@ -247,15 +243,15 @@ async def write_emergency(
     Shared by local desired state and the cluster path (the operator and the API
     mirror the Emergency CR here), so runners see one format either way.
     """
-    if action not in EMERGENCY_ACTIONS:
-        raise DesiredStateError(
-            f"Emergency.spec.action: must be one of {', '.join(EMERGENCY_ACTIONS)}, got {action!r}"
-        )
     now = (clock or SystemClock()).now_ms() if clock else time.time_ns() // 1_000_000
-    state = {"action": action, "since_ms": now, "by": actor, "reason": reason}
+    try:
+        record = EmergencyState.new(action, now, actor, reason)
+    except ValueError as exc:
+        raise DesiredStateError(str(exc)) from None
+    state = record.as_dict()
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.emergency, mapping={k: str(v) for k, v in state.items()})
-        pipe.publish(keys.emergency_channel, json.dumps(state))
+        pipe.hset(keys.emergency, mapping=record.to_hash())  # type: ignore[arg-type]
+        pipe.publish(keys.emergency_channel, record.to_message())
         await pipe.execute()
     await write_audit(
         redis,

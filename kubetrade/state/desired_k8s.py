@@ -39,8 +39,10 @@ from kubetrade.state.desired import (
     validate_risk_spec,
     write_emergency,
 )
+from kubetrade.state.emergency import read_emergency_state
 from kubetrade.state.events import EventType, publish_event
 from kubetrade.state.keys import Keys, keys_from_env
+from kubetrade.state.schema import EmergencyState
 
 log = logging.getLogger("kubetrade.state.desired_k8s")
 
@@ -277,9 +279,9 @@ class KubernetesDesiredState:
         since_ms = 0
         if self._redis is not None:
             try:
-                mirrored: Any = await self._redis.hgetall(self._keys.emergency)  # type: ignore[misc]
-                if mirrored.get("action") == action:
-                    since_ms = int(mirrored.get("since_ms") or 0)
+                mirrored = await read_emergency_state(self._redis, self._keys)
+                if mirrored is not None and mirrored.action == action:
+                    since_ms = mirrored.since_ms
             except (RedisError, ValueError):
                 pass
         if not since_ms and status.get("since"):
@@ -347,10 +349,5 @@ class KubernetesDesiredState:
             if state is None:
                 log.warning("emergency %s written to the Emergency resource only", action)
         if state is None:
-            state = {
-                "action": action,
-                "since_ms": self._clock.now_ms(),
-                "by": actor,
-                "reason": reason,
-            }
+            state = EmergencyState(action, self._clock.now_ms(), actor, reason).as_dict()
         return state

@@ -27,6 +27,12 @@ from redis.asyncio import Redis
 from kubetrade.domain.models import ClosedTrade, Position, from_dict
 from kubetrade.state.audit import AuditEntry
 from kubetrade.state.keys import Keys
+from kubetrade.state.schema import (
+    EmergencyAck,
+    EmergencyState,
+    ReconciliationRecord,
+    StrategySummary,
+)
 from kubetrade.state.store import trade_from_fields
 
 STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
@@ -387,30 +393,51 @@ class StateReader:
             positions[n] = plist
         return summaries, positions
 
-    async def reconciliation(self, names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+    async def summary_records(self, names: Iterable[str]) -> dict[str, StrategySummary]:
+        """``summaries`` as typed records."""
+        raw = await self.summaries(names)
+        return {n: StrategySummary.from_hash(h) for n, h in raw.items()}
+
+    async def reconciliation_records(
+        self, names: Iterable[str]
+    ) -> dict[str, ReconciliationRecord | None]:
+        """The latest reconciliation of each strategy (None: none yet, or unreadable)."""
         names = list(names)
         if not names:
             return {}
         values = await self.redis.mget([self.keys.reconciliation(n) for n in names])
-        out: dict[str, dict[str, Any] | None] = {}
-        for n, v in zip(names, values, strict=True):
-            data = _loads(v)
-            out[n] = data if isinstance(data, dict) else None
-        return out
+        return {
+            n: ReconciliationRecord.from_json(v) for n, v in zip(names, values, strict=True)
+        }
+
+    async def reconciliation(self, names: Iterable[str]) -> dict[str, dict[str, Any] | None]:
+        """The latest reconciliation of each strategy as stored (JSON object or None)."""
+        records = await self.reconciliation_records(names)
+        return {n: (r.as_dict() if r is not None else None) for n, r in records.items()}
 
     # -- global ---------------------------------------------------------------------
     async def emergency(self) -> dict[str, str]:
+        """The emergency hash as stored (empty: never set)."""
         data: dict[str, str] = await self.redis.hgetall(self.keys.emergency)
         return data
 
-    async def emergency_acks(self) -> dict[str, dict[str, Any]]:
+    async def emergency_state(self) -> EmergencyState:
+        """The emergency state in force (``none`` since 0 when never set)."""
+        return EmergencyState.from_hash(await self.emergency())
+
+    async def emergency_ack_records(self) -> dict[str, EmergencyAck]:
+        """Each runner's last emergency acknowledgement, by runner name (sorted)."""
         raw: dict[str, str] = await self.redis.hgetall(self.keys.emergency_acks)
-        out: dict[str, dict[str, Any]] = {}
+        out: dict[str, EmergencyAck] = {}
         for runner, value in sorted(raw.items()):
-            data = _loads(value)
-            if isinstance(data, dict):
-                out[runner] = data
+            ack = EmergencyAck.from_json(value)
+            if ack is not None:
+                out[runner] = ack
         return out
+
+    async def emergency_acks(self) -> dict[str, dict[str, Any]]:
+        """``emergency_ack_records`` as the stored JSON objects."""
+        return {r: a.as_dict() for r, a in (await self.emergency_ack_records()).items()}
 
     async def preflight(self) -> dict[str, Any] | None:
         data = _loads(await self.redis.get(self.keys.preflight))

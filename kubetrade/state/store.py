@@ -37,13 +37,19 @@ from redis.asyncio import Redis
 
 from kubetrade.domain.models import ClosedTrade, Fill, Order, Position, from_dict, to_dict
 from kubetrade.state.keys import Keys
+from kubetrade.state.schema import (
+    EmergencyAck,
+    EmergencyState,
+    ReconciliationRecord,
+    dumps,
+    summary_hash,
+)
 
 TRADES_MAXLEN = 1_000_000
 EQUITY_MAXLEN = 200_000
 
 
-def _dumps(data: Any) -> str:
-    return json.dumps(data, default=str, separators=(",", ":"))
+_dumps = dumps
 
 
 def trade_fields(trade: ClosedTrade) -> dict[str, str]:
@@ -166,8 +172,7 @@ class StateStore:
                     approximate=True,
                 )
             if changes.summary is not None:
-                summary = {key: "" if v is None else str(v) for key, v in changes.summary.items()}
-                pipe.hset(k.summary(name), mapping=summary)  # type: ignore[arg-type]
+                pipe.hset(k.summary(name), mapping=summary_hash(changes.summary))  # type: ignore[arg-type]
             await pipe.execute()
 
     async def fills_seen(self, trade_ids: list[str]) -> set[str]:
@@ -207,29 +212,30 @@ class StateStore:
         return [(int(f["ts"]), Decimal(f["equity"])) for _id, f in entries]
 
     async def write_reconciliation(self, result: dict[str, Any]) -> None:
-        await self.redis.set(self.keys.reconciliation(self.name), _dumps(result))
+        """Store the latest reconciliation (``ReconciliationResult.to_dict()``)."""
+        await self.redis.set(
+            self.keys.reconciliation(self.name), ReconciliationRecord.encode(result)
+        )
 
     async def ack_emergency(self, action: str, ts_ms: int, cancelled: list[str]) -> None:
-        await self.redis.hset(
-            self.keys.emergency_acks,
-            self.name,
-            _dumps({"action": action, "ts_ms": ts_ms, "cancelled": cancelled}),
-        )
+        """Record that this runner applied ``action`` at ``ts_ms`` (epoch ms)."""
+        ack = EmergencyAck(action, ts_ms, tuple(cancelled))
+        await self.redis.hset(self.keys.emergency_acks, self.name, ack.to_json())  # type: ignore[misc]
 
     async def read_emergency_ack(self) -> str | None:
         """The emergency action this runner last acknowledged (None if never)."""
-        raw = await self.redis.hget(self.keys.emergency_acks, self.name)  # type: ignore[misc]
-        if not raw:
-            return None
-        try:
-            action = json.loads(raw).get("action")
-        except (TypeError, ValueError, AttributeError):
-            return None
-        return str(action) if action else None
+        raw: Any = await self.redis.hget(self.keys.emergency_acks, self.name)  # type: ignore[misc]
+        ack = EmergencyAck.from_json(raw)
+        return (ack.action or None) if ack is not None else None
 
     async def read_emergency(self) -> dict[str, str]:
+        """The emergency hash as stored (empty: never set); see read_emergency_state."""
         data: Any = await self.redis.hgetall(self.keys.emergency)  # type: ignore[misc]
         return dict(data)
+
+    async def read_emergency_state(self) -> EmergencyState:
+        """The emergency state in force (``none`` since 0 when never set)."""
+        return EmergencyState.from_hash(await self.read_emergency())
 
     async def reset(self) -> None:
         """Forget this strategy's state (used by tests and an explicit `--reset-state`)."""
