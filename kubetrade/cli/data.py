@@ -192,3 +192,43 @@ def run_export(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     return EXIT_OK
+
+
+def add_replay_arguments(p: argparse.ArgumentParser) -> None:
+    """The candle-loading flags of a replay (``kubetrade validate --replay``)."""
+    p.add_argument("--time-unit", choices=["s", "ms", "us", "ns"], default=None,
+                   help="with --replay FILE: the unit of its timestamps when not milliseconds "
+                   "(refused otherwise)")
+    p.add_argument("--resample", action="store_true",
+                   help="with --replay: build the Strategy's timeframe from finer candles "
+                   "(first open, max high, min low, last close, summed volume) instead of "
+                   "refusing them")
+    p.add_argument("--duplicates", choices=["refuse", "last"], default="refuse",
+                   help="two different candles for one time: refuse the file (default) or "
+                   "keep the later row")
+    p.add_argument("--since", default=None,
+                   help="with --replay store: first candle (YYYY-MM-DD, ISO 8601 UTC, or ms)")
+    p.add_argument("--until", default=None, help="with --replay store: last candle")
+    p.add_argument("--datadir", default=os.environ.get("KUBETRADE_DATADIR", "data/candles"),
+                   help="with --replay store: the candle store (default data/candles)")
+
+
+def replay_settings(args: argparse.Namespace, from_store: bool) -> tuple[Any, Any]:
+    """(LoadOptions, StoreRange or None) from the flags of ``add_replay_arguments``;
+    ValueError for a bad time."""
+    from pathlib import Path
+
+    from kubetrade.marketdata import LoadOptions
+    from kubetrade.marketdata.replay_input import StoreRange
+    from kubetrade.marketdata.timeframes import parse_time
+
+    options = LoadOptions(time_unit=getattr(args, "time_unit", None),
+                          resample=bool(getattr(args, "resample", False)),
+                          duplicates=getattr(args, "duplicates", "refuse"))
+    if not from_store:
+        return options, None
+    since, until = getattr(args, "since", None), getattr(args, "until", None)
+    return options, StoreRange(
+        datadir=Path(getattr(args, "datadir", "data/candles")),
+        since_ms=parse_time(since) if since else None,
+        until_ms=parse_time(until) if until else None)

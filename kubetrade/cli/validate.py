@@ -55,6 +55,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--replay", metavar="FILE",
                    help="replay recorded candles (CSV timestamp_ms,open,high,low,close,volume) "
                    "at full speed instead of trading forward; 'bundled' for the shipped ones")
+    from kubetrade.cli.data import add_replay_arguments
+
+    add_replay_arguments(p)
     p.add_argument("--symbol", help="with --replay: which of the strategy's symbols the file "
                    "holds (default the first)")
     p.add_argument("--min-trades", default=None, help="criterion (default 10)")
@@ -145,14 +148,23 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
         limits = limits_from_file(args.risk_policy_file, None)
     if limits is None:
         limits = RiskPolicySpec().to_limits()
+    from pathlib import Path
+
+    from kubetrade.cli.data import replay_settings
+
+    from_store = source.replay == "store"
     replay_path = (replay_path_for(source.replay, args.symbol, strategy)
-                   if source.replay else None)
+                   if source.replay and not from_store else None)
+    load_options, replay_store = replay_settings(args, from_store)
     plan = ValidationPlan(
         strategy=strategy,
         limits=limits,
         criteria=_criteria(args, source.spec_criteria),
-        mode="replay" if replay_path else "forward",
+        mode="replay" if source.replay else "forward",
         replay_path=replay_path,
+        load_options=load_options,
+        replay_store=replay_store,
+        data_dir=Path(args.datadir) if getattr(args, "datadir", None) else None,
         symbol=args.symbol,
         duration_s=parse_duration(source.duration or "48h"),
         namespace=args.namespace if api is not None else "",

@@ -41,6 +41,12 @@ class ValidationPlan:
     namespace: str = ""
     validation_run: str = ""
     source: str = ""
+    load_options: Any = None
+    """kubetrade.marketdata.LoadOptions of the replay (--time-unit, --resample, ...)."""
+    replay_store: Any = None
+    """kubetrade.marketdata.replay_input.StoreRange for ``--replay store``."""
+    data_dir: Path | None = None
+    """The candle store, whose markets/ holds a refreshed filters snapshot (--datadir)."""
 
 
 @dataclass
@@ -55,6 +61,8 @@ class RunOutcome:
     data_end_ms: int | None
     open_positions: int
     rejected_orders: int
+    data_quality: dict[str, Any] | None = None
+    """The candle loader's report (gaps, duplicates, sorting, resampling) of a replay."""
 
 
 def parse_duration(text: str) -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from kubetrade.domain.clock import ManualClock
-from kubetrade.exchange.paper import default_market
-from kubetrade.exchange.replay import load_candles, run_replay
+from kubetrade.exchange.replay import run_replay
+from kubetrade.marketdata.filters import load_best
+from kubetrade.marketdata.replay_input import replay_candles
 from kubetrade.validation.plan import RunOutcome, ValidationPlan, engine_and_broker
 
 
@@ -18,13 +19,11 @@ def replay(
     ``progress(done, total)`` is called about every 1 % of the candles. ValueError when
     the plan has no candle file or the file holds no candles.
     """
-    if plan.replay_path is None:
-        raise ValueError("replay: no candle file given")
-    candles = load_candles(plan.replay_path)
-    if not candles:
-        raise ValueError(f"replay: {plan.replay_path} holds no candles")
     symbol = plan.symbol or plan.strategy.spec.symbols[0]
-    engine, broker = engine_and_broker(plan, {symbol: default_market(symbol)})
+    candles = replay_candles(plan.replay_path, plan.replay_store, symbol,
+                             plan.strategy.spec.timeframe, plan.load_options)
+    # the exchange's real filters (tick, lot, min notional); an unknown symbol is refused
+    engine, broker = engine_and_broker(plan, {symbol: load_best(plan.data_dir).market(symbol)})
     clock = ManualClock(candles[0].ts_ms)
     every = max(1, len(candles) // 100)
     result = run_replay(
@@ -40,4 +39,5 @@ def replay(
         data_end_ms=result.equity_curve[-1][0] if result.equity_curve else candles[-1].ts_ms,
         open_positions=len(engine.positions),
         rejected_orders=result.rejected,
+        data_quality=candles.report.to_dict(),
     )

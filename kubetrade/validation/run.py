@@ -31,7 +31,8 @@ def run_info(plan: ValidationPlan, symbols: list[str]) -> RunInfo:
         symbols=symbols,
         timeframe=spec.timeframe,
         mode=plan.mode,
-        source=plan.source or (str(plan.replay_path) if plan.replay_path else "exchange"),
+        source=plan.source or (str(plan.replay_path) if plan.replay_path else
+                               "store" if plan.replay_store is not None else "exchange"),
         starting_cash=Decimal(spec.initial_capital),
         risk=plan.limits.model_dump(mode="json", by_alias=True),
         duration_seconds=plan.duration_s if plan.mode == "forward" else None,
@@ -51,6 +52,8 @@ def finish_report(
     )
     report["open_positions_at_end"] = outcome.open_positions
     report["rejected_orders"] = outcome.rejected_orders
+    if outcome.data_quality is not None:
+        report["data_quality"] = outcome.data_quality
     return report
 
 

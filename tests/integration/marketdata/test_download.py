@@ -30,6 +30,7 @@ KEY = SeriesKey("binance", "BTC/USDT", "1m")
 SINCE = parse_time("2024-09-21")
 UNTIL = parse_time("2024-09-21T23:59")
 ROOT = Path(__file__).resolve().parents[3]
+CASES = ROOT / "tests" / "data" / "cases"
 
 
 def exchange(fake: FakeBinance, attempts: int = 5) -> ResilientExchange:
@@ -158,6 +159,23 @@ def test_cli_download_list_export(fake_binance: FakeBinance, tmp_path: Path,
                  datadir, "--progress", "json"]) == 0
     last = [json.loads(x) for x in capsys.readouterr().out.splitlines()][-1]
     assert last["event"] == "download.done" and last["added"] == 0 and last["resumed"]
+    # then replay the stored range: the same report as replaying the recorded file
+    strategy = str(CASES / "candles-nan" / "btc-sma.yaml")
+    reports = tmp_path / "reports"
+    code = main(["validate", "--strategy-file", strategy, "--replay", "store", "--since",
+                 "2024-09-21", "--until", "2024-09-21T23:59", "--datadir", datadir,
+                 "--report-dir", str(reports / "store")])
+    assert code in (0, 3)
+    code = main(["validate", "--strategy-file", strategy, "--replay",
+                 str(market_file("binance-BTCUSDT-1m-2024-09-21.csv")),
+                 "--report-dir", str(reports / "file")])
+    capsys.readouterr()
+    (store_report,) = [json.loads(p.read_text()) for p in (reports / "store").glob("*.json")]
+    (file_report,) = [json.loads(p.read_text()) for p in (reports / "file").glob("*.json")]
+    assert store_report["run"]["source"] == "store"
+    assert store_report["run"]["data"]["candles"] == 1440
+    assert store_report["metrics"] == file_report["metrics"]
+    assert store_report["trades"] == file_report["trades"]
 
 
 def test_cli_refuses_a_bad_page_with_exit_2(fake_binance: FakeBinance, tmp_path: Path,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from kubetrade.cli import main
-from tests.unit.validation._data import shared_data, strategy_yaml
+from tests.unit.validation._data import filters_dir, shared_data, strategy_yaml
 
 LTC = ("freqtrade-LTCBTC-5m-2018-01.csv", "LTC/BTC", "5m")
 ETH = ("freqtrade-ETHBTC-5m-2018-01.csv", "ETH/BTC", "5m")
@@ -39,7 +39,7 @@ def validate(tmp_path: Path, data: tuple[str, str, str], algorithm: str, params:
     spec.write_text(strategy_yaml("under-test", algorithm, params, symbol, timeframe, risk))
     reports = tmp_path / "reports"
     code = main(["validate", "--strategy-file", str(spec), "--replay", str(shared_data(file)),
-                 "--report-dir", str(reports), *flags])
+                 "--report-dir", str(reports), "--datadir", str(filters_dir(tmp_path)), *flags])
     (path,) = reports.glob("validation_report_*.json")
     report: dict[str, Any] = json.loads(path.read_text())
     assert code == (0 if report["decision"] == "GO" else 3)
