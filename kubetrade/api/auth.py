@@ -189,8 +189,11 @@ class TokenService:
         except RedisError:
             if not kill_switch:
                 raise
-            log.warning("revocation list unreachable (Redis down): kill switch accepted on "
-                        "a valid access token of %s", claims["sub"])
+            log.warning(
+                "revocation list unreachable (Redis down): kill switch accepted on "
+                "a valid access token of %s",
+                claims["sub"],
+            )
             return Principal(str(claims["sub"]), claims)
         if revoked:
             raise AuthError("token revoked")

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
+# The values of kubetrade.domain.emergency.EmergencyAction, as a Literal so the OpenAPI
+# document inlines them as it always did (tests/unit/api/test_shape.py checks they agree).
 EmergencyAction = Literal["none", "stop", "close-all"]
 
 

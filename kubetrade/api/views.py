@@ -4,10 +4,9 @@ from typing import Any, Literal, cast
 
 from kubetrade.api import schemas as s
 from kubetrade.api.analytics import finite_float
+from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.domain.models import ClosedTrade
 from kubetrade.state.reader import summary_decimal, summary_int
-
-EMERGENCY_ACTIONS = ("none", "stop", "close-all")
 
 
 def emergency_action(value: Any) -> s.EmergencyAction:

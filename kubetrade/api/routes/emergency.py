@@ -6,7 +6,7 @@ authenticated without the revocation check, and runner acknowledgements, unreada
 then, are left out of the answer; the runners see the resource on their own.
 """
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 from redis.exceptions import RedisError
@@ -22,6 +22,11 @@ from kubetrade.state.reader import StateReader
 router = APIRouter()
 
 Reason = Annotated[s.EmergencyIn | None, Body()]
+_ROUTE: dict[str, Any] = {
+    "response_model": s.EmergencyOut,
+    "tags": ["emergency"],
+    "responses": {**AUTH_RESPONSES, **BAD},
+}
 
 
 async def _emergency_out(
@@ -52,24 +57,13 @@ async def _set(
     return await _emergency_out(desired, reader, tolerate_redis_down=action != "none")
 
 
-@router.get(
-    "/api/emergency",
-    response_model=s.EmergencyOut,
-    tags=["emergency"],
-    responses={**AUTH_RESPONSES, **BAD},
-)
+@router.get("/api/emergency", **_ROUTE)
 async def get_emergency(user: User, desired: Desired, reader: Reader) -> s.EmergencyOut:
     """The emergency action in force and each runner's acknowledgement."""
     return await _emergency_out(desired, reader)
 
 
-@router.post(
-    "/api/emergency/stop",
-    response_model=s.EmergencyOut,
-    tags=["emergency"],
-    name="emergency_stop",
-    responses={**AUTH_RESPONSES, **BAD},
-)
+@router.post("/api/emergency/stop", name="emergency_stop", **_ROUTE)
 async def emergency_stop(
     user: KillSwitchUser, desired: Desired, reader: Reader, body: Reason = None
 ) -> s.EmergencyOut:
@@ -77,13 +71,7 @@ async def emergency_stop(
     return await _set(desired, reader, user, "stop", "stop", body)
 
 
-@router.post(
-    "/api/emergency/close-all",
-    response_model=s.EmergencyOut,
-    tags=["emergency"],
-    name="emergency_close_all",
-    responses={**AUTH_RESPONSES, **BAD},
-)
+@router.post("/api/emergency/close-all", name="emergency_close_all", **_ROUTE)
 async def emergency_close_all(
     user: KillSwitchUser, desired: Desired, reader: Reader, body: Reason = None
 ) -> s.EmergencyOut:
@@ -91,13 +79,7 @@ async def emergency_close_all(
     return await _set(desired, reader, user, "close-all", "close-all", body)
 
 
-@router.post(
-    "/api/emergency/resume",
-    response_model=s.EmergencyOut,
-    tags=["emergency"],
-    name="emergency_resume",
-    responses={**AUTH_RESPONSES, **BAD},
-)
+@router.post("/api/emergency/resume", name="emergency_resume", **_ROUTE)
 async def emergency_resume(
     user: User, desired: Desired, reader: Reader, body: Reason = None
 ) -> s.EmergencyOut:
