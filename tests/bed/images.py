@@ -236,7 +236,16 @@ def project_image() -> Image:
     for path in ("/etc/pip.conf", "/etc/ssl/certs/ca-certificates.crt"):
         if Path(path).is_file():
             volumes += ["--volume", f"{path}:{path}:ro"]
-    _run(_buildah("bud", "--network", "host", "--layers", "--pull-never", *volumes,
+    # Earlier builds of the project: their storage is a full copy each (vfs).
+    listed = subprocess.run(_buildah("images", "--format", "{{.Name}}:{{.Tag}}"),
+                            capture_output=True, text=True)  # fmt: skip
+    for old in listed.stdout.split():
+        if old.startswith(PROJECT_REPOSITORY + ":"):
+            subprocess.run(_buildah("rmi", "-f", old), capture_output=True)
+    subprocess.run(_buildah("rm", "--all"), capture_output=True)
+    # No --layers: one commit per stage (each layer is a full copy with vfs); a code
+    # change re-runs the pip install anyway, as the Dockerfile copies the code first.
+    _run(_buildah("bud", "--network", "host", "--pull-never", *volumes,
                   "-f", "Dockerfile", "-t", image.name, "."), "build the Dockerfile",
          cwd=REPO)  # fmt: skip
     _save(image, stamp, started)

@@ -275,6 +275,10 @@ def _start(name: str, argv: list[str], run: Path) -> Managed:
 def _import_images(ctr: list[str], images: Images) -> None:
     have = subprocess.run([*ctr, "images", "ls", "-q"], capture_output=True, text=True, check=True)
     names = set(have.stdout.split())
+    wanted = {image.name for image in images.all()}
+    for name in names:  # earlier builds of the project image
+        if name.startswith(images.project.repository + ":") and name not in wanted:
+            subprocess.run([*ctr, "images", "rm", name], capture_output=True)
     for image in images.all():
         if image.name not in names:
             subprocess.run([*ctr, "images", "import", str(image.archive)],
@@ -320,6 +324,10 @@ def _start_kubelet(cp: ControlPlane, exe: Path, run: Path) -> Managed:
     for hierarchy in Path("/sys/fs/cgroup").iterdir():
         if hierarchy.is_dir():
             (hierarchy / CGROUP_ROOT).mkdir(exist_ok=True)
+    cpuset = Path("/sys/fs/cgroup/cpuset")
+    for knob in ("cpuset.cpus", "cpuset.mems"):  # a new cpuset cgroup starts empty
+        if (cpuset / knob).exists():
+            (cpuset / CGROUP_ROOT / knob).write_text((cpuset / knob).read_text())
     config = run / "kubelet.yaml"
     config.write_text(yaml.safe_dump(_kubelet_config(run, run / "containerd.sock", free_port())))
     kubeconfig = cp.kubeconfig_for(f"system:node:{NODE_NAME}", ["system:nodes"])

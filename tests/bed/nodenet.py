@@ -163,17 +163,18 @@ def _remove_links() -> None:
 
 
 def _remove_iptables(kube_proxy: Path | None) -> None:
+    """kube-proxy's and the kubelet's chains (KUBE-*), the CNI plugin's (CNI-*) and our
+    guard, from every table: each table is saved, stripped of them and restored."""
     if kube_proxy is not None and kube_proxy.exists():
         sh(str(kube_proxy), "--cleanup", check=False, timeout=60)
-    while sh("iptables", "-w", "-D", "FORWARD", "-j", GUARD_CHAIN, check=False).returncode == 0:
-        pass
-    sh("iptables", "-w", "-F", GUARD_CHAIN, check=False)
-    sh("iptables", "-w", "-X", GUARD_CHAIN, check=False)
-    # The CNI bridge plugin's own chains (ipMasq is off, portmap unused: normally none).
-    rules = sh("iptables-save", "-t", "nat", check=False).stdout
-    for chain in {w for line in rules.splitlines() for w in line.split() if w.startswith("CNI-")}:
-        sh("iptables", "-w", "-t", "nat", "-F", chain, check=False)
-        sh("iptables", "-w", "-t", "nat", "-X", chain, check=False)
+    ours = ("KUBE-", "CNI-", GUARD_CHAIN)
+    for table in ("filter", "nat", "mangle"):
+        saved = sh("iptables-save", "-t", table, check=False).stdout
+        if not any(mark in saved for mark in ours):
+            continue
+        kept = [line for line in saved.splitlines() if not any(m in line for m in ours)]
+        subprocess.run(["iptables-restore", "-w"], input="\n".join(kept) + "\n", text=True,
+                       capture_output=True, timeout=60)  # fmt: skip
 
 
 def teardown(dirs: list[str], containerd_sock: str, kube_proxy: Path | None) -> None:

@@ -33,7 +33,8 @@ from kubetrade.state.keys import Keys
 from tests.bed import BedError, Node
 from tests.e2e.node.helpers import describe, get, restricted_namespace, wait_for
 
-pytestmark = [pytest.mark.node, pytest.mark.timeout(600)]
+# The first test of a session pays for starting the node (and building a stale image).
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1500)]
 
 ROOT = Path(__file__).resolve().parents[3]
 RELEASE = "kubetrade"

@@ -16,7 +16,8 @@ import pytest
 from tests.bed import Node
 from tests.e2e.node.helpers import RESTRICTED, describe, restricted_namespace, run_pod, wait_for
 
-pytestmark = pytest.mark.node
+# The first test of a session pays for starting the node (and building a stale image).
+pytestmark = [pytest.mark.node, pytest.mark.timeout(1500)]
 
 
 def test_the_image_runs_as_10001_read_only_and_kubetrade_help_works(node: Node) -> None:
