@@ -22,7 +22,6 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -47,6 +46,13 @@ from telegram.ext import (
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.notify.dispatcher import ChatTarget
+from kubetrade.notify.gate import (
+    PendingConfirm,
+    RejectAuditLimiter,
+    actor_of,
+    cancelled_count,
+    update_kind,
+)
 from kubetrade.notify.settings import NotifySettings
 from kubetrade.notify.text import (
     HELP,
@@ -64,6 +70,8 @@ from kubetrade.state.overview import read_overview, strategy_names
 
 log = logging.getLogger(__name__)
 
+__all__ = ["NotifyBot", "RejectAuditLimiter", "actor_of", "cancelled_count"]
+
 Ctx = ContextTypes.DEFAULT_TYPE
 App = Application[Any, Any, Any, Any, Any, Any]
 
@@ -77,70 +85,8 @@ COMMANDS = {
     "help": "List the commands",
 }
 CLOSEALL_DATA = re.compile(r"^closeall:(yes|no):([0-9a-f]{16})$")
-REJECT_AUDITS_PER_MINUTE = 10
 ACK_WAIT_SECONDS = 30.0
 MAX_COMMAND_AGE_SECONDS = 120.0
-
-
-@dataclass
-class PendingConfirm:
-    user_id: int
-    chat_id: int
-    expires_ms: int
-
-
-class RejectAuditLimiter:
-    """At most ``limit`` rejection audits per minute; the rest are counted and the
-    count rides on the next audit entry written, so nothing is silently lost."""
-
-    def __init__(self, clock: Clock, limit: int = REJECT_AUDITS_PER_MINUTE) -> None:
-        self.clock = clock
-        self.limit = limit
-        self._window_start = -1
-        self._in_window = 0
-        self.suppressed = 0
-
-    def allow(self) -> bool:
-        minute = self.clock.now_ms() // 60_000
-        if minute != self._window_start:
-            self._window_start = minute
-            self._in_window = 0
-        if self._in_window < self.limit:
-            self._in_window += 1
-            return True
-        self.suppressed += 1
-        return False
-
-    def take_suppressed(self) -> int:
-        n, self.suppressed = self.suppressed, 0
-        return n
-
-
-def actor_of(update: Update) -> str:
-    user = update.effective_user
-    return f"telegram:{user.id}" if user else "telegram:unknown"
-
-
-def cancelled_count(ack: dict[str, Any]) -> int:
-    """Runners ack with the cancelled orders as a list of ids (or a count)."""
-    value = ack.get("cancelled")
-    if isinstance(value, list | tuple | dict):
-        return len(value)
-    try:
-        return int(value or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _update_kind(update: Update) -> str:
-    for kind in (
-        "message", "edited_message", "channel_post", "edited_channel_post", "callback_query",
-        "inline_query", "my_chat_member", "chat_member", "chat_join_request", "poll",
-        "poll_answer", "message_reaction",
-    ):
-        if getattr(update, kind, None) is not None:
-            return kind
-    return "other"
 
 
 class NotifyBot:
@@ -255,7 +201,7 @@ class NotifyBot:
                         detail={
                             "chat_id": chat.id if chat else None,
                             "user_id": user.id if user else None,
-                            "update": _update_kind(update),
+                            "update": update_kind(update),
                             "text": text[:64],
                             "suppressed_before": self.reject_limiter.take_suppressed(),
                         },
