@@ -151,11 +151,11 @@ def replay_paths(spec: RunnerSpec, market_data: str) -> dict[str, Path]:
 
         out: dict[str, Path] = {}
         for symbol in spec.symbols:
-            path = bundled_candles(symbol)
+            path = bundled_candles(symbol, spec.timeframe)
             if path is None:
                 raise ValueError(
-                    f"spec.symbols: no bundled candles for {symbol} (offline replay ships "
-                    "BTC/USDT); set KUBETRADE_MARKET_DATA=replay:<csv>"
+                    f"spec.symbols: no bundled candles for {symbol} {spec.timeframe} (offline "
+                    "replay ships BTC/USDT 1m and 1h); set KUBETRADE_MARKET_DATA=replay:<csv>"
                 )
             out[symbol] = path
         return out
@@ -213,7 +213,8 @@ def build_market(
     spec: RunnerSpec, env: RunnerEnv, clock: Clock, data_client: ExchangeClient | None
 ) -> MarketSource:
     if env.market_data.startswith("replay"):
-        return load_replay(replay_paths(spec, env.market_data), clock, env.replay_interval)
+        return load_replay(replay_paths(spec, env.market_data), clock, env.replay_interval,
+                           timeframe=spec.timeframe)
     assert data_client is not None
     return ExchangeSource(data_client, spec, clock)
 

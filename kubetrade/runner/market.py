@@ -128,10 +128,14 @@ class ReplaySource:
 
 
 def load_replay(
-    paths: Mapping[str, Path], clock: Clock, interval: float, loop: bool = True
+    paths: Mapping[str, Path], clock: Clock, interval: float, loop: bool = True,
+    *, timeframe: str | None = None,
 ) -> ReplaySource:
-    from kubetrade.exchange.replay import load_candles
+    """Replay of candle files through the one strict loader (kubetrade.marketdata): a
+    file whose spacing is not ``timeframe`` is refused (CandleDataError, a ValueError)."""
+    from kubetrade.marketdata import LoadOptions, load_candles
 
+    opts = LoadOptions(timeframe=timeframe)
     return ReplaySource(
-        {s: load_candles(p) for s, p in paths.items()}, clock, interval, loop, paths
+        {s: load_candles(p, opts) for s, p in paths.items()}, clock, interval, loop, paths
     )
