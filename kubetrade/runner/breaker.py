@@ -20,7 +20,7 @@ from kubetrade.domain.clock import Clock
 from kubetrade.exchange.base import ExchangeEvent
 from kubetrade.logs import get_logger
 from kubetrade.runner.halts import HaltBook
-from kubetrade.runner.outputs import RunnerOutputs
+from kubetrade.runner.outputs import OutputPort
 from kubetrade.state.alerts import AlertKind, Severity
 
 #: Exchange events that are only logged.
@@ -32,7 +32,7 @@ class BreakerWatch:
     """Breaker transitions -> the halt book's exchange gates, alerts and catch-up."""
 
     def __init__(
-        self, name: str, *, halts: HaltBook, outputs: RunnerOutputs, clock: Clock,
+        self, name: str, *, halts: HaltBook, outputs: OutputPort, clock: Clock,
         lock: asyncio.Lock,
     ) -> None:
         self.halts = halts

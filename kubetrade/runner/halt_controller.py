@@ -27,7 +27,7 @@ from kubetrade.logs import get_logger
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halts import EMERGENCY_HALTS, HaltBook, HaltSource
 from kubetrade.runner.orders import OrderRouter
-from kubetrade.runner.outputs import RunnerOutputs
+from kubetrade.runner.outputs import OutputPort
 from kubetrade.state.store import Changes, StateStore
 
 #: How long to wait for Redis when deciding whether it still holds a stop (seconds).
@@ -39,7 +39,7 @@ class HaltController:
 
     def __init__(
         self, name: str, engine: TradingEngine, *, halts: HaltBook, router: OrderRouter,
-        store: StateStore, outputs: RunnerOutputs, clock: Clock, lock: asyncio.Lock,
+        store: StateStore, outputs: OutputPort, clock: Clock, lock: asyncio.Lock,
         last_emergency: str | None = None,
     ) -> None:
         self.engine = engine

@@ -39,7 +39,7 @@ from kubetrade.exchange.base import (
 from kubetrade.exchange.paper import PaperExchange
 from kubetrade.logs import get_logger
 from kubetrade.runner.halts import HaltBook, is_protective_exit
-from kubetrade.runner.outputs import RunnerOutputs
+from kubetrade.runner.outputs import OutputPort
 from kubetrade.state.store import Changes, StateStore
 
 #: Binance answers a trade look-up's start time with the 24 hours after it.
@@ -63,7 +63,7 @@ class OrderRouter:
 
     def __init__(
         self, name: str, engine: TradingEngine, *, exchange: ExchangeClient, store: StateStore,
-        outputs: RunnerOutputs, halts: HaltBook, clock: Clock, market_clock: Clock,
+        outputs: OutputPort, halts: HaltBook, clock: Clock, market_clock: Clock,
         paper: PaperExchange | None, orders: Mapping[str, Order], fills_seen: Iterable[str],
     ) -> None:
         self.engine = engine

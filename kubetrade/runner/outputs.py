@@ -3,14 +3,15 @@ equity point, events on the Redis channel (dashboard, WebSocket), the audit log,
 alerts, and the Prometheus metrics.
 
 The runner's other parts (order router, halt controller, reconciler, breaker watch)
-call only :class:`RunnerOutputs`; none of them touches a metric, a stream or a channel
-directly. What the summary says is :func:`summary_record` (pure).
+call only the :class:`OutputPort` (``RunnerOutputs`` implements it); none of them
+touches a metric, a stream or a channel directly. What the summary says is
+:func:`summary_record` (pure).
 """
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
@@ -46,7 +47,54 @@ def summary_record(
     return summary
 
 
-class RunnerOutputs:
+class OutputPort(Protocol):
+    """What the runner's parts may tell the world (``RunnerOutputs`` writes it to
+    Redis and Prometheus; tests may record it)."""
+
+    name: str
+    mode: str
+
+    async def audit(self, action: str, detail: dict[str, Any]) -> None: ...
+
+    async def alert(
+        self, kind: AlertKind, severity: Severity, title: str, text: str, ts_ms: int,
+        data: dict[str, Any] | None = None,
+    ) -> None: ...
+
+    async def event(self, kind: EventType, ts_ms: int, data: dict[str, Any]) -> None: ...
+
+    async def drain(self, engine: TradingEngine) -> None: ...
+
+    async def write_summary(
+        self, engine: TradingEngine, *, breaker_open: bool, ts_ms: int | None = None
+    ) -> None: ...
+
+    async def order_applied(
+        self, engine: TradingEngine, order: Order, fills: list[Fill], closed: list[ClosedTrade]
+    ) -> None: ...
+
+    def risk(self, engine: TradingEngine) -> None: ...
+
+    def rejected(self, reason: str) -> None: ...
+
+    def order_sent(self, order: Order, status: str) -> None: ...
+
+    def recovered(self, outcome: str) -> None: ...
+
+    def candle(self, symbol: str, lag_s: float | None) -> None: ...
+
+    def decision_latency(self, seconds: float) -> None: ...
+
+    def set_halted(self, halted: bool) -> None: ...
+
+    def set_breaker(self, state: str) -> None: ...
+
+    def emergency_applied(self, action: str) -> None: ...
+
+    def reconciled(self, mismatches: int, outcome: str) -> None: ...
+
+
+class RunnerOutputs(OutputPort):
     """Summary, events, audit, alerts and metrics of one strategy's runner."""
 
     def __init__(

@@ -22,7 +22,7 @@ from kubetrade.domain.models import MarketInfo, Order
 from kubetrade.exchange.base import ExchangeClient, ExchangeError, GuardedExchange
 from kubetrade.logs import get_logger
 from kubetrade.runner.halts import HaltBook
-from kubetrade.runner.outputs import RunnerOutputs
+from kubetrade.runner.outputs import OutputPort
 from kubetrade.runner.reconcile import ReconciliationResult, reconcile
 from kubetrade.state.alerts import AlertKind, Severity
 from kubetrade.state.events import EventType
@@ -40,7 +40,7 @@ class Reconciler:
     def __init__(
         self, name: str, symbols: list[str], engine: TradingEngine, *,
         exchange: ExchangeClient, markets: dict[str, MarketInfo], store: StateStore,
-        outputs: RunnerOutputs, halts: HaltBook, clock: Clock,
+        outputs: OutputPort, halts: HaltBook, clock: Clock,
         local_orders: Callable[[], list[Order]], client_id_prefix: str,
     ) -> None:
         self.name = name
