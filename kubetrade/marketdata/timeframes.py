@@ -1,36 +1,23 @@
-"""Candle timeframes (Binance interval names) and their length in milliseconds.
-
-Pure data and arithmetic, no I/O. ``bucket_start`` gives the open time of the candle
-of a timeframe that contains a timestamp, aligned as Binance aligns them: to the Unix
-epoch for every interval up to a day, to Monday 00:00 UTC for a week.
+"""Candle time arithmetic for market data, over the domain's one timeframe table
+(kubetrade.domain.timeframes, re-exported here). Pure, no I/O. Candle grids are
+aligned as Binance aligns them: to the Unix epoch for every interval up to a day, to
+Monday 00:00 UTC for a week (``bucket_offset_ms``).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-TIMEFRAME_MS: dict[str, int] = {
-    "1m": 60_000, "3m": 180_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000,
-    "1h": 3_600_000, "2h": 7_200_000, "4h": 14_400_000, "6h": 21_600_000,
-    "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000, "3d": 259_200_000,
-    "1w": 604_800_000,
-}
+from kubetrade.domain.timeframes import TIMEFRAME_MS, timeframe_ms
+
 _NAMES = {ms: name for name, ms in TIMEFRAME_MS.items()}
 DAY_MS = 86_400_000
 WEEK_MS = 604_800_000
 # 1970-01-05 was the first Monday after the epoch: Binance weeks open on Mondays
 _MONDAY_OFFSET_MS = 4 * DAY_MS
 
-
-def timeframe_ms(timeframe: str) -> int:
-    """Length of ``timeframe`` (e.g. ``"1h"``) in ms; ValueError names the allowed values."""
-    try:
-        return TIMEFRAME_MS[timeframe]
-    except KeyError:
-        raise ValueError(
-            f"timeframe {timeframe!r} is not a candle interval "
-            f"(one of {', '.join(TIMEFRAME_MS)})"
-        ) from None
+__all__ = ["TIMEFRAME_MS", "bucket_offset_ms", "can_resample", "describe_ms", "iso_ms",
+           "parse_time", "timeframe_ms"]
 
 
 def describe_ms(ms: int) -> str:
