@@ -1,19 +1,13 @@
 """Emergency handlers: mirror the namespace's kill switch (the Emergency named
-``default``) into Redis for the runners, and report who acknowledged it.
-
-Runners watch the resource and Redis; the API and the Telegram bot write both, or Redis
-alone while the API server is down. So Redis may hold a stop the resource never saw:
-unless the resource itself changed since it was last mirrored, its older, milder action
-never overwrites that (a resync or restart would otherwise publish a stale ``none`` and
-resume every runner), and the stop is recorded on the resource instead.
+``default``) into Redis for the runners, record on the resource a stop that reached
+Redis alone, and report who acknowledged it. The decision is
+:mod:`kubetrade.operator.mirror`'s; this module does the I/O.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -22,78 +16,26 @@ from redis.exceptions import RedisError
 
 from kubetrade.operator import metrics
 from kubetrade.operator.clients import Clients, clients_of
-from kubetrade.operator.handlers.indexes import StrategyIndex
+from kubetrade.operator.handlers.indexes import StrategyIndex, strategies_in
 from kubetrade.operator.handlers.support import timed, write_status
-from kubetrade.operator.status import Conditions, iso
+from kubetrade.operator.mirror import (
+    ACTIONS,
+    Mirror,
+    count_acks,
+    decide,
+    emergency_status,
+    unmirrored_status,
+)
 from kubetrade.resources import EMERGENCY_NAME, GROUP, VERSION
 
 log = logging.getLogger("kubetrade.operator")
 
 PLURAL = "emergencies"
-ACTIONS = ("none", "stop", "close-all")
-SEVERITY = {action: rank for rank, action in enumerate(ACTIONS)}
-
-
-@dataclass(frozen=True)
-class Mirror:
-    """The action in force, and what Redis needs."""
-
-    action: str
-    by: str
-    reason: str
-    since_ms: int  #: when ``action`` came into force (kept while it stays the same)
-    ahead: str | None  #: a stronger action Redis holds that the resource never saw
-    changed: bool  #: Redis must be written (and the runners told)
-
-
-def decide(
-    spec: Mapping[str, Any],
-    meta: Mapping[str, Any],
-    status: Mapping[str, Any],
-    held: Mapping[str, str],
-    now_ms: int,
-) -> Mirror:
-    """The action to mirror, from the resource and the emergency hash Redis ``held``."""
-    action = spec.get("action", "none")
-    by = spec.get("requestedBy") or "kubernetes"
-    reason = spec.get("reason", "")
-    ahead: str | None = None
-    resource_changed = meta.get("generation") != status.get("observedGeneration")
-    strongest = held.get("action")
-    if (
-        not resource_changed
-        and strongest in SEVERITY
-        and SEVERITY[strongest] > SEVERITY.get(action, 0)
-    ):
-        ahead, action = strongest, strongest
-        by, reason = held.get("by") or by, held.get("reason") or ""
-    changed = ahead is None and (
-        held.get("action") != action or held.get("by") != by or held.get("reason") != reason
-    )
-    since = int(held.get("since_ms") or 0)
-    if held.get("action") != action or not since:
-        since = now_ms
-    return Mirror(action, by, reason, since, ahead, changed)
-
-
-def count_acks(acks: Mapping[str, str], action: str) -> int:
-    """Runners whose acknowledgement names ``action`` (only the action is compared: a
-    replaying runner stamps acks with candle time)."""
-    acked = 0
-    for text in acks.values():
-        try:
-            ack = json.loads(text)
-        except (TypeError, ValueError):
-            continue
-        if ack.get("action") == action:
-            acked += 1
-    return acked
 
 
 async def publish(c: Clients, body: kopf.Body, m: Mirror) -> None:
     """Write the action to Redis and tell the runners; audit it."""
-    message = {"action": m.action, "since_ms": m.since_ms, "by": m.by, "reason": m.reason}
-    await c.publish_emergency(message)
+    await c.publish_emergency(m.message)
     await c.audit(f"emergency.{m.action}.mirrored", by=m.by, reason=m.reason)
     if m.action != "none":
         kopf.warn(body, reason="EmergencyAction", message=f"{m.action} by {m.by}: {m.reason}")
@@ -121,41 +63,12 @@ async def adopt(c: Clients, meta: Mapping[str, Any], m: Mirror) -> None:
     await c.audit(f"emergency.{m.action}.adopted", by=m.by, reason=m.reason)
 
 
-def report(
-    meta: Mapping[str, Any], m: Mirror, acked: int, runners: int, conds: Conditions, now: int
-) -> dict[str, Any]:
-    """Set the metrics and conditions; the status fields to write."""
-    if m.ahead is not None:
-        conds.set(
-            "Mirrored",
-            False,
-            "RedisAhead",
-            f"Redis holds {m.ahead} by {m.by} (delivered while this resource could not be "
-            "written); it stays in force until spec.action is changed",
-            now,
-        )
-    else:
-        conds.set("Mirrored", True, "MirroredToRedis", f"action {m.action} published", now)
+def set_metrics(action: str, acked: int, runners: int) -> None:
+    """The Emergency gauges: the action in force, acknowledgements, expected runners."""
     for known in ACTIONS:
-        metrics.EMERGENCY_ACTION.labels(known).set(1 if known == m.action else 0)
+        metrics.EMERGENCY_ACTION.labels(known).set(1 if known == action else 0)
     metrics.EMERGENCY_ACKS.set(acked)
     metrics.EMERGENCY_RUNNERS.set(runners)
-    conds.set(
-        "Acknowledged",
-        acked >= runners,
-        "AllRunnersAcknowledged" if acked >= runners else "WaitingForRunners",
-        f"{acked} of {runners} runner(s) acknowledged {m.action}",
-        now,
-    )
-    return {
-        "state": m.action,
-        "since": iso(m.since_ms),
-        "by": m.by,
-        "acknowledged": acked,
-        "runners": runners,
-        "observedGeneration": meta.get("generation"),
-        "conditions": conds.items,
-    }
 
 
 async def mirror(
@@ -167,14 +80,11 @@ async def mirror(
         return
     spec = dict(body.get("spec") or {})
     status = dict(body.get("status") or {})
-    conds = Conditions(status.get("conditions"), meta.get("generation"))
     now = c.clock.now_ms()
     action = spec.get("action", "none")
     if c.redis is None:
-        conds.set(
-            "Mirrored", False, "NoRedis", "REDIS_URL is not set; runners see the CR only", now
-        )
-        write_status(patch, status, {"state": action, "conditions": conds.items})
+        why = "REDIS_URL is not set; runners see the CR only"
+        write_status(patch, status, unmirrored_status(meta, status, action, "NoRedis", why, now))
         return
     try:
         m = decide(spec, meta, status, await c.emergency(), now)
@@ -183,15 +93,15 @@ async def mirror(
             await publish(c, body, m)
         acks = await c.emergency_acks()
     except RedisError as exc:
-        conds.set("Mirrored", False, "RedisUnavailable", f"Redis: {exc}", now)
-        write_status(patch, status, {"state": action, "conditions": conds.items})
+        new = unmirrored_status(meta, status, action, "RedisUnavailable", f"Redis: {exc}", now)
+        write_status(patch, status, new)
         raise kopf.TemporaryError(f"Redis unavailable: {exc}", delay=2) from exc
     if m.ahead is not None:
         await adopt(c, meta, m)
-    runners = sum(
-        1 for s in (strategy_idx.get(meta["namespace"], []) if strategy_idx else []) if s.enabled
-    )
-    write_status(patch, status, report(meta, m, count_acks(acks, m.action), runners, conds, now))
+    runners = sum(1 for s in strategies_in(strategy_idx, meta["namespace"]) if s.enabled)
+    acked = count_acks(acks, m.action)
+    set_metrics(m.action, acked, runners)
+    write_status(patch, status, emergency_status(meta, status, m, acked, runners, now))
 
 
 async def emergency_changed(

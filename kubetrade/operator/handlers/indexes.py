@@ -52,6 +52,13 @@ def first(index: kopf.Index[K, V] | None, key: K) -> V | None:
     return None
 
 
+def strategies_in(index: StrategyIndex | None, namespace: str | None) -> list[StrategyRef]:
+    """The Strategies of ``namespace`` (from ``strategy_idx``)."""
+    if index is None or namespace not in index:
+        return []
+    return list(index[namespace])
+
+
 def job_state(status: Mapping[str, Any]) -> str:
     """Pending, Running, Succeeded or Failed, from a Job's status."""
     for cond in status.get("conditions") or []:

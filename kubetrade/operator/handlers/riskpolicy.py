@@ -11,7 +11,7 @@ from typing import Any
 import kopf
 
 from kubetrade.operator.clients import clients_of
-from kubetrade.operator.handlers.indexes import StrategyIndex
+from kubetrade.operator.handlers.indexes import StrategyIndex, strategies_in
 from kubetrade.operator.handlers.support import write_status
 from kubetrade.operator.status import Conditions
 from kubetrade.resources import GROUP, VERSION
@@ -31,7 +31,7 @@ async def riskpolicy_tick(
     status = dict(body.get("status") or {})
     users = sorted(
         s.name
-        for s in (strategy_idx.get(meta["namespace"], []) if strategy_idx else [])
+        for s in strategies_in(strategy_idx, meta["namespace"])
         if s.risk_policy_ref == meta["name"]
     )
     conds = Conditions(status.get("conditions"), meta.get("generation"))
