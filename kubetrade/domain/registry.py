@@ -10,7 +10,7 @@ Algorithms are found through the ``kubetrade.algorithms`` entry point group
 An entry point's name must equal its class's ``algorithm``; the class must subclass
 ``kubetrade.domain.algorithms.Algorithm`` and carry a pydantic ``Params`` model. A
 plugin cannot take a built-in's name. Entry points that fail to load, or break these
-rules, are left out and reported by ``problems()`` (``kubetrade validate`` prints them).
+rules, are left out and reported by ``problems()``.
 When kubetrade runs from a source tree whose metadata is missing, the built-ins are
 still there.
 """

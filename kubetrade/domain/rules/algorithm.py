@@ -72,6 +72,9 @@ class RulesAlgorithm(Algorithm[RulesSpec, _State]):
         for i, d in enumerate(self.rules.declared):
             for j, v in enumerate(d.variables()):
                 slots[v] = (i, j)
+        self._prev_names = {
+            v: [prev_name(v, k) for k in range(1, d + 1)] for v, d in self.rules.history.items()
+        }
         self._reads = [
             (v, *(slots[v] if v in slots else (-1, CANDLE_FIELDS.index(v))))
             for v in self.rules.history
@@ -101,8 +104,8 @@ class RulesAlgorithm(Algorithm[RulesSpec, _State]):
         signal: Side | None = None
         if state.count >= self.rules.warmup:
             for name, hist in state.hist.items():
-                for k, past in enumerate(reversed(hist), start=1):
-                    values[prev_name(name, k)] = past
+                for key, past in zip(self._prev_names[name], reversed(hist), strict=False):
+                    values[key] = past
             if self.rules.exit.evaluate(values):
                 signal = Side.SELL
             elif self.rules.entry.evaluate(values):
@@ -166,6 +169,20 @@ class RulesAlgorithm(Algorithm[RulesSpec, _State]):
         return self.bind_candle(symbol)(candle)
 
     # ------------------------------------------------------------------ snapshots
+    def snapshot(self) -> dict[str, Any]:
+        """Indicator state per symbol, tagged with the rules it was computed for."""
+        data = super().snapshot()
+        data["rules"] = self.rules.key
+        return data
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Load a snapshot; one taken under other rules (the spec changed) is dropped,
+        so the indicators warm up again rather than read another rule set's state."""
+        if data.get("rules") != self.rules.key:
+            super().restore({"algorithm": data.get("algorithm")})
+            return
+        super().restore(data)
+
     def _dump(self, state: _State) -> dict[str, Any]:
         return {
             "count": state.count,

@@ -98,6 +98,8 @@ class RuleSet:
     """Variable -> candles before its first value (candle fields: 0)."""
     warmup: int
     """Closed candles before the first possible signal (it can come on this one)."""
+    key: str
+    """The spec's canonical JSON: identifies the rule set (snapshots carry it)."""
 
 
 def _declare(spec: RulesSpec) -> list[Declared]:
@@ -206,4 +208,5 @@ def _compile_cached(key: str) -> RuleSet:
         history=history,
         lookback=lookback,
         warmup=warmup,
+        key=key,
     )

@@ -142,3 +142,15 @@ class _HighLowBreakout(RulesAlgorithm):
         super().__init__(RulesSpec.model_validate({
             "indicators": {"hi": {"highest": {"period": 15}}, "lo": {"lowest": {"period": 15}}},
             "entry": "close > prev(hi, 1)", "exit": "close < prev(lo, 1)"}))
+
+
+def test_a_snapshot_of_other_rules_is_not_loaded() -> None:
+    """After a spec change the runner restores the old snapshot: the new rules must warm
+    up again, not read indicator state computed for other indicators."""
+    cs = candles(FILES[0])
+    old = rules("ema-rsi")
+    live_signals(old, cs[:300])
+    new = rules("stoch-adx-atr")
+    new.restore(json.loads(json.dumps(old.snapshot())))
+    fresh = rules("stoch-adx-atr")
+    assert live_signals(new, cs[300:]) == live_signals(fresh, cs[300:])
