@@ -19,8 +19,14 @@ import httpx
 import pytest
 import redis
 
+from kubetrade.resources import Strategy, load_manifests
+
 REPO = Path(__file__).resolve().parents[2]
 KUBETRADE = str(Path(sys.executable).with_name("kubetrade"))
+#: Strategies `kubetrade local` runs from examples/strategies (one runner each).
+EXAMPLE_STRATEGIES = sum(
+    1 for r in load_manifests(REPO / "examples" / "strategies") if isinstance(r, Strategy)
+)
 
 
 def _free_port() -> int:
@@ -149,9 +155,10 @@ def test_local_needs_nothing_installed(start_local: Callable[..., Local]) -> Non
     assert answer.status_code == 200, answer.text
     wait_for(
         lambda: len([a for a in httpx.get(local.url + "/api/emergency", timeout=2)
-                     .json()["acks"].values() if a["action"] == "close-all"]) == 3,
+                     .json()["acks"].values() if a["action"] == "close-all"])
+        == EXAMPLE_STRATEGIES,
         30,
-        "close-all acks of the three runners",
+        "close-all acks of every runner",
     )
     wait_for(lambda: httpx.get(local.url + "/api/positions", timeout=2).json() in ([], {}),
              30, "no open positions after close-all")

@@ -13,9 +13,14 @@ from urllib.parse import urlparse
 import httpx
 
 from kubetrade.cli._local.embedded_redis import POOL_CONNECTIONS, POOL_CONNECTIONS_PER_STRATEGY
-from tests.e2e.test_local import Local, start_local, wait_for  # noqa: F401 - fixture
+from tests.e2e.test_local import (  # noqa: F401 - fixture
+    EXAMPLE_STRATEGIES,
+    Local,
+    start_local,
+    wait_for,
+)
 
-STRATEGIES = 3  # examples/strategies
+STRATEGIES = EXAMPLE_STRATEGIES
 
 
 def redis_connections(pid: int, redis_port: int) -> int:

@@ -7,12 +7,16 @@ in Redis (:class:`LocalDesiredState`), and the Telegram notifier runs when confi
 It needs nothing installed: without ``REDIS_URL`` an embedded Redis holds the state (see
 :mod:`.embedded_redis`); without internet the market data is a paced replay of real
 recorded candles shipped with the package (see :mod:`.market`).
+
+The API's port is bound before anything else starts, so a port in use fails the start
+before any runner exists; SIGINT/SIGTERM stop it as :mod:`.stopping` says.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +33,17 @@ from kubetrade.cli._local.embedded_redis import (
 )
 from kubetrade.cli._local.market import choose_market_data
 from kubetrade.cli._local.seed import load_risk_policy_file, load_strategy_dir, seed_desired
+from kubetrade.cli._local.stopping import (
+    GRACEFUL_SHUTDOWN_S,
+    RUNNER_CANCEL_S,
+    RUNNER_GRACE_S,
+    GatedMarket,
+    StoppableServer,
+    StopRequest,
+    end_leftovers,
+    exit_now,
+    stop_tasks,
+)
 from kubetrade.domain.clock import SystemClock
 from kubetrade.logs import get_logger
 from kubetrade.runner.assembly import RunnerEnv, create_runner, run_runner
@@ -37,12 +52,6 @@ from kubetrade.state.desired import LocalDesiredState
 from kubetrade.state.keys import Keys, keys_from_env
 
 log = get_logger("kubetrade.local")
-
-#: Seconds the runner tasks get to end after cancel: one stuck in an exchange call must
-#: not keep the process alive.
-SHUTDOWN_TIMEOUT_S = 15
-#: Seconds uvicorn gives open WebSockets and slow requests at a stop.
-GRACEFUL_SHUTDOWN_S = 5
 
 
 @dataclass
@@ -69,27 +78,84 @@ class LocalSystem:
 
 
 async def run_local(options: LocalOptions) -> int:
-    """Run the whole system until uvicorn stops (SIGINT/SIGTERM); 0 after a clean stop.
+    """Run the whole system until a stop (SIGINT/SIGTERM); 0 after a clean stop.
 
-    Raises ValueError for a bad ``--strategies``/``--risk-policy`` and OSError (e.g.
-    Redis unreachable); runner tasks are cancelled and Redis closed on every way out.
+    Raises ValueError for a bad ``--strategies``/``--risk-policy`` and OSError (the
+    API's port in use, Redis unreachable); on every way out the runners stop taking
+    candles at once and the process ends within ``STOP_BOUND_S`` of the stop.
     """
+    stop = StopRequest()
+    failed = True
+    with stop.handling_signals():
+        try:
+            code = await _run(options, stop)
+            failed = False
+        except asyncio.CancelledError:
+            if not stop.requested:
+                raise
+            _uncancel()
+            code, failed = 0, False  # stopped during start-up
+        finally:
+            stuck = await end_leftovers()
+            if stuck:
+                log.error("local.exit_forced", tasks=stuck,
+                          note="tasks ignored their cancel; the process ends without them")
+                exit_now(1 if failed else 0)
+    return code
+
+
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None:
+        task.uncancel()
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound first: a port in use raises OSError (naming
+    it) before any runner exists, so a failed start never trades."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"--host {host} --port {port}: {exc.strerror}") from exc
+    return sock
+
+
+async def _run(options: LocalOptions, stop: StopRequest) -> int:
+    """Start everything, serve until the stop, stop everything (bounded)."""
     strategies, policies = load_strategy_dir(options.strategies_dir)
+    sock = bind_api_socket(options.host, options.port)
     redis_url, embedded = redis_url_or_embedded()
     redis = bounded_redis(redis_url, len(strategies))
     keys = keys_from_env()
     clock = SystemClock()
     system = LocalSystem(redis, keys, clock, LocalDesiredState(redis, keys, clock))
-    tasks: list[asyncio.Task[Any]] = []
+    runners: list[asyncio.Task[Any]] = []
+    others: list[asyncio.Task[Any]] = []
     try:
         await redis.ping()
         policies += load_risk_policy_file(options.risk_policy_file)
         manifests = await seed_desired(system.desired, strategies, policies)
+        stop.checkpoint()
         env = await _runner_env(options, manifests)
-        await _start_tasks(system, env, manifests, tasks)
-        await _serve_api(system, options, manifests)
+        stop.checkpoint()
+        server = _api_server(system, options)
+        stop.attach(server)
+        await _start_tasks(system, env, manifests, stop, runners, others)
+        log.info(
+            "local.ready",
+            url=f"http://{options.host}:{options.port}",
+            strategies=[m["metadata"]["name"] for m in manifests],
+        )
+        await server.serve(sockets=[sock])
     finally:
-        await _stop(tasks, redis, embedded)
+        stop.cleaning_up = True
+        stop.request("shutdown")
+        await _stop(runners, others, redis, embedded)
+        sock.close()
     return 0
 
 
@@ -114,54 +180,49 @@ async def _start_tasks(
     system: LocalSystem,
     env: RunnerEnv,
     manifests: list[dict[str, Any]],
-    tasks: list[asyncio.Task[Any]],
+    stop: StopRequest,
+    runners: list[asyncio.Task[Any]],
+    others: list[asyncio.Task[Any]],
 ) -> None:
-    """One supervised runner task per strategy, then the notifier; each task is appended
-    to ``tasks`` as it starts, so the caller stops whatever started."""
+    """One supervised runner task per strategy (appended to ``runners``), then the
+    notifier (to ``others``); appended as they start, so the caller stops what started."""
     for manifest in manifests:
-        tasks.append(
+        runners.append(
             asyncio.create_task(
                 supervise(manifest, redis=system.redis, keys=system.keys, env=env,
-                          desired=system.desired),
+                          desired=system.desired, stop=stop.event),
                 name=f"runner-{manifest['metadata']['name']}",
             )
         )
     notifier = await start_notifier(system.redis, system.keys, system.desired)
     if notifier is not None:
-        tasks.append(notifier)
+        others.append(notifier)
 
 
-async def _serve_api(
-    system: LocalSystem, options: LocalOptions, manifests: list[dict[str, Any]]
-) -> None:
-    """Serve the API/dashboard on ``options.host:options.port`` until a stop signal."""
+def _api_server(system: LocalSystem, options: LocalOptions) -> StoppableServer:
+    """The API/dashboard's server (it serves on the socket bound at start)."""
     app = create_app(ApiSettings(), system.redis, system.desired, system.clock, system.keys)
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_config=None, access_log=False,
         lifespan="on",
-        # a stop must end: open WebSockets or slow requests get 5 s, not forever
+        # a stop must end: open WebSockets or slow requests get a few seconds, not forever
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    server = QuietExitServer(config)
-    log.info(
-        "local.ready",
-        url=f"http://{options.host}:{options.port}",
-        strategies=[m["metadata"]["name"] for m in manifests],
-    )
-    await server.serve()
+    return StoppableServer(config)
 
 
 async def _stop(
-    tasks: list[asyncio.Task[Any]], redis: Redis, embedded: EmbeddedRedis | None
+    runners: list[asyncio.Task[Any]],
+    others: list[asyncio.Task[Any]],
+    redis: Redis,
+    embedded: EmbeddedRedis | None,
 ) -> None:
-    """Cancel ``tasks`` and wait for them (bounded), close Redis, stop the embedded one."""
-    for t in tasks:
-        t.cancel()
-    if tasks:
-        # bounded: a runner stuck in an exchange call must not keep the process alive
-        _, stuck = await asyncio.wait(tasks, timeout=SHUTDOWN_TIMEOUT_S)
-        if stuck:
-            log.warning("local.shutdown_stuck", tasks=[t.get_name() for t in stuck])
+    """Stop the notifier at once and the runners after their grace (their market data
+    has ended), both bounded; close Redis, stop the embedded one."""
+    stuck = await stop_tasks(others, grace_s=0, cancel_s=RUNNER_CANCEL_S)
+    stuck += await stop_tasks(runners, grace_s=RUNNER_GRACE_S, cancel_s=RUNNER_CANCEL_S)
+    if stuck:
+        log.warning("local.shutdown_stuck", tasks=stuck)
     await redis.aclose()
     if embedded is not None:
         embedded.stop()
@@ -186,15 +247,6 @@ async def start_notifier(
     return asyncio.create_task(run_notify(settings, redis, keys, desired), name="notify")
 
 
-class QuietExitServer(uvicorn.Server):
-    """uvicorn's server, minus re-raising SIGTERM/SIGINT after a clean shutdown: a stop
-    request that ended in an orderly shutdown is exit status 0 (for make, systemd)."""
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        super().handle_exit(sig, frame)
-        self._captured_signals.clear()
-
-
 async def supervise(
     manifest: dict[str, Any],
     *,
@@ -202,27 +254,42 @@ async def supervise(
     keys: Keys,
     env: RunnerEnv,
     desired: LocalDesiredState,
+    stop: asyncio.Event,
 ) -> None:
-    """Run one strategy; if it crashes, log why and start it again (state is in Redis).
+    """Run one strategy until ``stop``; if it crashes, log why and start it again
+    (state is in Redis). Its market data ends at ``stop``, so it takes no candle after.
 
     Restarts back off from 1 s, doubling, up to 60 s; a cancel ends it.
     """
     name = manifest["metadata"]["name"]
     delay = 1.0
-    while True:
+    while not stop.is_set():
         try:
             risk = await desired.get_risk_policy(
                 (manifest.get("spec") or {}).get("riskPolicyRef", "default")
             )
-            runner, closers = await create_runner(
+            parts, closers = await create_runner(
                 manifest, redis=redis, keys=keys, env=env, limits_manifest=risk
             )
-            await run_runner(runner, closers, redis=redis, keys=keys, desired=desired)
+            parts.market = GatedMarket(parts.market, stop)
+            await run_runner(parts, closers, redis=redis, keys=keys, desired=desired)
             return
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            if stop.is_set():
+                log.warning("local.runner_stopped_with_error", strategy=name, error=str(exc))
+                return
             log.exception("local.runner_crashed", strategy=name, error=str(exc),
                           restart_in_s=delay)
-            await asyncio.sleep(delay)
+            await _sleep_unless(stop, delay)
             delay = min(delay * 2, 60.0)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, or less when ``stop`` is set meanwhile."""
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=seconds)
+    finally:
+        waiter.cancel()
