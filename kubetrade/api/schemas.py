@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 from pydantic.alias_generators import to_camel
 
+from kubetrade.domain.risk import RiskLimits
+
 # The values of kubetrade.domain.emergency.EmergencyAction, as a Literal so the OpenAPI
 # document inlines them as it always did (tests/unit/api/test_shape.py checks they agree).
 EmergencyAction = Literal["none", "stop", "close-all"]
@@ -169,8 +171,6 @@ class SettingsOut(_Out):
 def _risk_patch_model() -> type[BaseModel]:
     """Every RiskLimits field, optional, with the engine's own bounds and descriptions,
     so the OpenAPI document says exactly what ``PUT /api/settings`` accepts."""
-    from kubetrade.domain.risk import RiskLimits
-
     fields: dict[str, Any] = {}
     for name, info in RiskLimits.model_fields.items():
         inner = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
