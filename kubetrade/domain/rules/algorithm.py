@@ -48,13 +48,15 @@ class _State:
 class _Prepared:
     """Signals computed in bulk for announced candles."""
 
-    __slots__ = ("candles", "i", "signals", "ts")
+    __slots__ = ("candles", "i", "live", "signals", "ts")
 
     def __init__(self, candles: Sequence[Candle], signals: list[int]) -> None:
         self.candles = candles
         self.ts = [c.ts_ms for c in candles]
         self.signals = signals
         self.i = 0
+        self.live: Callable[[Candle], Side | None] | None = None
+        """Set once a candle arrived that was not announced: the live step from then on."""
 
 
 class RulesAlgorithm(Algorithm[RulesSpec, _State]):
@@ -156,17 +158,20 @@ class RulesAlgorithm(Algorithm[RulesSpec, _State]):
         return out
 
     def _replayed(self, symbol: str, prepared: _Prepared, candle: Candle) -> Side | None:
+        if prepared.live is not None:
+            return prepared.live(candle)
         i = prepared.i
         if i < len(prepared.ts) and prepared.ts[i] == candle.ts_ms:
             prepared.i = i + 1
             return _SIGNAL.get(prepared.signals[i])
-        # an unannounced candle: rebuild the live state from what was seen, go live
-        del self._prepared[symbol]
+        # an unannounced candle: rebuild the live state from what was seen, go live for good
+        self._prepared.pop(symbol, None)
         state = self._states[symbol] = self._new_state()
         for c in prepared.candles[:i]:
             self._candle_step(state, float(c.open), float(c.high), float(c.low),
                               float(c.close), float(c.volume))
-        return self.bind_candle(symbol)(candle)
+        prepared.live = self.bind_candle(symbol)
+        return prepared.live(candle)
 
     # ------------------------------------------------------------------ snapshots
     def snapshot(self) -> dict[str, Any]:

@@ -154,3 +154,16 @@ def test_a_snapshot_of_other_rules_is_not_loaded() -> None:
     new.restore(json.loads(json.dumps(old.snapshot())))
     fresh = rules("stoch-adx-atr")
     assert live_signals(new, cs[300:]) == live_signals(fresh, cs[300:])
+
+
+def test_an_unannounced_candle_hands_over_to_the_live_path() -> None:
+    """A replay that announced its candles, then feeds one it did not announce (and more
+    after it): the signals are those of the live path over what was really fed."""
+    cs = candles(FILES[0])
+    fed = cs[:500] + cs[600:700] + cs[520:540]  # a jump ahead, then older candles
+    algo = rules("ema-rsi")
+    algo.prepare("X", cs[:800])
+    step = algo.bind_candle("X")  # bound before the hand-over, as the engine does
+    codes = {Side.BUY: 1, Side.SELL: -1, None: 0}
+    got = [codes[step(c)] for c in fed]
+    assert got == live_signals(rules("ema-rsi"), fed)
