@@ -47,8 +47,7 @@ class BreakerWatch:
 
     def on_exchange_event(self, event: ExchangeEvent) -> None:
         """Listener for the exchange's events (sync callback: schedules the work)."""
-        kind = getattr(event, "kind", "")
-        data = getattr(event, "data", {}) or {}
+        kind, data = event.kind, event.data or {}
         if kind == "breaker":
             state = str(data.get("to", ""))
             self.outputs.set_breaker(state)
