@@ -201,22 +201,19 @@ def pause_image() -> Image:
 
 
 def _context_files() -> list[Path]:
-    """The files `buildah bud` sends: the repository less what .dockerignore drops.
-
-    Approximated with git's view of the tree (tracked + untracked, not ignored), then
-    the .dockerignore top-level patterns; it only decides *when* to rebuild."""
-    out = _run(["git", "ls-files", "-co", "--exclude-standard"], "list files", cwd=REPO)
-    lines = (REPO / ".dockerignore").read_text().splitlines()
-    ignored = {ln.strip().rstrip("/") for ln in lines if ln.strip() and ln[0] not in "#!"}
-    files = []
+    """The Dockerfile, .dockerignore and what its COPY instructions take from the
+    build context (tracked and untracked files, not git-ignored, no bytecode): a change
+    to any of them changes the image, a change elsewhere does not."""
+    sources: list[str] = []
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            sources += [w for w in words[1:-1] if not w.startswith("--")]
+    out = _run(["git", "ls-files", "-co", "--exclude-standard", "--", *sources], "list", cwd=REPO)
+    files = {REPO / "Dockerfile", REPO / ".dockerignore"}
     for rel in out.splitlines():
-        top = rel.split("/", 1)[0]
-        if top in ignored or (top.endswith(".md") and "*.md" in ignored and rel != "README.md"):
-            continue
-        if "__pycache__" in rel or rel.endswith(".pyc"):
-            continue
-        if (REPO / rel).is_file():
-            files.append(REPO / rel)
+        if "__pycache__" not in rel and not rel.endswith(".pyc") and (REPO / rel).is_file():
+            files.add(REPO / rel)
     return sorted(files)
 
 
