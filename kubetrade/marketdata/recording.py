@@ -173,3 +173,12 @@ class RecordingSource:
                 yield symbol, candle
         finally:  # the stream ended or was closed: what is buffered goes in now
             self.recorder.flush()
+
+
+def recording_source(inner: CandleStream, datadir: str | Path, timeframe: str, owner: str,
+                     clock: Clock, exchange: str = "binance") -> RecordingSource:
+    """``inner`` recording into the store at ``datadir``, one writer per series among
+    the processes sharing that directory (FileLease)."""
+    recorder = CandleRecorder(CandleStore(datadir), exchange, timeframe, owner, clock,
+                              lease=FileLease(datadir))
+    return RecordingSource(inner, recorder)

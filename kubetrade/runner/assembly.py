@@ -69,6 +69,9 @@ class RunnerEnv:
     #: KUBETRADE_RATE_LIMIT: the exchange client's request throttle (on unless turned
     #: off); read exactly as the pre-flight check "Rate Limit Configured" reads it.
     rate_limit: bool = True
+    #: KUBETRADE_DATADIR: the candle store every consumed exchange candle is recorded in
+    #: (kubetrade.marketdata.recording); unset, nothing is recorded.
+    candle_dir: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> RunnerEnv:
@@ -92,6 +95,7 @@ class RunnerEnv:
             pod_name=env.get("POD_NAME", ""),
             reconcile_interval=float(env.get("KUBETRADE_RECONCILE_INTERVAL") or 300.0),
             rate_limit=client_throttle_enabled(env),
+            candle_dir=env.get("KUBETRADE_DATADIR") or None,
         )
 
 
@@ -216,6 +220,11 @@ def build_market(
         return load_replay(replay_paths(spec, env.market_data), clock, env.replay_interval,
                            timeframe=spec.timeframe)
     assert data_client is not None
+    if env.candle_dir:
+        from kubetrade.marketdata.recording import recording_source
+
+        return recording_source(ExchangeSource(data_client, spec, clock), env.candle_dir,
+                                spec.timeframe, env.pod_name or spec.name, clock)
     return ExchangeSource(data_client, spec, clock)
 
 
