@@ -9,8 +9,6 @@ Also the formatting of prices and quantities at a market's precision.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any, Protocol
 import yaml
 
 from kubetrade.domain.models import MarketInfo
+from kubetrade.marketdata.atomic import replace_atomically
 
 SNAPSHOT = Path(__file__).parent / "data" / "binance-spot-filters.yaml"
 
@@ -128,16 +127,7 @@ def save_filters(filters: FilterSet, path: str | Path) -> Path:
     rows = {s: _row(m) for s, m in sorted(filters.markets.items())}
     text = yaml.safe_dump({"exchange": filters.exchange, "as_of": filters.as_of,
                            "symbols": rows}, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(p, lambda tmp: Path(tmp).write_text(text))
     return p
 
 

@@ -12,8 +12,6 @@ download or recording wins), so appending the same candles twice changes nothing
 from __future__ import annotations
 
 import fcntl
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from kubetrade.marketdata import checks
+from kubetrade.marketdata.atomic import replace_atomically
 from kubetrade.marketdata.checks import COLUMNS, Where
 from kubetrade.marketdata.frame import SCHEMA, CandleFrame
 from kubetrade.marketdata.loader import LoadOptions, validate
@@ -186,21 +185,8 @@ def _merge(old: pa.Table, new: pa.Table) -> tuple[pa.Table, int, int]:
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table.cast(SCHEMA), tmp, compression="zstd")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    replace_atomically(path, lambda tmp: pq.write_table(table.cast(SCHEMA), tmp,
+                                                         compression="zstd"))
 
 
 @contextmanager
