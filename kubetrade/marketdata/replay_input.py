@@ -17,7 +17,8 @@ log = logging.getLogger("kubetrade.marketdata")
 @dataclass(frozen=True, slots=True)
 class StoreRange:
     """``--replay store``: candles of the store in ``datadir`` with open time in
-    [since, until] (ms; None = from the first / to the last stored)."""
+    [since, until] (ms; None = from the first / to the last stored). With ``--resample``
+    and no series of the Strategy's timeframe, the finest stored one is resampled."""
 
     datadir: Path = DEFAULT_DATADIR
     exchange: str = "binance"
@@ -36,8 +37,12 @@ def replay_candles(path: Path | None, store: StoreRange | None, symbol: str, tim
                        duplicates=base.duplicates)
     if store is not None:
         key = SeriesKey(store.exchange, symbol, timeframe)
+        candles = CandleStore(store.datadir)
+        source = candles.finer_source(key) if base.resample and not candles.path(
+            key).is_file() else None
         try:
-            frame = CandleStore(store.datadir).load(key, store.since_ms, store.until_ms)
+            frame = candles.load(source or key, store.since_ms, store.until_ms,
+                                 as_timeframe=timeframe)
         except FileNotFoundError as e:  # a usage error for the CLI (exit 2), not a crash
             raise ValueError(f"replay store: {e}") from None
     elif path is not None:

@@ -27,7 +27,7 @@ from kubetrade.marketdata.atomic import replace_atomically
 from kubetrade.marketdata.checks import COLUMNS, Where
 from kubetrade.marketdata.frame import SCHEMA, CandleFrame
 from kubetrade.marketdata.loader import LoadOptions, validate
-from kubetrade.marketdata.timeframes import timeframe_ms
+from kubetrade.marketdata.timeframes import can_resample, timeframe_ms
 
 DEFAULT_DATADIR = Path("data/candles")
 
@@ -105,9 +105,10 @@ class CandleStore:
         return int(pc.max(ts).as_py()) if len(ts) else None
 
     def load(self, key: SeriesKey, since_ms: int | None = None,
-             until_ms: int | None = None) -> CandleFrame:
+             until_ms: int | None = None, *, as_timeframe: str | None = None) -> CandleFrame:
         """Stored candles with open time in [since, until], validated by the loader's
-        rules (a store file edited by hand is refused like any other file)."""
+        rules (a store file edited by hand is refused like any other file);
+        ``as_timeframe``: resampled to that coarser timeframe."""
         table = self.read_table(key)
         where = Where(f"{self.path(key)}", "row", 1)
         if table is None:
@@ -121,7 +122,17 @@ class CandleStore:
         if part.num_rows == 0:
             raise FileNotFoundError(f"no stored {key.label} candles in the range asked "
                                     f"(stored: {self.info(key).first_ms}..{self.last_ms(key)})")
-        return validate(part, where, LoadOptions(timeframe=key.timeframe))
+        options = LoadOptions(timeframe=as_timeframe or key.timeframe,
+                              resample=as_timeframe not in (None, key.timeframe))
+        return validate(part, where, options)
+
+    def finer_source(self, key: SeriesKey) -> SeriesKey | None:
+        """The finest stored series of the same exchange and symbol that ``key``'s
+        timeframe can be resampled from (None when there is none)."""
+        want = timeframe_ms(key.timeframe)
+        finer = [k for k in self.keys() if (k.exchange, k.symbol) == (key.exchange, key.symbol)
+                 and can_resample(timeframe_ms(k.timeframe), want)]
+        return min(finer, key=lambda k: timeframe_ms(k.timeframe), default=None)
 
     def append(self, key: SeriesKey, frame: CandleFrame) -> AppendResult:
         """Merge validated candles into the series, atomically; see the module doc."""

@@ -98,3 +98,18 @@ def test_bad_symbol_refused(tmp_path: Path) -> None:
         CandleStore(tmp_path).path(SeriesKey("binance", "BTCUSDT", "1m"))
     with pytest.raises(ValueError, match="not a candle interval"):
         CandleStore(tmp_path).path(SeriesKey("binance", "BTC/USDT", "7m"))
+
+
+def test_replay_from_store_resamples_a_finer_series(tmp_path: Path,
+                                                     minutes: list[Candle]) -> None:
+    from kubetrade.marketdata.loader import LoadOptions as Opts
+    from kubetrade.marketdata.replay_input import StoreRange, replay_candles
+
+    store = CandleStore(tmp_path)
+    store.append(KEY, frame_from_candles(minutes[:180], "a"))
+    rng = StoreRange(datadir=tmp_path)
+    with pytest.raises(ValueError, match="no stored candles for binance BTC/USDT 1h"):
+        replay_candles(None, rng, "BTC/USDT", "1h")
+    hourly = replay_candles(None, rng, "BTC/USDT", "1h", Opts(resample=True))
+    assert len(hourly) == 3 and hourly.report.resampled_from == "1m"
+    assert hourly[0].open == minutes[0].open and hourly[2].close == minutes[179].close
