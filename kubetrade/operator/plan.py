@@ -12,7 +12,10 @@ The rules, in order:
    for live (``RiskPolicySpec.live_ready``). A live Strategy without one is *blocked*;
    a paper one runs with the default limits.
 2. **Pre-flight** (live only): one Job per configuration hash; the runner waits for its
-   PASS. Not required for paper; not started while blocked or disabled.
+   PASS. Not required for paper; not started while blocked or disabled. A PASS is kept
+   as long as the configuration it checked (``status.preflightPassedHash``), so an
+   expired Job never re-runs it; while the pre-flight of a *new* configuration runs or
+   fails, a runner started under the passed one keeps trading, untouched (hand-over).
 3. **Replicas**: 1 when enabled and allowed to trade, else 0 -- except that disabling a
    running runner keeps its replica (bounded by ``settings.disable_timeout``) until its
    open orders are cancelled, or while Redis cannot tell.
@@ -187,6 +190,10 @@ def _preflight(
     if not spec.enabled:
         conds.set("PreflightPassed", None, "Disabled", "runs when the Strategy is enabled", now)
         return _Preflight(None, None, {})
+    if observed.status.get("preflightPassedHash") == chash:
+        # passed for exactly this configuration: the Job may have expired since
+        conds.set("PreflightPassed", True, "PreflightPassed", f"passed for config {chash}", now)
+        return _Preflight("Succeeded", None, {"preflight": "PASS"})
     job = next((j for j in observed.preflight_jobs if j.config_hash == chash), None)
     if job is None:
         manifest = render.preflight_job(strategy, observed.uid, chash, settings)
@@ -194,7 +201,7 @@ def _preflight(
         return _Preflight("Running", manifest, {})
     if job.state == "Succeeded":
         conds.set("PreflightPassed", True, "PreflightPassed", f"Job {job.name}", now)
-        return _Preflight(job.state, None, {"preflight": "PASS"})
+        return _Preflight(job.state, None, {"preflight": "PASS", "preflightPassedHash": chash})
     if job.state == "Failed":
         conds.set(
             "PreflightPassed",
@@ -254,6 +261,50 @@ def _phase(
     return "Starting"
 
 
+def held_runner(
+    strategy: Strategy, observed: StrategyObserved, preflight: str | None, blocked: bool
+) -> DeploymentObserved | None:
+    """Hand-over (rule 2): the runner Deployment to keep as it is -- one trading under a
+    configuration whose pre-flight passed (``status.preflightPassedHash``) while the
+    pre-flight of a new configuration runs or has failed. None: nothing to hold."""
+    spec, current = strategy.spec, observed.deployment
+    if spec.mode != "live" or not spec.enabled or blocked or observed.deleting:
+        return None
+    if preflight in (None, "Succeeded") or current is None or not current.replicas:
+        return None
+    passed = observed.status.get("preflightPassedHash")
+    return current if passed and current.config_hash == passed else None
+
+
+def _deployed(
+    conds: Conditions,
+    dname: str,
+    replicas: int,
+    chash: str,
+    held: DeploymentObserved | None,
+    now: int,
+) -> None:
+    """The ``Deployed`` condition (and, when a runner is held, why in ``PreflightPassed``)."""
+    if held is None:
+        message = f"Deployment {dname} with {replicas} replica(s), config {chash}"
+        conds.set(
+            "Deployed", True, "ScaledToZero" if replicas == 0 else "DeploymentApplied", message, now
+        )
+        return
+    keep = f"the runner keeps trading with config {held.config_hash}, which passed"
+    conds.set(
+        "Deployed",
+        True,
+        "HeldForPreflight",
+        f"Deployment {dname} unchanged: {keep}; config {chash} waits for its pre-flight",
+        now,
+    )
+    pre = conds.get("PreflightPassed")
+    if pre is not None:
+        status = {"True": True, "False": False}.get(str(pre["status"]))
+        conds.set("PreflightPassed", status, str(pre["reason"]), f"{pre['message']}; {keep}", now)
+
+
 def plan_strategy(
     strategy: Strategy, observed: StrategyObserved, settings: OperatorSettings
 ) -> StrategyPlan:
@@ -264,26 +315,23 @@ def plan_strategy(
     risk_ok = _risk(strategy, observed, conds)  # the condition is set in either mode
     blocked = spec.mode == "live" and not risk_ok
     pre = _preflight(strategy, observed, chash, blocked, conds, settings)
+    held = held_runner(strategy, observed, pre.state, blocked)
     allowed = spec.enabled and not blocked and (spec.mode != "live" or pre.state == "Succeeded")
     replicas, disabling, drain_status = _replicas(strategy, observed, allowed, settings)
+    replicas = (held.replicas or 0) if held is not None else replicas
     deployment = render.runner_deployment(strategy, observed.uid, replicas, settings)
     dname = deployment["metadata"]["name"]
     current = observed.deployment
-    apply = (
+    apply = held is None and (
         current is None
         or current.config_hash != chash
         or current.replicas != replicas
         or observed.trigger != "timer"
     )
-    conds.set(
-        "Deployed",
-        True,
-        "ScaledToZero" if replicas == 0 else "DeploymentApplied",
-        f"Deployment {dname} with {replicas} replica(s), config {chash}",
-        now,
-    )
+    _deployed(conds, dname, replicas, chash, held, now)
     summary = observed.summary if replicas else {}
-    phase = _phase(strategy, observed, blocked, pre.state, disabling, summary)
+    pre_state = "Succeeded" if held is not None else pre.state
+    phase = _phase(strategy, observed, blocked, pre_state, disabling, summary)
     ready_pods = current.ready if current is not None else 0
     running = replicas == 1 and (bool(summary) or ready_pods > 0)
     conds.set("Ready", running, _READY_REASON.get(phase, "RunnerReporting"), f"phase {phase}", now)
@@ -293,7 +341,7 @@ def plan_strategy(
         {
             "phase": phase,
             "deployment": dname,
-            "configHash": chash,
+            "configHash": held.config_hash if held is not None else chash,
             "observedGeneration": observed.generation,
             "conditions": conds.items,
         }

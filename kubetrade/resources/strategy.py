@@ -224,6 +224,11 @@ class StrategyStatus(CRStatus):
     preflight: str | None = Field(
         default=None, description="Result of the latest pre-flight: PASS, WARN or FAIL."
     )
+    preflight_passed_hash: str | None = Field(
+        default=None,
+        description="The configuration hash whose pre-flight passed: kept as long as "
+        "the spec it checked, so an expired pre-flight Job never stops a live runner.",
+    )
     disable_requested_ms: int | None = Field(
         default=None,
         ge=0,

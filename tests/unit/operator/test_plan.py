@@ -341,3 +341,73 @@ def test_an_invalid_spec_fails_the_strategy() -> None:
     (ready,) = status["conditions"]
     assert ready["reason"] == "InvalidSpec" and ready["message"] == "bad spec"
     assert ready["status"] == "False" and ready["observedGeneration"] == 2
+
+
+# -- rule 2: a pre-flight PASS lasts as long as its configuration (issue 19) ----------------
+
+
+def test_a_pass_is_recorded_with_the_hash_it_checked() -> None:
+    s = strategy(mode="live")
+    plan = plan_strategy(s, observed(preflight_jobs=live_passed(s)), SETTINGS)
+    assert plan.status["preflightPassedHash"] == chash(s)
+
+
+def test_an_expired_preflight_job_neither_reruns_nor_stops_the_runner() -> None:
+    s = strategy(mode="live")
+    seen = observed(
+        status={"preflightPassedHash": chash(s)},
+        deployment=up_to_date(s),
+        preflight_jobs=(),  # the Job's TTL ran out
+        trigger="timer",
+    )
+    plan = plan_strategy(s, seen, SETTINGS)
+    assert plan.preflight_job is None
+    assert plan.replicas == 1 and plan.deployment is None
+    assert cond(plan, "PreflightPassed")["status"] == "True"
+
+
+@pytest.mark.parametrize("state", ["Pending", "Running", "Failed", None])
+def test_the_runner_of_a_passed_config_keeps_trading_while_a_new_one_is_checked(
+    state: str | None,
+) -> None:
+    old = strategy(mode="live")
+    new = strategy(mode="live", symbols=["ETH/USDT"])
+    jobs = () if state is None else (JobObserved("preflight-new", chash(new), state),)
+    seen = observed(
+        status={"preflightPassedHash": chash(old)},
+        deployment=up_to_date(old),
+        preflight_jobs=jobs,
+        trigger="update",
+    )
+    plan = plan_strategy(new, seen, SETTINGS)
+    assert plan.deployment is None and plan.identity == ()  # the runner is not touched
+    assert plan.replicas == 1
+    assert plan.status["configHash"] == chash(old)
+    assert "preflightPassedHash" not in plan.status  # the old PASS stays recorded
+    assert cond(plan, "Deployed")["reason"] == "HeldForPreflight"
+    assert f"keeps trading with config {chash(old)}" in cond(plan, "PreflightPassed")["message"]
+    assert (plan.preflight_job is not None) == (state is None)
+
+
+def test_the_new_config_rolls_once_its_preflight_passes() -> None:
+    old = strategy(mode="live")
+    new = strategy(mode="live", symbols=["ETH/USDT"])
+    seen = observed(
+        status={"preflightPassedHash": chash(old)},
+        deployment=up_to_date(old),
+        preflight_jobs=live_passed(new),
+        trigger="timer",
+    )
+    plan = plan_strategy(new, seen, SETTINGS)
+    assert plan.deployment is not None and plan.rolled
+    assert plan.status["preflightPassedHash"] == chash(new)
+
+
+def test_disabling_a_held_runner_is_not_held() -> None:
+    old = strategy(mode="live")
+    new = strategy(mode="live", symbols=["ETH/USDT"], enabled=False)
+    seen = observed(
+        status={"preflightPassedHash": chash(old)}, deployment=up_to_date(old), open_orders=()
+    )
+    plan = plan_strategy(new, seen, SETTINGS)
+    assert plan.replicas == 0 and plan.deployment is not None

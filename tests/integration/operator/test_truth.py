@@ -1,0 +1,121 @@
+"""Issue 19 on the real API server: the operator never stops or leaves trading unasked,
+and what ``kubectl`` shows is true.
+
+As in test_operator.py the bed has no kubelet or Job controller: the tests write what
+the runner would write into Redis and the Job status the Job controller would write.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from kubetrade.state.keys import Keys
+from tests.fixtures.kubetrade_operator import OperatorBed, wait_for
+from tests.integration.operator.test_operator import (
+    POLICY,
+    finish_job,
+    replicas,
+    status,
+    strategy,
+    sync_redis,
+    template_hash,
+)
+
+
+def preflight_jobs(bed: OperatorBed) -> list[str]:
+    return [j["metadata"]["name"] for j in bed.items("jobs", "kubetrade.io/job=preflight")]
+
+
+def summarize(bed: OperatorBed, name: str, trades: int, **extra: Any) -> None:
+    """What the runner writes (its summary hash), stamped now unless told otherwise."""
+    fields = {
+        "phase": "Running",
+        "pnl": "1.5",
+        "equity": "10001.5",
+        "trades": str(trades),
+        "win_rate": "0.5",
+        "open_positions": "0",
+        "updated_ms": str(int(time.time() * 1000)),
+        **extra,
+    }
+    sync_redis(bed).hset(Keys(bed.prefix).summary(name), mapping=fields)
+
+
+def reconciled_after(bed: OperatorBed, name: str, trades: int) -> None:
+    """Wait until a reconcile has folded a summary written now (so it saw what came
+    before it): two summaries, so at least one whole reconcile ran after the call."""
+    for n in (trades, trades + 1):
+        summarize(bed, name, n)
+
+        def folded(n: int = n) -> bool:
+            return status(bed, name).get("trades") == n
+
+        wait_for(folded, 20, f"trades={n} folded")
+
+
+def live_running(bed: OperatorBed, name: str) -> str:
+    """Apply a live Strategy, pass its pre-flight; returns the pre-flight Job's name."""
+    bed.apply(POLICY.format(name="default", stop=5))
+    bed.start()
+    bed.apply(strategy(name, mode="live"))
+    (job,) = wait_for(lambda: preflight_jobs(bed), 30, "pre-flight Job")
+    finish_job(bed, job, ok=True)
+    wait_for(lambda: replicas(bed, name) == 1, 20, "live runner started")
+    wait_for(lambda: status(bed, name).get("preflightPassedHash"), 10, "PASS recorded")
+    return str(job)
+
+
+def test_an_expired_preflight_job_does_not_stop_the_live_runner(
+    operator_bed: OperatorBed,
+) -> None:
+    bed = operator_bed
+    job = live_running(bed, "live-ttl")
+    passed = status(bed, "live-ttl")["preflightPassedHash"]
+
+    # ttlSecondsAfterFinished ran out: the Job controller deletes the finished Job
+    bed.kubectl("delete", "job", job, "--wait=true")
+    reconciled_after(bed, "live-ttl", 7)
+
+    assert preflight_jobs(bed) == []  # no re-run: the spec it checked did not change
+    assert replicas(bed, "live-ttl") == 1
+    st = status(bed, "live-ttl")
+    assert st["preflightPassedHash"] == passed and st["preflight"] == "PASS"
+
+
+def test_a_new_preflight_runs_beside_the_trading_runner(operator_bed: OperatorBed) -> None:
+    bed = operator_bed
+    first = live_running(bed, "live-hand")
+    old_hash = template_hash(bed, "live-hand")
+
+    bed.kubectl(
+        "patch", "strategy", "live-hand", "--type=merge", "-p", '{"spec":{"symbols":["ETH/USDT"]}}'
+    )
+    (second,) = wait_for(
+        lambda: [j for j in preflight_jobs(bed) if j != first], 20, "pre-flight of the new spec"
+    )
+    reconciled_after(bed, "live-hand", 3)
+    assert replicas(bed, "live-hand") == 1 and template_hash(bed, "live-hand") == old_hash
+    deployed = bed.condition("strategy", "live-hand", "Deployed") or {}
+    assert deployed.get("reason") == "HeldForPreflight"
+
+    # the new spec fails its pre-flight: the runner of the passed one keeps trading
+    finish_job(bed, second, ok=False)
+    wait_for(lambda: status(bed, "live-hand").get("preflight") == "FAIL", 20, "FAIL shown")
+    reconciled_after(bed, "live-hand", 5)
+    assert replicas(bed, "live-hand") == 1 and template_hash(bed, "live-hand") == old_hash
+    message = (bed.condition("strategy", "live-hand", "PreflightPassed") or {})["message"]
+    assert "keeps trading with config" in message
+
+    # fixing the spec (a third configuration) and passing it rolls the runner
+    bed.kubectl(
+        "patch", "strategy", "live-hand", "--type=merge", "-p", '{"spec":{"symbols":["BNB/USDT"]}}'
+    )
+    (third,) = wait_for(
+        lambda: [j for j in preflight_jobs(bed) if j not in (first, second)], 20, "third"
+    )
+    finish_job(bed, third, ok=True)
+    wait_for(lambda: template_hash(bed, "live-hand") != old_hash, 20, "runner rolled")
+    assert replicas(bed, "live-hand") == 1
+    assert json.dumps(status(bed, "live-hand")["preflightPassedHash"]) != json.dumps(old_hash)
