@@ -110,7 +110,7 @@ async def _warm_up(
                 await clock.sleep(2.0)
         history = [c for c in history if c.ts_ms + step <= start_ms]
         for c in history:
-            engine.strategy.update(s, float(c.close))
+            engine.strategy.on_candle(s, c)  # whole candles: rules read high/low/volume
         cursor[s] = history[-1].ts_ms if history else (start_ms // step) * step - step
     return cursor
 

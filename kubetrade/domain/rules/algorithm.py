@@ -134,8 +134,9 @@ class RulesAlgorithm(Algorithm[RulesSpec, _State]):
     # ------------------------------------------------------------------ replay path
     def prepare(self, symbol: str, candles: Sequence[Candle]) -> None:
         """Compute the signals of ``candles`` (oldest first, the ones about to be fed)
-        in bulk; only for a symbol that has seen no candle yet."""
-        if symbol in self._states or not candles:
+        in bulk; only for a symbol that has seen no candle yet and has not been
+        announced already (a second announcement is ignored)."""
+        if symbol in self._states or symbol in self._prepared or not candles:
             return
         self._prepared[symbol] = _Prepared(candles, self.bulk_signals(candles))
 
