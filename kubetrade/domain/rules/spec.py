@@ -23,8 +23,8 @@ from kubetrade.domain.rules.cel import CompiledRule, compile_rule, prev_name
 from kubetrade.domain.rules.parse import MAX_LENGTH, Node, RuleError, history_needs, parse, where
 
 MAX_WARMUP = 1000
-"""Most candles of warm-up a rules strategy may need: what the runner fetches in one
-request at start (Binance serves at most 1000 candles per request)."""
+"""Most candles of warm-up a rules strategy may need: what one history request can fetch
+at start (forward validation does; Binance serves at most 1000 candles per request)."""
 MAX_INDICATORS = 20
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 RESERVED = frozenset(
