@@ -361,7 +361,7 @@ def _start_controllers(cp: ControlPlane, bins: NodeBinaries, run: Path) -> list[
                 "--leader-elect=false",
                 f"--cluster-cidr={POD_CIDR}",
                 "--allocate-node-cidrs=false",
-                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller",
+                "--controllers=*",
                 "--concurrent-gc-syncs=5",
                 "--v=1",
             ],
