@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -153,9 +154,10 @@ async def test_dashboard_login_positions_chart_toggle_and_emergency_stop(
                 await expect(page.locator("#positions-table tbody tr").first).to_be_visible(
                     timeout=120_000
                 )
-                await page.wait_for_function(
-                    "Number(document.getElementById('equity-chart').dataset.points || 0) > 5",
-                    timeout=60_000,
+                # more than 5 points; a regex, not wait_for_function: the page's CSP
+                # (script-src 'self') refuses the eval Playwright uses for a predicate
+                await expect(page.locator("#equity-chart")).to_have_attribute(
+                    "data-points", re.compile(r"^([6-9]|[1-9]\d+)$"), timeout=60_000
                 )
                 await expect(page.locator("#equity-empty")).to_be_hidden()
                 await expect(page.locator("#status-badge")).to_have_text("running")
