@@ -106,6 +106,12 @@ class Clients:
         """Runner -> JSON acknowledgement of the emergency action. Raises RedisError."""
         return await self._hash(self.keys.emergency_acks)
 
+    async def forget_acks(self, strategy: str) -> None:
+        """Remove ``strategy``'s emergency acknowledgement (the Strategy is deleted: a
+        later Strategy of the same name must ack for itself). Raises RedisError."""
+        if self.redis is not None:
+            await self.redis.hdel(self.keys.emergency_acks, strategy)
+
     async def publish_emergency(self, message: Mapping[str, Any]) -> None:
         """Store ``message`` as the emergency hash and publish it to the runners, in one
         transaction. Raises RedisError."""

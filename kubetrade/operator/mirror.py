@@ -32,16 +32,22 @@ class Mirror:
     since_ms: int  #: when ``action`` came into force (kept while it stays the same)
     ahead: str | None  #: a stronger action Redis holds that the resource never saw
     changed: bool  #: Redis must be written (and the runners told)
+    #: the Emergency's metadata.generation this mirrors (None: a Redis-only stop)
+    generation: int | None = None
 
     @property
     def message(self) -> dict[str, Any]:
-        """The emergency hash and channel message the runners read."""
-        return {
+        """The emergency hash and channel message the runners read; ``generation`` lets
+        a runner acknowledge *this* change (see :func:`acknowledgements`)."""
+        out: dict[str, Any] = {
             "action": self.action,
             "since_ms": self.since_ms,
             "by": self.by,
             "reason": self.reason,
         }
+        if self.generation is not None:
+            out["generation"] = self.generation
+        return out
 
 
 def decide(
@@ -65,27 +71,43 @@ def decide(
     ):
         ahead, action = strongest, strongest
         by, reason = held.get("by") or by, held.get("reason") or ""
+    gen = meta.get("generation") if ahead is None else None
     changed = ahead is None and (
-        held.get("action") != action or held.get("by") != by or held.get("reason") != reason
+        held.get("action") != action
+        or held.get("by") != by
+        or held.get("reason") != reason
+        or held.get("generation") != (None if gen is None else str(gen))
     )
     since = int(held.get("since_ms") or 0)
     if held.get("action") != action or not since:
         since = now_ms
-    return Mirror(action, by, reason, since, ahead, changed)
+    return Mirror(action, by, reason, since, ahead, changed, gen)
 
 
-def count_acks(acks: Mapping[str, str], action: str) -> int:
-    """Runners whose acknowledgement names ``action`` (only the action is compared: a
-    replaying runner stamps acks with candle time)."""
-    acked = 0
-    for text in acks.values():
-        try:
-            ack = json.loads(text)
-        except (TypeError, ValueError):
-            continue
-        if ack.get("action") == action:
-            acked += 1
-    return acked
+def acks_this_change(text: str | None, m: Mirror) -> bool:
+    """Whether one runner's stored acknowledgement is of the change in force: the same
+    action *and* the same Emergency generation (the resource changed) or, for a stop
+    that reached Redis alone, the same ``since_ms``. An ack of an earlier change of the
+    same action does not count (it used to: a patch to ``stop`` could show every runner
+    acknowledged while none had acked it)."""
+    try:
+        ack = json.loads(text or "")
+    except (TypeError, ValueError):
+        return False
+    if not isinstance(ack, dict) or ack.get("action") != m.action:
+        return False
+    if m.generation is not None and ack.get("generation") == m.generation:
+        return True
+    return m.generation is None and ack.get("since_ms") == m.since_ms
+
+
+def acknowledgements(
+    acks: Mapping[str, str], m: Mirror, runners: list[str]
+) -> tuple[list[str], list[str]]:
+    """(acknowledged, waiting): the ``runners`` (Strategy names whose runner can ack)
+    split by whether their ack in ``acks`` (name -> JSON) is of this change."""
+    acked = [r for r in runners if acks_this_change(acks.get(r), m)]
+    return acked, [r for r in runners if r not in acked]
 
 
 def emergency_status(
@@ -93,11 +115,12 @@ def emergency_status(
     status: Mapping[str, Any],
     m: Mirror,
     acked: int,
-    runners: int,
+    waiting: list[str],
     now_ms: int,
 ) -> dict[str, Any]:
-    """The Emergency's status fields: the action in force, who acknowledged it, and the
-    ``Mirrored`` and ``Acknowledged`` conditions."""
+    """The Emergency's status fields: the action in force, who acknowledged it (and who
+    not yet), and the ``Mirrored`` and ``Acknowledged`` conditions."""
+    runners = acked + len(waiting)
     conds = Conditions(status.get("conditions"), meta.get("generation"))
     if m.ahead is not None:
         conds.set(
@@ -114,7 +137,8 @@ def emergency_status(
         "Acknowledged",
         acked >= runners,
         "AllRunnersAcknowledged" if acked >= runners else "WaitingForRunners",
-        f"{acked} of {runners} runner(s) acknowledged {m.action}",
+        f"{acked} of {runners} runner(s) acknowledged {m.action}"
+        + (f"; waiting for: {', '.join(waiting)}" if waiting else ""),
         now_ms,
     )
     return {
@@ -123,6 +147,7 @@ def emergency_status(
         "by": m.by,
         "acknowledged": acked,
         "runners": runners,
+        "waitingFor": waiting,
         "observedGeneration": meta.get("generation"),
         "conditions": conds.items,
     }

@@ -51,7 +51,15 @@ class EmergencyStatus(CRStatus):
         default=None, ge=0, description="Runners that acknowledged the action in force."
     )
     runners: int | None = Field(
-        default=None, ge=0, description="Enabled Strategies (runners expected to acknowledge)."
+        default=None,
+        ge=0,
+        description="Runners expected to acknowledge: Strategies whose runner Deployment "
+        "has replicas > 0 (one held at 0 replicas cannot ack).",
+    )
+    waiting_for: list[str] | None = Field(
+        default=None,
+        description="The Strategies whose runner has not yet acknowledged this change "
+        "(this generation of the Emergency, or this Redis-only stop).",
     )
 
 

@@ -33,6 +33,17 @@ class EmergencyCommand:
     by: str
     reason: str
     source: str  # "redis" | "kubernetes" | "start"
+    #: the Emergency's metadata.generation this command carries (None: unknown, e.g. a
+    #: stop written to Redis alone); echoed in the ack so the operator counts acks of
+    #: *this* change only
+    generation: int | None = None
+
+
+def _generation(value: Any) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
 
 
 Handler = Callable[[EmergencyCommand], Awaitable[None]]
@@ -53,6 +64,7 @@ def parse_redis_state(data: dict[str, Any], source: str) -> EmergencyCommand | N
         by=str(data.get("by") or ""),
         reason=str(data.get("reason") or ""),
         source=source,
+        generation=_generation(data.get("generation")),
     )
 
 
@@ -67,6 +79,7 @@ def parse_cr(obj: dict[str, Any], now_ms: int) -> EmergencyCommand | None:
         by=str(spec.get("requestedBy") or spec.get("requested_by") or "kubernetes"),
         reason=str(spec.get("reason") or ""),
         source="kubernetes",
+        generation=_generation((obj.get("metadata") or {}).get("generation")),
     )
 
 

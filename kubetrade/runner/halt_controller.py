@@ -16,6 +16,7 @@ from the snapshot, which only a person may lift.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +53,8 @@ class HaltController:
         #: The emergency action this runner last applied: a later ``none`` is a resume
         #: only when it follows a stop/close-all.
         self.last_emergency = last_emergency
+        #: the Emergency generation this runner last acknowledged
+        self.acked_generation: int | None = None
         self.log = get_logger("kubetrade.runner", strategy=name, mode=outputs.mode)
 
     def restore(self, snapshot: Mapping[str, Any] | None) -> None:
@@ -83,6 +86,9 @@ class HaltController:
         """Stop / close-all / resume, once per change of action (see module doc)."""
         async with self.lock:
             if cmd.action == self.last_emergency and cmd.source != "start":
+                if cmd.generation is not None and cmd.generation != self.acked_generation:
+                    # same action, a new change of the Emergency: acknowledge it too
+                    await self._ack(cmd, [])
                 return
             if cmd.action == "none" and cmd.source == "kubernetes" \
                     and await self._redis_holds_emergency():
@@ -97,20 +103,28 @@ class HaltController:
             if cmd.action == "none" and previous not in EMERGENCY_HALTS:
                 self.log.info("emergency.none_observed", by=cmd.by, source=cmd.source,
                               note="no stop/close-all to lift; halts stay as they are")
-                await self.store.ack_emergency(cmd.action, self.clock.now_ms(), [])
+                await self._ack(cmd, [])
                 return
             self.log.warning(
                 "emergency", action=cmd.action, by=cmd.by, reason=cmd.reason, source=cmd.source
             )
             cancelled = await self._emergency_halt(cmd)
             self.outputs.emergency_applied(cmd.action)
-            await self.store.ack_emergency(cmd.action, self.clock.now_ms(), cancelled)
+            await self._ack(cmd, cancelled)
             await self.outputs.audit(
                 f"emergency.{cmd.action}.applied",
                 {"by": cmd.by, "reason": cmd.reason, "source": cmd.source,
                  "cancelled": cancelled},
             )
             await self._summary()
+
+    async def _ack(self, cmd: EmergencyCommand, cancelled: list[str]) -> None:
+        """Acknowledge ``cmd`` as this pod, naming the change (generation, since_ms)."""
+        await self.store.ack_emergency(
+            cmd.action, self.clock.now_ms(), cancelled,
+            generation=cmd.generation, since_ms=cmd.since_ms, pod=os.environ.get("POD_NAME"),
+        )
+        self.acked_generation = cmd.generation
 
     async def _emergency_halt(self, cmd: EmergencyCommand) -> list[str]:
         """Lift (``none``) or set the emergency source; a halt cancels the open orders

@@ -147,17 +147,27 @@ class EmergencyAck:
     ts_ms: int
     cancelled: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: which change was acknowledged (Emergency generation; since_ms of a Redis-only
+    #: stop) and by which pod; written only when known
+    generation: int | None = None
+    since_ms: int | None = None
+    pod: str | None = None
 
     def to_json(self) -> str:
         """The value of the runner's field in ``{p}:emergency:acks``."""
-        return dumps({"action": self.action, "ts_ms": self.ts_ms,
-                      "cancelled": list(self.cancelled)})
+        return dumps(self.as_dict())
 
     def as_dict(self) -> dict[str, Any]:
         """The stored object as it was read (or as it would be written)."""
         if self.raw:
             return dict(self.raw)
-        return {"action": self.action, "ts_ms": self.ts_ms, "cancelled": list(self.cancelled)}
+        out: dict[str, Any] = {"action": self.action, "ts_ms": self.ts_ms,
+                               "cancelled": list(self.cancelled)}
+        for key, value in (("generation", self.generation), ("since_ms", self.since_ms),
+                           ("pod", self.pod)):
+            if value is not None:
+                out[key] = value
+        return out
 
     @classmethod
     def from_json(cls, raw: str | None) -> EmergencyAck | None:
@@ -171,6 +181,9 @@ class EmergencyAck:
             ts_ms=_int(data.get("ts_ms"), 0) or 0,
             cancelled=tuple(str(c) for c in cancelled) if isinstance(cancelled, list) else (),
             raw=data,
+            generation=_int(data.get("generation"), None),
+            since_ms=_int(data.get("since_ms"), None),
+            pod=str(data["pod"]) if data.get("pod") else None,
         )
 
 

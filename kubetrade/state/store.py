@@ -217,9 +217,14 @@ class StateStore:
             self.keys.reconciliation(self.name), ReconciliationRecord.encode(result)
         )
 
-    async def ack_emergency(self, action: str, ts_ms: int, cancelled: list[str]) -> None:
-        """Record that this runner applied ``action`` at ``ts_ms`` (epoch ms)."""
-        ack = EmergencyAck(action, ts_ms, tuple(cancelled))
+    async def ack_emergency(
+        self, action: str, ts_ms: int, cancelled: list[str], *, generation: int | None = None,
+        since_ms: int | None = None, pod: str | None = None,
+    ) -> None:
+        """Record that this runner (``pod``) applied ``action`` at ``ts_ms`` (epoch ms):
+        the change of the Emergency ``generation`` / of the Redis stop ``since_ms``."""
+        ack = EmergencyAck(action, ts_ms, tuple(cancelled), generation=generation,
+                           since_ms=since_ms, pod=pod)
         await self.redis.hset(self.keys.emergency_acks, self.name, ack.to_json())  # type: ignore[misc]
 
     async def read_emergency_ack(self) -> str | None:

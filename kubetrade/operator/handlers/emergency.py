@@ -16,12 +16,17 @@ from redis.exceptions import RedisError
 
 from kubetrade.operator import metrics
 from kubetrade.operator.clients import Clients, clients_of
-from kubetrade.operator.handlers.indexes import StrategyIndex, strategies_in
+from kubetrade.operator.handlers.indexes import (
+    DeploymentIndex,
+    StrategyIndex,
+    first,
+    strategies_in,
+)
 from kubetrade.operator.handlers.support import timed, write_status
 from kubetrade.operator.mirror import (
     ACTIONS,
     Mirror,
-    count_acks,
+    acknowledgements,
     decide,
     emergency_status,
     unmirrored_status,
@@ -71,9 +76,10 @@ def set_metrics(action: str, acked: int, runners: int) -> None:
     metrics.EMERGENCY_RUNNERS.set(runners)
 
 
-async def mirror(
-    c: Clients, body: kopf.Body, patch: kopf.Patch, strategy_idx: StrategyIndex | None
-) -> None:
+Indexes = tuple[StrategyIndex | None, DeploymentIndex | None]
+
+
+async def mirror(c: Clients, body: kopf.Body, patch: kopf.Patch, indexes: Indexes) -> None:
     """Mirror the Emergency into Redis and report acknowledgements (other names: no-op)."""
     meta = body["metadata"]
     if meta["name"] != EMERGENCY_NAME:
@@ -98,10 +104,20 @@ async def mirror(
         raise kopf.TemporaryError(f"Redis unavailable: {exc}", delay=2) from exc
     if m.ahead is not None:
         await adopt(c, meta, m)
-    runners = sum(1 for s in strategies_in(strategy_idx, meta["namespace"]) if s.enabled)
-    acked = count_acks(acks, m.action)
-    set_metrics(m.action, acked, runners)
-    write_status(patch, status, emergency_status(meta, status, m, acked, runners, now))
+    acked, waiting = acknowledgements(acks, m, able_to_ack(meta["namespace"], indexes))
+    set_metrics(m.action, len(acked), len(acked) + len(waiting))
+    write_status(patch, status, emergency_status(meta, status, m, len(acked), waiting, now))
+
+
+def able_to_ack(namespace: str | None, indexes: Indexes) -> list[str]:
+    """The Strategies of ``namespace`` whose runner Deployment has replicas > 0."""
+    strategy_idx, deployment_idx = indexes
+    names = []
+    for s in strategies_in(strategy_idx, namespace):
+        deployment = first(deployment_idx, (namespace, s.name))
+        if deployment is not None and (deployment.replicas or 0) > 0:
+            names.append(s.name)
+    return sorted(names)
 
 
 async def emergency_changed(
@@ -110,10 +126,12 @@ async def emergency_changed(
     memo: kopf.Memo,
     reason: str,
     strategy_idx: StrategyIndex | None = None,
+    deployment_idx: DeploymentIndex | None = None,
     **_: Any,
 ) -> None:
     """Created, changed, or seen again at operator start: mirror it."""
-    await timed("Emergency", str(reason), mirror(clients_of(memo), body, patch, strategy_idx))
+    work = mirror(clients_of(memo), body, patch, (strategy_idx, deployment_idx))
+    await timed("Emergency", str(reason), work)
 
 
 async def emergency_tick(
@@ -121,10 +139,11 @@ async def emergency_tick(
     patch: kopf.Patch,
     memo: kopf.Memo,
     strategy_idx: StrategyIndex | None = None,
+    deployment_idx: DeploymentIndex | None = None,
     **_: Any,
 ) -> None:
     """Every interval (at most 2 s): mirror again and count acknowledgements."""
-    await mirror(clients_of(memo), body, patch, strategy_idx)
+    await mirror(clients_of(memo), body, patch, (strategy_idx, deployment_idx))
 
 
 async def emergency_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:

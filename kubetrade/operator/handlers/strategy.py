@@ -169,6 +169,7 @@ async def _remove_runner(c: Clients, namespace: str, name: str) -> None:
             metrics.BLOCKED.remove(name, rule)
     runner = render.runner_name(name)
     await c.kube.delete("apps/v1", "deployments", namespace, runner)
+    await or_default(c.forget_acks(name), None)
     if c.settings.runner_rbac == "per-strategy":
         # owner references would do this with a garbage collector; do not rely on one
         await c.kube.delete("rbac.authorization.k8s.io/v1", "rolebindings", namespace, runner)

@@ -342,12 +342,10 @@ def test_emergency_is_mirrored_to_redis_with_acks(operator_bed: OperatorBed) -> 
     st = (bed.get("emergency", "default") or {})["status"]
     assert st["by"] == "alice" and st["runners"] == 2 and st["acknowledged"] == 0
 
-    for runner in ("a", "b"):
-        r.hset(
-            keys.emergency_acks,
-            runner,
-            json.dumps({"action": "stop", "ts_ms": int(time.time() * 1000), "cancelled": []}),
-        )
+    generation = (bed.get("emergency", "default") or {})["metadata"]["generation"]
+    for runner in ("a", "b"):  # what each runner writes (an ack names the change it saw)
+        ack = {"action": "stop", "ts_ms": int(time.time() * 1000), "generation": generation}
+        r.hset(keys.emergency_acks, runner, json.dumps({**ack, "cancelled": []}))
     wait_for(
         lambda: (
             (bed.condition("emergency", "default", "Acknowledged") or {}).get("status") == "True"

@@ -119,3 +119,70 @@ def test_a_new_preflight_runs_beside_the_trading_runner(operator_bed: OperatorBe
     wait_for(lambda: template_hash(bed, "live-hand") != old_hash, 20, "runner rolled")
     assert replicas(bed, "live-hand") == 1
     assert json.dumps(status(bed, "live-hand")["preflightPassedHash"]) != json.dumps(old_hash)
+
+
+EMERGENCY = "apiVersion: kubetrade.io/v1alpha1\nkind: Emergency\nmetadata: {name: default}\n"
+
+
+def emergency_status(bed: OperatorBed) -> dict[str, Any]:
+    return dict((bed.get("emergency", "default") or {}).get("status") or {})
+
+
+def ack(bed: OperatorBed, runner: str, action: str, generation: int) -> None:
+    """What a runner writes when it applies the Emergency of ``generation``."""
+    body = {"action": action, "ts_ms": int(time.time() * 1000), "generation": generation}
+    sync_redis(bed).hset(Keys(bed.prefix).emergency_acks, runner, json.dumps(body))
+
+
+def test_acks_are_per_change_and_per_runner_that_can_ack(operator_bed: OperatorBed) -> None:
+    bed = operator_bed
+    bed.apply(POLICY.format(name="default", stop=5))
+    bed.apply(strategy("a") + "---\n" + strategy("b") + "---\n" + strategy("gone"))
+    bed.apply(EMERGENCY)
+    bed.start()
+    wait_for(lambda: all(replicas(bed, n) == 1 for n in ("a", "b", "gone")), 30, "three runners")
+    # a live Strategy held at 0 replicas (no RiskPolicy fit for live) can never ack
+    bed.apply(strategy("held", mode="live", policy="missing"))
+    wait_for(lambda: replicas(bed, "held") == 0, 20, "held at 0 replicas")
+
+    # a first stop, acknowledged by every runner, then resumed
+    bed.kubectl("patch", "emergency", "default", "--type=merge", "-p", '{"spec":{"action":"stop"}}')
+    gen1 = wait_for(
+        lambda: (
+            emergency_status(bed).get("state") == "stop"
+            and (bed.get("emergency", "default") or {})["metadata"]["generation"]
+        ),
+        15,
+        "first stop mirrored",
+    )
+    for name in ("a", "b", "gone"):
+        ack(bed, name, "stop", gen1)
+    wait_for(lambda: emergency_status(bed).get("acknowledged") == 3, 15, "three acks")
+    assert emergency_status(bed)["runners"] == 3  # "held" is not expected to ack
+
+    # "gone" is deleted: its ack goes with it
+    bed.kubectl("delete", "strategy", "gone", "--wait=true", "--timeout=60s")
+    keys = Keys(bed.prefix)
+    assert sync_redis(bed).hget(keys.emergency_acks, "gone") is None
+
+    # a new stop (another reason: a new generation): the old acks do not count
+    bed.kubectl(
+        "patch", "emergency", "default", "--type=merge", "-p", '{"spec":{"reason":"again"}}'
+    )
+    wait_for(lambda: emergency_status(bed).get("waitingFor") == ["a", "b"], 15, "nobody acked")
+    st = emergency_status(bed)
+    assert (st["acknowledged"], st["runners"]) == (0, 2)
+    cond = bed.condition("emergency", "default", "Acknowledged") or {}
+    assert cond["status"] == "False" and "waiting for: a, b" in cond["message"]
+
+    gen2 = (bed.get("emergency", "default") or {})["metadata"]["generation"]
+    ack(bed, "a", "stop", gen2)
+    wait_for(lambda: emergency_status(bed).get("waitingFor") == ["b"], 15, "a acked")
+    ack(bed, "b", "stop", gen2)
+    wait_for(
+        lambda: (
+            (bed.condition("emergency", "default", "Acknowledged") or {}).get("status") == "True"
+        ),
+        15,
+        "Acknowledged=True",
+    )

@@ -7,7 +7,7 @@ from typing import Any
 
 from kubetrade.operator.mirror import (
     Mirror,
-    count_acks,
+    acknowledgements,
     decide,
     emergency_status,
     unmirrored_status,
@@ -23,14 +23,27 @@ def spec(action: str = "stop", by: str = "alice", reason: str = "drill") -> dict
 
 
 def held(action: str, by: str = "alice", reason: str = "drill", since: int = 1) -> dict[str, str]:
-    return {"action": action, "by": by, "reason": reason, "since_ms": str(since)}
+    """The emergency hash as the mirror of generation 4 wrote it."""
+    return {
+        "action": action,
+        "by": by,
+        "reason": reason,
+        "since_ms": str(since),
+        "generation": "4",
+    }
 
 
 def test_a_new_action_is_written_from_now() -> None:
     m = decide(spec(), META, SEEN, held("none"), NOW)
     assert (m.action, m.by, m.reason, m.since_ms) == ("stop", "alice", "drill", NOW)
     assert m.changed and m.ahead is None
-    assert m.message == {"action": "stop", "since_ms": NOW, "by": "alice", "reason": "drill"}
+    assert m.message == {
+        "action": "stop",
+        "since_ms": NOW,
+        "by": "alice",
+        "reason": "drill",
+        "generation": 4,
+    }
 
 
 def test_an_empty_redis_gets_the_action() -> None:
@@ -65,15 +78,33 @@ def test_a_changed_resource_overrides_redis() -> None:
     assert m.action == "none" and m.ahead is None and m.changed
 
 
-def test_acks_count_only_the_action_in_force() -> None:
+def test_acks_count_only_this_change_of_the_emergency() -> None:
+    m = Mirror("stop", "alice", "drill", NOW, None, False, generation=4)
     acks = {
-        "r1": json.dumps({"action": "stop", "ts": 1}),
-        "r2": json.dumps({"action": "none"}),
+        "r1": json.dumps({"action": "stop", "generation": 4}),
+        "r2": json.dumps({"action": "none", "generation": 4}),
         "r3": "not json",
-        "r4": json.dumps({"action": "stop"}),
+        "r4": json.dumps({"action": "stop"}),  # no generation: an old-style ack
+        "r5": json.dumps({"action": "stop", "generation": 2}),  # an earlier stop
+        "gone": json.dumps({"action": "stop", "generation": 4}),  # not a runner now
     }
-    assert count_acks(acks, "stop") == 2
-    assert count_acks({}, "stop") == 0
+    runners = ["r1", "r2", "r3", "r4", "r5", "r6"]
+    assert acknowledgements(acks, m, runners) == (["r1"], ["r2", "r3", "r4", "r5", "r6"])
+    assert acknowledgements({}, m, []) == ([], [])
+
+
+def test_a_redis_only_stop_is_acked_by_its_since_ms() -> None:
+    m = Mirror("stop", "bot", "x", 77, "stop", False, generation=None)
+    acks = {
+        "r1": json.dumps({"action": "stop", "since_ms": 77}),
+        "r2": json.dumps({"action": "stop", "since_ms": 12}),
+    }
+    assert acknowledgements(acks, m, ["r1", "r2"]) == (["r1"], ["r2"])
+
+
+def test_a_new_generation_of_the_same_action_is_published() -> None:
+    m = decide(spec(), {**META, "generation": 5}, SEEN, held("stop", since=123), NOW)
+    assert m.changed and m.since_ms == 123 and m.message["generation"] == 5
 
 
 def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -82,7 +113,7 @@ def conditions(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def test_status_of_a_mirrored_action() -> None:
     m = Mirror("stop", "alice", "drill", NOW, None, True)
-    status = emergency_status(META, {}, m, acked=1, runners=2, now_ms=NOW)
+    status = emergency_status(META, {}, m, acked=1, waiting=["b"], now_ms=NOW)
     assert status["state"] == "stop" and status["since"] == "2023-11-14T22:13:20Z"
     assert (status["acknowledged"], status["runners"], status["observedGeneration"]) == (1, 2, 4)
     c = conditions(status)
@@ -91,13 +122,15 @@ def test_status_of_a_mirrored_action() -> None:
         "False",
         "WaitingForRunners",
     )
-    done = emergency_status(META, status, m, acked=2, runners=2, now_ms=NOW)
+    assert status["waitingFor"] == ["b"]
+    assert c["Acknowledged"]["message"] == "1 of 2 runner(s) acknowledged stop; waiting for: b"
+    done = emergency_status(META, status, m, acked=2, waiting=[], now_ms=NOW)
     assert conditions(done)["Acknowledged"]["reason"] == "AllRunnersAcknowledged"
 
 
 def test_status_of_a_redis_only_action() -> None:
     m = Mirror("stop", "bot", "x", NOW, "stop", False)
-    c = conditions(emergency_status(META, {}, m, acked=0, runners=0, now_ms=NOW))
+    c = conditions(emergency_status(META, {}, m, acked=0, waiting=[], now_ms=NOW))
     assert (c["Mirrored"]["status"], c["Mirrored"]["reason"]) == ("False", "RedisAhead")
     assert "stop by bot" in c["Mirrored"]["message"]
 
