@@ -108,7 +108,7 @@ async def _download(args: argparse.Namespace, symbols: list[str], timeframes: li
     from contextlib import nullcontext
 
     from kubetrade.domain.clock import SystemClock
-    from kubetrade.exchange.base import ExchangeError
+    from kubetrade.exchange.base import BadSymbol, ExchangeError
     from kubetrade.marketdata import CandleDataError
     from kubetrade.marketdata.download import download
     from kubetrade.marketdata.store import CandleStore, SeriesKey
@@ -127,6 +127,9 @@ async def _download(args: argparse.Namespace, symbols: list[str], timeframes: li
                     await download(exchange, store, key, since, until, clock, progress)
     except CandleDataError as e:
         print(f"kubetrade data download: refused: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BadSymbol as e:
+        print(f"kubetrade data download: {e}", file=sys.stderr)
         return EXIT_USAGE
     except ExchangeError as e:
         print(f"kubetrade data download: exchange failed: {e} (run again to resume)",

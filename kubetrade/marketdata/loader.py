@@ -70,7 +70,7 @@ def read_csv(path: Path) -> pa.Table:
     """The CSV as a typed table (row i is line i + 2 of the file; header = 1)."""
     with path.open("rb") as fh:
         header = fh.readline().decode("utf-8", "replace").strip().lstrip("\ufeff")
-    if [h.strip() for h in header.split(",")] != CSV_HEADER:
+    if [h.strip().strip('"') for h in header.split(",")] != CSV_HEADER:
         raise CandleDataError(str(path), 1, "header",
                               f"must be {','.join(CSV_HEADER)}, got {header!r}")
     try:

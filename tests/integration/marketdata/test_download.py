@@ -203,3 +203,13 @@ def test_cli_markets_refresh_from_load_markets(fake_binance: FakeBinance, tmp_pa
     assert (xrp.price_step, xrp.qty_step) == (Decimal("0.00000001"), Decimal("1"))
     text = (tmp_path / "markets" / "binance-spot-filters.yaml").read_text()
     assert "tick_size: '0.00000001'" in text
+
+
+def test_cli_unknown_symbol_is_a_usage_error(fake_binance: FakeBinance, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("KUBETRADE_EXCHANGE_URL", fake_binance.url)
+    code = main(["data", "download", "--symbols", "NOPE/USDT", "--since", "2024-09-21",
+                 "--datadir", str(tmp_path), "--progress", "json"])
+    assert code == 2
+    assert "NOPE/USDT" in capsys.readouterr().err

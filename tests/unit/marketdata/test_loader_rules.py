@@ -223,3 +223,8 @@ def test_parquet_same_rules_with_rows(tmp_path: Path) -> None:
 
 def test_header_constant_is_the_documented_one() -> None:
     assert HEADER == "timestamp_ms,open,high,low,close,volume"
+
+
+def test_quoted_header_accepted(tmp_path: Path) -> None:
+    quoted = ",".join(f'"{h}"' for h in HEADER.split(","))
+    assert len(load_candles(write(tmp_path, real_rows(5), header=quoted))) == 5
