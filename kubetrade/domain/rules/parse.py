@@ -29,7 +29,10 @@ from dataclasses import dataclass
 MAX_LENGTH = 2000
 """Longest expression accepted, in characters."""
 MAX_DEPTH = 64
-"""Deepest nesting accepted (parentheses, operators)."""
+"""Deepest nesting of parentheses and unary operators the parser follows."""
+MAX_LEVELS = 24
+"""Deepest expression tree accepted (CEL's own limit is 32 levels of its tree, which
+``crossed_*`` and number literals make a little deeper than ours)."""
 
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+\.\d*(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?|\d+(?:[eE][+-]?\d+)?)"
@@ -248,9 +251,30 @@ def _prev1(node: Node) -> Node:
     return node if node.op == "num" else Node("prev", node.pos, value=1, name=node.name)
 
 
+def depth(node: Node) -> tuple[int, int]:
+    """Levels of the AST and the position of its deepest node (no recursion: a chain
+    of a thousand ``+`` is as deep as it is long)."""
+    deepest, pos = 0, node.pos
+    stack = [(node, 1)]
+    while stack:
+        n, d = stack.pop()
+        if d > deepest:
+            deepest, pos = d, n.pos
+        stack.extend((a, d + 1) for a in n.args)
+    return deepest, pos
+
+
 def parse(src: str, known: frozenset[str]) -> Node:
     """The AST of ``src``; RuleError with the offset of the first problem."""
-    return Parser(src, known).parse()
+    node = Parser(src, known).parse()
+    levels, pos = depth(node)
+    if levels > MAX_LEVELS:
+        raise RuleError(
+            f"expression {levels} operators deep, at most {MAX_LEVELS}: group long chains, "
+            "e.g. (a && b && c) && (d && e && f)",
+            pos,
+        )
+    return node
 
 
 def history_needs(node: Node, out: dict[str, int]) -> dict[str, int]:

@@ -95,6 +95,13 @@ def test_bad_rules_are_refused_with_the_position(change: dict[str, Any], expecte
 def test_cost_is_bounded() -> None:
     assert "at most 2000 characters" in refusal(entry="rsi > 1 && " * 300 + "true")
     assert "nested deeper than 64" in refusal(entry="(" * 100 + "true" + ")" * 100)
+    # CEL's own tree limit must never be what refuses: ours is stricter and says how
+    chain = " && ".join(["close > 1"] * 30)
+    assert "entry, column 22: expression 31 operators deep, at most 24: group long chains" \
+        in refusal(entry=chain)
+    assert "operators deep" in refusal(entry="close+" * 330 + "close > 1")  # no RecursionError
+    grouped = " && ".join(f"({' && '.join(['close > 1'] * 6)})" for _ in range(5))
+    RulesSpec.model_validate({**GOOD, "entry": grouped})
 
 
 STRATEGY = """\
