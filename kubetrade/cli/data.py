@@ -213,7 +213,8 @@ def add_replay_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --replay store: first candle (YYYY-MM-DD, ISO 8601 UTC, or ms)")
     p.add_argument("--until", default=None, help="with --replay store: last candle")
     p.add_argument("--datadir", default=os.environ.get("KUBETRADE_DATADIR", "data/candles"),
-                   help="with --replay store: the candle store (default data/candles)")
+                   help="the candle store (--replay store) and its refreshed exchange filters "
+                   "(markets/; default: $KUBETRADE_DATADIR or data/candles)")
 
 
 def replay_settings(args: argparse.Namespace, from_store: bool) -> tuple[Any, Any]:

@@ -54,7 +54,8 @@ def register(subparsers: Any) -> None:
                    help="forward run length, e.g. 48h, 90m, 1d12h (default 48h)")
     p.add_argument("--replay", metavar="FILE",
                    help="replay recorded candles (CSV timestamp_ms,open,high,low,close,volume) "
-                   "at full speed instead of trading forward; 'bundled' for the shipped ones")
+                   "at full speed instead of trading forward; 'bundled' for the shipped ones, "
+                   "'store' for the candle store (--since/--until)")
     from kubetrade.cli.data import add_replay_arguments
 
     add_replay_arguments(p)
