@@ -210,3 +210,20 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def stored_paths(datadir: str | Path, symbols: list[str], timeframe: str,
+                 exchange: str = "binance") -> dict[str, Path]:
+    """The store's Parquet file of each symbol at ``timeframe`` (for a replay);
+    ValueError names the first symbol with nothing stored."""
+    store = CandleStore(datadir)
+    out: dict[str, Path] = {}
+    for symbol in symbols:
+        path = store.path(SeriesKey(exchange, symbol, timeframe))
+        if not path.is_file():
+            raise ValueError(
+                f"replay:store: no {symbol} {timeframe} candles under {store.root} "
+                f"(kubetrade data download --symbols {symbol} --timeframes {timeframe} "
+                "--since ...)")
+        out[symbol] = path
+    return out

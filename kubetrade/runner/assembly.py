@@ -148,7 +148,8 @@ class _ObservedSource:
 
 def replay_paths(spec: RunnerSpec, market_data: str) -> dict[str, Path]:
     """``replay:<csv>`` (every symbol) or ``replay:BTC/USDT=a.csv,ETH/USDT=b.csv``;
-    ``replay:bundled`` uses the candles shipped in the package."""
+    ``replay:bundled`` uses the candles shipped in the package, ``replay:store`` the
+    candle store (``kubetrade data download``)."""
     arg = market_data.split(":", 1)[1] if ":" in market_data else "bundled"
     if arg in ("", "bundled"):
         from kubetrade.exchange.replay import bundled_candles
@@ -163,6 +164,11 @@ def replay_paths(spec: RunnerSpec, market_data: str) -> dict[str, Path]:
                 )
             out[symbol] = path
         return out
+    if arg == "store":  # the candle store (KUBETRADE_DATADIR), series of the timeframe
+        from kubetrade.marketdata.store import stored_paths
+
+        return stored_paths(os.environ.get("KUBETRADE_DATADIR") or "data/candles",
+                            spec.symbols, spec.timeframe)
     if "=" in arg:
         pairs = dict(part.split("=", 1) for part in arg.split(",") if part)
         return {s: Path(pairs[s]) for s in spec.symbols}

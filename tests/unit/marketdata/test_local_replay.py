@@ -46,3 +46,21 @@ def test_minute_file_refused_for_an_hourly_strategy() -> None:
     with pytest.raises(CandleDataError) as info:
         build_market(spec("btc-sma-hourly.yaml"), env, ManualClock(0), None)
     assert info.value.rule == "timeframe-mismatch"
+
+
+def test_replay_from_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kubetrade.marketdata import LoadOptions, frame_from_candles, load_candles
+    from kubetrade.marketdata.store import CandleStore, SeriesKey
+
+    hourly = spec("btc-sma-hourly.yaml")
+    monkeypatch.setenv("KUBETRADE_DATADIR", str(tmp_path))
+    with pytest.raises(ValueError, match="no BTC/USDT 1h candles under"):
+        replay_paths(hourly, "replay:store")
+    minutes = load_candles(market_file("binance-BTCUSDT-1m-2024-09-21.csv"),
+                           LoadOptions(timeframe="1h", resample=True))
+    CandleStore(tmp_path).append(SeriesKey("binance", "BTC/USDT", "1h"),
+                                 frame_from_candles(minutes.to_list(), "test"))
+    market = build_market(hourly, RunnerEnv(market_data="replay:store", replay_interval=0),
+                          ManualClock(0), None)
+    assert isinstance(market, ReplaySource)
+    assert market.series["BTC/USDT"] == minutes.to_list()
