@@ -146,10 +146,11 @@ def build_context(
     )
 
 
-# -- getters (FastAPI resolves each once per request) -----------------------------------
+# -- getters (FastAPI resolves each once per request; ``async`` so they run inline on
+# the event loop: a plain ``def`` dependency would cost a thread-pool hop each) ---------
 
 
-def get_context(conn: HTTPConnection) -> ApiContext:
+async def get_context(conn: HTTPConnection) -> ApiContext:
     """The app's :class:`ApiContext` (HTTP requests and WebSockets alike)."""
     ctx: ApiContext = conn.app.state.ctx
     return ctx
@@ -158,27 +159,27 @@ def get_context(conn: HTTPConnection) -> ApiContext:
 Ctx = Annotated[ApiContext, Depends(get_context)]
 
 
-def get_reader(ctx: Ctx) -> StateReader:
+async def get_reader(ctx: Ctx) -> StateReader:
     return ctx.reader
 
 
-def get_desired(ctx: Ctx) -> DesiredState:
+async def get_desired(ctx: Ctx) -> DesiredState:
     return ctx.desired
 
 
-def get_api_settings(ctx: Ctx) -> ApiSettings:
+async def get_api_settings(ctx: Ctx) -> ApiSettings:
     return ctx.settings
 
 
-def get_clock(ctx: Ctx) -> Clock:
+async def get_clock(ctx: Ctx) -> Clock:
     return ctx.clock
 
 
-def get_auditor(ctx: Ctx) -> Auditor:
+async def get_auditor(ctx: Ctx) -> Auditor:
     return ctx.audit
 
 
-def get_hub(ctx: Ctx) -> EventHub:
+async def get_hub(ctx: Ctx) -> EventHub:
     return ctx.hub
 
 
