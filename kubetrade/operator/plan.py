@@ -90,6 +90,9 @@ class StrategyObserved:
     summary: Mapping[str, str]  #: the runner's Redis summary ({}: none or unreachable)
     now_ms: int  #: the operator clock, epoch milliseconds
     trigger: str  #: create, update, resume or timer
+    #: metadata.creationTimestamp, epoch ms: a summary older than the object is another
+    #: (deleted) object's of the same name, never folded in
+    created_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -305,6 +308,59 @@ def _deployed(
         conds.set("PreflightPassed", status, str(pre["reason"]), f"{pre['message']}; {keep}", now)
 
 
+def heard_ms(summary: Mapping[str, str]) -> int:
+    """When the runner was last heard of: the later of its summary's ``updated_ms`` and
+    its ``heartbeat_ms`` (written every few seconds while its loop runs); 0: never."""
+    best = 0
+    for key in ("updated_ms", "heartbeat_ms"):
+        try:
+            best = max(best, int(float(summary.get(key) or 0)))
+        except ValueError:
+            continue
+    return best
+
+
+def current_summary(observed: StrategyObserved, replicas: int) -> Mapping[str, str]:
+    """The summary to fold: none while scaled to 0, none written before this object
+    was created (a Strategy re-created under an old name starts from nothing)."""
+    if not replicas or not observed.summary:
+        return {}
+    if observed.created_ms is not None and heard_ms(observed.summary) < observed.created_ms:
+        return {}
+    return observed.summary
+
+
+def _ready(
+    conds: Conditions,
+    phase: str,
+    replicas: int,
+    current: DeploymentObserved | None,
+    age_ms: int | None,
+    settings: OperatorSettings,
+    now: int,
+) -> None:
+    """``Ready``: one replica wanted, the Deployment's pod ready, and the runner heard
+    of within ``settings.heartbeat_max_age`` seconds (``age_ms``: None = never)."""
+    ready_pods = current.ready if current is not None else 0
+    limit = int(settings.heartbeat_max_age * 1000)
+    if replicas != 1 or phase in _READY_REASON:
+        conds.set("Ready", False, _READY_REASON.get(phase, "ScaledToZero"), f"phase {phase}", now)
+    elif ready_pods < 1:
+        conds.set("Ready", False, "RunnerNotReady", f"Deployment {ready_pods}/1 ready", now)
+    elif age_ms is None:
+        conds.set("Ready", False, "NoHeartbeat", "the runner has not reported yet", now)
+    elif age_ms > limit:
+        conds.set(
+            "Ready",
+            False,
+            "RunnerHeartbeatStale",
+            f"last heard from the runner {age_ms // 1000}s ago (limit {limit // 1000}s)",
+            now,
+        )
+    else:
+        conds.set("Ready", True, "RunnerReporting", f"phase {phase}, 1/1 ready", now)
+
+
 def plan_strategy(
     strategy: Strategy, observed: StrategyObserved, settings: OperatorSettings
 ) -> StrategyPlan:
@@ -329,12 +385,13 @@ def plan_strategy(
         or observed.trigger != "timer"
     )
     _deployed(conds, dname, replicas, chash, held, now)
-    summary = observed.summary if replicas else {}
+    summary = current_summary(observed, replicas)
+    age = now - heard_ms(summary) if summary else None
+    stale = age is not None and age > settings.heartbeat_max_age * 1000
     pre_state = "Succeeded" if held is not None else pre.state
     phase = _phase(strategy, observed, blocked, pre_state, disabling, summary)
-    ready_pods = current.ready if current is not None else 0
-    running = replicas == 1 and (bool(summary) or ready_pods > 0)
-    conds.set("Ready", running, _READY_REASON.get(phase, "RunnerReporting"), f"phase {phase}", now)
+    phase = "Stale" if stale and phase not in _READY_REASON else phase
+    _ready(conds, phase, replicas, current, age, settings, now)
     status: dict[str, Any] = {**pre.status, **drain_status}
     status.update(fold_summary(dict(summary)) if summary else {})
     status.update(

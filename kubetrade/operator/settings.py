@@ -46,6 +46,9 @@ class OperatorSettings:
     metrics_port: int = 9100
     delete_timeout: float = 120.0
     disable_timeout: float = 60.0
+    #: seconds without a word from a runner (summary or heartbeat, written every 10 s)
+    #: after which its Strategy shows phase Stale and Ready=False
+    heartbeat_max_age: float = 60.0
     passthrough: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -75,5 +78,6 @@ class OperatorSettings:
             metrics_port=int(env.get("KUBETRADE_RUNNER_METRICS_PORT", cls.metrics_port)),
             delete_timeout=float(env.get("KUBETRADE_DELETE_TIMEOUT", cls.delete_timeout)),
             disable_timeout=float(env.get("KUBETRADE_DISABLE_TIMEOUT", cls.disable_timeout)),
+            heartbeat_max_age=float(env.get("KUBETRADE_HEARTBEAT_MAX_AGE", cls.heartbeat_max_age)),
             passthrough={k: env[k] for k in PASSTHROUGH_ENV if env.get(k)},
         )

@@ -203,7 +203,8 @@ class StrategyStatus(CRStatus):
     phase: str | None = Field(
         default=None,
         description="Pending, PreflightRunning, PreflightFailed, Starting, Running, Halted, "
-        "Disabled, Terminating or Failed.",
+        "Stale (the runner has not been heard of within the operator's heartbeat age, "
+        "60 s by default), Disabled, Terminating or Failed.",
     )
     pnl: str | None = Field(
         default=None, description="Net realised + unrealised P&L in the quote asset."

@@ -37,6 +37,8 @@ from collections.abc import Coroutine
 from decimal import Decimal
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from kubetrade.domain.algorithms import create_algorithm
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import Candle, MarketInfo, Order, make_client_order_id
@@ -56,6 +58,9 @@ from kubetrade.runner.reconciler import Reconciler
 from kubetrade.runner.spec import RunnerOptions, RunnerParts, RunnerSpec, limits_from_manifest
 from kubetrade.state.alerts import AlertKind, Severity
 from kubetrade.state.store import Changes, RestoredState, StateStore
+
+#: Seconds between the runner's heartbeats (``summary.heartbeat_ms``).
+HEARTBEAT_S = 10.0
 
 
 class _Wiring:
@@ -195,6 +200,7 @@ class Runner:
     async def run(self, extra_tasks: list[Coroutine[Any, Any, None]] | None = None) -> None:
         """Trade until cancelled (or ``options.max_candles``)."""
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(t) for t in (extra_tasks or [])]
+        tasks.append(asyncio.create_task(self._heartbeat()))
         if self.options.reconcile_interval_s > 0:
             tasks.append(asyncio.create_task(
                 self.reconciler.periodic(self.options.reconcile_interval_s, self._lock)
@@ -213,6 +219,14 @@ class Runner:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+
+    async def _heartbeat(self) -> None:
+        """Every ``HEARTBEAT_S``: wall time into the summary (the operator's ``Ready``
+        needs it fresh; a 1h strategy writes its summary once an hour)."""
+        while True:
+            with contextlib.suppress(RedisError):
+                await self.store.heartbeat(self.clock.now_ms())
+            await asyncio.sleep(HEARTBEAT_S)
 
     async def process_candle(self, symbol: str, candle: Candle) -> None:
         """One closed candle: catch up after an outage, decide, persist, send, publish."""

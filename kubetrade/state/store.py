@@ -217,6 +217,10 @@ class StateStore:
             self.keys.reconciliation(self.name), ReconciliationRecord.encode(result)
         )
 
+    async def heartbeat(self, ts_ms: int) -> None:
+        """``heartbeat_ms`` in the summary hash: the runner's loop is alive (epoch ms)."""
+        await self.redis.hset(self.keys.summary(self.name), "heartbeat_ms", str(ts_ms))  # type: ignore[misc]
+
     async def ack_emergency(
         self, action: str, ts_ms: int, cancelled: list[str], *, generation: int | None = None,
         since_ms: int | None = None, pod: str | None = None,

@@ -77,7 +77,16 @@ async def observe(
         summary=await c.summary(name),
         now_ms=c.clock.now_ms(),
         trigger=trigger,
+        created_ms=created_ms(meta.get("creationTimestamp")),
     )
+
+
+def created_ms(stamp: str | None) -> int | None:
+    """An RFC 3339 timestamp (metadata.creationTimestamp) as epoch ms; None if absent."""
+    if not stamp:
+        return None
+    when = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    return int(when.timestamp() * 1000)
 
 
 async def execute(c: Clients, body: kopf.Body, patch: kopf.Patch, plan: StrategyPlan) -> None:

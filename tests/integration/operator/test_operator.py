@@ -118,6 +118,19 @@ def finish_job(bed: OperatorBed, job: str, ok: bool) -> None:
     )
 
 
+def ready_pod(bed: OperatorBed, name: str) -> None:
+    """What the Deployment controller writes once the runner's pod is ready."""
+    bed.kubectl(
+        "patch",
+        "deployment",
+        f"kubetrade-runner-{name}",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"replicas": 1, "readyReplicas": 1, "availableReplicas": 1}}),
+    )
+
+
 def test_strategy_apply_patch_disable_delete(operator_bed: OperatorBed) -> None:
     bed = operator_bed
     r = sync_redis(bed)
@@ -173,6 +186,7 @@ def test_strategy_apply_patch_disable_delete(operator_bed: OperatorBed) -> None:
         "P&L in kubectl get strategies",
     )
     assert "Running" in table and "57.1%" in table and "paper" in table
+    ready_pod(bed, "btc-sma")  # the Deployment controller's part (no controllers here)
     wait_for(
         lambda: (bed.condition("strategy", "btc-sma", "Ready") or {}).get("status") == "True",
         10,
@@ -314,6 +328,8 @@ def test_emergency_is_mirrored_to_redis_with_acks(operator_bed: OperatorBed) -> 
     bed.apply("apiVersion: kubetrade.io/v1alpha1\nkind: Emergency\nmetadata: {name: default}\n")
     bed.start()
     wait_for(lambda: r.hget(keys.emergency, "action") == "none", 30, "initial mirror")
+    # only runners with a replica can ack (issue 19): wait for both Deployments
+    wait_for(lambda: replicas(bed, "a") == 1 and replicas(bed, "b") == 1, 30, "runners")
 
     bed.kubectl(
         "patch",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Any
 
 from kubetrade.state.keys import Keys
@@ -16,6 +17,7 @@ from tests.fixtures.kubetrade_operator import OperatorBed, wait_for
 from tests.integration.operator.test_operator import (
     POLICY,
     finish_job,
+    ready_pod,
     replicas,
     status,
     strategy,
@@ -186,3 +188,76 @@ def test_acks_are_per_change_and_per_runner_that_can_ack(operator_bed: OperatorB
         15,
         "Acknowledged=True",
     )
+
+
+def ready(bed: OperatorBed, name: str) -> dict[str, Any]:
+    return bed.condition("strategy", name, "Ready") or {}
+
+
+def test_status_comes_from_what_the_cluster_and_the_runner_say_now(
+    operator_bed: OperatorBed,
+) -> None:
+    bed = operator_bed
+    bed.apply(POLICY.format(name="default", stop=5))
+    bed.start(KUBETRADE_HEARTBEAT_MAX_AGE="5")
+    bed.apply(strategy("truth"))
+    wait_for(lambda: replicas(bed, "truth") == 1, 30, "runner Deployment")
+
+    # the runner reports, but its pod is not ready (Deployment 0/1): not Ready
+    summarize(bed, "truth", 4)
+    wait_for(lambda: status(bed, "truth").get("trades") == 4, 20, "summary folded")
+    wait_for(lambda: ready(bed, "truth").get("reason") == "RunnerNotReady", 10, "not ready")
+    assert ready(bed, "truth")["status"] == "False"
+
+    ready_pod(bed, "truth")
+    wait_for(lambda: ready(bed, "truth").get("status") == "True", 15, "Ready=True")
+    assert status(bed, "truth")["phase"] == "Running"
+
+    # a summary older than the limit (5 s here, 60 s by default) with no heartbeat
+    # since is stale, never Running (written just after the object's creation: an
+    # older one would be another object's, not shown at all)
+    created = (bed.get("strategy", "truth") or {})["metadata"]["creationTimestamp"]
+    born_ms = int(datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() * 1000)
+    summarize(bed, "truth", 4, updated_ms=str(born_ms + 1000))
+    wait_for(lambda: status(bed, "truth").get("phase") == "Stale", 15, "phase Stale")
+    assert ready(bed, "truth")["reason"] == "RunnerHeartbeatStale"
+    assert "Stale" in bed.kubectl("get", "strategies", "truth")
+
+    # a heartbeat alone (a 1h strategy between candles) makes it fresh again
+    sync_redis(bed).hset(
+        Keys(bed.prefix).summary("truth"), "heartbeat_ms", str(int(time.time() * 1000))
+    )
+    wait_for(lambda: status(bed, "truth").get("phase") == "Running", 15, "fresh again")
+
+
+def test_a_recreated_strategy_does_not_inherit_the_old_numbers(
+    operator_bed: OperatorBed,
+) -> None:
+    bed = operator_bed
+    bed.apply(POLICY.format(name="default", stop=5))
+    bed.start()
+    bed.apply(strategy("again"))
+    wait_for(lambda: replicas(bed, "again") == 1, 30, "runner Deployment")
+    summarize(bed, "again", 9)
+    ready_pod(bed, "again")
+    wait_for(lambda: ready(bed, "again").get("status") == "True", 20, "Ready=True")
+
+    bed.kubectl("delete", "strategy", "again", "--wait=true", "--timeout=60s")
+    wait_for(lambda: bed.get("deployment", "kubetrade-runner-again") is None, 20, "runner gone")
+    bed.apply(strategy("again"))  # the old summary is still in Redis
+    wait_for(lambda: replicas(bed, "again") == 1, 30, "new runner Deployment")
+    ready_pod(bed, "again")
+    reconciled = wait_for(
+        lambda: (st := status(bed, "again")).get("observedGeneration") and st, 15, "status"
+    )
+    wait_for(
+        lambda: (
+            ready(bed, "again").get("reason") == "NoHeartbeat"
+            or status(bed, "again").get("phase") == "Starting"
+        ),
+        15,
+        "reconciled",
+    )
+    st = status(bed, "again")
+    assert "trades" not in st and "pnl" not in st, reconciled
+    assert st["phase"] == "Starting" and ready(bed, "again")["status"] == "False"

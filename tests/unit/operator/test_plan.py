@@ -293,7 +293,8 @@ def test_the_runner_summary_gives_phase_and_figures() -> None:
 
 def test_a_summary_without_phase_means_running() -> None:
     s = strategy()
-    plan = plan_strategy(s, observed(summary={"trades": "1"}), SETTINGS)
+    summary = {"trades": "1", "updated_ms": str(NOW)}
+    plan = plan_strategy(s, observed(deployment=up_to_date(s), summary=summary), SETTINGS)
     assert plan.phase == "Running" and cond(plan, "Ready")["status"] == "True"
 
 
@@ -304,13 +305,53 @@ def test_a_scaled_down_runner_summary_is_not_shown() -> None:
     assert cond(plan, "Ready")["status"] == "False"
 
 
-@pytest.mark.parametrize(("ready", "expect"), [(1, "True"), (0, "False")])
-def test_ready_pods_without_summary_are_starting(ready: int, expect: str) -> None:
+@pytest.mark.parametrize("ready", [1, 0])
+def test_ready_pods_without_summary_are_starting(ready: int) -> None:
+    # issue 19: a ready pod is not enough, Ready also needs a word from the runner
     s = strategy()
     plan = plan_strategy(s, observed(deployment=up_to_date(s, ready=ready)), SETTINGS)
     assert plan.phase == "Starting"
     c = cond(plan, "Ready")
-    assert (c["status"], c["reason"]) == (expect, "RunnerStarting")
+    assert (c["status"], c["reason"]) == ("False", "RunnerStarting")
+
+
+# -- status truth (issue 19): fresh heartbeat, ready replicas, no inherited numbers -------
+
+
+def test_a_fresh_summary_of_a_deployment_not_ready_is_not_ready() -> None:
+    s = strategy()
+    summary = {"phase": "Running", "updated_ms": str(NOW - 5_000)}
+    plan = plan_strategy(s, observed(deployment=up_to_date(s, ready=0), summary=summary), SETTINGS)
+    c = cond(plan, "Ready")
+    assert (c["status"], c["reason"]) == ("False", "RunnerNotReady")
+    assert c["message"] == "Deployment 0/1 ready"
+
+
+def test_an_old_summary_shows_as_stale_never_running() -> None:
+    s = strategy()
+    summary = {"phase": "Running", "pnl": "5", "updated_ms": str(NOW - 3_600_000)}
+    plan = plan_strategy(s, observed(deployment=up_to_date(s), summary=summary), SETTINGS)
+    assert plan.phase == "Stale"
+    c = cond(plan, "Ready")
+    assert (c["status"], c["reason"]) == ("False", "RunnerHeartbeatStale")
+    assert "3600s ago (limit 60s)" in c["message"]
+    assert plan.status["summaryUpdated"]  # the numbers stay, dated
+
+
+def test_a_heartbeat_keeps_a_quiet_runner_fresh() -> None:
+    s = strategy(timeframe="1h")  # one summary an hour, a heartbeat every 10 s
+    summary = {"phase": "Running", "updated_ms": str(NOW - 1_800_000), "heartbeat_ms": str(NOW)}
+    plan = plan_strategy(s, observed(deployment=up_to_date(s), summary=summary), SETTINGS)
+    assert plan.phase == "Running" and cond(plan, "Ready")["status"] == "True"
+
+
+def test_a_recreated_strategy_does_not_inherit_the_old_numbers() -> None:
+    s = strategy()
+    old = {"phase": "Running", "pnl": "99", "trades": "7", "updated_ms": str(NOW - 10_000)}
+    seen = observed(deployment=up_to_date(s), summary=old, created_ms=NOW - 2_000)
+    plan = plan_strategy(s, seen, SETTINGS)
+    assert plan.phase == "Starting" and "pnl" not in plan.status and "trades" not in plan.status
+    assert cond(plan, "Ready")["status"] == "False"
 
 
 def test_a_deleted_strategy_is_terminating() -> None:
