@@ -179,8 +179,39 @@ class PaperBroker:
     # ---------------------------------------------------------------- orders
 
     def submit(self, order: Order, now_ms: int | None = None) -> tuple[Order, list[Fill]]:
-        """Accept (and maybe fill) ``order``; returns the broker's copy and its fills."""
+        """Accept (and maybe fill) ``order``; returns the broker's copy and its fills.
+
+        Raises BadSymbol, DuplicateOrder, OrderRejected (lot_size, bad_price,
+        min_notional), TransientError (no price yet) or InsufficientFunds, checked in
+        that order, as Binance checks its filters before the balance.
+        """
         now = self.now_ms if now_ms is None else now_ms
+        market, last = self._admit(order)
+        price = self._order_price(order, market, last)
+        marketable = order.type is OrderType.MARKET or (
+            last <= price if order.side is Side.BUY else last >= price
+        )
+        exec_price = price if order.type is OrderType.MARKET else last
+        self._check_funds(order, market, exec_price if marketable else price)
+        mine = _clone(order)
+        mine.status = OrderStatus.OPEN
+        mine.exchange_order_id = f"paper-{self._next_order_no()}"
+        mine.created_ms = order.created_ms or now
+        mine.updated_ms = now
+        self._orders[mine.client_order_id] = mine
+        if marketable:
+            fill = self._execute(mine, order.quantity, exec_price, locked=False, now=now)
+            return _clone(mine), [fill]
+        if order.side is Side.BUY:
+            notional = order.quantity * price
+            self._move(market.quote, notional + fee_for(notional, self.fee_rate), lock=True)
+        else:
+            self._move(market.base, order.quantity, lock=True)
+        self._resting[mine.client_order_id] = mine
+        return _clone(mine), []
+
+    def _admit(self, order: Order) -> tuple[MarketInfo, Decimal]:
+        """The order's market and last price, after the symbol, id and lot checks."""
         market = self.markets.get(order.symbol)
         if market is None:
             raise BadSymbol(f"unknown symbol {order.symbol!r}")
@@ -194,8 +225,11 @@ class PaperBroker:
         candle = self._last.get(order.symbol)
         if candle is None:
             raise TransientError(f"no price for {order.symbol} yet")
-        last = candle.close
-        base, quote = market.base, market.quote
+        return market, candle.close
+
+    def _order_price(self, order: Order, market: MarketInfo, last: Decimal) -> Decimal:
+        """The price the order trades at (market: last +/- slippage, on the tick), after
+        the min-notional filter."""
         if order.type is OrderType.MARKET:
             mult = self._buy_mult if order.side is Side.BUY else self._sell_mult
             price = _tick(last * mult, market.price_step)
@@ -203,45 +237,28 @@ class PaperBroker:
             if order.price is None or order.price <= 0:
                 raise OrderRejected("limit order needs a positive price", "bad_price")
             price = order.price
-        if qty * price < market.min_notional:
+        if order.quantity * price < market.min_notional:
             raise OrderRejected(
-                f"order value {qty * price} below min notional {market.min_notional} "
-                f"for {order.symbol}",
+                f"order value {order.quantity * price} below min notional "
+                f"{market.min_notional} for {order.symbol}",
                 "min_notional",
             )
-        marketable = order.type is OrderType.MARKET or (
-            last <= price if order.side is Side.BUY else last >= price
-        )
-        exec_price = price if order.type is OrderType.MARKET else last
+        return price
+
+    def _check_funds(self, order: Order, market: MarketInfo, need_price: Decimal) -> None:
+        """InsufficientFunds unless the free balance covers the order (a buy with its fee)."""
         if order.side is Side.BUY:
-            need_price = exec_price if marketable else price
-            notional = qty * need_price
+            notional = order.quantity * need_price
             need = notional + fee_for(notional, self.fee_rate)
-            if self._free.get(quote, ZERO) < need:
-                raise InsufficientFunds(
-                    f"buy needs {need} {quote}, free is {self._free.get(quote, ZERO)}"
-                )
+            free = self._free.get(market.quote, ZERO)
+            if free < need:
+                raise InsufficientFunds(f"buy needs {need} {market.quote}, free is {free}")
         else:
-            if self._free.get(base, ZERO) < qty:
+            free = self._free.get(market.base, ZERO)
+            if free < order.quantity:
                 raise InsufficientFunds(
-                    f"sell needs {qty} {base}, free is {self._free.get(base, ZERO)}"
+                    f"sell needs {order.quantity} {market.base}, free is {free}"
                 )
-        mine = _clone(order)
-        mine.status = OrderStatus.OPEN
-        mine.exchange_order_id = f"paper-{self._next_order_no()}"
-        mine.created_ms = order.created_ms or now
-        mine.updated_ms = now
-        self._orders[mine.client_order_id] = mine
-        if marketable:
-            fill = self._execute(mine, qty, exec_price, locked=False, now=now)
-            return _clone(mine), [fill]
-        if order.side is Side.BUY:
-            amount = qty * price + fee_for(qty * price, self.fee_rate)
-            self._move(quote, amount, lock=True)
-        else:
-            self._move(base, qty, lock=True)
-        self._resting[mine.client_order_id] = mine
-        return _clone(mine), []
 
     def _next_order_no(self) -> int:
         self._order_seq += 1
