@@ -19,13 +19,12 @@ import logging
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
-from kubetrade.state.emergency import read_emergency_state, subscribe_emergency, swap_announced
+from kubetrade.state.emergency import EmergencyWatch, read_emergency_state, swap_announced
 from kubetrade.state.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -87,26 +86,16 @@ class EmergencyAnnouncer:
 
     async def run(self) -> None:
         while not self._stop.is_set():
-            pubsub: PubSub | None = None
             try:
-                pubsub = await subscribe_emergency(self.redis, self.keys)
-                await self.check_once()
-                while not self._stop.is_set():
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=self.recheck_seconds
-                    )
-                    del message  # the hash is the truth; the message only wakes us up
+                async with EmergencyWatch(self.redis, self.keys) as watch:
                     await self.check_once()
+                    while not self._stop.is_set():
+                        await watch.wait(self.recheck_seconds)
+                        await self.check_once()
             except RedisError as exc:
                 log.warning("emergency announcer: Redis error %s; retrying",
                             type(exc).__name__)
                 try:
                     await asyncio.wait_for(self._stop.wait(), 5.0)
                 except TimeoutError:
-                    pass
-            finally:
-                try:
-                    if pubsub is not None:
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
-                except RedisError:
                     pass

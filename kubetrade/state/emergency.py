@@ -11,6 +11,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
+from redis.exceptions import RedisError
 
 from kubetrade.state.keys import Keys
 from kubetrade.state.schema import EmergencyState
@@ -24,16 +25,43 @@ async def read_emergency_state(redis: Redis, keys: Keys) -> EmergencyState | Non
     return EmergencyState.from_hash(raw)
 
 
-async def subscribe_emergency(redis: Redis, keys: Keys) -> PubSub:
-    """A pub/sub subscribed to the emergency change channel (the caller closes it).
-    A message only says "something changed": re-read the hash for the truth."""
-    pubsub = redis.pubsub()
+class EmergencyWatch:
+    """Wakes up on the emergency change channel (``async with`` subscribes, leaving
+    unsubscribes). A message only says "something changed": re-read the hash for the
+    truth, since pub/sub drops what is sent while nobody listens."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._pubsub: PubSub | None = None
+
+    async def __aenter__(self) -> EmergencyWatch:
+        pubsub = self._redis.pubsub()
+        try:
+            await pubsub.subscribe(self._keys.emergency_channel)
+        except BaseException:
+            await _close(pubsub)
+            raise
+        self._pubsub = pubsub
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._pubsub is not None:
+            await _close(self._pubsub)
+            self._pubsub = None
+
+    async def wait(self, seconds: float) -> None:
+        """Until a change message arrives or ``seconds`` pass. Raises RedisError."""
+        if self._pubsub is None:
+            raise RuntimeError("EmergencyWatch.wait outside 'async with'")
+        await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=seconds)
+
+
+async def _close(pubsub: PubSub) -> None:
     try:
-        await pubsub.subscribe(keys.emergency_channel)
-    except BaseException:
         await pubsub.aclose()  # type: ignore[no-untyped-call]
-        raise
-    return pubsub
+    except RedisError:
+        pass
 
 
 async def swap_announced(redis: Redis, keys: Keys, marker: str) -> str | None:
@@ -43,4 +71,4 @@ async def swap_announced(redis: Redis, keys: Keys, marker: str) -> str | None:
     return None if previous is None else str(previous)
 
 
-__all__ = ["read_emergency_state", "subscribe_emergency", "swap_announced"]
+__all__ = ["EmergencyWatch", "read_emergency_state", "swap_announced"]
