@@ -63,7 +63,8 @@ def preflight_job(bed: OperatorBed, exclude: set[str]) -> dict[str, Any]:
                 if j["metadata"]["name"] not in exclude]
         return jobs[0] if jobs else None
 
-    return wait_for(fresh, 30, "pre-flight Job")
+    job: dict[str, Any] = wait_for(fresh, 30, "pre-flight Job")
+    return job
 
 
 def strategy_status(bed: OperatorBed) -> dict[str, Any]:
@@ -82,7 +83,7 @@ def test_preflight_fail_blocks_the_live_runner_and_pass_starts_it(
     fake_binance.set_balance("USDT", "50")
     bed.start(KUBETRADE_EXCHANGE_URL=fake_binance.url)
     bed.apply(MANIFESTS.format(key=fake_binance.api_key, secret=fake_binance.secret, fast=10))
-    r = redis.Redis.from_url(bed.redis_url, decode_responses=True)
+    r: Any = redis.Redis.from_url(bed.redis_url, decode_responses=True)
     keys = Keys(bed.prefix)
 
     job = preflight_job(bed, set())

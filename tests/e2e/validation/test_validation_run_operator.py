@@ -100,7 +100,8 @@ def validate_in_cluster(
         status = (bed.get("validationrun", run) or {}).get("status") or {}
         return status if status.get("phase") == "Succeeded" and status.get("decision") else None
 
-    return wait_for(done, 30, "ValidationRun Succeeded with a decision")
+    finished: dict[str, Any] = wait_for(done, 30, "ValidationRun Succeeded with a decision")
+    return finished
 
 
 def test_validation_run_applied_with_kubectl_ends_go_with_report(
@@ -123,7 +124,7 @@ def test_validation_run_applied_with_kubectl_ends_go_with_report(
     header, row = bed.kubectl("get", "validationrun", "ltc-go").strip().splitlines()
     assert "DECISION" in header and " GO " in f" {row} " and "Succeeded" in row
     # the pod had REDIS_URL from the operator: latest result and the Telegram alert
-    r = redis.Redis.from_url(bed.redis_url, decode_responses=True)
+    r: Any = redis.Redis.from_url(bed.redis_url, decode_responses=True)
     keys = Keys(bed.prefix)
     latest = json.loads(r.get(keys.validation_latest) or "{}")
     assert latest["decision"] == "GO" and latest["strategy"] == "ltc-rsi"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 from kubetrade.cli import main
 from kubetrade.state.alerts import Alert, AlertKind, Severity
@@ -18,7 +18,7 @@ from tests.unit.validation._data import shared_data, strategy_yaml
 
 async def test_result_kept_in_redis_and_alert_raised(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-    redis_client: aioredis.Redis, redis_url: str,
+    redis_client: Any, redis_url: str,  # Any: redis.asyncio replies are untyped
 ) -> None:
     monkeypatch.setenv("REDIS_URL", redis_url)
     monkeypatch.setenv("KUBETRADE_REDIS_PREFIX", "val-test")

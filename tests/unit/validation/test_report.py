@@ -6,6 +6,7 @@ import json
 import logging
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ class Metrics:
     profit_factor = float("inf")
 
 
-def _report(finished_ms: int = 1_726_963_200_000) -> dict[str, object]:
+def _report(finished_ms: int = 1_726_963_200_000) -> dict[str, Any]:
     trade = ClosedTrade("t1", "s", "BTC/USDT", Decimal("0.1"), Decimal("100"), Decimal("110"),
                         1_726_876_800_000, 1_726_876_860_000, Decimal("0.02"), Decimal("0.98"))
     run = RunInfo("btc-sma", "sma-crossover", {"fastPeriod": 5, "slowPeriod": 20},
