@@ -161,22 +161,30 @@ class OrderDesk:
         if not verdict.ok:
             self.refuse(symbol, Side.BUY, verdict.rule, verdict.reason, verdict.detail)
             return
+        if self._passes(symbol, Side.BUY, qty, price, now, self.positions_and_entries()):
+            orders.append(self.make_order(symbol, Side.BUY, qty, now, "signal", price))
+
+    def _passes(
+        self, symbol: str, side: Side, qty: Decimal, price: Decimal, now: int, open_positions: int
+    ) -> bool:
+        """The pre-trade controls for a signal's order (a sell is an exit of a held
+        position: reduce-only); a refusal is audited."""
+        exit_ = side is Side.SELL
         verdict = self.controls.check(
             symbol=symbol,
-            side=Side.BUY,
+            side=side,
             quantity=qty,
             price=price,
             now_ms=now,
-            reduce_only=False,
-            open_positions=self.positions_and_entries(),
-            has_position=False,
+            reduce_only=exit_,
+            open_positions=open_positions,
+            has_position=exit_,
             open_same_side=False,
             allowed_symbols=self.allowed,
         )
         if not verdict.ok:
-            self.refuse(symbol, Side.BUY, verdict.rule, verdict.reason, verdict.detail)
-            return
-        orders.append(self.make_order(symbol, Side.BUY, qty, now, "signal", price))
+            self.refuse(symbol, side, verdict.rule, verdict.reason, verdict.detail)
+        return verdict.ok
 
     def positions_and_entries(self) -> int:
         """Positions held plus entries still at the exchange (sent, unknown or resting):
@@ -202,22 +210,8 @@ class OrderDesk:
         qty = self.exit_qty(symbol, pos, price, "signal")
         if qty <= 0:
             return
-        verdict = self.controls.check(
-            symbol=symbol,
-            side=Side.SELL,
-            quantity=qty,
-            price=price,
-            now_ms=now,
-            reduce_only=True,
-            open_positions=len(self.portfolio.positions),
-            has_position=True,
-            open_same_side=False,
-            allowed_symbols=self.allowed,
-        )
-        if not verdict.ok:
-            self.refuse(symbol, Side.SELL, verdict.rule, verdict.reason, verdict.detail)
-            return
-        orders.append(self.make_order(symbol, Side.SELL, qty, now, "signal", price))
+        if self._passes(symbol, Side.SELL, qty, price, now, len(self.portfolio.positions)):
+            orders.append(self.make_order(symbol, Side.SELL, qty, now, "signal", price))
 
     def close_all(self, ts_ms: int, marks: Mapping[str, Decimal]) -> list[Order]:
         """Market sells for every position not already being sold, bypassing halts."""
