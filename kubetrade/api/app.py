@@ -77,8 +77,10 @@ def create_app(
     desired: DesiredState,
     clock: Clock,
     keys: Keys | None = None,
+    state_where: str | None = None,
 ) -> FastAPI:
-    """The ASGI app. ``keys`` defaults to the environment's prefix."""
+    """The ASGI app. ``keys`` defaults to the environment's prefix; ``state_where``
+    (where trading state lives, in words) is shown by /health and the dashboard."""
     install_log_redaction()
     ctx = build_context(settings, redis, desired, clock, keys or keys_from_env())
     app = FastAPI(
@@ -93,6 +95,7 @@ def create_app(
     app.state.hub = ctx.hub
     app.state.tokens = ctx.tokens
     app.state.settings = settings
+    app.state.state_where = state_where
     _add_middleware(app, ctx)
     install_error_handlers(app)
     for router in ROUTERS:

@@ -34,6 +34,9 @@ class HealthOut(_Out):
     kubernetes: Literal["ok", "unreachable", "not-configured"]
     auth_required: bool
     time_ms: int
+    state: str | None = Field(
+        default=None, description="where trading state lives (kubetrade local: the "
+        "embedded Redis' data directory, or REDIS_URL without credentials)")
 
 
 class StrategyStatusOut(_Out):

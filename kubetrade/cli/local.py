@@ -14,7 +14,8 @@ def register(subparsers: Any) -> None:
         "local",
         help="paper-trade every Strategy in a directory, with the dashboard (no cluster)",
         description="Runs every Strategy YAML in --strategies in paper mode, plus the "
-        "API/dashboard. Needs no Redis (REDIS_URL optional), no cluster and no internet "
+        "API/dashboard. Needs no Redis (REDIS_URL optional: else a Redis server of its "
+        "own keeps state in --data-dir), no cluster and no internet "
         "(replays bundled real candles when Binance is unreachable).",
     )
     p.add_argument(
@@ -34,6 +35,11 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--replay-interval", type=float, default=None,
         help="seconds between replayed candles (default 0.5)",
+    )
+    p.add_argument(
+        "--data-dir", type=Path, default=Path("data"),
+        help="without REDIS_URL: where the embedded Redis keeps its append-only file, so "
+        "trades, settings and the kill switch survive a restart (default ./data)",
     )
     p.set_defaults(func=main)
 
@@ -56,6 +62,7 @@ def main(args: argparse.Namespace) -> int:
         risk_policy_file=risk,
         market_data=args.market_data,
         replay_interval=args.replay_interval,
+        data_dir=args.data_dir,
     )
     try:
         return asyncio.run(run_local(options))

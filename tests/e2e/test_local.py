@@ -86,7 +86,8 @@ def start_local(tmp_path: Path) -> Iterator[Callable[..., Local]]:
         log = tmp_path / f"local-{port}.log"
         proc = subprocess.Popen(
             [KUBETRADE, "local", "--port", str(port), "--market-data", "replay:bundled",
-             "--strategies", str(REPO / "examples" / "strategies")],
+             "--strategies", str(REPO / "examples" / "strategies"),
+             "--data-dir", str(tmp_path / f"data-{port}")],
             cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
         )
         procs.append(proc)

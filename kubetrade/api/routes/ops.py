@@ -7,7 +7,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
@@ -40,7 +40,7 @@ async def _kubernetes_state(desired: DesiredState) -> str:
 @router.get(
     "/health", response_model=s.HealthOut, tags=["ops"], responses={503: {"model": s.HealthOut}}
 )
-async def health(ctx: Ctx) -> JSONResponse:
+async def health(ctx: Ctx, request: Request) -> JSONResponse:
     """Redis and (in a cluster) Kubernetes reachability. No auth. ``status`` is
     ``degraded`` when either is unreachable; the code is 503 only when neither is."""
     try:
@@ -60,6 +60,7 @@ async def health(ctx: Ctx) -> JSONResponse:
         kubernetes=k8s_state,  # type: ignore[arg-type]
         auth_required=ctx.auth_enabled,
         time_ms=ctx.clock.now_ms(),
+        state=request.app.state.state_where,
     )
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if usable else 503)
 

@@ -398,6 +398,7 @@
   // -- start ------------------------------------------------------------------
   fetch("/health").then((r) => r.json()).then((h) => {
     authRequired = h.auth_required;
+    if (h.state) $("state-where").textContent = "state: " + h.state;
     if (!authRequired || tokens().access) showMain();
     else showLogin();
   }).catch(() => showLogin());

@@ -65,6 +65,7 @@ class LocalOptions:
     market_data: str | None = None  # None = probe Binance, else as KUBETRADE_MARKET_DATA
     replay_interval: float | None = None
     probe_timeout: float = 2.0
+    data_dir: Path = Path("data")  # the embedded Redis' files (without REDIS_URL)
 
 
 @dataclass
@@ -128,7 +129,7 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
     """Start everything, serve until the stop, stop everything (bounded)."""
     strategies, policies = load_strategy_dir(options.strategies_dir)
     sock = bind_api_socket(options.host, options.port)
-    redis_url, embedded = redis_url_or_embedded()
+    redis_url, embedded, where = redis_url_or_embedded(options.data_dir)
     redis = bounded_redis(redis_url, len(strategies))
     keys = keys_from_env()
     clock = SystemClock()
@@ -142,7 +143,7 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
         stop.checkpoint()
         env = await _runner_env(options, manifests)
         stop.checkpoint()
-        server = _api_server(system, options)
+        server = _api_server(system, options, where)
         stop.attach(server)
         await _start_tasks(system, env, manifests, stop, runners, others)
         log.info(
@@ -199,9 +200,11 @@ async def _start_tasks(
         others.append(notifier)
 
 
-def _api_server(system: LocalSystem, options: LocalOptions) -> StoppableServer:
-    """The API/dashboard's server (it serves on the socket bound at start)."""
-    app = create_app(ApiSettings(), system.redis, system.desired, system.clock, system.keys)
+def _api_server(system: LocalSystem, options: LocalOptions, where: str) -> StoppableServer:
+    """The API/dashboard's server (it serves on the socket bound at start); ``where``
+    state lives is shown by /health and the dashboard."""
+    app = create_app(ApiSettings(), system.redis, system.desired, system.clock, system.keys,
+                     state_where=where)
     config = uvicorn.Config(
         app, host=options.host, port=options.port, log_config=None, access_log=False,
         lifespan="on",

@@ -39,6 +39,7 @@ async def test_local_trades_alert_and_obey_stop_and_resume_from_telegram(
         proc = await asyncio.create_subprocess_exec(
             KUBETRADE, "local", "--port", str(free_port()), "--market-data", "replay:bundled",
             "--strategies", str(REPO / "examples" / "strategies"),
+            "--data-dir", str(tmp_path / "data"),
             cwd=REPO, env=env, stdout=out, stderr=asyncio.subprocess.STDOUT,
         )
         try:
