@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from kubetrade.cli._http import add_http_arguments, check_host, uvicorn_config
 
 log = logging.getLogger("kubetrade.cli.api")
 
@@ -44,29 +45,15 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="use the local desired state in Redis even when a cluster is reachable",
     )
+    add_http_arguments(p)
     p.set_defaults(func=run)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def choose_host(requested: str | None, auth_enabled: bool) -> str:
     """The bind address; raises ValueError when it would expose an unauthenticated API."""
     if requested is None:
         return "0.0.0.0" if auth_enabled else "127.0.0.1"  # noqa: S104 - with a password
-    if not auth_enabled and not _is_loopback(requested):
-        raise ValueError(
-            f"--host {requested}: DASHBOARD_PASSWORD is not set, so the API has no "
-            "authentication and may only listen on loopback (127.0.0.1, ::1); set "
-            "DASHBOARD_PASSWORD to listen on other addresses"
-        )
-    return requested
+    return check_host(requested, auth_enabled, "kubetrade api")
 
 
 def _namespace(arg: str | None) -> str:
@@ -126,16 +113,10 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
         desired = LocalDesiredState(redis, keys, clock)
         log.info("desired state: local store in Redis (no cluster configured)")
     app = create_app(settings, redis, desired, clock, keys=keys)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=args.port,
+    config = uvicorn_config(
+        app, host=host, port=args.port, forwarded=args.forwarded_allow_ips,
+        graceful_s=5,  # a stop must end even with WebSockets open
         log_level="info",
-        log_config=None,  # keep our JSON + redaction handlers (uvicorn's would bypass them)
-        timeout_graceful_shutdown=5,  # a stop must end even with WebSockets open
-        proxy_headers=False,
-        server_header=False,
-        ws_max_size=64 * 1024,
     )
     server = uvicorn.Server(config)
     log.info(

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubetrade.cli._http import add_http_arguments
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -41,6 +43,7 @@ def register(subparsers: Any) -> None:
         help="without REDIS_URL: where the embedded Redis keeps its append-only file, so "
         "trades, settings and the kill switch survive a restart (default ./data)",
     )
+    add_http_arguments(p)
     p.set_defaults(func=main)
 
 
@@ -63,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
         market_data=args.market_data,
         replay_interval=args.replay_interval,
         data_dir=args.data_dir,
+        forwarded_allow_ips=args.forwarded_allow_ips,
     )
     try:
         return asyncio.run(run_local(options))

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from redis.asyncio import Redis
 
 from kubetrade.api.app import create_app
 from kubetrade.api.settings import ApiSettings
+from kubetrade.cli._http import uvicorn_config
 from kubetrade.cli._local.embedded_redis import (
     EmbeddedRedis,
     bounded_redis,
@@ -66,6 +66,7 @@ class LocalOptions:
     replay_interval: float | None = None
     probe_timeout: float = 2.0
     data_dir: Path = Path("data")  # the embedded Redis' files (without REDIS_URL)
+    forwarded_allow_ips: str = ""  # proxies whose X-Forwarded-* are trusted (none)
 
 
 @dataclass
@@ -205,11 +206,10 @@ def _api_server(system: LocalSystem, options: LocalOptions, where: str) -> Stopp
     state lives is shown by /health and the dashboard."""
     app = create_app(ApiSettings(), system.redis, system.desired, system.clock, system.keys,
                      state_where=where)
-    config = uvicorn.Config(
-        app, host=options.host, port=options.port, log_config=None, access_log=False,
-        lifespan="on",
+    config = uvicorn_config(
+        app, host=options.host, port=options.port, forwarded=options.forwarded_allow_ips,
         # a stop must end: open WebSockets or slow requests get a few seconds, not forever
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        graceful_s=GRACEFUL_SHUTDOWN_S, access_log=False, lifespan="on",
     )
     return StoppableServer(config)
 
