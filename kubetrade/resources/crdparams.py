@@ -1,10 +1,15 @@
-"""``Strategy.spec.parameters`` in the CRD: the union of every algorithm's parameters.
+"""``Strategy.spec.parameters`` in the CRD: a map checked by CEL against each
+algorithm's own parameters.
 
-One structural schema cannot switch on ``spec.algorithm``, so ``parameters`` declares
-every algorithm's fields (bounds widened to cover them all, descriptions naming which
-algorithm takes what), and CEL rules at spec level say what each algorithm takes: no
-foreign fields, its required ones, its own bounds where the union's are wider, and its
-cross-field rules (``CROSS_RULES``) with defaults filled in.
+One structural schema cannot switch on ``spec.algorithm``, and a schema that declares
+the parameters as properties lets the API server *prune* a misspelt one without a word
+whenever the client does not ask for strict field validation (Helm, the Python client,
+``kubectl --validate=false``): ``fastPerod: 5`` vanished and the Strategy traded with the
+default fast period. So ``parameters`` is a map (any key kept), and CEL rules at spec
+level say what each algorithm takes: no key it does not know (the message names the
+key), its required ones, each value's type and bounds, and its cross-field rules
+(``CROSS_RULES``) with defaults filled in. A plugin algorithm (not in the CRD) takes
+any keys; its own model checks them when it loads.
 """
 
 from __future__ import annotations
@@ -78,21 +83,26 @@ def _union(per_algo: dict[str, Schema]) -> tuple[dict[str, Schema], dict[str, li
     return union, users
 
 
+#: At most this many keys in ``spec.parameters`` (bounds the CEL rules' cost).
+MAX_PARAMETERS = 64
+
+
 def _shape_rules(algo: str, schema: Schema, union: dict[str, Schema], guard: str) -> list[Schema]:
-    """No parameter of another algorithm; the required ones present."""
+    """Only the algorithm's own keys (the first other one named); the required ones."""
     props: dict[str, Schema] = schema.get("properties", {})
     rules: list[Schema] = []
-    foreign = sorted(set(union) - set(props))
-    if foreign:
-        rules.append(
-            {
-                "rule": guard + " && ".join(f"!has(self.parameters.{k})" for k in foreign),
-                "message": f"spec.parameters: {algo} takes "
-                + (f"only {', '.join(props)}" if props else "no parameters"),
-                "fieldPath": ".parameters",
-                "reason": "FieldValueForbidden",
-            }
-        )
+    own = "[" + ", ".join(f"'{k}'" for k in props) + "]"
+    takes = f"only {', '.join(props)}" if props else "no parameters"
+    rules.append(
+        {
+            "rule": guard + f"self.parameters.all(k, k in {own})",
+            "messageExpression": "'spec.parameters.' + self.parameters.filter(k, !(k in "
+            + own
+            + f"))[0] + ': not a parameter of {algo} ({algo} takes {takes})'",
+            "fieldPath": ".parameters",
+            "reason": "FieldValueForbidden",
+        }
+    )
     for key in schema.get("required", []):
         rules.append(
             {
@@ -127,16 +137,36 @@ def _bound_checks(prop: Schema, wide: Schema) -> list[tuple[str, str]]:
     return checks
 
 
+def _type_rules(union: dict[str, Schema]) -> list[Schema]:
+    """Whole numbers where the algorithm wants an integer (the map's values are numbers,
+    which CEL reads as doubles)."""
+    rules: list[Schema] = []
+    for key, prop in sorted(union.items()):
+        if prop["type"] != "integer":
+            continue
+        value = f"self.parameters.{key}"
+        rules.append(
+            {
+                "rule": f"!has({value}) || double(int({value})) == {value}",
+                "message": f"spec.parameters.{key}: Invalid value: must be a whole number",
+                "fieldPath": ".parameters",
+                "reason": "FieldValueInvalid",
+            }
+        )
+    return rules
+
+
 def _bound_rules(algo: str, schema: Schema, union: dict[str, Schema], guard: str) -> list[Schema]:
-    """The algorithm's own bounds where the union's are wider."""
+    """The algorithm's own bounds (the map declares none)."""
     rules: list[Schema] = []
     for key, prop in schema.get("properties", {}).items():
-        for expr, text in _bound_checks(prop, union[key]):
+        for expr, text in _bound_checks(prop, {"type": "number"}):
             rules.append(
                 {
                     "rule": guard + f"!has(self.parameters.{key}) || self.parameters.{key} {expr}",
-                    "message": f"spec.parameters.{key} must be {text} for {algo}",
-                    "fieldPath": f".parameters.{key}",
+                    "message": f"spec.parameters.{key}: Invalid value: must be {text} "
+                    f"for {algo}",
+                    "fieldPath": ".parameters",
                     "reason": "FieldValueInvalid",
                 }
             )
@@ -147,7 +177,7 @@ def _cross_rules(algo: str, schema: Schema, union: dict[str, Schema], guard: str
     """CROSS_RULES of the algorithm, absent parameters replaced by their defaults."""
     values = {}
     for key, prop in schema.get("properties", {}).items():
-        kind = union[key]["type"]
+        kind = "number"  # the map's values are numbers: CEL doubles
         if "default" in prop:
             values[key] = (
                 f"(has(self.parameters.{key}) ? self.parameters.{key} : "
@@ -178,11 +208,13 @@ def parameters_schema() -> tuple[Schema, list[Schema]]:
             f"{algo}: {', '.join(s.get('properties', {})) or 'none'}"
             for algo, s in per_algo.items()
         )
-        + ".",
+        + ". A key the algorithm does not take is refused (never pruned). "
+        + " ".join(f"{key}: {prop['description']}" for key, prop in sorted(union.items())),
         "default": {},
-        "properties": union,
+        "maxProperties": MAX_PARAMETERS,
+        "additionalProperties": {"type": "number"},
     }
-    rules: list[Schema] = []
+    rules: list[Schema] = _type_rules(union)
     for algo, schema in per_algo.items():
         guard = f"self.algorithm != '{algo}' || "
         rules += _shape_rules(algo, schema, union, guard)

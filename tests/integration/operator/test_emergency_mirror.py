@@ -69,9 +69,7 @@ def test_resync_and_restart_never_publish_a_stale_none(operator_bed: OperatorBed
         "requestedBy": "telegram:42",
         "reason": "Telegram /stop",
     }
-    wait_for(
-        lambda: (_mirrored(bed) or {}).get("status") == "True", 15, "Mirrored=True again"
-    )
+    wait_for(lambda: (_mirrored(bed) or {}).get("status") == "True", 15, "Mirrored=True again")
     assert r.hget(keys.emergency, "action") == "stop"
 
     # The same while the operator is down (SIGKILL): its restart must not resume runners.

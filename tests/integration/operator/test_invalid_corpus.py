@@ -114,3 +114,22 @@ def test_validation_run_spec_is_immutable(
     )
     assert result.returncode != 0
     assert "spec is immutable" in result.stderr
+
+
+@pytest.mark.parametrize("client", [["--validate=false"], ["--validate=strict"], ["--server-side"]])
+def test_a_misspelt_parameter_is_refused_whatever_the_client(
+    client: list[str], apiserver: ControlPlane, kubetrade_crds: Path, k8s_namespace: str
+) -> None:
+    """Issue 19: with a client that does not ask for strict field validation (Helm, the
+    Python client, --validate=false) the API server used to prune ``fastPerod`` and the
+    Strategy traded with the default fast period."""
+    manifest = (
+        "apiVersion: kubetrade.io/v1alpha1\nkind: Strategy\nmetadata: {name: typo}\n"
+        "spec:\n  algorithm: sma-crossover\n  parameters: {fastPerod: 5, slowPeriod: 30}\n"
+        '  symbols: ["BTC/USDT"]\n'
+    )
+    result = apiserver.kubectl(
+        "-n", k8s_namespace, "apply", *client, "-f", "-", input=manifest, check=False
+    )
+    assert result.returncode != 0, result.stdout
+    assert "spec.parameters.fastPerod: not a parameter of sma-crossover" in result.stderr
