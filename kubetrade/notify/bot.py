@@ -53,6 +53,7 @@ from kubetrade.notify.gate import (
     cancelled_count,
     update_kind,
 )
+from kubetrade.notify.paging import fit, pages
 from kubetrade.notify.settings import NotifySettings
 from kubetrade.notify.text import (
     HELP,
@@ -255,7 +256,10 @@ class NotifyBot:
         message = update.effective_message
         if message is None:
             return None
-        return await message.reply_text(text, **kw)
+        parts = pages(text)  # Telegram refuses a message over 4,096 characters
+        for page in parts[:-1]:
+            await message.reply_text(page)
+        return await message.reply_text(parts[-1], **kw)
 
     # -- read-only commands -------------------------------------------------------
     async def cmd_help(self, update: Update, context: Ctx) -> None:
@@ -458,7 +462,8 @@ class NotifyBot:
         if missing:
             text += f"\nNot confirmed after {int(self.ack_wait_seconds)} s: {', '.join(missing)}"
         try:
-            await context.bot.send_message(self.target.chat_id, text)
+            for page in pages(text):
+                await context.bot.send_message(self.target.chat_id, page)
         except TelegramError as exc:
             log.warning("could not report runner acks: %s", exc)
 
@@ -476,7 +481,7 @@ class NotifyBot:
             "'{\"spec\":{\"action\":\"stop\"}}'"
         )
         try:
-            await update.effective_message.reply_text(text[:4000])
+            await update.effective_message.reply_text(fit(text))
         except TelegramError:
             pass
 

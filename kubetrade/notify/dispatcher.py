@@ -36,7 +36,8 @@ from telegram import Bot, LinkPreviewOptions
 from telegram.error import BadRequest, ChatMigrated, RetryAfter, TelegramError, TimedOut
 
 from kubetrade.domain.clock import Clock, SystemClock
-from kubetrade.notify.text import MAX_MESSAGE, Outgoing, group_alerts
+from kubetrade.notify.paging import MAX_MESSAGE, pages
+from kubetrade.notify.text import Outgoing, group_alerts
 from kubetrade.state.alert_inbox import SENDING, SENT, SENT_TTL_SECONDS, AlertInbox, sent_key
 from kubetrade.state.alerts import Alert
 from kubetrade.state.audit import AuditEntry, write_audit
@@ -115,7 +116,7 @@ def bot_sender(bot: Bot, target: ChatTarget | int) -> Send:
     chat = target if isinstance(target, ChatTarget) else ChatTarget(target)
     no_preview = LinkPreviewOptions(is_disabled=True)
 
-    async def send(text: str) -> None:
+    async def send_one(text: str) -> None:
         try:
             await bot.send_message(chat_id=chat.chat_id, text=text,
                                    link_preview_options=no_preview)
@@ -123,6 +124,10 @@ def bot_sender(bot: Bot, target: ChatTarget | int) -> Send:
             chat.migrate(int(exc.new_chat_id))
             await bot.send_message(chat_id=chat.chat_id, text=text,
                                    link_preview_options=no_preview)
+
+    async def send(text: str) -> None:
+        for page in pages(text):  # alerts are grouped to fit already; never over 4,096
+            await send_one(page)
 
     return send
 

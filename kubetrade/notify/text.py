@@ -15,9 +15,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kubetrade.domain.emergency import EmergencyAction
+from kubetrade.notify.paging import MAX_MESSAGE as MAX_MESSAGE  # re-exported
+from kubetrade.notify.paging import fit
 from kubetrade.state.alerts import Alert, Severity
 
-MAX_MESSAGE = 4096  # Telegram's limit for one text message, in characters
 _BUDGET = 3900  # headroom for the header and a "(continued)" marker
 _PER_ALERT_IN_GROUP = 400
 
@@ -44,7 +45,7 @@ def format_alert(alert: Alert, repeated: bool = False) -> str:
     lines.append(f"{where}{when(alert.ts_ms)}")
     if repeated:
         lines.append("(re-sent after a notifier restart; you may have seen it already)")
-    return _clip("\n".join(lines), MAX_MESSAGE)
+    return fit("\n".join(lines), MAX_MESSAGE)
 
 
 def _group_line(alert: Alert) -> str:
@@ -98,7 +99,7 @@ def group_alerts(alerts: Sequence[Alert], repeated: Iterable[str] = ()) -> list[
         lines = [head, *(_group_line(a) for a in chunk)]
         if any(a.id in again for a in chunk):
             lines.append("(some re-sent after a notifier restart; you may have seen them)")
-        out.append(Outgoing(_clip("\n".join(lines), MAX_MESSAGE), tuple(a.id for a in chunk)))
+        out.append(Outgoing(fit("\n".join(lines), MAX_MESSAGE), tuple(a.id for a in chunk)))
     return out
 
 
