@@ -31,6 +31,7 @@ testbed: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check kubetrade tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## make bench: every benchmark under bench/, each printing its figures (run from the repo root
 ## as modules, so they can reuse the test bed's servers and fakes)

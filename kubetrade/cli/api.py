@@ -89,6 +89,7 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
     from kubetrade.api.app import create_app
     from kubetrade.api.settings import ApiSettings
     from kubetrade.domain.clock import SystemClock
+    from kubetrade.resources.loader import strategy_with_defaults
     from kubetrade.state.desired import DesiredState, LocalDesiredState
     from kubetrade.state.desired_k8s import KubernetesDesiredState
     from kubetrade.state.keys import keys_from_env
@@ -110,7 +111,7 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
         desired = KubernetesDesiredState(namespace, api_client, redis, keys, clock)
         log.info("desired state: custom resources in namespace %s", namespace)
     else:
-        desired = LocalDesiredState(redis, keys, clock)
+        desired = LocalDesiredState(redis, keys, clock, check_strategy=strategy_with_defaults)
         log.info("desired state: local store in Redis (no cluster configured)")
     app = create_app(settings, redis, desired, clock, keys=keys)
     config = uvicorn_config(

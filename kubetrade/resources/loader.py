@@ -59,6 +59,16 @@ def parse_manifest(doc: dict[str, Any], source: str = "<manifest>") -> AnyResour
         raise ManifestError(f"{source}: {kind} {name}: {_format(exc)}") from None
 
 
+def strategy_with_defaults(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A Strategy manifest checked by the resource model, with its defaults filled in
+    (camelCase JSON form, unset optional fields left out). Raises
+    ``pydantic.ValidationError``. ``kubetrade local`` gives it to ``LocalDesiredState``
+    as the check of what it stores."""
+    model = Strategy.model_validate(manifest)
+    dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return dumped
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.domain.risk import RiskLimits
 from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.emergency import read_emergency_state
 from kubetrade.state.events import EventType, publish_event
@@ -75,10 +78,6 @@ class DesiredState(Protocol):
 def validate_risk_spec(spec: dict[str, Any]) -> dict[str, Any]:
     """Validate a RiskPolicy spec with the engine's own ``RiskLimits`` and return it in
     camelCase JSON form. Raises :class:`DesiredStateError` naming the field."""
-    from pydantic import ValidationError
-
-    from kubetrade.domain.risk import RiskLimits
-
     try:
         limits = RiskLimits.model_validate(spec)
     except ValidationError as exc:
@@ -87,11 +86,27 @@ def validate_risk_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return dumped
 
 
-def validate_strategy_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Check a Strategy manifest with the resource model (when available) and the
-    algorithm's parameter model; returns the manifest with defaults filled in."""
-    from pydantic import ValidationError
+StrategyCheck = Callable[[dict[str, Any]], dict[str, Any]]
+"""Validates a Strategy manifest and returns it with defaults filled in; raises
+``pydantic.ValidationError``. The resource model's check lives in
+``kubetrade.resources.loader.strategy_with_defaults`` (state/ does not import resources:
+the assembler in cli/ passes it in)."""
 
+
+def strategy_shape(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The check without the resource model: ``apiVersion`` and ``kind`` filled in."""
+    out = dict(manifest)
+    out.setdefault("apiVersion", API_VERSION)
+    out.setdefault("kind", "Strategy")
+    return out
+
+
+def validate_strategy_manifest(
+    manifest: dict[str, Any], check: StrategyCheck = strategy_shape
+) -> dict[str, Any]:
+    """Check a Strategy manifest with ``check`` (the resource model's, when the assembler
+    gave one) and the algorithm's parameter model; returns the manifest with defaults
+    filled in. Raises :class:`DesiredStateError` naming the field."""
     if not isinstance(manifest, dict):
         raise DesiredStateError("Strategy: manifest must be a mapping")
     if manifest.get("kind", "Strategy") != "Strategy":
@@ -100,18 +115,9 @@ def validate_strategy_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     if not name:
         raise DesiredStateError("metadata.name: required")
     try:
-        from kubetrade.resources import Strategy  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # the resource models are optional for local desired state
-        out = dict(manifest)
-        out.setdefault("apiVersion", API_VERSION)
-        out.setdefault("kind", "Strategy")
-        return out
-    try:
-        model = Strategy.model_validate(manifest)
+        return check(manifest)
     except ValidationError as exc:
         raise DesiredStateError(_pydantic_message("Strategy", exc)) from None
-    dumped: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
-    return dumped
 
 
 def _pydantic_message(prefix: str, exc: Any) -> str:
@@ -132,12 +138,23 @@ def risk_policy_manifest(name: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 class LocalDesiredState:
-    """Desired state in Redis for ``kubetrade local`` (no cluster)."""
+    """Desired state in Redis for ``kubetrade local`` (no cluster).
 
-    def __init__(self, redis: Redis, keys: Keys, clock: Clock | None = None) -> None:
+    ``check_strategy`` validates a stored Strategy (the assembler passes the resource
+    model's check, ``kubetrade.resources.loader.strategy_with_defaults``; without it only
+    the manifest's shape is checked)."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        clock: Clock | None = None,
+        check_strategy: StrategyCheck = strategy_shape,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.clock: Clock = clock or SystemClock()
+        self.check_strategy = check_strategy
 
     # -- strategies -----------------------------------------------------------------
     async def list_strategies(self) -> list[dict[str, Any]]:
@@ -152,7 +169,7 @@ class LocalDesiredState:
         return data
 
     async def put_strategy(self, manifest: dict[str, Any], actor: str) -> dict[str, Any]:
-        checked = validate_strategy_manifest(manifest)
+        checked = validate_strategy_manifest(manifest, self.check_strategy)
         name = checked["metadata"]["name"]
         await self.redis.hset(self.keys.desired_strategies, name, json.dumps(checked))  # type: ignore[misc]
         await self._changed("strategy.put", actor, name, {"kind": "Strategy", "name": name})

@@ -46,6 +46,7 @@ from kubetrade.cli._local.stopping import (
 )
 from kubetrade.domain.clock import SystemClock
 from kubetrade.logs import get_logger
+from kubetrade.resources.loader import strategy_with_defaults
 from kubetrade.runner.assembly import RunnerEnv, create_runner, run_runner
 from kubetrade.runner.metrics import serve_metrics
 from kubetrade.state.desired import LocalDesiredState
@@ -134,7 +135,8 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
     redis = bounded_redis(redis_url, len(strategies))
     keys = keys_from_env()
     clock = SystemClock()
-    system = LocalSystem(redis, keys, clock, LocalDesiredState(redis, keys, clock))
+    desired = LocalDesiredState(redis, keys, clock, check_strategy=strategy_with_defaults)
+    system = LocalSystem(redis, keys, clock, desired)
     runners: list[asyncio.Task[Any]] = []
     others: list[asyncio.Task[Any]] = []
     try:

@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from kubetrade.cli._local.seed import load_strategy_dir, seed_desired
 from kubetrade.domain.clock import ManualClock
+from kubetrade.resources.loader import strategy_with_defaults
 from kubetrade.state.desired import LocalDesiredState
 from kubetrade.state.keys import Keys
 
@@ -35,7 +36,9 @@ spec: {stopLossPct: 5.0}
 async def test_restart_keeps_toggles_and_settings_and_applies_file_edits(
     redis_client: Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    desired = LocalDesiredState(redis_client, Keys("kt"), ManualClock(1))
+    desired = LocalDesiredState(
+        redis_client, Keys("kt"), ManualClock(1), check_strategy=strategy_with_defaults
+    )
     (tmp_path / "a.yaml").write_text(STRATEGY.format(name="btc-a", fast=10))
     (tmp_path / "policy.yaml").write_text(POLICY)
     await seed_desired(desired, *load_strategy_dir(tmp_path))

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.models import OrderStatus
 from kubetrade.exchange.replay import bundled_candles
+from kubetrade.resources.loader import strategy_with_defaults
 from kubetrade.runner.assembly import RunnerEnv, create_runner
 from kubetrade.runner.core import Runner, RunnerOptions
 from kubetrade.runner.emergency import listen_redis
@@ -218,7 +219,7 @@ async def test_reconciliation_mismatch_is_alerted_not_overwritten(redis_client: 
 
 async def test_hot_reload_of_risk_policy_and_enabled_flag(redis_client: Redis) -> None:
     keys = Keys("kt")
-    desired = LocalDesiredState(redis_client, keys)
+    desired = LocalDesiredState(redis_client, keys, check_strategy=strategy_with_defaults)
     await desired.put_strategy(manifest(), "test")
     runner = await make_runner(redis_client, keys)
     watcher = asyncio.create_task(watch_local_desired(redis_client, keys, desired, runner))

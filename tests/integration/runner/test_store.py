@@ -19,6 +19,7 @@ from kubetrade.domain.models import (
     Position,
     Side,
 )
+from kubetrade.resources.loader import strategy_with_defaults
 from kubetrade.state.desired import DesiredStateError, LocalDesiredState, NotFoundError
 from kubetrade.state.keys import Keys
 from kubetrade.state.store import Changes, StateStore
@@ -103,7 +104,7 @@ async def test_commit_and_restore_round_trip(redis_client: Redis) -> None:
 
 async def test_local_desired_state_audits_and_publishes(redis_client: Redis) -> None:
     keys = Keys("t")
-    desired = LocalDesiredState(redis_client, keys)
+    desired = LocalDesiredState(redis_client, keys, check_strategy=strategy_with_defaults)
     pubsub = redis_client.pubsub()
     await pubsub.subscribe(keys.events_channel, keys.emergency_channel)
     manifest = {
