@@ -18,7 +18,10 @@ MASK = "********"
 class ApiSettings(BaseSettings):
     """Environment variables of the API (names are the field names in upper case)."""
 
-    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False)
+    # hide_input_in_errors: a refused secret (JWT_SECRET too short) is never echoed
+    model_config = SettingsConfigDict(
+        extra="ignore", case_sensitive=False, hide_input_in_errors=True
+    )
 
     dashboard_password: SecretStr | None = Field(
         default=None,

@@ -15,6 +15,7 @@ import importlib
 import pkgutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from kubetrade import __version__
 
@@ -35,18 +36,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_dotenv_file(path: str = ".env") -> bool:
-    """The runbook's set-up is `cp .env.example .env`: read it, never over real variables."""
-    from dotenv import load_dotenv
+    """The runbook's set-up is `cp .env.example .env`: read it, never over real variables
+    (strictly UTF-8; unknown keys warned by name: see :mod:`kubetrade.cli._config`)."""
+    from kubetrade.cli._config import load_env_file
 
-    return bool(load_dotenv(path, override=False))
+    return load_env_file(Path(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    load_dotenv_file()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
-        return 2
-    result = args.func(args)
+    from pydantic import ValidationError
+
+    from kubetrade.cli._config import ConfigError, report
+
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = given[0] if given and not given[0].startswith("-") else ""
+    try:
+        load_dotenv_file()
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        command = str(getattr(args, "command", "") or "")
+        if not getattr(args, "func", None):
+            parser.print_help(sys.stderr)
+            return 2
+        result = args.func(args)
+    except (ConfigError, ValidationError) as exc:  # one clear line per bad setting
+        return report(command or "(settings)", exc)
     return int(result or 0)

@@ -57,10 +57,12 @@ def is_loopback(host: str) -> bool:
 
 
 def check_host(host: str, auth_enabled: bool, command: str) -> str:
-    """``host`` when allowed; raises ValueError when it would expose an API without
-    authentication on a non-loopback address."""
+    """``host`` when allowed; raises ConfigError (a ValueError) when it would expose an
+    API without authentication on a non-loopback address."""
+    from kubetrade.cli._config import ConfigError
+
     if not auth_enabled and not is_loopback(host):
-        raise ValueError(
+        raise ConfigError(
             f"--host {host}: DASHBOARD_PASSWORD is not set, so the API has no "
             f"authentication and {command} may only listen on loopback (127.0.0.1, ::1); "
             "set DASHBOARD_PASSWORD to listen on other addresses"

@@ -54,6 +54,7 @@ def main(args: argparse.Namespace) -> int:
     from kubetrade.logs import configure_logging, get_logger
 
     configure_logging()
+    _check_settings(args.host)
     risk = args.risk_policy
     if risk is None:
         sibling = args.strategies.parent / "riskpolicy.yaml"
@@ -76,3 +77,13 @@ def main(args: argparse.Namespace) -> int:
         get_logger("kubetrade.local").error("local.failed", error=str(exc))
         print(f"kubetrade local: {exc}", file=sys.stderr)
         return 2
+
+
+def _check_settings(host: str) -> None:
+    """Settings refused before anything starts (ConfigError / ValidationError, reported
+    by :func:`kubetrade.cli.main` one line per setting, exit 2): bad API settings, or a
+    non-loopback ``--host`` without DASHBOARD_PASSWORD."""
+    from kubetrade.api.settings import ApiSettings
+    from kubetrade.cli._http import check_host
+
+    check_host(host, ApiSettings().auth_enabled, "kubetrade local")

@@ -11,6 +11,7 @@ Either way the process shares one client on a bounded pool.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
@@ -252,6 +253,18 @@ def redis_url_or_embedded(data_dir: Path) -> tuple[str, EmbeddedRedis | None, st
              note="REDIS_URL not set: state in an embedded Redis server; it is kept in "
              "--data-dir across restarts")
     return embedded.url, embedded, embedded.where
+
+
+async def check_reachable(redis: Redis, where: str, timeout_s: float = 5.0) -> None:
+    """PING the Redis; ConfigError naming ``where`` (no credentials) when it does not
+    answer within ``timeout_s``."""
+    from kubetrade.cli._config import ConfigError
+
+    try:
+        await asyncio.wait_for(redis.ping(), timeout_s)  # type: ignore[arg-type]
+    except (RedisError, OSError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise ConfigError(f"{where} is unreachable: {reason}") from None
 
 
 def _without_secrets(url: str) -> str:

@@ -29,6 +29,7 @@ from kubetrade.cli._http import uvicorn_config
 from kubetrade.cli._local.embedded_redis import (
     EmbeddedRedis,
     bounded_redis,
+    check_reachable,
     redis_url_or_embedded,
 )
 from kubetrade.cli._local.market import choose_market_data
@@ -140,7 +141,7 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
     runners: list[asyncio.Task[Any]] = []
     others: list[asyncio.Task[Any]] = []
     try:
-        await redis.ping()
+        await check_reachable(redis, where)
         policies += load_risk_policy_file(options.risk_policy_file)
         manifests = await seed_desired(system.desired, strategies, policies)
         stop.checkpoint()
