@@ -27,6 +27,9 @@ class Side(StrEnum):
 class OrderType(StrEnum):
     MARKET = "market"
     LIMIT = "limit"
+    #: A sell resting on the exchange until the price falls to ``stop_price``, then a
+    #: limit at ``price`` (Binance STOP_LOSS_LIMIT): the on-exchange stop-loss.
+    STOP_LOSS_LIMIT = "stop_loss_limit"
 
 
 class OrderStatus(StrEnum):
@@ -107,6 +110,7 @@ class Order:
     created_ms: int = 0
     updated_ms: int = 0
     reason: str = ""
+    stop_price: Decimal | None = None
 
     @property
     def remaining(self) -> Decimal:
@@ -115,7 +119,12 @@ class Order:
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One execution; ``trade_id`` is unique per exchange, which makes fills idempotent."""
+    """One execution; ``trade_id`` is unique per exchange, which makes fills idempotent.
+
+    A fee in a third asset (BNB) carries ``fee_quote``, its value in the quote asset at
+    the fill's time (None: not valued), and ``fee_estimated`` when only a stale price
+    was known (kubetrade/exchange/fee_prices.py).
+    """
 
     trade_id: str
     client_order_id: str
@@ -127,6 +136,8 @@ class Fill:
     fee: Decimal
     fee_asset: str
     ts_ms: int
+    fee_quote: Decimal | None = None
+    fee_estimated: bool = False
 
 
 @dataclass(slots=True)
@@ -142,7 +153,11 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class ClosedTrade:
-    """A round trip (spot, long only): entry fills to exit fills. ``pnl`` is net of fees."""
+    """A round trip (spot, long only): entry fills to exit fills. ``pnl`` is net of fees.
+
+    ``fees_estimated``: a third-asset fee was valued at a stale price; ``fees_unvalued``
+    (e.g. ``"0.015 BNB"``): fees no price was known for, so ``pnl`` is not net of them.
+    """
 
     trade_id: str
     strategy: str
@@ -155,6 +170,8 @@ class ClosedTrade:
     fees: Decimal
     pnl: Decimal
     exit_reason: str = ""
+    fees_estimated: bool = False
+    fees_unvalued: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ position negative means our books disagree with the exchange, and is refused lou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -42,18 +42,54 @@ class _RoundTrip:
     exit_value: Decimal = ZERO
     cash_in: Decimal = ZERO
     fees: Decimal = ZERO
+    estimated: bool = False
+    unvalued: dict[str, Decimal] = field(default_factory=dict)
 
 
-def _fee_in_quote(fill: Fill, base: str, quote: str) -> tuple[Decimal, Decimal, Decimal]:
-    """(fee valued in quote, fee paid in quote, fee paid in base)."""
+@dataclass(frozen=True, slots=True)
+class _Fee:
+    """One fill's fee in the books: ``value`` in quote (what P&L is net of), ``quote``
+    paid from quote cash, ``base`` paid in the base asset, ``other`` the quote value of
+    a fee paid in a third asset (BNB) that these books charge to cash, ``unvalued`` a
+    third-asset amount with no known price."""
+
+    value: Decimal = ZERO
+    quote: Decimal = ZERO
+    base: Decimal = ZERO
+    other: Decimal = ZERO
+    unvalued: Decimal = ZERO
+
+
+def _fee_in_quote(fill: Fill, base: str, quote: str) -> _Fee:
+    """The fill's fee valued in the quote asset (see ``_Fee``).
+
+    A fee paid in a third asset leaves the quote cash on the exchange untouched, but it
+    is a cost of this strategy's trading: its quote value at the fill's time
+    (``fill.fee_quote``, set by the exchange client) is charged to the books' cash, so
+    P&L, win rate, daily loss and drawdown are net of it.
+    """
     if fill.fee < 0:
         raise BooksMismatch(f"fill {fill.trade_id}: fee must not be negative, got {fill.fee}")
     if fill.fee_asset == quote or not fill.fee_asset:
-        return fill.fee, fill.fee, ZERO
+        return _Fee(value=fill.fee, quote=fill.fee)
     if fill.fee_asset == base:
-        return fill.fee * fill.price, ZERO, fill.fee
-    # Fees in a third asset (BNB) are not in these books; they are reported, not valued.
-    return ZERO, ZERO, ZERO
+        return _Fee(value=fill.fee * fill.price, base=fill.fee)
+    if fill.fee_quote is None:
+        return _Fee(unvalued=fill.fee)
+    if fill.fee_quote < 0:
+        raise BooksMismatch(f"fill {fill.trade_id}: fee value must not be negative")
+    return _Fee(value=fill.fee_quote, other=fill.fee_quote)
+
+
+def _note_fee(trip: _RoundTrip, fill: Fill, fee: _Fee) -> None:
+    """Add a fill's fee to its round trip, with any estimate or unvalued amount."""
+    trip.fees += fee.value
+    trip.estimated = trip.estimated or (fill.fee_estimated and fee.other > 0)
+    if fee.unvalued > 0:
+        trip.unvalued[fill.fee_asset] = trip.unvalued.get(fill.fee_asset, ZERO) + fee.unvalued
+
+
+_TRIP_FLAGS = ("trade_id", "estimated", "unvalued")
 
 
 class Portfolio:
@@ -108,22 +144,25 @@ class Portfolio:
                 f"fill {fill.trade_id}: quantity and price must be positive "
                 f"(got {fill.quantity} @ {fill.price})"
             )
-        fees = _fee_in_quote(fill, base, self.quote_asset)
+        fee = _fee_in_quote(fill, base, self.quote_asset)
         if fill.side is Side.BUY:
-            self._buy(fill, *fees)
+            self._buy(fill, fee)
             return None
-        return self._sell(fill, *fees, min_qty, reason)
+        return self._sell(fill, fee, min_qty, reason)
 
-    def _buy(self, fill: Fill, fee_value: Decimal, fee_quote: Decimal, fee_base: Decimal) -> None:
+    def _buy(self, fill: Fill, fee: _Fee) -> None:
+        """A buy: cash out (a third-asset fee's value too, which may take cash below 0
+        by that value: the quote cash itself paid only notional + quote fee)."""
         notional = fill.quantity * fill.price
         sym = fill.symbol
-        cash_out = notional + fee_quote
-        if cash_out > self.cash:
+        fee_value = fee.value
+        if notional + fee.quote > self.cash:
             raise BooksMismatch(
-                f"fill {fill.trade_id}: buy costs {cash_out} {self.quote_asset} "
+                f"fill {fill.trade_id}: buy costs {notional + fee.quote} {self.quote_asset} "
                 f"but cash is {self.cash}"
             )
-        got = fill.quantity - fee_base
+        cash_out = notional + fee.quote + fee.other
+        got = fill.quantity - fee.base
         self.cash -= cash_out
         self.fees_paid += fee_value
         pos = self.positions.get(sym)
@@ -148,22 +187,20 @@ class Portfolio:
         trip.entry_qty += got
         trip.entry_value += notional
         trip.cash_out += cash_out
-        trip.fees += fee_value
+        _note_fee(trip, fill, fee)
 
-    def _sell(
-        self, fill: Fill, fee_value: Decimal, fee_quote: Decimal, fee_base: Decimal,
-        min_qty: Decimal, reason: str,
-    ) -> ClosedTrade | None:
+    def _sell(self, fill: Fill, fee: _Fee, min_qty: Decimal, reason: str) -> ClosedTrade | None:
         notional = fill.quantity * fill.price
         sym = fill.symbol
+        fee_value = fee.value
         pos = self.positions.get(sym)
-        sold = fill.quantity + fee_base
+        sold = fill.quantity + fee.base
         if pos is None or sold > pos.quantity:
             held = ZERO if pos is None else pos.quantity
             raise BooksMismatch(
                 f"fill {fill.trade_id}: sells {sold} {sym} but only {held} is held"
             )
-        cash_in = notional - fee_quote
+        cash_in = notional - fee.quote - fee.other
         self.cash += cash_in
         self.fees_paid += fee_value
         pos.quantity -= sold
@@ -172,7 +209,7 @@ class Portfolio:
         trip.exit_qty += fill.quantity
         trip.exit_value += notional
         trip.cash_in += cash_in
-        trip.fees += fee_value
+        _note_fee(trip, fill, fee)
         if pos.quantity > 0 and pos.quantity >= min_qty:
             return None
         return self._close(pos, trip, fill.ts_ms, reason)
@@ -198,6 +235,8 @@ class Portfolio:
             fees=trip.fees,
             pnl=pnl,
             exit_reason=reason,
+            fees_estimated=trip.estimated,
+            fees_unvalued=", ".join(f"{q} {a}" for a, q in sorted(trip.unvalued.items())),
         )
 
     def snapshot(self) -> dict[str, Any]:
@@ -218,6 +257,8 @@ class Portfolio:
                     "exit_value": str(t.exit_value),
                     "cash_in": str(t.cash_in),
                     "fees": str(t.fees),
+                    "estimated": t.estimated,
+                    "unvalued": {a: str(q) for a, q in t.unvalued.items()},
                 }
                 for sym, t in self._trips.items()
             },
@@ -236,7 +277,9 @@ class Portfolio:
         for sym, t in data.get("trips", {}).items():
             pf._trips[sym] = _RoundTrip(
                 trade_id=t["trade_id"],
-                **{k: Decimal(t[k]) for k in t if k != "trade_id"},
+                estimated=bool(t.get("estimated", False)),
+                unvalued={a: Decimal(q) for a, q in t.get("unvalued", {}).items()},
+                **{k: Decimal(t[k]) for k in t if k not in _TRIP_FLAGS},
             )
         for sym, pos in pf.positions.items():
             if sym not in pf._trips:

@@ -47,6 +47,7 @@ from kubetrade.exchange.base import (
     RateLimited,
     TransientError,
 )
+from kubetrade.exchange.fee_prices import FeePricer
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,12 @@ def _dec(value: Any) -> Decimal:
     if value is None or value == "":
         return ZERO
     return Decimal(str(value))
+
+
+def _order_type(info: dict[str, Any]) -> OrderType:
+    """Our type of a Binance order answer (STOP_LOSS_LIMIT kept; other kinds: LIMIT)."""
+    kind = str(info.get("type", "")).lower()
+    return OrderType(kind) if kind in ("market", "limit", "stop_loss_limit") else OrderType.LIMIT
 
 
 def _error_code(message: str) -> str | None:
@@ -148,6 +155,7 @@ class BinanceExchange:
         self._strategies: dict[str, str] = {}  # client order id -> strategy
         self.used_weight_1m: int | None = None
         self.on_weight: Callable[[int], None] | None = None
+        self.fee_pricer = FeePricer(self.fetch_last_price, self.fetch_candles, self.clock)
 
     # ---- plumbing ---------------------------------------------------------------
     @property
@@ -337,8 +345,7 @@ class BinanceExchange:
             strategy=strategy,
             symbol=template.symbol if template else self._symbol_of(str(info.get("symbol"))),
             side=Side(str(info.get("side", "")).lower()),
-            type=OrderType(str(info.get("type", "")).lower())
-            if str(info.get("type", "")).lower() in ("market", "limit") else OrderType.LIMIT,
+            type=_order_type(info),
             quantity=_dec(info.get("origQty")),
             price=price if price > 0 else (template.price if template else None),
             status=_STATUS.get(str(info.get("status")), OrderStatus.OPEN),
@@ -348,6 +355,7 @@ class BinanceExchange:
             created_ms=template.created_ms if template and template.created_ms else created,
             updated_ms=updated,
             reason=template.reason if template else "",
+            stop_price=_dec(info.get("stopPrice")) or (template.stop_price if template else None),
         )
 
     async def create_order(self, order: Order) -> Order:
@@ -355,16 +363,19 @@ class BinanceExchange:
         self._market_id(order.symbol)
         self._strategies[order.client_order_id] = order.strategy
         params: dict[str, Any] = {"newClientOrderId": order.client_order_id}
-        if order.type is OrderType.LIMIT:
+        if order.type is OrderType.STOP_LOSS_LIMIT:  # ccxt: a limit with a stop = STOP_LOSS_LIMIT
+            params["stopLossPrice"] = str(order.stop_price)
+        if order.type in (OrderType.LIMIT, OrderType.STOP_LOSS_LIMIT):
             if order.price is None:
                 raise OrderRejected(
                     f"order {order.client_order_id}: a limit order needs a price", "invalid"
                 )
             params["timeInForce"] = "GTC"
-        price = str(order.price) if order.type is OrderType.LIMIT else None
+        price = str(order.price) if order.type is not OrderType.MARKET else None
+        kind = "market" if order.type is OrderType.MARKET else "limit"
         result = await self._call(
             lambda: self._ex.create_order(
-                order.symbol, order.type.value, order.side.value, str(order.quantity), price,
+                order.symbol, kind, order.side.value, str(order.quantity), price,
                 params,
             ),
             placing=True,
@@ -445,6 +456,9 @@ class BinanceExchange:
                 continue
             seen.add(tid)
             cid, strategy = await self._client_id_for(str(t["orderId"]), market_id)
+            fee, fee_asset = _dec(t.get("commission")), str(t.get("commissionAsset", ""))
+            valued = await self.fee_pricer.for_fill(
+                self._markets[symbol], fee, fee_asset, int(t["time"]))
             fills.append(Fill(
                 trade_id=tid,
                 client_order_id=cid,
@@ -453,9 +467,11 @@ class BinanceExchange:
                 side=Side.BUY if t.get("isBuyer") else Side.SELL,
                 quantity=_dec(t["qty"]),
                 price=_dec(t["price"]),
-                fee=_dec(t.get("commission")),
-                fee_asset=str(t.get("commissionAsset", "")),
+                fee=fee,
+                fee_asset=fee_asset,
                 ts_ms=int(t["time"]),
+                fee_quote=valued[0] if valued else None,
+                fee_estimated=valued[1] if valued else False,
             ))
         return fills
 

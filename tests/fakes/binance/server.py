@@ -108,12 +108,14 @@ class FakeBinance:
         port: int = 0,
         client_id_reuse: str = "never",
         weight_limit: int = 6000,
+        fee_asset: str | None = None,
     ) -> None:
         self.api_key = api_key
         self.secret = secret
         self.host = host
         self.port = port
-        self.state = ExchangeState(balances=balances, client_id_reuse=client_id_reuse)
+        self.state = ExchangeState(balances=balances, client_id_reuse=client_id_reuse,
+                                   fee_asset=fee_asset)
         self.weight_limit = weight_limit
         self.clock_skew_ms = 0
         self._lock = threading.RLock()

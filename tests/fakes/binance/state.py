@@ -71,7 +71,7 @@ class FakeOrder:
     symbol: str
     client_order_id: str
     side: str  # BUY / SELL
-    type: str  # MARKET / LIMIT
+    type: str  # MARKET / LIMIT / STOP_LOSS_LIMIT
     orig_qty: Decimal
     price: Decimal  # 0 for market
     time_in_force: str
@@ -81,6 +81,13 @@ class FakeOrder:
     time_ms: int = 0
     update_ms: int = 0
     fills: list[dict[str, Any]] = field(default_factory=list)
+    stop_price: Decimal = ZERO  # STOP_LOSS_LIMIT: the trigger
+    triggered: bool = False  # STOP_LOSS_LIMIT: the price reached stop_price (now a limit)
+
+    @property
+    def rests(self) -> bool:
+        """A limit (or a triggered stop-limit) waiting in the book."""
+        return self.type == "LIMIT" or (self.type == "STOP_LOSS_LIMIT" and self.triggered)
 
     def as_binance(self) -> dict[str, Any]:
         return {
@@ -96,11 +103,12 @@ class FakeOrder:
             "timeInForce": self.time_in_force,
             "type": self.type,
             "side": self.side,
-            "stopPrice": "0.00000000",
+            "stopPrice": fmt(self.stop_price),
             "icebergQty": "0.00000000",
             "time": self.time_ms,
             "updateTime": self.update_ms,
-            "isWorking": self.status in ("NEW", "PARTIALLY_FILLED"),
+            "isWorking": self.status in ("NEW", "PARTIALLY_FILLED")
+            and (self.type != "STOP_LOSS_LIMIT" or self.triggered),
             "workingTime": self.time_ms,
             "origQuoteOrderQty": "0.00000000",
             "selfTradePreventionMode": "EXPIRE_MAKER",
@@ -139,6 +147,21 @@ class FakeTrade:
         }
 
 
+def _stop_price(p: dict[str, str]) -> Decimal:
+    """The ``stopPrice`` of a STOP_LOSS_LIMIT request (-1102 when missing)."""
+    try:
+        return Decimal(p["stopPrice"])
+    except (KeyError, ArithmeticError, ValueError):
+        raise ApiError(
+            -1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed."
+        ) from None
+
+
+def _stop_crossed(side: str, last: Decimal, stop: Decimal) -> bool:
+    """Whether ``last`` has reached a stop: a sell's from above, a buy's from below."""
+    return last <= stop if side == "SELL" else last >= stop
+
+
 class ExchangeState:
     """Markets, balances, orders and trades of one fake account.
 
@@ -155,8 +178,12 @@ class ExchangeState:
         markets: list[MarketSpec] | None = None,
         fee_rate: Decimal = Decimal("0.001"),
         client_id_reuse: str = "never",
+        fee_asset: str | None = None,
     ) -> None:
         self.lock = threading.RLock()
+        # "pay fees with BNB": commission in this asset at 75 % of fee_rate, valued at
+        # its price against the quote asset (the normal fee when the balance is short)
+        self.fee_asset = fee_asset
         self.markets: dict[str, MarketSpec] = {m.symbol: m for m in (markets or DEFAULT_MARKETS)}
         self.series: dict[str, Series] = load_default_series()
         self.market_clock = MarketClock()
@@ -306,7 +333,7 @@ class ExchangeState:
             raise ApiError(
                 -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed."
             )
-        if otype not in ("MARKET", "LIMIT"):
+        if otype not in ("MARKET", "LIMIT", "STOP_LOSS_LIMIT"):
             raise ApiError(-1116, "Invalid orderType.")
         try:
             qty = Decimal(p["quantity"])
@@ -316,7 +343,8 @@ class ExchangeState:
             ) from None
         price = ZERO
         tif = p.get("timeInForce", "GTC" if otype == "LIMIT" else "")
-        if otype == "LIMIT":
+        stop = _stop_price(p) if otype == "STOP_LOSS_LIMIT" else ZERO
+        if otype != "MARKET":
             if "price" not in p:
                 raise ApiError(
                     -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed."
@@ -336,7 +364,9 @@ class ExchangeState:
                 if self.client_id_reuse == "never" or o.status in ("NEW", "PARTIALLY_FILLED"):
                     raise ApiError(-2010, "Duplicate order sent.")
             last = self.price(spec.symbol)
-            ref = price if otype == "LIMIT" else last
+            ref = last if otype == "MARKET" else price
+            if otype == "STOP_LOSS_LIMIT" and _stop_crossed(side, last, stop):
+                raise ApiError(-2010, "Stop price would trigger immediately.")
             if qty * ref < spec.min_notional:
                 raise ApiError(-1013, "Filter failure: NOTIONAL")
             # funds: a buy needs quote (limit: at its price), a sell needs base
@@ -357,12 +387,15 @@ class ExchangeState:
                 time_in_force=tif,
                 time_ms=now_ms,
                 update_ms=now_ms,
+                stop_price=stop,
             )
             self._next_order_id += 1
             self.orders[o.order_id] = o
             self.accepted_client_ids.append(cid)
             if otype == "MARKET":
                 self._fill(o, qty, last, now_ms, maker=False)
+            elif otype == "STOP_LOSS_LIMIT":  # waits for its trigger, funds locked
+                self._lock(*((spec.quote, qty * price) if side == "BUY" else (spec.base, qty)))
             else:
                 marketable = (side == "BUY" and last <= price) or (side == "SELL" and last >= price)
                 if side == "BUY":
@@ -380,7 +413,7 @@ class ExchangeState:
         """Give back what a resting limit order still holds locked."""
         spec = self.markets[o.symbol]
         rest = o.orig_qty - o.executed_qty
-        if o.type != "LIMIT" or rest <= 0:
+        if o.type == "MARKET" or rest <= 0:
             return
         if o.side == "BUY":
             self._unlock(spec.quote, rest * o.price)
@@ -390,7 +423,7 @@ class ExchangeState:
     def _fill(self, o: FakeOrder, qty: Decimal, price: Decimal, now_ms: int, maker: bool) -> None:
         spec = self.markets[o.symbol]
         quote = qty * price
-        if o.type == "LIMIT":
+        if o.type != "MARKET":
             # the locked amount at the limit price is spent; any price improvement refunds
             if o.side == "BUY":
                 self.locked[spec.quote] = self.locked.get(spec.quote, ZERO) - qty * o.price
@@ -402,7 +435,13 @@ class ExchangeState:
                 self._add(spec.quote, -quote)
             else:
                 self._add(spec.base, -qty)
-        if o.side == "BUY":
+        third = self._third_asset_fee(spec, quote)
+        if third is not None:
+            commission, asset = third
+            self._add(asset, -commission)
+            self._add(spec.base if o.side == "BUY" else spec.quote,
+                      qty if o.side == "BUY" else quote)
+        elif o.side == "BUY":
             commission, asset = qty * self.fee_rate, spec.base
             self._add(spec.base, qty - commission)
         else:
@@ -437,6 +476,20 @@ class ExchangeState:
             }
         )
 
+    def _third_asset_fee(self, spec: MarketSpec, quote: Decimal) -> tuple[Decimal, str] | None:
+        """(commission, asset) when fees are paid in ``fee_asset`` and it can pay."""
+        asset = self.fee_asset
+        if not asset or asset in (spec.base, spec.quote):
+            return None
+        pair = f"{asset}{spec.quote}"
+        if pair not in self.markets:
+            return None
+        value = quote * self.fee_rate * Decimal("0.75")
+        commission = (value / self.price(pair)).quantize(Decimal("0.00000001"))
+        if commission <= 0 or self._free(asset) < commission:
+            return None
+        return commission, asset
+
     def cancel(self, o: FakeOrder, now_ms: int) -> FakeOrder:
         with self.lock:
             if o.status not in ("NEW", "PARTIALLY_FILLED"):
@@ -456,13 +509,28 @@ class ExchangeState:
             ]
 
     def match(self, now_ms: int) -> int:
-        """Fill resting limit orders the current price has crossed; returns fills made."""
+        """Trigger stop-limit orders the current price has reached (each becomes a limit
+        order: filled at once, as a taker at the current price, when that is marketable),
+        then fill resting limit orders the current price has crossed; returns fills made."""
         n = 0
         with self.lock:
             for o in list(self.orders.values()):
-                if o.type != "LIMIT" or o.status not in ("NEW", "PARTIALLY_FILLED"):
+                if o.status not in ("NEW", "PARTIALLY_FILLED"):
                     continue
                 last = self.price(o.symbol)
+                if o.type == "STOP_LOSS_LIMIT" and not o.triggered:
+                    if not _stop_crossed(o.side, last, o.stop_price):
+                        continue
+                    o.triggered = True
+                    o.update_ms = now_ms
+                    if (o.side == "SELL" and last >= o.price) or (
+                        o.side == "BUY" and last <= o.price
+                    ):
+                        self._fill(o, o.orig_qty - o.executed_qty, last, now_ms, maker=False)
+                        n += 1
+                    continue
+                if not o.rests:
+                    continue
                 if (o.side == "BUY" and last <= o.price) or (o.side == "SELL" and last >= o.price):
                     qty = o.orig_qty - o.executed_qty
                     if o.symbol in self.liquidity:
