@@ -107,12 +107,13 @@ def make_exchange(strategy: Any, credentials: Any, env: dict[str, str]) -> Any:
 
 
 async def _reports(args: argparse.Namespace, api: Any, redis: Any, keys: Any) -> list[Any]:
+    from kubetrade.state.reports import read_validation_latest
     from kubetrade.validation.cluster import cluster_validation_reports
     from kubetrade.validation.report import load_reports
 
     reports: list[Any] = list(load_reports(args.report_dir))
     if redis is not None:
-        latest = await redis.get(keys.validation_latest)
+        latest = await read_validation_latest(redis, keys)
         if latest:
             try:
                 data = json.loads(latest)

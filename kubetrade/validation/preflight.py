@@ -28,6 +28,7 @@ from kubetrade.exchange.base import AuthenticationFailed, TransientError
 from kubetrade.logs import redactor
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
 from kubetrade.state.audit import AuditEntry, write_audit
+from kubetrade.state.reports import write_preflight
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/kubetrade/exchange"
 
@@ -244,7 +245,7 @@ async def preflight_strategy(
 
 async def publish(redis: Any, keys: Any, report: PreflightReport) -> None:
     """keys.preflight for /api/preflight, an alert per WARN/FAIL, and an audit entry."""
-    await redis.set(keys.preflight, report.to_json())
+    await write_preflight(redis, keys, report.to_json())
     for r in report.results:
         if r.status is CheckStatus.PASS:
             continue

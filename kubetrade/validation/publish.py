@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +10,7 @@ import redis.asyncio as aioredis
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
 from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.keys import keys_from_env
+from kubetrade.state.reports import write_validation_latest
 from kubetrade.validation.report import latest_summary
 
 
@@ -20,7 +20,7 @@ async def publish_report(
     """keys.validation_latest, plus an alert the notifier sends (to Telegram) and an
     audit entry: the decision is the kind of thing someone must be able to look up."""
     latest = latest_summary(report, location)
-    await redis.set(keys.validation_latest, json.dumps(latest, sort_keys=True))
+    await write_validation_latest(redis, keys, latest)
     go = report["decision"] == "GO"
     strategy = str(report["run"]["strategy"])
     await raise_alert(redis, keys, Alert(

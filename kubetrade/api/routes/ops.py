@@ -10,11 +10,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.exceptions import RedisError
 
 from kubetrade.api import schemas as s
 from kubetrade.api.deps import Ctx, Reader, User
 from kubetrade.api.routes.common import AUTH_RESPONSES, BAD, MAX_TS, STREAM_PATTERN, check_cursor
+from kubetrade.state.client import RedisError
+from kubetrade.state.client import ping as ping_redis
 from kubetrade.state.desired import DesiredState
 
 router = APIRouter()
@@ -44,7 +45,7 @@ async def health(ctx: Ctx, request: Request) -> JSONResponse:
     """Redis and (in a cluster) Kubernetes reachability. No auth. ``status`` is
     ``degraded`` when either is unreachable; the code is 503 only when neither is."""
     try:
-        await asyncio.wait_for(ctx.redis.ping(), 2.0)  # type: ignore[misc]
+        await asyncio.wait_for(ping_redis(ctx.redis), 2.0)
         redis_state = "ok"
     except (RedisError, OSError, TimeoutError):
         redis_state = "unreachable"
