@@ -28,7 +28,7 @@ from kubetrade.resources.crdparams import parameters_schema
 from kubetrade.resources.emergency import EMERGENCY_NAME, Emergency
 from kubetrade.resources.openapi import Schema, SchemaError, convert, model_schema
 from kubetrade.resources.riskpolicy import RiskPolicy
-from kubetrade.resources.strategy import MAX_STRATEGY_NAME, Strategy
+from kubetrade.resources.strategy import MAX_STRATEGY_NAME, ONE_QUOTE_MESSAGE, Strategy
 from kubetrade.resources.validationrun import ValidationRun
 
 # -- the kinds ----------------------------------------------------------------------------
@@ -47,6 +47,13 @@ def _strategy_schema() -> Schema:
             "(the Secret with the exchange API keys)",
             "fieldPath": ".exchange",
             "reason": "FieldValueRequired",
+        },
+        {
+            "rule": "self.symbols.all(s, s.endsWith("
+            "self.symbols[0].substring(self.symbols[0].indexOf('/'))))",
+            "message": ONE_QUOTE_MESSAGE,
+            "fieldPath": ".symbols",
+            "reason": "FieldValueInvalid",
         },
         *param_rules,
     ]

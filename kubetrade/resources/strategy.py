@@ -27,6 +27,33 @@ SYMBOL_PATTERN = r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}$"
 MAX_STRATEGY_NAME = 45
 
 
+#: Why a Strategy trades pairs of one quote asset: the runner keeps its books (cash,
+#: sizing, risk limits, P&L) in one quote asset, its first symbol's; an ETH/BTC entry
+#: sized in USDT terms would be 1,000 BTC of exposure from 10,000 USDT. One Strategy per
+#: quote asset is the simple, checkable rule (books per quote asset would need prices
+#: between quote assets in every risk check).
+ONE_QUOTE_MESSAGE = (
+    "spec.symbols must all have the same quote asset (the runner keeps its books in one "
+    "quote asset): use one Strategy per quote asset"
+)
+
+
+def _same_keys_as_the_crd(algorithm: str, model: Any, parameters: dict[str, Any]) -> None:
+    """What the CRD's CEL refuses, refused offline too: a key the algorithm does not take
+    (by its CR spelling), a value that is not a number. Raises ValueError."""
+    fields = getattr(model, "model_fields", {})
+    names = [f.alias or n for n, f in fields.items()]
+    for key, value in parameters.items():
+        if key not in names:
+            takes = f"only {', '.join(names)}" if names else "no parameters"
+            raise ValueError(
+                f"spec.parameters.{key}: not a parameter of {algorithm} ({algorithm} takes "
+                f"{takes})"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+            raise ValueError(f"spec.parameters.{key}: Invalid value: must be a number")
+
+
 def _msg(text: str) -> str:
     return text.removeprefix("Value error, ")
 
@@ -106,7 +133,9 @@ class StrategySpec(CRModel):
         min_length=1,
         max_length=20,
         description="Spot pairs to trade, as BASE/QUOTE, e.g. BTC/USDT.",
-        json_schema_extra={"items": {"type": "string", "pattern": SYMBOL_PATTERN}},
+        json_schema_extra={
+            "items": {"type": "string", "pattern": SYMBOL_PATTERN, "maxLength": 25}
+        },
     )
     timeframe: Timeframe = Field(default="1m", description="Candle interval the algorithm sees.")
     mode: Literal["paper", "live"] = Field(
@@ -152,6 +181,9 @@ class StrategySpec(CRModel):
                 raise ValueError(f"symbols[{i}] {symbol!r} is not BASE/QUOTE, e.g. BTC/USDT")
         if len(set(value)) != len(value):
             raise ValueError("symbols must not repeat a pair")
+        quotes = sorted({symbol.split("/")[1] for symbol in value})
+        if len(quotes) > 1:
+            raise ValueError(ONE_QUOTE_MESSAGE + f" (got {', '.join(quotes)})")
         return value
 
     @model_validator(mode="after")
@@ -167,6 +199,8 @@ class StrategySpec(CRModel):
                 f"algorithm {self.algorithm!r} is not one of {', '.join(sorted(known))} "
                 "(a plugin algorithm needs spec.image or the plugin installed here)"
             )
+        if self.algorithm in algorithms():
+            _same_keys_as_the_crd(self.algorithm, model, self.parameters)
         try:
             if model is None:  # a plugin of spec.image: its runner validates the parameters
                 model = _AnyParams
