@@ -121,7 +121,6 @@ def build_plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
 def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, Any]:
     from kubetrade.resources import RiskPolicySpec, load_strategy_file
-    from kubetrade.validation.cluster import kube_api_client
     from kubetrade.validation.plan import (
         ValidationPlan,
         limits_from_file,
@@ -141,6 +140,8 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
                                                     strategy.spec.risk_policy_ref),
                          duration=args.duration, replay=args.replay)
     else:
+        from kubetrade.validation.cluster import kube_api_client  # kubernetes: ~0.5 s
+
         api = kube_api_client(args.kubeconfig)
         source, reporter = _from_cluster(args, api, holder)
     strategy = source.strategy
@@ -214,8 +215,6 @@ def _from_cluster(
 def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     """Run a validation as the flags say; returns (exit code, report)."""
     from kubetrade.domain.clock import SystemClock
-    from kubetrade.validation.cluster_report import report_config_map_name
-    from kubetrade.validation.publish import publish_to
     from kubetrade.validation.report import write_report
     from kubetrade.validation.run import run_plan
     from kubetrade.validation.summary import format_summary
@@ -236,6 +235,8 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             log.warning("could not write the report file in %s: %s", args.report_dir, exc)
             location = "(no file)"
         if reporter is not None:
+            from kubetrade.validation.cluster_report import report_config_map_name
+
             cm = report_config_map_name(reporter.name)
             location = f"{location} (ConfigMap {args.namespace}/{cm})"
         summary = format_summary(report, location)
@@ -243,6 +244,8 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             reporter.finish(report, summary)
         print(summary, flush=True)
         if os.environ.get("REDIS_URL"):
+            from kubetrade.validation.publish import publish_to
+
             asyncio.run(publish_to(os.environ["REDIS_URL"], report, location, summary))
         if reporter is not None:
             # a NO-GO is a completed Job: the decision is in the status, and a failing

@@ -492,3 +492,9 @@ __all__ = [
     "Halt",
     "TradingEngine",
 ]
+
+
+def use_step(engine: TradingEngine, symbol: str, step: Callable[[Candle], Side | None]) -> None:
+    """Replace ``symbol``'s per-candle algorithm step in ``engine``: a replay that runs the
+    algorithm itself over float closes passes one returning what it decided."""
+    engine._symbols[symbol].step = step

@@ -121,52 +121,18 @@ def run_replay(
         if total > 1
         else 60_000
     )
-    trades = result.trades
     curve = result.equity_curve
-    all_orders = result.orders
     prepare = getattr(engine.strategy, "prepare", None)
     if prepare is not None:  # the algorithm may precompute in bulk (rules); no look-ahead
         prepare(symbol, candles)
-    on_candle = engine.on_candle
-    broker_candle = broker.on_candle
-    on_fill = engine.on_fill
+    feed = CandleFeeder(engine, broker, clock, symbol, result, keep_events).feed
     set_clock = clock.set
     next_progress = progress_every
     countdown = 1
     close_ms = candles[0].ts_ms
     for i, candle in enumerate(candles, start=1):
         close_ms = candle.ts_ms + interval
-        # The broker only needs the candle when it has resting orders to match or orders
-        # to fill; otherwise it is told lazily (before the next order, and at the end).
-        if broker.has_resting:
-            set_clock(close_ms)
-            resting = broker_candle(symbol, candle, close_ms)
-            for f in resting:
-                trades.extend(on_fill(f))
-            if resting:
-                for o in broker.open_orders(symbol):
-                    engine.on_order_update(o)
-            fed = True
-        else:
-            fed = False
-        orders = on_candle(symbol, candle, close_ms)
-        if orders:
-            set_clock(close_ms)
-            if not fed:
-                broker_candle(symbol, candle, close_ms)
-            for order in orders:
-                try:
-                    updated, fills = broker.submit(order, close_ms)
-                except (OrderRejected, TransientError) as exc:
-                    order.status = OrderStatus.REJECTED
-                    order.reason = f"{order.reason}: {getattr(exc, 'reason', 'rejected')}: {exc}"
-                    updated, fills = order, []
-                    result.rejected += 1
-                engine.on_order_update(updated)
-                for f in fills:
-                    trades.extend(on_fill(f))
-                all_orders.append(updated)
-            _drain(engine, result, keep_events)
+        feed(candle, close_ms)
         if equity_every == 1:
             curve.append((close_ms, engine.equity))
         else:
@@ -180,16 +146,76 @@ def run_replay(
             _drain(engine, result, keep_events)
             if on_progress is not None:
                 on_progress(i, total)
-    last = candles[-1]
-    set_clock(close_ms)
-    broker_candle(symbol, last, close_ms)
-    if not curve or curve[-1][0] != close_ms:
-        curve.append((close_ms, engine.equity))
-    _drain(engine, result, keep_events)
+    finish_replay(engine, broker, clock, symbol, result, candles[-1], close_ms, keep_events)
     result.candles = total
     if on_progress is not None:
         on_progress(total, total)
     return result
+
+
+class CandleFeeder:
+    """One candle into the broker and the engine, and the orders it makes to the broker:
+    the per-candle body of a replay (``run_replay``, and the validation's fast replay
+    for the candles it cannot skip). Fills and orders are added to ``result``."""
+
+    __slots__ = ("broker", "clock", "engine", "keep_events", "result", "symbol")
+
+    def __init__(self, engine: TradingEngine, broker: PaperBroker, clock: ManualClock,
+                 symbol: str, result: ReplayResult, keep_events: bool = False) -> None:
+        self.engine, self.broker, self.clock = engine, broker, clock
+        self.symbol, self.result, self.keep_events = symbol, result, keep_events
+
+    def feed(self, candle: Candle, close_ms: int) -> None:
+        """``candle`` (closing at ``close_ms``) through the broker and the engine."""
+        engine, broker, symbol = self.engine, self.broker, self.symbol
+        trades = self.result.trades
+        # The broker only needs the candle when it has resting orders to match or orders
+        # to fill; otherwise it is told lazily (before the next order, and at the end).
+        if broker.has_resting:
+            self.clock.set(close_ms)
+            resting = broker.on_candle(symbol, candle, close_ms)
+            for f in resting:
+                trades.extend(engine.on_fill(f))
+            if resting:
+                for o in broker.open_orders(symbol):
+                    engine.on_order_update(o)
+            fed = True
+        else:
+            fed = False
+        orders = engine.on_candle(symbol, candle, close_ms)
+        if orders:
+            self.clock.set(close_ms)
+            if not fed:
+                broker.on_candle(symbol, candle, close_ms)
+            self._submit(orders, close_ms)
+            _drain(engine, self.result, self.keep_events)
+
+    def _submit(self, orders: list[Order], close_ms: int) -> None:
+        engine, result = self.engine, self.result
+        for order in orders:
+            try:
+                updated, fills = self.broker.submit(order, close_ms)
+            except (OrderRejected, TransientError) as exc:
+                order.status = OrderStatus.REJECTED
+                order.reason = f"{order.reason}: {getattr(exc, 'reason', 'rejected')}: {exc}"
+                updated, fills = order, []
+                result.rejected += 1
+            engine.on_order_update(updated)
+            for f in fills:
+                result.trades.extend(engine.on_fill(f))
+            result.orders.append(updated)
+
+
+def finish_replay(engine: TradingEngine, broker: PaperBroker, clock: ManualClock, symbol: str,
+                  result: ReplayResult, last: Candle, close_ms: int, keep_events: bool) -> None:
+    """The end of a replay: the broker sees the last candle, the curve ends at its close,
+    the events are drained and ``result.candles`` is set by the caller's count."""
+    clock.set(close_ms)
+    broker.on_candle(symbol, last, close_ms)
+    curve = result.equity_curve
+    if not curve or curve[-1][0] != close_ms:
+        curve.append((close_ms, engine.equity))
+    _drain(engine, result, keep_events)
 
 
 def _drain(engine: TradingEngine, result: ReplayResult, keep: bool) -> None:
@@ -199,4 +225,5 @@ def _drain(engine: TradingEngine, result: ReplayResult, keep: bool) -> None:
         result.events.extend(events)
 
 
-__all__ = ["DATA_DIR", "ReplayResult", "bundled_candles", "load_candles", "run_replay"]
+__all__ = ["DATA_DIR", "CandleFeeder", "ReplayResult", "bundled_candles", "finish_replay",
+           "load_candles", "run_replay"]

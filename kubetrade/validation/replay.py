@@ -8,6 +8,7 @@ from kubetrade.domain.clock import ManualClock
 from kubetrade.exchange.replay import run_replay
 from kubetrade.marketdata.filters import load_best
 from kubetrade.marketdata.replay_input import replay_candles
+from kubetrade.validation.fast_replay import replay_fast
 from kubetrade.validation.plan import RunOutcome, ValidationPlan, engine_and_broker
 
 
@@ -26,11 +27,10 @@ def replay(
     engine, broker = engine_and_broker(plan, {symbol: load_best(plan.data_dir).market(symbol)})
     clock = ManualClock(candles[0].ts_ms)
     every = max(1, len(candles) // 100)
-    result = run_replay(
-        engine, broker, candles, clock,
-        on_progress=progress,
-        symbol=symbol, progress_every=every,
-    )
+    result = replay_fast(engine, broker, candles, clock, symbol, progress, every)
+    if result is None:  # an algorithm reading whole candles: every candle through the engine
+        result = run_replay(engine, broker, candles, clock, on_progress=progress,
+                            symbol=symbol, progress_every=every)
     return RunOutcome(
         trades=list(result.trades),
         equity_curve=list(result.equity_curve),

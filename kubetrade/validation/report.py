@@ -23,6 +23,7 @@ from typing import Any
 from kubetrade import __version__
 from kubetrade.domain.gonogo import Criteria, GoNoGo, evaluate
 from kubetrade.domain.models import ClosedTrade
+from kubetrade.validation.curve import downsample
 
 log = logging.getLogger("kubetrade.validation")
 
@@ -189,7 +190,9 @@ def build_report(
         "criteria": verdict.to_dict(),
         "metrics": metrics_to_dict(metrics),
         "trades": [trade_to_dict(t) for t in trades],
-        "equity_curve": equity_to_list(equity_curve),
+        # bounded: the metrics above come from the full curve (equity_curve_points)
+        "equity_curve": equity_to_list(downsample(equity_curve)),
+        "equity_curve_points": len(equity_curve),
         "run": run_dict,
         "started_ms": started_ms,
         "finished_ms": finished_ms,

@@ -13,7 +13,6 @@ from typing import Any
 
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.metrics import compute_metrics
-from kubetrade.validation.forward import forward_on_binance
 from kubetrade.validation.plan import RunOutcome, ValidationPlan
 from kubetrade.validation.progress import Progress
 from kubetrade.validation.replay import replay
@@ -74,6 +73,9 @@ def run_plan(
         progress = Progress(plan.duration_s * 1000, wall, on_update=on_update,
                             step_pct=1.0, min_interval_s=300.0)
         progress.update(0, force=True)  # "Running, 0%" from the first second
+        # imported here: ccxt and aiohttp take ~1 s to import, and a replay needs neither
+        from kubetrade.validation.forward import forward_on_binance
+
         outcome = asyncio.run(forward_on_binance(plan, progress.update))
         symbols = list(plan.strategy.spec.symbols)
     return finish_report(plan, outcome, symbols, started_ms, wall.now_ms())

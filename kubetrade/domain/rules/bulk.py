@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import talib
 
 from kubetrade.domain.rules.parse import Node
 from kubetrade.domain.rules.ta import Indicator
@@ -53,25 +52,34 @@ def _hlc(ohlcv: list[Array]) -> tuple[Array, Array, Array, float]:
     return ohlcv[1] * s, ohlcv[2] * s, ohlcv[3] * s, s
 
 
-def _one(fn: Callable[..., Array], default: str = "close") -> Callable[..., list[Array]]:
+def _talib() -> Any:
+    """TA-Lib, imported on first use: it imports pandas (~0.4 s of CPU), which a
+    replay of a built-in algorithm (or ``kubetrade --help``) never needs."""
+    import talib
+
+    return talib
+
+
+def _one(fn: str, default: str = "close") -> Callable[..., list[Array]]:
     def run(o: list[Array], p: Any) -> list[Array]:
         x, s = _series(o, p, default)
-        return [fn(x, p.period) / s]
+        out: Array = getattr(_talib(), fn)(x, p.period) / s
+        return [out]
 
     return run
 
 
 def _adx(o: list[Array], p: Any) -> list[Array]:
     h, low, c, _ = _hlc(o)
-    return [talib.ADX(h, low, c, p.period)]
+    return [_talib().ADX(h, low, c, p.period)]
 
 
 BULK: dict[str, Callable[[list[Array], Any], list[Array]]] = {
-    "sma": _one(talib.SMA),
-    "ema": _one(talib.EMA),
+    "sma": _one("SMA"),
+    "ema": _one("EMA"),
     "adx": _adx,
-    "highest": _one(talib.MAX, "high"),
-    "lowest": _one(talib.MIN, "low"),
+    "highest": _one("MAX", "high"),
+    "lowest": _one("MIN", "low"),
 }
 """TA-Lib per indicator kind: (o, h, l, c, v arrays, params) -> outputs."""
 
