@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from jose import JWTError, jwt
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from kubetrade.domain.clock import Clock
+from kubetrade.state.client import RedisClient, RedisError
 from kubetrade.state.keys import Keys
+from kubetrade.state.sessions import LoginCounter, Rotation, SessionStore
 
 log = logging.getLogger("kubetrade.api.auth")
 
@@ -40,17 +40,6 @@ ACCESS = "access"
 REFRESH = "refresh"
 
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-
-# Compare-and-swap of a family's live refresh jti: 1 rotated, 0 reuse, -1 unknown family.
-_ROTATE = """
-local current = redis.call('GET', KEYS[1])
-if not current then return -1 end
-if current == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-  return 1
-end
-return 0
-"""
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -105,20 +94,18 @@ class Principal:
 class TokenService:
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         keys: Keys,
         clock: Clock,
         secret: str,
         access_ttl: int,
         refresh_ttl: int,
     ) -> None:
-        self._redis: Any = redis
-        self._keys = keys
+        self._sessions = SessionStore(redis, keys)
         self._clock = clock
         self._secret = secret
         self.access_ttl = access_ttl
         self.refresh_ttl = refresh_ttl
-        self._rotate = self._redis.register_script(_ROTATE)
 
     def _now(self) -> int:
         return self._clock.now_ms() // 1000
@@ -134,7 +121,7 @@ class TokenService:
         family = uuid.uuid4().hex
         access, _ = self._encode(username, ACCESS, family, self.access_ttl)
         refresh, rjti = self._encode(username, REFRESH, family, self.refresh_ttl)
-        await self._redis.set(self._keys.refresh_token(family), rjti, ex=self.refresh_ttl)
+        await self._sessions.start_family(family, rjti, self.refresh_ttl)
         return TokenPair(access, refresh, self.access_ttl)
 
     def _decode(self, token: str, typ: str) -> dict[str, Any]:
@@ -170,11 +157,7 @@ class TokenService:
         return claims
 
     async def _revoked(self, claims: dict[str, Any]) -> bool:
-        n: int = await self._redis.exists(
-            self._keys.revoked_token(str(claims["jti"])),
-            self._keys.revoked_token(f"family-{claims['fam']}"),
-        )
-        return n > 0
+        return await self._sessions.any_revoked(str(claims["jti"]), str(claims["fam"]))
 
     async def verify_access(self, token: str, *, kill_switch: bool = False) -> Principal:
         """A valid, unexpired, unrevoked access token's caller.
@@ -209,12 +192,10 @@ class TokenService:
         family, sub = str(claims["fam"]), str(claims["sub"])
         access, _ = self._encode(sub, ACCESS, family, self.access_ttl)
         refresh, rjti = self._encode(sub, REFRESH, family, self.refresh_ttl)
-        result = await self._rotate(
-            keys=[self._keys.refresh_token(family)], args=[claims["jti"], rjti, self.refresh_ttl]
-        )
-        if int(result) == 1:
+        result = await self._sessions.rotate(family, claims["jti"], rjti, self.refresh_ttl)
+        if result is Rotation.ROTATED:
             return TokenPair(access, refresh, self.access_ttl), sub
-        if int(result) == 0:
+        if result is Rotation.REUSED:
             await self.revoke_family(family)
             log.warning("refresh token reuse detected; token family revoked")
             raise AuthError("refresh token reuse detected; session revoked")
@@ -223,23 +204,21 @@ class TokenService:
     async def revoke(self, claims: dict[str, Any]) -> None:
         """Revoke one token until it would have expired anyway."""
         ttl = max(1, int(claims["exp"]) - self._now())
-        await self._redis.set(self._keys.revoked_token(str(claims["jti"])), "1", ex=ttl)
+        await self._sessions.revoke_token(str(claims["jti"]), ttl)
 
     async def revoke_family(self, family: str) -> None:
         """Revoke every token of one login (access and refresh)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._keys.revoked_token(f"family-{family}"), "1", ex=self.refresh_ttl)
-            pipe.delete(self._keys.refresh_token(family))
-            await pipe.execute()
+        await self._sessions.revoke_family(family, self.refresh_ttl)
 
 
 class LoginLimiter:
     """Login attempts per client in a fixed window, reset by a success; once
     ``max_failures`` have failed, the next attempt in the window gets 429."""
 
-    def __init__(self, redis: Redis, keys: Keys, max_failures: int, window_seconds: int) -> None:
-        self._redis: Any = redis
-        self._keys = keys
+    def __init__(
+        self, redis: RedisClient, keys: Keys, max_failures: int, window_seconds: int
+    ) -> None:
+        self._counter = LoginCounter(redis, keys)
         self.max_failures = max_failures
         self.window = window_seconds
 
@@ -250,18 +229,13 @@ class LoginLimiter:
         Counting first is what makes the limit hold under parallel requests: a
         check-then-count-on-failure limiter lets every guess that arrives before the
         first failure is recorded through. A success resets the count."""
-        key = self._keys.login_failures(client)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, self.window, nx=True)
-            pipe.ttl(key)
-            count, _, ttl = await pipe.execute()
-        if int(count) > self.max_failures:
-            return max(1, int(ttl)) if ttl and int(ttl) > 0 else self.window
+        count, ttl = await self._counter.count(client, self.window)
+        if count > self.max_failures:
+            return max(1, ttl) if ttl > 0 else self.window
         return None
 
     async def succeeded(self, client: str) -> None:
-        await self._redis.delete(self._keys.login_failures(client))
+        await self._counter.reset(client)
 
 
 class PasswordCheck:

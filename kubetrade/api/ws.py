@@ -13,13 +13,13 @@ import asyncio
 import contextlib
 import json
 import logging
-from typing import Any
 
-from redis.asyncio import Redis
 from starlette.websockets import WebSocket
 
 from kubetrade.api.security import ApiMetrics
 from kubetrade.domain.clock import Clock
+from kubetrade.state.channels import Subscription
+from kubetrade.state.client import RedisClient
 from kubetrade.state.keys import Keys
 
 log = logging.getLogger("kubetrade.api.ws")
@@ -55,7 +55,7 @@ class Client:
 
 class EventHub:
     def __init__(
-        self, redis: Redis, keys: Keys, clock: Clock, queue_size: int, metrics: ApiMetrics
+        self, redis: RedisClient, keys: Keys, clock: Clock, queue_size: int, metrics: ApiMetrics
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -93,23 +93,20 @@ class EventHub:
         backoff = 0.2
         events, emergency = self._keys.events_channel, self._keys.emergency_channel
         while True:
-            pubsub: Any = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(events, emergency)
-                if backoff > 0.2:  # reconnected: clients may have missed events
-                    self.broadcast(RESYNC)
-                self._ready.set()
-                backoff = 0.2
-                while True:
-                    msg = await pubsub.get_message(timeout=1.0)
-                    if msg is None:
-                        continue
-                    data = msg.get("data")
-                    if not isinstance(data, str):
-                        continue
-                    if msg.get("channel") == emergency:
-                        data = _emergency_event(data, self._clock.now_ms())
-                    self.broadcast(data)
+                async with Subscription(self._redis, events, emergency) as subscription:
+                    if backoff > 0.2:  # reconnected: clients may have missed events
+                        self.broadcast(RESYNC)
+                    self._ready.set()
+                    backoff = 0.2
+                    while True:
+                        msg = await subscription.next(1.0)
+                        if msg is None:
+                            continue
+                        data = msg.data
+                        if msg.channel == emergency:
+                            data = _emergency_event(data, self._clock.now_ms())
+                        self.broadcast(data)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis went away: retry, then tell clients to resync
@@ -117,9 +114,6 @@ class EventHub:
                 self._ready.clear()
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()
 
 
 def _emergency_event(raw: str, now_ms: int) -> str:
