@@ -67,6 +67,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-sharpe", default=None, help="criterion (default 0.5)")
     p.add_argument("--max-drawdown", default=None,
                    help="criterion, fraction or percent: 0.15 or 15%% (default 0.15)")
+    p.add_argument("--fee-rate", default=None,
+                   help="fee per fill, fraction or percent of its value, both sides: 0.001 or "
+                   "0.1%% (default 0.1%%, Binance spot taker)")
+    p.add_argument("--slippage-bps", default=None,
+                   help="market orders fill this many basis points worse than the last price, "
+                   "both sides (default 2)")
+    p.add_argument("--participation", default=None,
+                   help="largest share of a candle's volume a resting limit order fills per "
+                   "candle, fraction or percent (default 10%%)")
     p.add_argument("--report-dir", default="data", help="where the JSON report goes (data/)")
     p.set_defaults(func=run)
 
@@ -92,6 +101,30 @@ def _criteria(args: argparse.Namespace, spec_criteria: Any | None) -> Any:
     return Criteria.from_overrides(overrides)
 
 
+def _friction(args: argparse.Namespace, spec_friction: Any | None) -> Any:
+    """The paper broker's defaults, then the ValidationRun's spec, then flags."""
+    from decimal import Decimal
+
+    from kubetrade.domain.gonogo import parse_fraction
+    from kubetrade.validation.plan import Friction
+
+    values: dict[str, Decimal] = {}
+    if spec_friction is not None:
+        values = {"fee_rate": Decimal(spec_friction.fee_rate_pct) / 100,
+                  "slippage_bps": Decimal(spec_friction.slippage_bps),
+                  "participation": Decimal(spec_friction.participation_pct) / 100}
+    if args.fee_rate is not None:
+        values["fee_rate"] = parse_fraction(args.fee_rate, "--fee-rate")
+    if args.slippage_bps is not None:
+        try:
+            values["slippage_bps"] = Decimal(str(args.slippage_bps).strip())
+        except ArithmeticError:
+            raise ValueError(f"--slippage-bps: {args.slippage_bps!r} is not a number") from None
+    if args.participation is not None:
+        values["participation"] = parse_fraction(args.participation, "--participation")
+    return Friction(**values)
+
+
 @dataclass
 class _Source:
     """A run's strategy and what its ValidationRun (if any) asked for."""
@@ -99,6 +132,7 @@ class _Source:
     strategy: Any
     limits: Any | None = None
     spec_criteria: Any | None = None
+    spec_friction: Any | None = None
     duration: str | None = None
     replay: str | None = None
 
@@ -162,6 +196,7 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
         strategy=strategy,
         limits=limits,
         criteria=_criteria(args, source.spec_criteria),
+        friction=_friction(args, source.spec_friction),
         mode="replay" if source.replay else "forward",
         replay_path=replay_path,
         load_options=load_options,
@@ -187,7 +222,7 @@ def _from_cluster(
 
     name = args.strategy
     reporter = None
-    spec_criteria = None
+    spec_criteria = spec_friction = None
     duration = args.duration
     replay = args.replay
     if args.validation_run:
@@ -204,12 +239,13 @@ def _from_cluster(
             )
         name = vr.spec.strategy_ref
         spec_criteria = vr.spec.criteria
+        spec_friction = vr.spec.friction
         duration = duration or vr.spec.duration
         replay = replay or vr.spec.replay
     strategy = cluster_strategy(api, args.namespace, name)
     policy = cluster_risk_policy(api, args.namespace, strategy.spec.risk_policy_ref)
     limits = policy.spec.to_limits() if policy is not None else None
-    return _Source(strategy, limits, spec_criteria, duration, replay), reporter
+    return _Source(strategy, limits, spec_criteria, spec_friction, duration, replay), reporter
 
 
 def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:

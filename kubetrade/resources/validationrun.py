@@ -31,6 +31,26 @@ class GoNoGoCriteria(CRModel):
     )
 
 
+class FrictionSpec(CRModel):
+    """What trading costs in the run (the paper broker's defaults when left out)."""
+
+    fee_rate_pct: Num = Field(
+        default=Decimal("0.1"), ge=0, lt=100,
+        description="Fee per fill, percent of its value, both sides (0.1 = Binance spot "
+        "taker without BNB).",
+    )
+    slippage_bps: Num = Field(
+        default=Decimal(2), ge=0, lt=10_000,
+        description="Market orders fill this many basis points worse than the last price, "
+        "both sides.",
+    )
+    participation_pct: Num = Field(
+        default=Decimal(10), gt=0, le=100,
+        description="Largest share of a candle's volume a resting limit order fills per "
+        "candle, percent.",
+    )
+
+
 class ValidationRunSpec(CRModel):
     """Which Strategy to validate, how, and against which thresholds."""
 
@@ -57,6 +77,10 @@ class ValidationRunSpec(CRModel):
     )
     criteria: GoNoGoCriteria = Field(
         default_factory=GoNoGoCriteria, description="GO/NO-GO thresholds."
+    )
+    friction: FrictionSpec = Field(
+        default_factory=FrictionSpec,
+        description="Fees, slippage and fill participation of the paper trading.",
     )
     active_deadline_seconds: int | None = Field(
         default=None,

@@ -18,7 +18,7 @@ from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import ClosedTrade
 from kubetrade.exchange.base import ExchangeError
 from kubetrade.exchange.binance import BinanceExchange
-from kubetrade.exchange.paper import PaperBroker, default_market
+from kubetrade.exchange.paper import PaperBroker
 from kubetrade.exchange.replay import run_replay
 from kubetrade.marketdata.timeframes import timeframe_ms
 from kubetrade.validation.plan import RunOutcome, ValidationPlan, engine_and_broker
@@ -79,7 +79,8 @@ async def _markets(exchange: Any, symbols: list[str]) -> dict[str, Any]:
     missing = [s for s in symbols if s not in known]
     if missing:
         raise ValueError(f"symbols: not traded on the exchange: {', '.join(missing)}")
-    return {s: known.get(s) or default_market(s) for s in symbols}
+    # the exchange's real filters (tick, lot, min notional), never a made-up default
+    return {s: known[s] for s in symbols}
 
 
 async def _warm_up(

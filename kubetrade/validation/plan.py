@@ -17,10 +17,50 @@ from kubetrade.domain.algorithms import create_algorithm
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.gonogo import Criteria
 from kubetrade.domain.models import ClosedTrade
-from kubetrade.exchange.paper import PaperBroker
+from kubetrade.domain.risk import MARKET_PRICE_MARGIN
+from kubetrade.exchange.paper import (
+    DEFAULT_FEE_RATE,
+    DEFAULT_PARTICIPATION,
+    DEFAULT_SLIPPAGE_BPS,
+    PaperBroker,
+)
 from kubetrade.exchange.replay import bundled_candles
 from kubetrade.marketdata.timeframes import timeframe_ms
 from kubetrade.resources import RiskPolicy, load_manifests
+
+
+@dataclass(frozen=True)
+class Friction:
+    """What trading costs in a run: the paper broker's fee and slippage and how much of a
+    candle's volume a resting order may take, plus the engine's sizing margin.
+
+    ``fee_rate``: fraction of each fill's value charged in the quote asset, both sides
+    (0.001 = 0.1%, Binance's spot taker rate without BNB). ``slippage_bps``: market
+    orders fill this many basis points worse than the last price, both sides (buys
+    higher, sells lower). ``participation``: fraction of a candle's volume a resting
+    limit order may fill per candle. ``sizing_margin``: entries are sized so cash pays
+    fees at a price this fraction above the decision price (fixed in the engine; shown
+    so a reader knows why a position is a little smaller than its percentage).
+    """
+
+    fee_rate: Decimal = DEFAULT_FEE_RATE
+    slippage_bps: Decimal = DEFAULT_SLIPPAGE_BPS
+    participation: Decimal = DEFAULT_PARTICIPATION
+    sizing_margin: Decimal = MARKET_PRICE_MARGIN
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.fee_rate < 1):
+            raise ValueError(f"fee rate: {self.fee_rate} must be in [0, 1) (0.001 = 0.1%)")
+        if not (0 <= self.slippage_bps < 10_000):
+            raise ValueError(f"slippage: {self.slippage_bps} bps must be in [0, 10000)")
+        if not (0 < self.participation <= 1):
+            raise ValueError(f"participation: {self.participation} must be in (0, 1]")
+
+    def to_dict(self) -> dict[str, str]:
+        """The report's ``run.friction``: exact decimal strings."""
+        return {"fee_rate": str(self.fee_rate), "slippage_bps": str(self.slippage_bps),
+                "participation": str(self.participation),
+                "sizing_margin": str(self.sizing_margin)}
 
 
 @dataclass
@@ -47,6 +87,8 @@ class ValidationPlan:
     """kubetrade.marketdata.replay_input.StoreRange for ``--replay store``."""
     data_dir: Path | None = None
     """The candle store, whose markets/ holds a refreshed filters snapshot (--datadir)."""
+    friction: Friction = Friction()
+    """Fees, slippage and fill participation of the paper broker (--fee-rate, ...)."""
 
 
 @dataclass
@@ -118,6 +160,7 @@ def engine_and_broker(
     spec = plan.strategy.spec
     quote = next(iter(markets.values())).quote
     cash = Decimal(spec.initial_capital)
+    friction = plan.friction
     engine = TradingEngine(
         plan.strategy.metadata.name,
         create_algorithm(spec.algorithm, spec.parameters, rules=spec.rules),
@@ -125,7 +168,10 @@ def engine_and_broker(
         markets,
         cash,
         quote,
+        fee_rate=friction.fee_rate,
         timeframe_ms=timeframe_ms(spec.timeframe),
     )
-    broker = PaperBroker(markets, {quote: cash})
+    broker = PaperBroker(markets, {quote: cash}, fee_rate=friction.fee_rate,
+                         slippage_bps=friction.slippage_bps,
+                         participation=friction.participation)
     return engine, broker

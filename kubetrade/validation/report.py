@@ -141,6 +141,8 @@ class RunInfo:
     risk: dict[str, Any] = field(default_factory=dict)
     duration_seconds: int | None = None
     validation_run: str = ""
+    friction: dict[str, str] = field(default_factory=dict)
+    """Fee rate, slippage (bps), participation and sizing margin the run traded with."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,6 +158,7 @@ class RunInfo:
             "risk": self.risk,
             "duration_seconds": self.duration_seconds,
             "validation_run": self.validation_run,
+            "friction": self.friction,
             "code_version": code_version(),
         }
 

@@ -36,6 +36,7 @@ def run_info(plan: ValidationPlan, symbols: list[str]) -> RunInfo:
         risk=plan.limits.model_dump(mode="json", by_alias=True),
         duration_seconds=plan.duration_s if plan.mode == "forward" else None,
         validation_run=plan.validation_run,
+        friction=plan.friction.to_dict(),
     )
 
 

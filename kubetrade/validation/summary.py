@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def _pct(value: float | int | None) -> str:
+def _pct(value: float | int | str | None) -> str:
     return "n/a" if value is None else f"{float(value) * 100:.2f}%"
 
 
@@ -30,8 +30,15 @@ def format_summary(report: Mapping[str, Any], location: str = "") -> str:
         f"Sharpe {_fix(m.get('sharpe'))}, max drawdown {_pct(m.get('max_drawdown'))}, "
         f"total return {_pct(m.get('total_return'))}, "
         f"profit factor {_fix(m.get('profit_factor'), 2)}",
-        "  criteria:",
     ]
+    friction = run.get("friction")
+    if friction:
+        lines.append(
+            f"  friction: fee {_pct(friction['fee_rate'])} per fill, slippage "
+            f"{friction['slippage_bps']} bps per market order, limit fills <= "
+            f"{_pct(friction['participation'])} of a candle's volume, entries sized with a "
+            f"{_pct(friction['sizing_margin'])} price margin")
+    lines.append("  criteria:")
     for c in report["criteria"]:
         lines.append(f"    {_explain(c)}")
     if location:
