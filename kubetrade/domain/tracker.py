@@ -134,7 +134,8 @@ class StrategyTracker:
             return TrackerChange(
                 True,
                 now_ms,
-                f"shadow trades while disabled returned {self.shadow_return:.4%} over "
+                # the return read before _enable() reset it (it said 0.0000% before)
+                f"shadow trades while disabled returned {shadow_return:.4%} over "
                 f"{detail['shadow_trades']} trades",
                 detail,
             )
