@@ -230,6 +230,11 @@ class EmergencyOut(_Out):
     acks: dict[str, AckOut] = Field(
         description="Per runner: the last emergency action it carried out."
     )
+    note: str | None = Field(
+        default=None,
+        description="What a change did (kubetrade local: which runners took it in "
+        "process, and whether it is written to Redis yet, e.g. during a Redis outage).",
+    )
 
 
 class EmergencyIn(BaseModel):

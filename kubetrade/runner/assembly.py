@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -334,12 +335,16 @@ async def run_runner(
     desired: DesiredState | None = None,
     namespace: str | None = None,
     api_client: Any | None = None,
+    on_runner: Callable[[Runner], None] | None = None,
 ) -> Runner:
     """Restore (recover, reconcile), apply the emergency and desired state in force,
     then trade until cancelled (or ``options.max_candles``); the runner when it ends.
-    The clients in ``closers`` are closed in every case."""
+    ``on_runner`` is told the runner once restored (kubetrade local hands it the kill
+    switch in process). The clients in ``closers`` are closed in every case."""
     try:
         runner = await Runner.restore(parts)
+        if on_runner is not None:
+            on_runner(runner)
         log.info(
             "runner.market_data",
             strategy=runner.name,

@@ -91,13 +91,18 @@ async def read_redis_emergency(redis: Redis, keys: Keys) -> EmergencyCommand | N
 
 
 async def listen_redis(
-    redis: Redis, keys: Keys, handler: Handler, ready: asyncio.Event | None = None
+    redis: Redis, keys: Keys, handler: Handler, ready: asyncio.Event | None = None,
+    on_subscribed: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
-    """Call ``handler`` for every message on the emergency channel until cancelled."""
+    """Call ``handler`` for every message on the emergency channel until cancelled (or
+    a Redis error: ``listeners.supervised`` starts it again); ``on_subscribed`` runs
+    once subscribed (re-reading the state in force)."""
     pubsub = redis.pubsub()
     await pubsub.subscribe(keys.emergency_channel)
     if ready is not None:
         ready.set()
+    if on_subscribed is not None:
+        await on_subscribed()
     try:
         while True:
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)

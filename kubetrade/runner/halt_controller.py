@@ -55,6 +55,7 @@ class HaltController:
         self.last_emergency = last_emergency
         #: the Emergency generation this runner last acknowledged
         self.acked_generation: int | None = None
+        self.ack_owed = False  # applied, but its ack was not written (Redis down)
         self.log = get_logger("kubetrade.runner", strategy=name, mode=outputs.mode)
 
     def restore(self, snapshot: Mapping[str, Any] | None) -> None:
@@ -85,7 +86,9 @@ class HaltController:
     async def apply_emergency(self, cmd: EmergencyCommand) -> None:
         """Stop / close-all / resume, once per change of action (see module doc)."""
         async with self.lock:
-            if cmd.action == self.last_emergency and cmd.source != "start":
+            # ack_owed: the last apply broke off (Redis down mid-way): redo it whole
+            if cmd.action == self.last_emergency and cmd.source != "start" \
+                    and not self.ack_owed:
                 if cmd.generation is not None and cmd.generation != self.acked_generation:
                     # same action, a new change of the Emergency: acknowledge it too
                     await self._ack(cmd, [])
@@ -100,6 +103,7 @@ class HaltController:
                 return
             previous = self.last_emergency
             self.last_emergency = cmd.action
+            self.ack_owed = True
             if cmd.action == "none" and previous not in EMERGENCY_HALTS:
                 self.log.info("emergency.none_observed", by=cmd.by, source=cmd.source,
                               note="no stop/close-all to lift; halts stay as they are")
@@ -120,11 +124,13 @@ class HaltController:
 
     async def _ack(self, cmd: EmergencyCommand, cancelled: list[str]) -> None:
         """Acknowledge ``cmd`` as this pod, naming the change (generation, since_ms)."""
+        self.ack_owed = True
         await self.store.ack_emergency(
             cmd.action, self.clock.now_ms(), cancelled,
             generation=cmd.generation, since_ms=cmd.since_ms, pod=os.environ.get("POD_NAME"),
         )
         self.acked_generation = cmd.generation
+        self.ack_owed = False
 
     async def _emergency_halt(self, cmd: EmergencyCommand) -> list[str]:
         """Lift (``none``) or set the emergency source; a halt cancels the open orders

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,8 +21,9 @@ from redis.asyncio import Redis
 from kubetrade.domain.clock import Clock
 from kubetrade.logs import get_logger
 from kubetrade.runner.core import Runner
-from kubetrade.runner.emergency import listen_redis, watch_kubernetes
+from kubetrade.runner.emergency import listen_redis, read_redis_emergency, watch_kubernetes
 from kubetrade.runner.kube import watch_object
+from kubetrade.runner.listeners import Resync, supervised
 from kubetrade.runner.spec import limits_from_manifest
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
@@ -49,11 +51,15 @@ async def apply_risk_manifest(runner: Runner, manifest: dict[str, Any] | None, b
 
 
 async def watch_local_desired(
-    redis: Redis, keys: Keys, desired: DesiredState, runner: Runner
+    redis: Redis, keys: Keys, desired: DesiredState, runner: Runner,
+    on_subscribed: Resync | None = None,
 ) -> None:
-    """Follow ``EventType.DESIRED`` events for this runner's Strategy and RiskPolicy."""
+    """Follow ``EventType.DESIRED`` events for this runner's Strategy and RiskPolicy;
+    ``on_subscribed`` runs once subscribed."""
     pubsub = redis.pubsub()
     await pubsub.subscribe(keys.events_channel)
+    if on_subscribed is not None:
+        await on_subscribed()
     try:
         while True:
             msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -101,11 +107,45 @@ def background_tasks(
     namespace: str | None = None,
     api_client: Any | None = None,
 ) -> list[Any]:
-    """The coroutines that run beside the candle loop."""
-    tasks: list[Any] = [listen_redis(redis, keys, runner.apply_emergency)]
+    """The coroutines that run beside the candle loop: every listener supervised
+    (restarted with backoff forever, the state in force re-read once subscribed)."""
+
+    async def resync_emergency() -> None:
+        cmd = await read_redis_emergency(redis, keys)
+        if cmd is not None:
+            await runner.apply_emergency(replace(cmd, source="redis"))
+
+    async def nothing() -> None:
+        return None
+
+    name = runner.name
+    tasks: list[Any] = [supervised(
+        "emergency", name, lambda sub: listen_redis(redis, keys, runner.apply_emergency,
+                                                    on_subscribed=sub),
+        resync_emergency, first_resync=True,
+    )]
     if desired is not None:
-        tasks.append(watch_local_desired(redis, keys, desired, runner))
+        tasks.append(supervised(
+            "desired", name, lambda sub: watch_local_desired(redis, keys, desired, runner, sub),
+            lambda: resync_desired(runner, desired), first_resync=True,
+        ))
     if namespace is not None:
-        tasks.append(watch_kubernetes(namespace, runner.apply_emergency, clock, api_client))
-        tasks.append(watch_cluster_desired(namespace, runner, api_client))
+        tasks.append(supervised(
+            "emergency-resource", name,
+            lambda _sub: watch_kubernetes(namespace, runner.apply_emergency, clock, api_client),
+            nothing,
+        ))
+        tasks.append(supervised(
+            "desired-resources", name,
+            lambda _sub: watch_cluster_desired(namespace, runner, api_client), nothing,
+        ))
     return tasks
+
+
+async def resync_desired(runner: Runner, desired: DesiredState) -> None:
+    """Re-read this runner's Strategy and RiskPolicy and apply them (after a reconnect:
+    a change made while the runner was not listening)."""
+    await apply_strategy_manifest(runner, await desired.get_strategy(runner.name), "desired")
+    await apply_risk_manifest(
+        runner, await desired.get_risk_policy(runner.spec.risk_policy_ref), "desired"
+    )

@@ -53,8 +53,11 @@ async def _set(
     """Write ``action`` with the caller's reason (or ``<path> via API``); a halt
     answers even when Redis is down."""
     reason = body.reason if body is not None else ""
-    await desired.set_emergency(action, user.actor, reason or f"{path} via API")
-    return await _emergency_out(desired, reader, tolerate_redis_down=action != "none")
+    state = await desired.set_emergency(action, user.actor, reason or f"{path} via API")
+    out = await _emergency_out(desired, reader, tolerate_redis_down=action != "none")
+    if state.get("note"):
+        out = out.model_copy(update={"note": str(state["note"])})
+    return out
 
 
 @router.get("/api/emergency", **_ROUTE)

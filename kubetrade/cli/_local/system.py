@@ -32,6 +32,7 @@ from kubetrade.cli._local.embedded_redis import (
     check_reachable,
     redis_url_or_embedded,
 )
+from kubetrade.cli._local.kill_switch import LocalKillSwitch
 from kubetrade.cli._local.market import choose_market_data
 from kubetrade.cli._local.seed import load_risk_policy_file, load_strategy_dir, seed_desired
 from kubetrade.cli._local.stopping import (
@@ -78,7 +79,7 @@ class LocalSystem:
     redis: Redis
     keys: Keys
     clock: SystemClock
-    desired: LocalDesiredState
+    desired: LocalKillSwitch
 
 
 async def run_local(options: LocalOptions) -> int:
@@ -136,7 +137,7 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
     redis = bounded_redis(redis_url, len(strategies))
     keys = keys_from_env()
     clock = SystemClock()
-    desired = LocalDesiredState(redis, keys, clock, check_strategy=strategy_with_defaults)
+    desired = LocalKillSwitch(redis, keys, clock, check_strategy=strategy_with_defaults)
     system = LocalSystem(redis, keys, clock, desired)
     runners: list[asyncio.Task[Any]] = []
     others: list[asyncio.Task[Any]] = []
@@ -259,7 +260,7 @@ async def supervise(
     redis: Redis,
     keys: Keys,
     env: RunnerEnv,
-    desired: LocalDesiredState,
+    desired: LocalKillSwitch,
     stop: asyncio.Event,
 ) -> None:
     """Run one strategy until ``stop``; if it crashes, log why and start it again
@@ -271,6 +272,7 @@ async def supervise(
     delay = 1.0
     while not stop.is_set():
         try:
+            await desired.settled()  # a stop kept while Redis was down is written first
             risk = await desired.get_risk_policy(
                 (manifest.get("spec") or {}).get("riskPolicyRef", "default")
             )
@@ -278,7 +280,8 @@ async def supervise(
                 manifest, redis=redis, keys=keys, env=env, limits_manifest=risk
             )
             parts.market = GatedMarket(parts.market, stop)
-            await run_runner(parts, closers, redis=redis, keys=keys, desired=desired)
+            await run_runner(parts, closers, redis=redis, keys=keys, desired=desired,
+                             on_runner=lambda r: desired.register(name, r.apply_emergency))
             return
         except asyncio.CancelledError:
             raise

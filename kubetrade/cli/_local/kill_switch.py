@@ -1,0 +1,137 @@
+"""The kill switch of ``kubetrade local`` does not depend on Redis being up.
+
+Runners, API and notifier share one process, so a stop or close-all is handed to every
+runner in the process *at once* (their halt is in memory first), and then written to
+Redis. When Redis cannot be written (it is down), the request is kept and written by a
+background task as soon as Redis answers again (retrying with backoff forever), and
+until then :meth:`LocalKillSwitch.get_emergency` answers the kept state and
+:meth:`LocalKillSwitch.settled` holds back any runner (re)start, so no runner starts
+trading from the older state in Redis. A resume needs Redis (it is not kept: the
+older stop must never be lifted by a resume that may not last).
+
+The API's answer says what happened (``note``): applied in process to which runners,
+and whether it is written yet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from kubetrade.logs import get_logger
+from kubetrade.runner.emergency import EmergencyCommand
+from kubetrade.state.desired import LocalDesiredState
+
+log = get_logger("kubetrade.local")
+
+Handler = Callable[[EmergencyCommand], Awaitable[None]]
+HALTS = ("stop", "close-all")
+#: Seconds one in-process apply may take (a runner mid-candle holds its lock).
+APPLY_TIMEOUT_S = 10.0
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+
+
+class LocalKillSwitch(LocalDesiredState):
+    """:class:`LocalDesiredState` whose halts reach the process' runners directly."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._runners: dict[str, Handler] = {}
+        self._kept: dict[str, Any] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    def register(self, name: str, handler: Handler) -> None:
+        """Runner ``name`` takes in-process emergencies through ``handler``."""
+        self._runners[name] = handler
+
+    def unregister(self, name: str) -> None:
+        self._runners.pop(name, None)
+
+    async def settled(self) -> None:
+        """Return once no halt is waiting to be written to Redis."""
+        await self._settled.wait()
+
+    async def get_emergency(self) -> dict[str, Any]:
+        if self._kept is not None:
+            return dict(self._kept)
+        return await super().get_emergency()
+
+    async def set_emergency(self, action: str, actor: str, reason: str) -> dict[str, Any]:
+        if action not in HALTS:
+            state = await super().set_emergency(action, actor, reason)
+            applied = await self._apply(state)
+            return {**state, "note": _note(applied, written=True)}
+        now = self.clock.now_ms()
+        state = {"action": action, "since_ms": now, "by": actor, "reason": reason}
+        applied = await self._apply(state)
+        try:
+            state = await super().set_emergency(action, actor, reason)
+        except (RedisError, OSError) as exc:
+            log.error("local.emergency_kept", action=action, error=str(exc),
+                      note="Redis is unreachable: applied in process, written when it returns")
+            self._keep(state)
+            return {**state, "note": _note(applied, written=False)}
+        return {**state, "note": _note(applied, written=True)}
+
+    async def _apply(self, state: dict[str, Any]) -> list[str]:
+        """Hand ``state`` to every registered runner; the names that took it. A runner
+        whose apply breaks off writing to Redis is halted already (in memory first)."""
+        cmd = EmergencyCommand(str(state["action"]), int(state["since_ms"]),
+                               str(state["by"]), str(state["reason"]), source="local")
+        applied = []
+        for name, handler in list(self._runners.items()):
+            try:
+                await asyncio.wait_for(handler(cmd), APPLY_TIMEOUT_S)
+            except (RedisError, OSError) as exc:
+                log.warning("local.emergency_applied_unwritten", strategy=name, error=str(exc))
+            except Exception as exc:
+                log.exception("local.emergency_apply_failed", strategy=name, error=str(exc))
+                continue
+            applied.append(name)
+        return applied
+
+    def _keep(self, state: dict[str, Any]) -> None:
+        self._kept = state
+        self._settled.clear()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_when_back(), name="emergency-writer")
+
+    async def _write_when_back(self) -> None:
+        delay = RETRY_MIN_S
+        while self._kept is not None:
+            kept = self._kept
+            try:
+                await super().set_emergency(str(kept["action"]), str(kept["by"]),
+                                            str(kept["reason"]))
+            except (RedisError, OSError):
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+                continue
+            log.warning("local.emergency_written", action=kept["action"],
+                        note="the stop kept during the Redis outage is written")
+            if self._kept is kept:
+                self._kept = None
+        self._settled.set()
+
+    async def aclose(self) -> None:
+        """Stop the writer (a kept halt not yet written is logged as lost)."""
+        if self._kept is not None:
+            log.error("local.emergency_unwritten_at_exit", action=self._kept["action"])
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+
+
+def _note(applied: list[str], written: bool) -> str:
+    who = ", ".join(applied) if applied else "no runner"
+    if written:
+        return f"applied in this process to {len(applied)} runner(s) ({who}); written to Redis"
+    return (f"Redis is unreachable: applied in this process to {len(applied)} runner(s) "
+            f"({who}); it will be written to Redis when Redis answers again")

@@ -1,0 +1,112 @@
+"""Issue 17 item 2: the kill switch of `kubetrade local` outlives Redis outages. The
+test runs its own redis-server (append-only file) and stops/starts it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.e2e.local_kit import LocalProc, base_env, local_procs, start
+from tests.e2e.test_local import EXAMPLE_STRATEGIES, _free_port, wait_for
+
+__all__ = ["local_procs"]  # the fixture, imported for pytest
+
+
+class RedisServer:
+    """A redis-server the test stops and starts again on the same port and files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.port, self.dir = _free_port(), directory
+        self.proc: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+             str(self.dir), "--appendonly", "yes", "--save", ""],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: redis.Redis.from_url(self.url).ping(), 20, "redis-server up")
+
+    def stop(self) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        self.proc.wait(20)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    s = RedisServer(tmp_path / "redis")
+    s.start()
+    yield s
+    if s.proc is not None and s.proc.poll() is None:
+        s.stop()
+
+
+def _acks(local: LocalProc, action: str) -> int:
+    body = local.get("/api/emergency").json()
+    return len([a for a in body["acks"].values() if a["action"] == action])
+
+
+def _events(local: LocalProc, event: str) -> list[dict[str, Any]]:
+    out = []
+    for line in local.log.read_text().splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if item.get("event") == event:
+            out.append(item)
+    return out
+
+
+def _start(local_procs: list[subprocess.Popen[bytes]], tmp_path: Path, url: str,
+           interval: str) -> LocalProc:
+    env = base_env(REDIS_URL=url, KUBETRADE_REPLAY_INTERVAL=interval)
+    local = start(local_procs, tmp_path / "local.log", env)
+    local.wait_healthy()
+    wait_for(lambda: len(_events(local, "runner.market_data")) == EXAMPLE_STRATEGIES, 60,
+             "every runner trading")
+    return local
+
+
+def test_a_stop_after_an_outage_between_candles_halts_every_runner(
+    server: RedisServer, tmp_path: Path, local_procs: list[subprocess.Popen[bytes]]
+) -> None:
+    local = _start(local_procs, tmp_path, server.url, "3")
+    server.stop()
+    server.start()
+    wait_for(lambda: len(_events(local, "runner.listener_up")) >= EXAMPLE_STRATEGIES, 30,
+             "the runners' listeners back")
+    answer = local.post("/api/emergency/stop", json={"reason": "after the outage"})
+    assert answer.status_code == 200, answer.text
+    wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 30, "every runner acks")
+    status = local.get("/api/status").json()
+    assert all(s["phase"] == "Halted" for s in status["strategies"]), status
+
+
+def test_a_stop_during_an_outage_is_applied_at_once_and_written_later(
+    server: RedisServer, tmp_path: Path, local_procs: list[subprocess.Popen[bytes]]
+) -> None:
+    local = _start(local_procs, tmp_path, server.url, "0.5")
+    server.stop()
+    answer = local.post("/api/emergency/stop", json={"reason": "during the outage"})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["action"] == "stop"
+    assert body["note"].startswith("Redis is unreachable: applied in this process to")
+    server.start()
+    r = redis.Redis.from_url(server.url, decode_responses=True)
+    wait_for(lambda: any(r.hget(k, "action") == "stop" for k in r.keys("*emergency")), 30,
+             "the kept stop written to Redis")
+    wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 90, "every runner acks")
+    assert local.get("/api/emergency").json()["action"] == "stop"
