@@ -9,6 +9,7 @@ from typing import Any
 from kubetrade.api import schemas as s
 from kubetrade.domain.metrics import compute_metrics
 from kubetrade.domain.models import ClosedTrade
+from kubetrade.domain.twr import combine
 from kubetrade.state.reader import EquityPoint, thin
 
 
@@ -51,21 +52,9 @@ def metrics_out(metrics: Any) -> s.MetricsOut:
 
 def combine_curves(curves: list[list[EquityPoint]]) -> list[EquityPoint]:
     """Total equity over time: at each timestamp, the sum of every strategy's latest
-    equity (strategies count from their first point)."""
-    events = sorted(
-        ((p.ts_ms, i, p.equity) for i, curve in enumerate(curves) for p in curve),
-        key=lambda e: (e[0], e[1]),
-    )
-    latest: dict[int, Decimal] = {}
-    out: list[EquityPoint] = []
-    for ts, i, eq in events:
-        latest[i] = eq
-        total = sum(latest.values(), Decimal(0))
-        if out and out[-1].ts_ms == ts:
-            out[-1] = EquityPoint(ts, total)
-        else:
-            out.append(EquityPoint(ts, total))
-    return out
+    equity (strategies count from their first point, so it steps up when one starts)."""
+    combined = combine([[(p.ts_ms, p.equity) for p in c] for c in curves])
+    return [EquityPoint(ts, eq) for ts, eq in combined.total]
 
 
 def analytics(
@@ -75,18 +64,36 @@ def analytics(
     max_points: int,
 ) -> s.AnalyticsOut:
     """Metrics, P&L and a thinned equity curve (at most ``max_points``) per strategy
-    in ``names`` and over all of them. CPU-bound: callers run it off the event loop."""
+    in ``names`` and over all of them. CPU-bound: callers run it off the event loop.
+
+    Overall: ``equity_curve`` is the total equity (money; it steps up when a strategy
+    starts and brings its capital), while the metrics (return, Sharpe, drawdown) are
+    computed on the *time-weighted* curve of kubetrade.domain.twr, where a strategy
+    enters at its start with its capital, as funds report returns across cash flows
+    (GIPS: time-weighted returns adjusted for external cash flows, geometrically
+    linked; docs/metrics.md). So adding a strategy is never profit.
+    """
     per = {n: _block(trades_by[n], curves[n], max_points) for n in names}
     all_trades = sorted((t for n in names for t in trades_by[n]), key=lambda t: t.exit_ms)
-    combined = combine_curves([curves[n] for n in names])
-    overall = _block(all_trades, combined, max_points)
+    combined = combine([[(p.ts_ms, p.equity) for p in curves[n]] for n in names])
+    overall = _block(
+        all_trades,
+        [EquityPoint(ts, eq) for ts, eq in combined.total],
+        max_points,
+        measured=combined.unit,
+    )
     return s.AnalyticsOut(overall=overall, strategies=per)
 
 
 def _block(
-    trades: list[ClosedTrade], curve: list[EquityPoint], max_points: int
+    trades: list[ClosedTrade],
+    curve: list[EquityPoint],
+    max_points: int,
+    measured: list[tuple[int, Decimal]] | None = None,
 ) -> s.AnalyticsBlock:
-    metrics = compute_metrics(trades, [(p.ts_ms, p.equity) for p in curve])
+    """One block; the metrics come from ``measured`` (default: ``curve`` itself)."""
+    points = measured if measured is not None else [(p.ts_ms, p.equity) for p in curve]
+    metrics = compute_metrics(trades, points)
     return s.AnalyticsBlock(
         metrics=metrics_out(metrics),
         pnl=sum((t.pnl for t in trades), Decimal(0)),

@@ -157,6 +157,10 @@ def position_lines(positions: dict[str, list[dict[str, Any]]]) -> list[str]:
 
 
 def pnl_lines(summaries: dict[str, dict[str, str]]) -> list[str]:
+    """One line per strategy, then (for several) the total: P&L summed, and its return
+    on the capital every strategy started with (each counts from its own start with its
+    own capital, so adding a strategy is not profit; the dashboard's time-weighted
+    return is the figure that also weighs *when* each one started)."""
     lines = []
     total = Decimal(0)
     for name in sorted(summaries):
@@ -170,5 +174,17 @@ def pnl_lines(summaries: dict[str, dict[str, str]]) -> list[str]:
             f"trades {s.get('trades', '0')}, win rate {s.get('win_rate', '?')}"
         )
     if len(summaries) > 1:
-        lines.append(f"Total P&L {signed(total)}")
+        capital = _capital(summaries)
+        on = (f" on capital {money(capital)} ({total / capital * 100:+.2f} %)"
+              if capital else "")
+        lines.append(f"Total P&L {signed(total)}{on}")
     return lines
+
+
+def _capital(summaries: dict[str, dict[str, str]]) -> Decimal | None:
+    """Sum of every strategy's starting capital; None when one is unknown or 0."""
+    try:
+        capital = sum((Decimal(s["starting_cash"]) for s in summaries.values()), Decimal(0))
+    except (KeyError, InvalidOperation):
+        return None
+    return capital if capital > 0 else None
