@@ -9,29 +9,27 @@ resource a shallow copy of that memo, so all handlers reach the same clients wit
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import kopf
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from redis.typing import EncodableT, FieldT
 
 from kubetrade.domain.clock import Clock, SystemClock
-from kubetrade.domain.models import OrderStatus
 from kubetrade.operator.kube import Kube
 from kubetrade.operator.settings import OperatorSettings
+from kubetrade.state import runner_view
 from kubetrade.state.audit import AuditEntry, write_audit
+from kubetrade.state.client import RedisClient, RedisError
+from kubetrade.state.emergency import publish_emergency
 from kubetrade.state.keys import Keys
+from kubetrade.state.schema import EmergencyState
 
 log = logging.getLogger("kubetrade.operator")
 
 ACTOR = "operator"
 MEMO_KEY = "kubetrade"
-_TERMINAL = {s.value for s in OrderStatus if s.is_terminal}
 
 T = TypeVar("T")
 
@@ -42,7 +40,7 @@ class Clients:
 
     settings: OperatorSettings
     kube: Kube
-    redis: Redis | None
+    redis: RedisClient | None
     keys: Keys
     clock: Clock = field(default_factory=SystemClock)
     #: the kubeconfig the operator logs in with (``--kubeconfig``); None: in-cluster
@@ -68,60 +66,53 @@ class Clients:
         except RedisError as exc:
             log.warning("audit not written (%s): %s %s", exc, action, strategy)
 
-    async def _hash(self, key: str) -> dict[str, str]:
-        if self.redis is None:
-            return {}
-        raw: Mapping[Any, Any] = await self.redis.hgetall(key)
-        return {str(k): str(v) for k, v in raw.items()}
-
     async def open_orders(self, strategy: str) -> list[str]:
         """Client ids of the runner's orders that are not terminal (from its Redis state),
         sorted. Raises RedisError."""
-        open_ids = []
-        for cid, text in (await self._hash(self.keys.orders(strategy))).items():
-            try:
-                status = json.loads(text).get("status")
-            except (TypeError, ValueError):
-                continue
-            if status not in _TERMINAL:
-                open_ids.append(cid)
-        return sorted(open_ids)
+        if self.redis is None:
+            return []
+        return await runner_view.open_order_ids(self.redis, self.keys, strategy)
 
     async def positions(self, strategy: str) -> list[str]:
         """Symbols of the runner's open positions, sorted. Raises RedisError."""
-        return sorted(await self._hash(self.keys.positions(strategy)))
+        if self.redis is None:
+            return []
+        return await runner_view.position_symbols(self.redis, self.keys, strategy)
 
     async def summary(self, strategy: str) -> dict[str, str]:
         """The runner's summary hash; {} when there is none or Redis is unreachable."""
+        if self.redis is None:
+            return {}
         try:
-            return await self._hash(self.keys.summary(strategy))
+            return await runner_view.summary_fields(self.redis, self.keys, strategy)
         except RedisError:
             return {}
 
     async def emergency(self) -> dict[str, str]:
         """The emergency hash in force (action, since_ms, by, reason). Raises RedisError."""
-        return await self._hash(self.keys.emergency)
+        if self.redis is None:
+            return {}
+        return await runner_view.emergency_fields(self.redis, self.keys)
 
     async def emergency_acks(self) -> dict[str, str]:
         """Runner -> JSON acknowledgement of the emergency action. Raises RedisError."""
-        return await self._hash(self.keys.emergency_acks)
+        if self.redis is None:
+            return {}
+        return await runner_view.emergency_ack_texts(self.redis, self.keys)
 
     async def forget_acks(self, strategy: str) -> None:
         """Remove ``strategy``'s emergency acknowledgement (the Strategy is deleted: a
         later Strategy of the same name must ack for itself). Raises RedisError."""
         if self.redis is not None:
-            await self.redis.hdel(self.keys.emergency_acks, strategy)
+            await runner_view.forget_emergency_ack(self.redis, self.keys, strategy)
 
     async def publish_emergency(self, message: Mapping[str, Any]) -> None:
-        """Store ``message`` as the emergency hash and publish it to the runners, in one
-        transaction. Raises RedisError."""
+        """Store ``message`` (the fields of an :class:`EmergencyState`) as the emergency
+        hash and publish it to the runners, in one transaction. Raises RedisError."""
         if self.redis is None:
             return
-        fields: dict[FieldT, EncodableT] = {k: str(v) for k, v in message.items()}
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.emergency, mapping=fields)
-            pipe.publish(self.keys.emergency_channel, json.dumps(message))
-            await pipe.execute()
+        state = EmergencyState.from_hash({k: str(v) for k, v in message.items()})
+        await publish_emergency(self.redis, self.keys, state)
 
 
 def memo_of(clients: Clients) -> kopf.Memo:

@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.risk import RiskLimits
 from kubetrade.state.audit import AuditEntry, write_audit
-from kubetrade.state.emergency import read_emergency_state
+from kubetrade.state.emergency import publish_emergency, read_emergency_state
 from kubetrade.state.events import EventType, publish_event
 from kubetrade.state.keys import Keys
 from kubetrade.state.schema import EmergencyState
@@ -266,10 +266,7 @@ async def write_emergency(
     except ValueError as exc:
         raise DesiredStateError(str(exc)) from None
     state = record.as_dict()
-    async with redis.pipeline(transaction=True) as pipe:
-        pipe.hset(keys.emergency, mapping=record.to_hash())  # type: ignore[arg-type]
-        pipe.publish(keys.emergency_channel, record.to_message())
-        await pipe.execute()
+    await publish_emergency(redis, keys, record)
     await write_audit(
         redis,
         keys,

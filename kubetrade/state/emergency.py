@@ -25,6 +25,15 @@ async def read_emergency_state(redis: Redis, keys: Keys) -> EmergencyState | Non
     return EmergencyState.from_hash(raw)
 
 
+async def publish_emergency(redis: Redis, keys: Keys, state: EmergencyState) -> None:
+    """Store ``state`` as the emergency hash and publish it on the change channel, in one
+    transaction (the one encoding runners read, whoever writes). Raises RedisError."""
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.hset(keys.emergency, mapping=state.to_hash())  # type: ignore[arg-type]
+        pipe.publish(keys.emergency_channel, state.to_message())
+        await pipe.execute()
+
+
 class EmergencyWatch:
     """Wakes up on the emergency change channel (``async with`` subscribes, leaving
     unsubscribes). A message only says "something changed": re-read the hash for the
@@ -71,4 +80,4 @@ async def swap_announced(redis: Redis, keys: Keys, marker: str) -> str | None:
     return None if previous is None else str(previous)
 
 
-__all__ = ["EmergencyWatch", "read_emergency_state", "swap_announced"]
+__all__ = ["EmergencyWatch", "publish_emergency", "read_emergency_state", "swap_announced"]

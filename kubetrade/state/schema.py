@@ -96,6 +96,10 @@ class EmergencyState:
     since_ms: int = 0
     by: str = ""
     reason: str = ""
+    #: the Emergency's metadata.generation the operator mirrored (None: written by the
+    #: API, the bot or ``kubetrade local``, or a Redis-only stop); runners echo it in
+    #: their ack. Stored only when set; not part of :meth:`as_dict`.
+    generation: int | None = None
 
     @classmethod
     def new(cls, action: str, since_ms: int, by: str, reason: str) -> EmergencyState:
@@ -119,13 +123,19 @@ class EmergencyState:
         return {"action": self.action, "since_ms": self.since_ms, "by": self.by,
                 "reason": self.reason}
 
+    def _stored(self) -> dict[str, Any]:
+        out = self.as_dict()
+        if self.generation is not None:
+            out["generation"] = self.generation
+        return out
+
     def to_hash(self) -> dict[str, str]:
-        """The ``{p}:emergency`` hash fields."""
-        return {k: str(v) for k, v in self.as_dict().items()}
+        """The ``{p}:emergency`` hash fields (``generation`` only when set)."""
+        return {k: str(v) for k, v in self._stored().items()}
 
     def to_message(self) -> str:
-        """The JSON published on ``{p}:emergency:changes``."""
-        return json.dumps(self.as_dict())
+        """The JSON published on ``{p}:emergency:changes`` (``generation`` only when set)."""
+        return json.dumps(self._stored())
 
     @classmethod
     def from_hash(cls, raw: Mapping[str, str]) -> EmergencyState:
@@ -135,6 +145,7 @@ class EmergencyState:
             since_ms=_int(raw.get("since_ms"), 0) or 0,
             by=raw.get("by", ""),
             reason=raw.get("reason", ""),
+            generation=_int(raw.get("generation")),
         )
 
 
