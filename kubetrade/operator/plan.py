@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubetrade.operator import render
+from kubetrade.operator.checks import symbols_not_allowed
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.operator.status import Conditions, fold_summary
 from kubetrade.resources import RiskPolicySpec, Strategy
@@ -163,6 +164,20 @@ def _risk(strategy: Strategy, observed: StrategyObserved, conds: Conditions) -> 
             now,
         )
         return False
+    excluded = symbols_not_allowed(spec.symbols, observed.policy)
+    if excluded:
+        # reported, not blocking: the other symbols trade, and a policy edit must not
+        # stop a live runner by itself
+        conds.set(
+            "RiskPolicyValid",
+            False,
+            "SymbolsNotAllowed",
+            f"spec.symbols {', '.join(excluded)} not in RiskPolicy {ref!r} "
+            f"spec.allowedSymbols {list(observed.policy.get('allowedSymbols') or [])}: "
+            "every order for them will be refused",
+            now,
+        )
+        return True
     conds.set("RiskPolicyValid", True, "RiskPolicyFound", f"RiskPolicy {ref!r} applies", now)
     return True
 

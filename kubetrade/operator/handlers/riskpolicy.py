@@ -1,4 +1,5 @@
-"""RiskPolicy handlers: the status says which Strategies use the policy.
+"""RiskPolicy handlers: the status says which Strategies use the policy, and a
+``Warning`` condition (with an Event) flags a percentage written as a fraction.
 
 Strategies read their policy through the ``riskpolicy_idx`` index on their own timer, so
 a changed policy reaches them without a handler here.
@@ -10,6 +11,7 @@ from typing import Any
 
 import kopf
 
+from kubetrade.operator.checks import fractional_percentages
 from kubetrade.operator.clients import clients_of
 from kubetrade.operator.handlers.indexes import StrategyIndex, strategies_in
 from kubetrade.operator.handlers.support import write_status
@@ -37,6 +39,14 @@ async def riskpolicy_tick(
     conds = Conditions(status.get("conditions"), meta.get("generation"))
     now = clients_of(memo).clock.now_ms()
     conds.set("Ready", True, "Accepted", f"used by {len(users)} Strategy(ies)", now)
+    fractions = fractional_percentages(dict(body.get("spec") or {}))
+    if fractions:
+        conds.set("Warning", True, "FractionalPercentage", "; ".join(fractions), now)
+    else:
+        conds.set("Warning", False, "NoWarning", "nothing suspicious", now)
+    for flipped in conds.flipped:
+        if flipped["type"] == "Warning" and flipped["status"] == "True":
+            kopf.warn(body, reason=flipped["reason"], message=flipped["message"])
     write_status(
         patch,
         status,

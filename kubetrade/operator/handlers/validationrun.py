@@ -14,13 +14,15 @@ import kopf
 
 from kubetrade.operator import metrics, render
 from kubetrade.operator.clients import Clients, clients_of
-from kubetrade.operator.handlers.indexes import JobIndex, first
+from kubetrade.operator.handlers.indexes import JobIndex, StrategyIndex, first, strategies_in
 from kubetrade.operator.handlers.support import write_status
 from kubetrade.operator.plan import JobObserved
 from kubetrade.operator.status import Conditions
 from kubetrade.resources import GROUP, VERSION, ValidationRun
 
 PLURAL = "validationruns"
+
+Indexes = tuple[JobIndex | None, StrategyIndex | None]
 
 
 def job_status(job: JobObserved) -> dict[str, Any]:
@@ -47,10 +49,29 @@ def complete(conds: Conditions, state: str, job: str, decision: str | None, now:
         conds.set("Complete", False, f"Job{state}", f"Job {job} {state.lower()}", now)
 
 
+def strategy_missing(conds: Conditions, ref: str, exists: bool, has_job: bool, now: int) -> bool:
+    """The ``StrategyFound`` condition; True when the run must wait (no Job yet and its
+    Strategy does not exist: a Job would fail on it)."""
+    if exists:
+        conds.set("StrategyFound", True, "StrategyFound", f"Strategy {ref!r}", now)
+        return False
+    conds.set(
+        "StrategyFound",
+        False,
+        "StrategyNotFound",
+        f"spec.strategyRef: Strategy {ref!r} does not exist in this namespace"
+        + ("" if has_job else "; the run waits for it (no Job is created)"),
+        now,
+    )
+    return not has_job
+
+
 async def reconcile(
-    c: Clients, body: kopf.Body, patch: kopf.Patch, job_idx: JobIndex | None, trigger: str
+    c: Clients, body: kopf.Body, patch: kopf.Patch, indexes: Indexes, trigger: str
 ) -> None:
-    """Create the run's Job unless it exists; report its state and the decision."""
+    """Create the run's Job unless it exists (and once its Strategy exists); report its
+    state and the decision."""
+    job_idx, strategy_idx = indexes
     meta = body["metadata"]
     name, namespace = meta["name"], meta["namespace"]
     status: Mapping[str, Any] = dict(body.get("status") or {})
@@ -61,6 +82,15 @@ async def reconcile(
     )
     job = first(job_idx, (namespace, "validation", name))
     new: dict[str, Any] = {"observedGeneration": meta.get("generation")}
+    ref = run.spec.strategy_ref
+    exists = any(s.name == ref for s in strategies_in(strategy_idx, namespace))
+    if strategy_missing(conds, ref, exists, job is not None, now):
+        for flipped in conds.flipped:
+            if flipped["type"] == "StrategyFound":
+                kopf.warn(body, reason=flipped["reason"], message=flipped["message"])
+        new.update({"phase": "Pending", "conditions": conds.items})
+        write_status(patch, status, new)
+        return
     if job is None:
         manifest = render.validation_job(run, meta["uid"], c.settings)
         if trigger != "timer" or not status.get("job"):
@@ -86,10 +116,11 @@ async def validation_created(
     memo: kopf.Memo,
     reason: str,
     job_idx: JobIndex | None = None,
+    strategy_idx: StrategyIndex | None = None,
     **_: Any,
 ) -> None:
     """Created, or seen again at operator start: reconcile."""
-    await reconcile(clients_of(memo), body, patch, job_idx, str(reason))
+    await reconcile(clients_of(memo), body, patch, (job_idx, strategy_idx), str(reason))
 
 
 async def validation_tick(
@@ -97,10 +128,11 @@ async def validation_tick(
     patch: kopf.Patch,
     memo: kopf.Memo,
     job_idx: JobIndex | None = None,
+    strategy_idx: StrategyIndex | None = None,
     **_: Any,
 ) -> None:
-    """Every interval: follow the Job."""
-    await reconcile(clients_of(memo), body, patch, job_idx, "timer")
+    """Every interval: follow the Job (or wait for the Strategy)."""
+    await reconcile(clients_of(memo), body, patch, (job_idx, strategy_idx), "timer")
 
 
 def register(registry: kopf.OperatorRegistry, interval: float) -> None:

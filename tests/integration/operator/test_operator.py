@@ -382,6 +382,7 @@ def test_emergency_is_mirrored_to_redis_with_acks(operator_bed: OperatorBed) -> 
 def test_validation_run_becomes_a_job_and_status_follows(operator_bed: OperatorBed) -> None:
     bed = operator_bed
     bed.start()
+    bed.apply(strategy("btc-sma"))  # a run on a missing Strategy waits (issue 19)
     bed.apply(
         "apiVersion: kubetrade.io/v1alpha1\nkind: ValidationRun\nmetadata: {name: v1}\n"
         "spec: {strategyRef: btc-sma, replay: bundled}\n"
@@ -498,7 +499,7 @@ def test_failed_validation_job_and_missing_risk_policy(operator_bed: OperatorBed
     bed.start()
     bed.apply(
         "apiVersion: kubetrade.io/v1alpha1\nkind: ValidationRun\nmetadata: {name: v2}\n"
-        "spec: {strategyRef: nowhere, duration: 2h}\n"
+        "spec: {strategyRef: orphan, duration: 2h}\n"
         "---\n" + strategy("orphan", policy="absent")
     )
     job = wait_for(lambda: bed.get("job", "validation-v2"), 30, "validation Job")

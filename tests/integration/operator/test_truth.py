@@ -261,3 +261,66 @@ def test_a_recreated_strategy_does_not_inherit_the_old_numbers(
     st = status(bed, "again")
     assert "trades" not in st and "pnl" not in st, reconciled
     assert st["phase"] == "Starting" and ready(bed, "again")["status"] == "False"
+
+
+def test_two_object_rules_are_reported_as_conditions_and_events(
+    operator_bed: OperatorBed,
+) -> None:
+    bed = operator_bed
+    bed.apply(
+        "apiVersion: kubetrade.io/v1alpha1\nkind: RiskPolicy\nmetadata: {name: narrow}\n"
+        'spec: {stopLossPct: 0.05, dailyLossLimitPct: 3, allowedSymbols: ["ETH/USDT"]}\n'
+    )
+    bed.apply(
+        "apiVersion: kubetrade.io/v1alpha1\nkind: ValidationRun\nmetadata: {name: early}\n"
+        "spec: {strategyRef: later, duration: 2h}\n"
+    )
+    bed.start()
+    bed.apply(strategy("excluded", policy="narrow"))
+
+    # allowedSymbols excludes the Strategy's only symbol: RiskPolicyValid=False + Event
+    cond = wait_for(
+        lambda: (
+            (c := bed.condition("strategy", "excluded", "RiskPolicyValid"))
+            and c["reason"] == "SymbolsNotAllowed"
+            and c
+        ),
+        30,
+        "SymbolsNotAllowed",
+    )
+    assert cond["status"] == "False"
+    assert (
+        "spec.symbols BTC/USDT not in RiskPolicy 'narrow' spec.allowedSymbols" in (cond["message"])
+    )
+
+    # a percentage written as a fraction: a Warning condition and Event on the policy
+    warning = wait_for(lambda: bed.condition("riskpolicy", "narrow", "Warning"), 15, "Warning")
+    assert warning["status"] == "True" and warning["reason"] == "FractionalPercentage"
+    assert "did you mean 5 % rather than 0.05 %?" in warning["message"]
+
+    # a ValidationRun on a Strategy that does not exist waits: a condition, no Job
+    waiting = wait_for(lambda: bed.condition("validationrun", "early", "StrategyFound"), 15, "w")
+    assert waiting["status"] == "False" and waiting["reason"] == "StrategyNotFound"
+    assert (bed.get("validationrun", "early") or {})["status"]["phase"] == "Pending"
+    assert bed.get("job", "validation-early") is None
+
+    def reasons(kind: str, name: str) -> set[str]:
+        return {
+            e["reason"]
+            for e in bed.items("events")
+            if e["involvedObject"]["name"] == name and e["involvedObject"]["kind"] == kind
+        }
+
+    wait_for(
+        lambda: (
+            "SymbolsNotAllowed" in reasons("Strategy", "excluded")
+            and "FractionalPercentage" in reasons("RiskPolicy", "narrow")
+            and "StrategyNotFound" in reasons("ValidationRun", "early")
+        ),
+        15,
+        "the three Warning Events",
+    )
+
+    # the Strategy appears: the run gets its Job
+    bed.apply(strategy("later"))
+    wait_for(lambda: bed.get("job", "validation-early"), 20, "the run's Job")

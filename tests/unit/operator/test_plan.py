@@ -452,3 +452,14 @@ def test_disabling_a_held_runner_is_not_held() -> None:
     )
     plan = plan_strategy(new, seen, SETTINGS)
     assert plan.replicas == 0 and plan.deployment is not None
+
+
+def test_symbols_the_policy_excludes_are_reported_not_blocking() -> None:
+    s = strategy(mode="live")
+    policy = {**FIT, "allowedSymbols": ["ETH/USDT"]}
+    plan = plan_strategy(s, observed(policy=policy, preflight_jobs=live_passed(s)), SETTINGS)
+    c = cond(plan, "RiskPolicyValid")
+    assert (c["status"], c["reason"]) == ("False", "SymbolsNotAllowed")
+    assert "spec.symbols BTC/USDT not in RiskPolicy 'default' spec.allowedSymbols" in c["message"]
+    assert plan.replicas == 1 and not plan.blocked["RiskPolicy"]
+    assert [w["reason"] for w in plan.warnings] == ["SymbolsNotAllowed"]
