@@ -126,6 +126,20 @@ class RiskLimits(BaseModel):
         description="Hours after which an auto-disabled strategy is re-evaluated.",
     )
 
+    stop_loss_on_exchange: bool = Field(
+        default=True,
+        description="Live strategies: keep each position's stop-loss on the exchange as a "
+        "STOP_LOSS_LIMIT sell (replaced when the position changes, cancelled when it is "
+        "sold), so it protects the position while the runner is down; paper ignores it.",
+    )
+    stop_limit_offset_pct: Decimal = Field(
+        default=Decimal("0.5"),
+        ge=0,
+        lt=100,
+        description="The on-exchange stop's limit price, this percent below its stop price "
+        "(room to fill in a falling market).",
+    )
+
     @field_validator("allowed_symbols")
     @classmethod
     def _symbols_look_like_pairs(cls, v: list[str]) -> list[str]:
@@ -171,6 +185,26 @@ def stop_price_for(entry_price: Decimal, limits: RiskLimits) -> Decimal | None:
     if limits.stop_loss_pct <= 0:
         return None
     return entry_price * (HUNDRED - limits.stop_loss_pct) / HUNDRED
+
+
+def stop_limit_for(
+    quantity: Decimal, stop: Decimal | None, market: MarketInfo, limits: RiskLimits
+) -> tuple[Decimal, Decimal, Decimal] | None:
+    """The on-exchange stop of a position of ``quantity`` with stop price ``stop``:
+    (quantity, stop price, limit price) on the exchange's lot and tick grids (both
+    prices rounded down, the limit ``stop_limit_offset_pct`` below the stop), or None
+    when there is no stop or the exchange would refuse the order (below min_qty or
+    min_notional at the limit price)."""
+    if stop is None or stop <= 0:
+        return None
+    qty = floor_to_step(quantity, market.qty_step)
+    trigger = floor_to_step(stop, market.price_step)
+    limit = floor_to_step(
+        trigger * (HUNDRED - limits.stop_limit_offset_pct) / HUNDRED, market.price_step
+    )
+    if limit <= 0 or qty <= 0 or qty < market.min_qty or qty * limit < market.min_notional:
+        return None
+    return qty, trigger, limit
 
 
 def size_entry(
@@ -429,5 +463,6 @@ __all__ = [
     "refuse",
     "round_price",
     "size_entry",
+    "stop_limit_for",
     "stop_price_for",
 ]

@@ -56,6 +56,7 @@ from kubetrade.runner.outputs import RunnerOutputs
 from kubetrade.runner.reconcile import ReconciliationResult, client_id_prefix
 from kubetrade.runner.reconciler import Reconciler
 from kubetrade.runner.spec import RunnerOptions, RunnerParts, RunnerSpec, limits_from_manifest
+from kubetrade.runner.stops import ExchangeStops
 from kubetrade.state.alerts import AlertKind, Severity
 from kubetrade.state.store import Changes, RestoredState, StateStore
 
@@ -146,6 +147,9 @@ class Runner:
             local_orders=self.router.live_orders,
             client_id_prefix=client_id_prefix(make_client_order_id(spec.order_id_source, 0, 0)),
         )
+        # live: each position's stop-loss also rests on the exchange (stops.py)
+        self.stops = None if self.paper is not None or spec.mode != "live" else ExchangeStops(
+            self.router, engine, markets, self.reconciler.prefix)
         self.halt_control = HaltController(
             spec.name, engine, halts=self.halts, router=self.router, store=self.store,
             outputs=self.outputs, clock=self.clock, lock=self._lock,
@@ -190,6 +194,7 @@ class Runner:
                 {"pending_orders": [o.client_order_id for o in pending]},
             )
         await self.recover_orders()
+        await self.protect()
         await self.reconcile_now("start")
         await self._write_summary()
         # Everything loaded so far lives for the whole run: keep it out of the cyclic
@@ -242,6 +247,7 @@ class Runner:
             for order in orders:
                 await self.router.submit(order)
                 self.outputs.decision_latency(time.perf_counter() - t0)
+            await self.protect()
             self.candles_processed += 1
             close_ms = candle.ts_ms + timeframe_ms(self.spec.timeframe)
             self.outputs.candle(symbol, (self.clock.now_ms() - close_ms) / 1000 if live else None)
@@ -274,6 +280,11 @@ class Runner:
     async def recover_orders(self) -> None:
         """Look up every order whose outcome we do not know, by client order id."""
         await self.router.recover()
+
+    async def protect(self) -> None:
+        """Live: the on-exchange stops follow the positions (``ExchangeStops``)."""
+        if self.stops is not None and not self.halts.breaker_open:
+            await self.stops.protect()
 
     async def reconcile_now(self, trigger: str) -> ReconciliationResult:
         """Reconcile with the exchange now (the caller holds the lock when trading)."""

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.engine import TradingEngine
-from kubetrade.domain.models import ClosedTrade, Fill, Order, OrderStatus
+from kubetrade.domain.models import ClosedTrade, Fill, Order, OrderStatus, OrderType
 from kubetrade.exchange.base import (
     CircuitOpen,
     DuplicateOrder,
@@ -41,6 +41,9 @@ from kubetrade.logs import get_logger
 from kubetrade.runner.halts import HaltBook, is_protective_exit
 from kubetrade.runner.outputs import OutputPort
 from kubetrade.state.store import Changes, StateStore
+
+if TYPE_CHECKING:
+    from kubetrade.runner.stops import ExchangeStops
 
 #: Binance answers a trade look-up's start time with the 24 hours after it.
 FILLS_WINDOW_MS = 23 * 3_600_000
@@ -77,6 +80,8 @@ class OrderRouter:
         self.orders: dict[str, Order] = dict(orders)
         self._live = {c for c, o in self.orders.items() if not o.status.is_terminal}
         self.fills_seen: set[str] = set(fills_seen)
+        #: The on-exchange stops (live, when the RiskPolicy asks): lifted before sells.
+        self.stops: ExchangeStops | None = None
         self.log = get_logger("kubetrade.runner", strategy=name, mode=outputs.mode)
 
     # ---- bookkeeping --------------------------------------------------------------------
@@ -117,6 +122,10 @@ class OrderRouter:
         blocked = self.halts.blocked_reason(order)
         if blocked:
             await self._refuse(order, blocked, blocked.split(":")[0])
+            return
+        if self.stops is not None and not await self.stops.sell_allowed(order):
+            await self._refuse(order, "not sent: the on-exchange stop-loss sold first "
+                               "(or could not be cancelled)", "stop_on_exchange")
             return
         try:
             if is_protective_exit(order):
@@ -270,7 +279,8 @@ class OrderRouter:
     async def apply(self, order: Order, fills: list[Fill]) -> None:
         """Order update + new fills -> engine -> one atomic commit -> outputs."""
         new, closed = self._feed_engine(fills)
-        self.engine.on_order_update(order)
+        if order.type is not OrderType.STOP_LOSS_LIMIT:  # a stop is not the engine's order
+            self.engine.on_order_update(order)
         self.track(order)
         await self.store.commit(
             Changes(
@@ -313,9 +323,12 @@ class OrderRouter:
 
     # ---- cancelling and closing ------------------------------------------------------------
     async def cancel_open(self) -> list[str]:
-        """Cancel every live order; the client ids the exchange confirmed cancelled."""
+        """Cancel every live order but the on-exchange stops (they protect what is
+        held; a sell lifts them); the client ids the exchange confirmed cancelled."""
         cancelled: list[str] = []
         for order in self.live_orders():
+            if order.type is OrderType.STOP_LOSS_LIMIT:
+                continue
             try:
                 result = await self.exchange.cancel_order(order.client_order_id, order.symbol)
             except ExchangeError as exc:

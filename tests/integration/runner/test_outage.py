@@ -167,6 +167,7 @@ async def test_lost_answers_after_acceptance_never_duplicate_orders(
     with fake_binance.state.lock:
         remote = {o.client_order_id: o.status.lower() for o in fake_binance.state.orders.values()}
         trades = {str(t.trade_id) for t in fake_binance.state.trades}
+    remote = {c: "open" if s == "new" else s for c, s in remote.items()}  # resting stops
     local = {cid: o.status.value for cid, o in runner.orders.items() if cid in remote}
     assert local == remote  # every order reconciled with the exchange
     assert set(await redis_client.smembers(keys.fills_seen("lossy"))) == trades
