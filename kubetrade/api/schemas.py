@@ -41,15 +41,25 @@ class HealthOut(_Out):
 
 class StrategyStatusOut(_Out):
     name: str
-    phase: str | None = None
+    phase: str | None = Field(default=None, description="What the runner last reported.")
     halted_reason: str | None = None
     updated_ms: int | None = None
+    heartbeat_ms: int | None = Field(
+        default=None, description="When the runner's loop last said it is alive (epoch ms)."
+    )
+    emergency_applied: bool | None = Field(
+        default=None,
+        description="Under an emergency: whether this runner acknowledged carrying out "
+        "the action in force (since it was set); null when none is in force.",
+    )
 
 
 class StatusOut(_Out):
-    status: Literal["running", "stopped", "halted", "idle"] = Field(
-        description="running: at least one runner trades; stopped: emergency stop or "
-        "close-all is in force; halted: every runner is halted; idle: no runner state yet."
+    status: Literal["running", "stopping", "stopped", "halted", "idle"] = Field(
+        description="running: at least one runner trades; stopping: an emergency stop or "
+        "close-all is in force but not every runner has acknowledged carrying it out (see "
+        "strategies[].emergency_applied); stopped: every runner has; halted: every runner "
+        "is halted; idle: no runner state yet."
     )
     emergency: EmergencyAction
     strategies: list[StrategyStatusOut]

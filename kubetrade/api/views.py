@@ -19,14 +19,15 @@ def is_running(phase: str | None) -> bool:
     return (phase or "").lower() in {"running", "trading"}
 
 
-Status = Literal["running", "stopped", "halted", "idle"]
+Status = Literal["running", "stopping", "stopped", "halted", "idle"]
 
 
 def overall_status(action: str, items: list[s.StrategyStatusOut]) -> Status:
-    """``stopped`` under an emergency, ``running`` when a strategy trades unhalted,
-    ``halted`` when none does, ``idle`` with no strategy."""
+    """Under an emergency ``stopped`` once every runner applied it, ``stopping`` until
+    then; else ``running`` when a strategy trades unhalted, ``halted`` when none does,
+    ``idle`` with no strategy."""
     if action != "none":
-        return "stopped"
+        return "stopped" if all(i.emergency_applied for i in items) else "stopping"
     if any(is_running(i.phase) and not i.halted_reason for i in items):
         return "running"
     return "halted" if items else "idle"
@@ -98,3 +99,18 @@ def emergency_out(state: dict[str, Any], acks: dict[str, dict[str, Any]]) -> s.E
             for r, a in acks.items()
         },
     )
+
+
+def emergency_applied(
+    state: dict[str, Any], ack: dict[str, Any] | None
+) -> bool | None:
+    """Did the runner with ``ack`` carry out the emergency ``state`` in force (an ack of
+    its action, written at or after it was set)? None when no emergency is in force."""
+    action = emergency_action(state.get("action"))
+    if action == "none":
+        return None
+    if not ack or ack.get("action") != action:
+        return False
+    since = int(state.get("since_ms") or 0)
+    acked = ack.get("since_ms") if isinstance(ack.get("since_ms"), int) else ack.get("ts_ms")
+    return isinstance(acked, int) and acked >= since

@@ -90,8 +90,7 @@ def test_a_stop_after_an_outage_between_candles_halts_every_runner(
     answer = local.post("/api/emergency/stop", json={"reason": "after the outage"})
     assert answer.status_code == 200, answer.text
     wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 30, "every runner acks")
-    status = local.get("/api/status").json()
-    assert all(s["phase"] == "Halted" for s in status["strategies"]), status
+    _assert_stopped(local)
 
 
 def test_a_stop_during_an_outage_is_applied_at_once_and_written_later(
@@ -110,3 +109,13 @@ def test_a_stop_during_an_outage_is_applied_at_once_and_written_later(
              "the kept stop written to Redis")
     wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 90, "every runner acks")
     assert local.get("/api/emergency").json()["action"] == "stop"
+    _assert_stopped(local)
+
+
+def _assert_stopped(local: LocalProc) -> None:
+    """/api/status says what each runner does: every one halted, having applied it."""
+    status = local.get("/api/status").json()
+    assert status["status"] == "stopped", status
+    assert len(status["strategies"]) == EXAMPLE_STRATEGIES
+    for runner in status["strategies"]:
+        assert runner["phase"] == "Halted" and runner["emergency_applied"] is True, runner

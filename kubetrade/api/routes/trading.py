@@ -21,6 +21,7 @@ from kubetrade.api.routes.common import (
 )
 from kubetrade.api.views import (
     emergency_action,
+    emergency_applied,
     overall_status,
     positions_out,
     trade_out,
@@ -40,10 +41,14 @@ StrategyName = Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=253)
     responses={**AUTH_RESPONSES, **BAD},
 )
 async def status(user: User, reader: Reader, clock: ClockDep) -> s.StatusOut:
-    """Is trading running? ``stopped`` while an emergency stop/close-all is in force."""
+    """What the runners do, per runner: the phase each reported, its heartbeat, and
+    under an emergency whether it acknowledged carrying it out. ``stopped`` only once
+    every runner has (``stopping`` until then)."""
     names = await reader.strategy_names()
     summaries = await reader.summaries(names)
     emergency = await reader.emergency()
+    acks = await reader.emergency_acks() if emergency_action(emergency.get("action")) != "none" \
+        else {}
     action = emergency_action(emergency.get("action"))
     items = [
         s.StrategyStatusOut(
@@ -51,6 +56,8 @@ async def status(user: User, reader: Reader, clock: ClockDep) -> s.StatusOut:
             phase=summaries[n].get("phase") or None,
             halted_reason=summaries[n].get("halted_reason") or None,
             updated_ms=summary_int(summaries[n], "updated_ms"),
+            heartbeat_ms=summary_int(summaries[n], "heartbeat_ms"),
+            emergency_applied=emergency_applied(emergency, acks.get(n)),
         )
         for n in names
     ]

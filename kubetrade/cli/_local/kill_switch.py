@@ -22,9 +22,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from kubetrade.domain.clock import ManualClock
 from kubetrade.logs import get_logger
 from kubetrade.runner.emergency import EmergencyCommand
-from kubetrade.state.desired import LocalDesiredState
+from kubetrade.state.desired import LocalDesiredState, write_emergency
 
 log = get_logger("kubetrade.local")
 
@@ -71,7 +72,7 @@ class LocalKillSwitch(LocalDesiredState):
         state = {"action": action, "since_ms": now, "by": actor, "reason": reason}
         applied = await self._apply(state)
         try:
-            state = await super().set_emergency(action, actor, reason)
+            state = await self._write(state)
         except (RedisError, OSError) as exc:
             log.error("local.emergency_kept", action=action, error=str(exc),
                       note="Redis is unreachable: applied in process, written when it returns")
@@ -96,6 +97,14 @@ class LocalKillSwitch(LocalDesiredState):
             applied.append(name)
         return applied
 
+    async def _write(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Write ``state`` as set when it was requested (its ``since_ms``), the time the
+        runners' in-process acknowledgements name."""
+        return await write_emergency(
+            self.redis, self.keys, str(state["action"]), str(state["by"]),
+            str(state["reason"]), ManualClock(int(state["since_ms"])),
+        )
+
     def _keep(self, state: dict[str, Any]) -> None:
         self._kept = state
         self._settled.clear()
@@ -107,8 +116,7 @@ class LocalKillSwitch(LocalDesiredState):
         while self._kept is not None:
             kept = self._kept
             try:
-                await super().set_emergency(str(kept["action"]), str(kept["by"]),
-                                            str(kept["reason"]))
+                await self._write(kept)
             except (RedisError, OSError):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)

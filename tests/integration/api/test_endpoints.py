@@ -191,7 +191,9 @@ async def test_emergency_stop_close_all_resume(make_api: MakeApi) -> None:
     assert r.json()["by"] == "api:admin"
     assert (await api.redis.hgetall(api.keys.emergency))["action"] == "stop"
     status = (await api.client.get("/api/status", headers=h)).json()
-    assert status["status"] == "stopped"
+    # no runner has acknowledged the stop yet: stopping, not stopped (issue 17)
+    assert status["status"] == "stopping"
+    assert {x["emergency_applied"] for x in status["strategies"]} == {False}
     await api.redis.hset(
         api.keys.emergency_acks,
         "btc-sma",
