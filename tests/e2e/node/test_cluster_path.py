@@ -127,8 +127,12 @@ def test_helm_install_makes_operator_api_and_redis_ready(release: Release) -> No
 
 
 def test_a_strategy_trades_in_a_runner_pod(release: Release) -> None:
-    release.kubectl("apply", "-f", str(ROOT / "examples" / "riskpolicy.yaml"),
-                    "-f", str(ROOT / "examples" / "strategies" / "btc-sma.yaml"))  # fmt: skip
+    release.kubectl("apply", "-f", str(ROOT / "examples" / "riskpolicy.yaml"))
+    # The runbook's hot reload of risk limits: the replayed day has losing streaks, and the
+    # example's 5-losses-in-a-row rule would disable the strategy before the later steps.
+    release.kubectl("patch", "riskpolicy", "default", "--type", "merge",
+                    "-p", '{"spec":{"strategyMaxConsecutiveLosses":0}}')  # fmt: skip
+    release.kubectl("apply", "-f", str(ROOT / "examples" / "strategies" / "btc-sma.yaml"))
     wait_for(
         lambda: any(_ready(p) for p in release.runner_pods("btc-sma")),
         180, "the btc-sma runner pod Ready", release.why,
@@ -161,19 +165,26 @@ def test_a_killed_runner_pod_restores_from_redis_without_duplicate_orders(
     release: Release,
 ) -> None:
     keys, r = Keys(PREFIX), release.redis()
-    before = _consistent(r, keys, "btc-sma")
+    cursor = keys.candle_cursor("btc-sma")
+    trades_before = _trades(release.kubectl("get", "strategies"), "btc-sma")
     old = release.runner_pods("btc-sma")[0]["metadata"]["name"]
     release.kubectl("delete", "pod", old, "--grace-period=0", "--force")
+    # The cursor (open time of the last candle decided on) when the pod died.
+    killed_at = int(r.hget(cursor, "BTC/USDT") or 0)
+    before = _consistent(r, keys, "btc-sma")
     wait_for(
         lambda: any(_ready(p) and p["metadata"]["name"] != old
                     for p in release.runner_pods("btc-sma")),
         180, "a new btc-sma runner pod Ready", release.why,
     )  # fmt: skip
+    # The new pod goes on from the restored cursor: 20 more candles decided after it.
     wait_for(
-        lambda: _consistent(r, keys, "btc-sma")["orders"] > before["orders"],
-        180, "the new pod to trade on from the restored state", release.why,
+        lambda: int(r.hget(cursor, "BTC/USDT") or 0) > killed_at + 20 * 60_000,
+        180, "the new pod to decide candles after the restored cursor", release.why,
     )  # fmt: skip
-    _consistent(r, keys, "btc-sma")
+    after = _consistent(r, keys, "btc-sma")
+    assert after["orders"] >= before["orders"] and after["fills"] >= before["fills"]
+    assert _trades(release.kubectl("get", "strategies"), "btc-sma") >= trades_before
 
 
 def test_the_emergency_stop_is_acknowledged_by_every_runner(release: Release) -> None:
