@@ -67,6 +67,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-sharpe", default=None, help="criterion (default 0.5)")
     p.add_argument("--max-drawdown", default=None,
                    help="criterion, fraction or percent: 0.15 or 15%% (default 0.15)")
+    p.add_argument("--confidence", default=None, choices=["0.9", "0.95", "0.99"],
+                   help="judge Sharpe and win rate only when the threshold lies outside "
+                   "their two-sided confidence interval (else 'insufficient data'); "
+                   "default off (a Sharpe from under 7 days is never judged)")
     p.add_argument("--fee-rate", default=None,
                    help="fee per fill, fraction or percent of its value, both sides: 0.001 or "
                    "0.1%% (default 0.1%%, Binance spot taker)")
@@ -184,6 +188,7 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
         limits = limits_from_file(args.risk_policy_file, None)
     if limits is None:
         limits = RiskPolicySpec().to_limits()
+    from decimal import Decimal
     from pathlib import Path
 
     from kubetrade.cli.data import replay_settings
@@ -197,6 +202,7 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
         limits=limits,
         criteria=_criteria(args, source.spec_criteria),
         friction=_friction(args, source.spec_friction),
+        confidence=Decimal(args.confidence) if args.confidence else None,
         mode="replay" if source.replay else "forward",
         replay_path=replay_path,
         load_options=load_options,

@@ -21,6 +21,15 @@ from typing import Any, Protocol
 GO = "GO"
 NO_GO = "NO-GO"
 
+SHARPE_MIN_DAYS = 7
+"""A Sharpe ratio from fewer days of equity is not judged ("insufficient data"): one
+day of minute returns gives ratios like -123 that say nothing about a strategy."""
+SHARPE_MIN_RETURNS = 30
+"""Nor from fewer than this many returns (the standard error's asymptotics need some)."""
+Z_OF = {Decimal("0.9"): Decimal("1.6449"), Decimal("0.95"): Decimal("1.9600"),
+        Decimal("0.99"): Decimal("2.5758")}
+"""Two-sided normal quantiles of the confidences ``--confidence`` accepts."""
+
 
 class Comparison(StrEnum):
     AT_LEAST = ">="
@@ -199,8 +208,24 @@ class CriterionResult:
     """How far the actual misses the threshold (always positive); None when passed,
     or when the actual is undefined and there is no distance to state."""
     description: str = ""
+    judged: bool = True
+    """False when the sample is too small to judge ("insufficient data"): not passed."""
+    sample: dict[str, Any] | None = None
+    """What the metric rests on: ``trades``, ``days`` (equity span), ``returns``."""
+    standard_error: Decimal | None = None
+    """Standard error of ``actual`` (Sharpe: Lo 2002; win rate: binomial)."""
+    note: str = ""
+    """Why it was not judged."""
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._base_dict()
+        if self.sample is not None:
+            out.update(judged=self.judged, sample=self.sample, note=self.note,
+                       standard_error=None if self.standard_error is None
+                       else float(self.standard_error))
+        return out
+
+    def _base_dict(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "name": self.name,
@@ -215,9 +240,13 @@ class CriterionResult:
     def explain(self) -> str:
         actual = "undefined" if self.actual is None else _fmt(self.key, self.actual)
         threshold = _fmt(self.key, self.threshold)
-        verdict = "PASS" if self.passed else "FAIL"
+        verdict = "PASS" if self.passed else "FAIL" if self.judged else "INSUFFICIENT DATA"
+        if self.standard_error is not None:
+            actual += f" \u00b1 {_fmt(self.key, self.standard_error)} (SE)"
         text = f"{verdict} {self.name}: {actual} (needs {self.comparison.value} {threshold})"
-        if not self.passed:
+        if not self.judged:
+            text += f", not judged: {self.note}"
+        elif not self.passed:
             if self.shortfall is not None:
                 text += f", short by {_fmt(self.key, self.shortfall)}"
             else:
@@ -237,6 +266,11 @@ class GoNoGo:
     @property
     def failed(self) -> tuple[CriterionResult, ...]:
         return tuple(r for r in self.results if not r.passed)
+
+    @property
+    def insufficient(self) -> tuple[CriterionResult, ...]:
+        """Criteria that could not be judged on this sample (part of ``failed``)."""
+        return tuple(r for r in self.results if not r.judged)
 
     def to_dict(self) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.results]
@@ -298,11 +332,74 @@ def evaluate_criterion(
     )
 
 
-def evaluate(metrics: MetricsLike, criteria: Criteria | None = None) -> GoNoGo:
-    """GO only when every criterion passes; the results keep the runbook's order."""
+def _sample(metrics: MetricsLike, spec: CriterionSpec) -> dict[str, Any] | None:
+    """What the criterion's metric rests on, when the metrics say (PerformanceMetrics)."""
+    days = getattr(metrics, "days", None)
+    if days is None:
+        return None
+    trades = int(getattr(metrics, "trades", 0) or 0)
+    if spec.key in ("min_trades", "min_win_rate"):
+        return {"trades": trades, "days": round(float(days), 3)}
+    return {"days": round(float(days), 3), "returns": int(getattr(metrics, "returns", 0))}
+
+
+def _judge(result: CriterionResult, metrics: MetricsLike, z: Decimal | None) -> CriterionResult:
+    """``result`` marked "insufficient data" when its sample cannot support a verdict:
+    Sharpe from under SHARPE_MIN_DAYS days or SHARPE_MIN_RETURNS returns, win rate of no
+    trade, and with a confidence (``z``) a Sharpe or win rate whose threshold lies
+    within z standard errors of the estimate."""
+    sample = _sample(metrics, CRITERIA_BY_KEY[result.key])
+    if sample is None:
+        return result
+    se: Decimal | None = None
+    note = ""
+    if result.key == "min_sharpe":
+        raw_se = getattr(metrics, "sharpe_se", None)
+        se = Decimal(str(raw_se)) if raw_se is not None else None
+        if sample["days"] < SHARPE_MIN_DAYS or sample["returns"] < SHARPE_MIN_RETURNS:
+            note = (f"{sample['days']:g} days, {sample['returns']} returns of equity "
+                    f"(needs {SHARPE_MIN_DAYS} days and {SHARPE_MIN_RETURNS} returns)")
+    elif result.key == "min_win_rate":
+        n = sample["trades"]
+        if n == 0:
+            note = "no trades"
+        elif result.actual is not None:
+            p = result.actual
+            se = (p * (1 - p) / n).sqrt()
+    if not note and z is not None and se is not None and result.actual is not None and (
+        abs(result.actual - result.threshold) < z * se
+    ):
+        note = (f"the threshold is within {z} standard errors of the estimate "
+                f"(not decidable at this confidence)")
+    judged = not note
+    return CriterionResult(
+        result.key, result.name, result.comparison, result.threshold, result.actual,
+        result.passed and judged, result.shortfall if judged else None, result.description,
+        judged=judged, sample=sample, standard_error=se, note=note)
+
+
+CRITERIA_BY_KEY = {c.key: c for c in CRITERIA}
+
+
+def evaluate(
+    metrics: MetricsLike, criteria: Criteria | None = None, confidence: Decimal | None = None
+) -> GoNoGo:
+    """GO only when every criterion passes; the results keep the runbook's order.
+
+    A criterion whose sample cannot support a verdict is "insufficient data" (see
+    ``_judge``): not passed, so the decision is NO-GO, and said so. ``confidence``
+    (0.9, 0.95 or 0.99; None = off) also refuses a Sharpe ratio or win rate whose
+    threshold lies inside its two-sided confidence interval.
+    """
     criteria = criteria or Criteria()
+    z = None
+    if confidence is not None:
+        if confidence not in Z_OF:
+            raise ValueError(f"confidence: {confidence} is not one of 0.9, 0.95, 0.99")
+        z = Z_OF[confidence]
     results = tuple(
-        evaluate_criterion(spec, criteria.threshold(spec.key), _actual(metrics, spec))
+        _judge(evaluate_criterion(spec, criteria.threshold(spec.key), _actual(metrics, spec)),
+               metrics, z)
         for spec in CRITERIA
     )
     decision = GO if all(r.passed for r in results) else NO_GO
@@ -313,6 +410,7 @@ __all__ = [
     "CRITERIA",
     "GO",
     "NO_GO",
+    "SHARPE_MIN_DAYS",
     "Comparison",
     "Criteria",
     "CriterionResult",

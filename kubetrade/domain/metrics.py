@@ -16,6 +16,12 @@ Formulas (also in docs/metrics.md; ratios are fractions, 0.45 means 45%):
                     the curve's timestamps (1m candles: N = 525_600). 0 when fewer than
                     two returns or std is 0. This is empyrical's ``sharpe_ratio`` with
                     ``annualization=N``, which the tests check.
+* ``sharpe_se``     standard error of ``sharpe`` under IID returns, Lo (2002), "The
+                    Statistics of Sharpe Ratios", Financial Analysts Journal 58(4), eq. 9:
+                    SE(SR_period) = sqrt((1 + SR_period^2 / 2) / T), T returns, scaled by
+                    sqrt(N) like the ratio itself. None when the Sharpe ratio is 0 by rule.
+* ``days``          span of the equity curve in days (last - first timestamp), the
+                    sample a time-based statistic rests on; ``returns`` = T.
 * ``profit_factor`` gross profit / gross loss = sum(pnl > 0) / |sum(pnl < 0)|; ``None``
                     when there is no losing trade (undefined, not infinite).
 * ``expectancy``    mean net pnl per trade in quote currency = sum(pnl) / trades
@@ -55,6 +61,9 @@ class PerformanceMetrics:
     gross_loss: Decimal
     net_pnl: Decimal
     periods_per_year: float
+    sharpe_se: float | None = None
+    days: float = 0.0
+    returns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +80,9 @@ class PerformanceMetrics:
             "gross_loss": str(self.gross_loss),
             "net_pnl": str(self.net_pnl),
             "periods_per_year": self.periods_per_year,
+            "sharpe_se": self.sharpe_se,
+            "days": self.days,
+            "returns": self.returns,
         }
 
 
@@ -102,6 +114,15 @@ def sharpe_ratio(returns: Sequence[float], annualization: float) -> float:
     if sd == 0 or math.isnan(sd):
         return 0.0
     return mean / sd * math.sqrt(annualization)
+
+
+def sharpe_standard_error(sharpe: float, returns: int, annualization: float) -> float | None:
+    """Lo (2002) IID standard error of an annualised Sharpe ratio from ``returns``
+    per-period returns (see the module docstring); None when it cannot be stated."""
+    if returns < 2 or annualization <= 0:
+        return None
+    per_period = sharpe / math.sqrt(annualization)
+    return math.sqrt((1 + per_period * per_period / 2) / returns) * math.sqrt(annualization)
 
 
 def max_drawdown(equity: Sequence[float]) -> float:
@@ -159,12 +180,14 @@ def compute_metrics(
     eq = [float(e) for _, e in equity_curve]
     ann = periods_per_year(ts)
     total_return = eq[-1] / eq[0] - 1.0 if len(eq) >= 2 and eq[0] > 0 else 0.0
+    rets = returns_of(eq)
+    sharpe = sharpe_ratio(rets, ann)
     return PerformanceMetrics(
         trades=n,
         wins=wins,
         losses=losses,
         win_rate=wins / n if n else 0.0,
-        sharpe=sharpe_ratio(returns_of(eq), ann),
+        sharpe=sharpe,
         max_drawdown=_exact_max_drawdown([e for _, e in equity_curve], eq),
         total_return=total_return,
         profit_factor=float(gross_profit / gross_loss) if gross_loss > 0 else None,
@@ -173,6 +196,9 @@ def compute_metrics(
         gross_loss=gross_loss,
         net_pnl=net,
         periods_per_year=ann,
+        sharpe_se=sharpe_standard_error(sharpe, len(rets), ann) if sharpe else None,
+        days=(ts[-1] - ts[0]) / 86_400_000 if len(ts) >= 2 else 0.0,
+        returns=len(rets),
     )
 
 
@@ -183,4 +209,5 @@ __all__ = [
     "periods_per_year",
     "returns_of",
     "sharpe_ratio",
+    "sharpe_standard_error",
 ]

@@ -89,6 +89,8 @@ class ValidationPlan:
     """The candle store, whose markets/ holds a refreshed filters snapshot (--datadir)."""
     friction: Friction = Friction()
     """Fees, slippage and fill participation of the paper broker (--fee-rate, ...)."""
+    confidence: Decimal | None = None
+    """--confidence: Sharpe and win rate judged only outside their confidence interval."""
 
 
 @dataclass

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from kubetrade import __version__
-from kubetrade.domain.gonogo import Criteria, GoNoGo, evaluate
+from kubetrade.domain.gonogo import (
+    SHARPE_MIN_DAYS,
+    SHARPE_MIN_RETURNS,
+    Criteria,
+    GoNoGo,
+    evaluate,
+)
 from kubetrade.domain.models import ClosedTrade
 from kubetrade.validation.curve import downsample
 
@@ -174,8 +180,11 @@ def build_report(
     candles: int,
     started_ms: int,
     finished_ms: int,
+    confidence: Decimal | None = None,
 ) -> dict[str, Any]:
-    verdict: GoNoGo = evaluate(metrics, criteria)
+    """The report of one run (see the module docstring); ``confidence`` as in
+    :func:`kubetrade.domain.gonogo.evaluate`."""
+    verdict: GoNoGo = evaluate(metrics, criteria, confidence)
     run_dict = run.to_dict()
     run_dict["data"] = {
         "start_ms": data_start_ms,
@@ -185,11 +194,13 @@ def build_report(
         "candles": candles,
     }
     run_dict["criteria"] = criteria.to_dict()
+    run_dict["judging"] = judging(confidence)
     return {
         "kind": REPORT_KIND,
         "version": REPORT_VERSION,
         "decision": verdict.decision,
         "failed_criteria": [r.explain() for r in verdict.failed],
+        "insufficient_data": [r.name for r in verdict.insufficient],
         "criteria": verdict.to_dict(),
         "metrics": metrics_to_dict(metrics),
         "trades": [trade_to_dict(t) for t in trades],
@@ -201,6 +212,22 @@ def build_report(
         "finished_ms": finished_ms,
         "started": iso(started_ms),
         "finished": iso(finished_ms),
+    }
+
+
+def judging(confidence: Decimal | None) -> dict[str, Any]:
+    """How the criteria were judged: the sample rules and the estimators' sources."""
+    return {
+        "confidence": None if confidence is None else str(confidence),
+        "sharpe_min_days": SHARPE_MIN_DAYS,
+        "sharpe_min_returns": SHARPE_MIN_RETURNS,
+        "sharpe": "annualised, per-candle simple returns of the marked-to-market equity, "
+                  "risk-free 0 (empyrical's sharpe_ratio)",
+        "sharpe_standard_error": "Lo (2002), The Statistics of Sharpe Ratios, FAJ 58(4), "
+                                 "IID returns",
+        "win_rate_standard_error": "binomial, sqrt(p(1-p)/n)",
+        "drawdown": "marked to market: every candle's equity with open positions at the "
+                    "close, not closed trades only",
     }
 
 

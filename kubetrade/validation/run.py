@@ -49,6 +49,7 @@ def finish_report(
     report = build_report(
         run_info(plan, symbols), plan.criteria, metrics, outcome.trades, outcome.equity_curve,
         outcome.data_start_ms, outcome.data_end_ms, outcome.candles, started_ms, finished_ms,
+        plan.confidence,
     )
     report["open_positions_at_end"] = outcome.open_positions
     report["rejected_orders"] = outcome.rejected_orders

@@ -21,9 +21,12 @@ def format_summary(report: Mapping[str, Any], location: str = "") -> str:
     run = report["run"]
     data = run.get("data", {})
     m = report["metrics"]
+    unjudged = report.get("insufficient_data") or []
+    decision = report["decision"] + (f" (insufficient data: {', '.join(unjudged)})"
+                                     if unjudged else "")
     lines = [
         f"Validation of {run['strategy']} ({run['algorithm']} {json.dumps(run['parameters'])})"
-        f": {report['decision']}",
+        f": {decision}",
         f"  data: {run['mode']} {run['source']} {data.get('start')} .. {data.get('end')} "
         f"({data.get('candles')} candles), code {run['code_version']}",
         f"  trades {m.get('trades')}, win rate {_pct(m.get('win_rate'))}, "
@@ -58,10 +61,17 @@ def _explain(c: Mapping[str, Any]) -> str:
             return str(v)
         return _fix(v)
 
-    text = (
-        f"{'PASS' if c['passed'] else 'FAIL'} {c['name']}: {show(c['actual'])} "
-        f"(needs {c['comparison']} {show(c['threshold'])})"
-    )
-    if not c["passed"] and c.get("shortfall") is not None:
+    judged = c.get("judged", True)
+    verdict = "PASS" if c["passed"] else "FAIL" if judged else "INSUFFICIENT DATA"
+    actual = show(c["actual"])
+    if c.get("standard_error") is not None:
+        actual += f" \u00b1 {show(c['standard_error'])} (SE)"
+    text = f"{verdict} {c['name']}: {actual} (needs {c['comparison']} {show(c['threshold'])})"
+    if not judged:
+        text += f", not judged: {c.get('note')}"
+    elif not c["passed"] and c.get("shortfall") is not None:
         text += f", short by {show(c['shortfall'])}"
+    sample = c.get("sample")
+    if sample:
+        text += " [" + ", ".join(f"{v:g} {k}" for k, v in sample.items()) + "]"
     return text
