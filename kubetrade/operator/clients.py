@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import kopf
 
 from kubetrade.domain.clock import Clock, SystemClock
+from kubetrade.operator.backoff import Backoff
 from kubetrade.operator.kube import Kube
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.state import runner_view
@@ -46,6 +47,8 @@ class Clients:
     #: the kubeconfig the operator logs in with (``--kubeconfig``); None: in-cluster
     #: service account or the default kubeconfig
     kubeconfig: str | None = None
+    #: failing objects, retried with backoff (see ``handlers.support.guarded``)
+    backoff: Backoff = field(default_factory=Backoff)
 
     async def close(self) -> None:
         """Close the Redis connection pool and the Kubernetes client."""

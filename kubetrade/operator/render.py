@@ -28,17 +28,35 @@ LIVE_FIELDS = frozenset({"enabled", "closePositionsOnDelete"})
 Manifest = dict[str, Any]
 
 
+def safe_name(text: str, limit: int = 63) -> str:
+    """``text`` as a DNS-1123 label (also a valid label value): dots become dashes and,
+    when that changed it or it is longer than ``limit``, it is cut and ends with 8 hex
+    of the original's SHA-256, so two names never collide. Every name the API accepts
+    (a DNS subdomain, up to 253 characters) gives a valid derived name."""
+    name = text.lower().replace(".", "-")
+    if name == text and len(name) <= limit:
+        return name
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return f"{name[: limit - 9].rstrip('-')}-{digest}"
+
+
 def runner_name(strategy: str) -> str:
-    return f"kubetrade-runner-{strategy}"
+    """The runner Deployment's (and its ServiceAccount's, Role's) name."""
+    return safe_name(f"kubetrade-runner-{strategy}")
 
 
 def preflight_job_name(strategy: str, config_hash: str) -> str:
     """At most 63 characters (a Job's name becomes a label value of its pods)."""
-    return f"preflight-{strategy[:44].rstrip('-')}-{config_hash[:8]}"
+    return f"{safe_name(f'preflight-{strategy}', 54)}-{config_hash[:8]}"
 
 
 def validation_job_name(run: str) -> str:
-    return f"validation-{run}"[:63].rstrip("-")
+    return safe_name(f"validation-{run}")
+
+
+def label_value(name: str) -> str:
+    """An object name as a label value (at most 63 characters, see :func:`safe_name`)."""
+    return safe_name(name)
 
 
 def labels(strategy: str, component: str, mode: str | None = None) -> dict[str, str]:
@@ -382,7 +400,7 @@ def validation_job(run: ValidationRun, uid: str, settings: OperatorSettings) -> 
     job_labels = {
         **labels(spec.strategy_ref, "validation"),
         JOB_LABEL: "validation",
-        VALIDATION_LABEL: run.name,
+        VALIDATION_LABEL: label_value(run.name),
     }
     return {
         "apiVersion": "batch/v1",

@@ -18,6 +18,8 @@ API_VERSION = f"{GROUP}/{VERSION}"
 
 #: DNS-1123 label: what Kubernetes accepts as a name that also ends up in labels.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+#: What the API server accepts as an object name.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 def as_number(value: Decimal) -> int | float:
@@ -60,9 +62,10 @@ class ObjectMeta(BaseModel):
 
     name: str = Field(
         min_length=1,
-        max_length=63,
-        pattern=DNS_LABEL,
-        description="Object name (a DNS-1123 label).",
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Object name (a DNS-1123 subdomain, as the API server accepts; names "
+        "derived from it are made valid labels by the operator).",
     )
     namespace: str | None = Field(default=None, description="Namespace of the object.")
     labels: dict[str, str] = Field(default_factory=dict, description="Labels.")

@@ -22,7 +22,13 @@ from kubetrade.operator.handlers.indexes import (
     RiskPolicyIndex,
     first,
 )
-from kubetrade.operator.handlers.support import timed, write_status
+from kubetrade.operator.handlers.support import (
+    guarded,
+    normal_event,
+    readable,
+    timed,
+    write_status,
+)
 from kubetrade.operator.plan import (
     StrategyObserved,
     StrategyPlan,
@@ -95,7 +101,7 @@ async def execute(c: Clients, body: kopf.Body, patch: kopf.Patch, plan: Strategy
     name = body["metadata"]["name"]
     if plan.preflight_job is not None and await c.kube.create(plan.preflight_job):
         job = plan.preflight_job["metadata"]["name"]
-        kopf.info(body, reason="PreflightStarted", message=f"Job {job}")
+        normal_event(body, "PreflightStarted", f"pre-flight Job {job} created")
     if plan.deployment is not None:
         # the runner's identity first, so its pod never starts without it; the binding
         # after its Role (the API server checks the grant against the Role's rules)
@@ -106,7 +112,7 @@ async def execute(c: Clients, body: kopf.Body, patch: kopf.Patch, plan: Strategy
         await c.kube.apply(plan.deployment)
         metrics.WRITES.labels("Deployment").inc()
         if plan.rolled:
-            kopf.info(body, reason="RunnerRolled", message=f"config changed ({plan.config_hash})")
+            normal_event(body, "RunnerRolled", f"config changed ({plan.config_hash})")
     write_status(patch, body.get("status") or {}, plan.status)
     for rule, blocked in plan.blocked.items():
         metrics.BLOCKED.labels(name, rule).set(1 if blocked else 0)
@@ -130,9 +136,10 @@ async def reconcile(
     except ValidationError as exc:
         meta = body["metadata"]
         status = dict(body.get("status") or {})
-        new = invalid_spec_status(str(exc), status, meta.get("generation"), c.clock.now_ms())
+        message = readable(exc)
+        new = invalid_spec_status(message, status, meta.get("generation"), c.clock.now_ms())
         write_status(patch, status, new)
-        raise kopf.PermanentError(f"invalid Strategy spec: {exc}") from exc
+        raise kopf.PermanentError(f"invalid Strategy spec: {message}") from exc
     observed = await observe(c, body, strategy, trigger, riskpolicy_idx, deployment_idx, job_idx)
     await execute(c, body, patch, plan_strategy(strategy, observed, c.settings))
 
@@ -148,10 +155,9 @@ async def strategy_changed(
     **_: Any,
 ) -> None:
     """Created, changed, or seen again at operator start: reconcile."""
-    work = reconcile(
-        clients_of(memo), body, patch, str(reason), riskpolicy_idx, deployment_idx, job_idx
-    )
-    await timed("Strategy", str(reason), work)
+    c = clients_of(memo)
+    work = reconcile(c, body, patch, str(reason), riskpolicy_idx, deployment_idx, job_idx)
+    await timed("Strategy", str(reason), guarded(c, body, patch, "Strategy", str(reason), work))
 
 
 async def strategy_tick(
@@ -166,10 +172,9 @@ async def strategy_tick(
     """Every interval: reconcile again (a changed RiskPolicy, Job or summary)."""
     if body["metadata"].get("deletionTimestamp"):
         return
-    work = reconcile(
-        clients_of(memo), body, patch, "timer", riskpolicy_idx, deployment_idx, job_idx
-    )
-    await timed("Strategy", "timer", work)
+    c = clients_of(memo)
+    work = reconcile(c, body, patch, "timer", riskpolicy_idx, deployment_idx, job_idx)
+    await timed("Strategy", "timer", guarded(c, body, patch, "Strategy", "timer", work))
 
 
 async def _remove_runner(c: Clients, namespace: str, name: str) -> None:

@@ -15,7 +15,7 @@ import kopf
 from kubetrade.operator import metrics, render
 from kubetrade.operator.clients import Clients, clients_of
 from kubetrade.operator.handlers.indexes import JobIndex, StrategyIndex, first, strategies_in
-from kubetrade.operator.handlers.support import write_status
+from kubetrade.operator.handlers.support import guarded, normal_event, write_status
 from kubetrade.operator.plan import JobObserved
 from kubetrade.operator.status import Conditions
 from kubetrade.resources import GROUP, VERSION, ValidationRun
@@ -80,7 +80,7 @@ async def reconcile(
     run = ValidationRun.model_validate(
         {"metadata": {"name": name, "namespace": namespace}, "spec": dict(body["spec"])}
     )
-    job = first(job_idx, (namespace, "validation", name))
+    job = first(job_idx, (namespace, "validation", render.label_value(name)))
     new: dict[str, Any] = {"observedGeneration": meta.get("generation")}
     ref = run.spec.strategy_ref
     exists = any(s.name == ref for s in strategies_in(strategy_idx, namespace))
@@ -95,7 +95,7 @@ async def reconcile(
         manifest = render.validation_job(run, meta["uid"], c.settings)
         if trigger != "timer" or not status.get("job"):
             if await c.kube.create(manifest):
-                kopf.info(body, reason="JobCreated", message=manifest["metadata"]["name"])
+                normal_event(body, "JobCreated", f"Job {manifest['metadata']['name']}")
         new["job"] = manifest["metadata"]["name"]
         state = "Pending"
     else:
@@ -120,7 +120,9 @@ async def validation_created(
     **_: Any,
 ) -> None:
     """Created, or seen again at operator start: reconcile."""
-    await reconcile(clients_of(memo), body, patch, (job_idx, strategy_idx), str(reason))
+    c = clients_of(memo)
+    work = reconcile(c, body, patch, (job_idx, strategy_idx), str(reason))
+    await guarded(c, body, patch, "ValidationRun", str(reason), work)
 
 
 async def validation_tick(
@@ -132,7 +134,9 @@ async def validation_tick(
     **_: Any,
 ) -> None:
     """Every interval: follow the Job (or wait for the Strategy)."""
-    await reconcile(clients_of(memo), body, patch, (job_idx, strategy_idx), "timer")
+    c = clients_of(memo)
+    work = reconcile(c, body, patch, (job_idx, strategy_idx), "timer")
+    await guarded(c, body, patch, "ValidationRun", "timer", work)
 
 
 def register(registry: kopf.OperatorRegistry, interval: float) -> None:

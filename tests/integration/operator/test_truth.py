@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from kubetrade.state.keys import Keys
@@ -324,3 +325,53 @@ def test_two_object_rules_are_reported_as_conditions_and_events(
     # the Strategy appears: the run gets its Job
     bed.apply(strategy("later"))
     wait_for(lambda: bed.get("job", "validation-early"), 20, "the run's Job")
+
+
+LONG = "a-validation-run-whose-name-is-far-longer-than-sixty-three-characters-v2"
+
+
+def test_every_name_the_api_accepts_is_handled(operator_bed: OperatorBed) -> None:
+    bed = operator_bed
+    bed.apply(POLICY.format(name="default", stop=5))
+    bed.start()
+    bed.apply(strategy("btc.sma.v2"))
+    for run in ("btc-sma.v2", LONG):
+        bed.apply(
+            "apiVersion: kubetrade.io/v1alpha1\nkind: ValidationRun\n"
+            f"metadata: {{name: {run}}}\nspec: {{strategyRef: btc-sma, replay: bundled}}\n"
+        )
+    bed.apply(strategy("btc-sma"))
+
+    # the dotted Strategy gets a runner under a valid, hash-shortened name
+    runners = wait_for(
+        lambda: [
+            d
+            for d in bed.items("deployments", "kubetrade.io/strategy=btc.sma.v2")
+            if d["spec"]["replicas"] == 1
+        ],
+        30,
+        "runner of btc.sma.v2",
+    )
+    assert runners[0]["metadata"]["name"].startswith("kubetrade-runner-btc-sma-v2-")
+    assert status(bed, "btc.sma.v2")["phase"] == "Starting"
+
+    # both runs get their Job (valid names, at most 63 characters) and a phase
+    def job_of(run: str) -> dict[str, Any] | None:
+        st = (bed.get("validationrun", run) or {}).get("status") or {}
+        return bed.get("job", st["job"]) if st.get("job") and st.get("phase") else None
+
+    for run in ("btc-sma.v2", LONG):
+        job = wait_for(partial(job_of, run), 30, f"Job and phase of {run}")
+        assert len(job["metadata"]["name"]) <= 63 and "." not in job["metadata"]["name"]
+
+    # what the operator did is in `kubectl describe` (Normal Events)
+    events = wait_for(
+        lambda: (
+            {e["reason"] for e in bed.items("events") if e["type"] == "Normal"} >= {"JobCreated"}
+            and [e for e in bed.items("events") if e["reason"] == "JobCreated"]
+        ),
+        15,
+        "JobCreated Events",
+    )
+    assert {e["involvedObject"]["name"] for e in events} == {"btc-sma.v2", LONG}
+    assert "Traceback" not in bed.logs()
