@@ -101,15 +101,17 @@ class RiskLimits(BaseModel):
     reference_max_age_seconds: int = Field(
         default=300,
         ge=1,
+        le=86400,  # a larger age turns the stale-price check off
         description="Refuse orders when the reference price is older than this.",
     )
     max_orders_per_interval: int = Field(
         default=10,
         ge=1,
+        le=100000,
         description="Most orders one strategy may send per orderIntervalSeconds.",
     )
     order_interval_seconds: int = Field(
-        default=60, ge=1, description="Window of maxOrdersPerInterval."
+        default=60, ge=1, le=86400, description="Window of maxOrdersPerInterval."
     )
     allowed_symbols: list[str] = Field(
         default_factory=list,
@@ -118,11 +120,13 @@ class RiskLimits(BaseModel):
     strategy_max_consecutive_losses: int = Field(
         default=5,
         ge=0,
+        le=1000,
         description="Disable a strategy after this many losing trades in a row; 0 = never.",
     )
     strategy_re_enable_check_hours: Decimal = Field(
         default=Decimal("24"),
         gt=0,
+        le=8760,
         description="Hours after which an auto-disabled strategy is re-evaluated.",
     )
 
