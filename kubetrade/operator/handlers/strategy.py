@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import logging
+import time
 from typing import Any
 
 import kopf
@@ -16,6 +18,12 @@ from pydantic import ValidationError
 
 from kubetrade.operator import metrics, render
 from kubetrade.operator.clients import Clients, clients_of, or_default
+from kubetrade.operator.deletion import (
+    ABANDON_ANNOTATION,
+    DeleteObserved,
+    DeleteStep,
+    delete_step,
+)
 from kubetrade.operator.handlers.indexes import (
     DeploymentIndex,
     JobIndex,
@@ -36,7 +44,10 @@ from kubetrade.operator.plan import (
     needs_open_orders,
     plan_strategy,
 )
+from kubetrade.operator.status import Conditions
 from kubetrade.resources import GROUP, VERSION, Strategy
+
+log = logging.getLogger("kubetrade.operator")
 
 PLURAL = "strategies"
 BLOCKING_RULES = ("RiskPolicy", "PreflightFailed")
@@ -191,17 +202,65 @@ async def _remove_runner(c: Clients, namespace: str, name: str) -> None:
         await c.kube.delete("v1", "serviceaccounts", namespace, runner)
 
 
+async def _report_delete(c: Clients, body: kopf.Body, step: DeleteStep) -> None:
+    """Phase ``Terminating`` and the ``Ready`` condition on the Strategy's status (written
+    now, not when the handler ends), and an Event."""
+    meta = body["metadata"]
+    status = dict(body.get("status") or {})
+    conds = Conditions(status.get("conditions"), meta.get("generation"))
+    conds.set("Ready", False, step.reason, step.message, c.clock.now_ms())
+    patch = {"status": {"phase": "Terminating", "conditions": conds.items}}
+    await c.kube.merge_patch(
+        f"{GROUP}/{VERSION}", PLURAL, meta["namespace"], meta["name"], patch, "status"
+    )
+    if step.reason == "RunnerStopped":
+        normal_event(body, step.reason, step.message)
+    else:
+        kopf.warn(body, reason=step.reason, message=step.message)
+    log.info("Strategy %s/%s: %s", meta["namespace"], meta["name"], step.message)
+
+
+async def _wait_for_runner(c: Clients, body: kopf.Body, close: bool) -> tuple[DeleteStep, Any]:
+    """Poll (every second, bounded by ``settings.delete_timeout``) until the runner has
+    cancelled its orders (closed its positions), or the abandon annotation is set.
+    Returns the last step and the open order ids seen (None: unknown)."""
+    meta = body["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    started, first = time.monotonic(), True
+    while True:
+        current = await c.kube.get(f"{GROUP}/{VERSION}", PLURAL, namespace, name) or {}
+        annotations = (current.get("metadata") or {}).get("annotations") or {}
+        open_ids = await or_default(c.open_orders(name), None)
+        positions = await or_default(c.positions(name), None) if close else []
+        step = delete_step(
+            DeleteObserved(
+                name=name,
+                open_orders=None if open_ids is None else tuple(open_ids),
+                positions=None if positions is None else tuple(positions),
+                waited_s=time.monotonic() - started,
+                timeout_s=c.settings.delete_timeout,
+                abandon=annotations.get(ABANDON_ANNOTATION) == "true",
+            )
+        )
+        if first or step.done:
+            await _report_delete(c, body, step)
+        if step.done:
+            return step, open_ids
+        first = False
+        await asyncio.sleep(1)
+
+
 async def strategy_deleted(
     body: kopf.Body,
     meta: kopf.Meta,
     spec: kopf.Spec,
     memo: kopf.Memo,
     retry: int,
-    runtime: datetime.timedelta,
     **_: Any,
 ) -> None:
     """Cancel open orders first (through the runner), keep positions unless asked
-    to close them, remove the runner, and record what happened."""
+    to close them, remove the runner, and record what happened. The wait is bounded
+    and shown from its first second (see ``operator/deletion.py``)."""
     c = clients_of(memo)
     name, namespace = meta["name"], meta["namespace"]
     close = bool(spec.get("closePositionsOnDelete", False))
@@ -213,32 +272,16 @@ async def strategy_deleted(
         await c.kube.merge_patch(
             f"{GROUP}/{VERSION}", PLURAL, namespace, name, {"spec": {"enabled": False}}
         )
-    # None = Redis unreachable: the outcome is unknown, so wait as for open orders
-    open_ids = await or_default(c.open_orders(name), None)
-    positions = await or_default(c.positions(name), None) if close else []
-    waited = runtime.total_seconds()
-    pending = open_ids or positions or open_ids is None or positions is None
-    if pending and waited < c.settings.delete_timeout:
-        raise kopf.TemporaryError(
-            "waiting for the runner: "
-            + ("Redis unreachable" if open_ids is None else f"{len(open_ids)} open order(s)")
-            + (f", positions to close: {positions}" if close else ""),
-            delay=1,
-        )
+    step, open_ids = await _wait_for_runner(c, body, close)
     await _remove_runner(c, namespace, name)
     kept = await or_default(c.positions(name), None)
-    if pending:
-        kopf.warn(
-            body,
-            reason="DeleteIncomplete",
-            message=f"after {waited:.0f}s: open orders {open_ids}, positions {positions}",
-        )
     await c.audit(
         "strategy.deleted",
         name,
-        ordersLeftOpen=open_ids,
+        ordersLeftOpen=open_ids if step.pending else [],
         positionsKept=[] if close else kept,
-        positionsNotClosed=positions,
+        positionsNotClosed=kept if close and step.pending else [],
+        outcome=step.reason,
     )
 
 

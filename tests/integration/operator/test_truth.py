@@ -375,3 +375,53 @@ def test_every_name_the_api_accepts_is_handled(operator_bed: OperatorBed) -> Non
     )
     assert {e["involvedObject"]["name"] for e in events} == {"btc-sma.v2", LONG}
     assert "Traceback" not in bed.logs()
+
+
+def test_the_delete_wait_shows_itself_and_has_a_way_out(operator_bed: OperatorBed) -> None:
+    bed = operator_bed
+    r = sync_redis(bed)
+    keys = Keys(bed.prefix)
+    bed.apply(POLICY.format(name="default", stop=5))
+    bed.start()
+    bed.apply(strategy("stuck"))
+    wait_for(lambda: replicas(bed, "stuck") == 1, 30, "runner Deployment")
+    # an order the runner never cancels (its exchange is unreachable, say)
+    r.hset(keys.orders("stuck"), "o-1", json.dumps({"status": "open"}))
+
+    bed.kubectl("delete", "strategy", "stuck", "--wait=false")
+    cond = wait_for(
+        lambda: (
+            (c := bed.condition("strategy", "stuck", "Ready"))
+            and c["reason"] == "WaitingForRunner"
+            and c
+        ),
+        10,
+        "WaitingForRunner",
+    )
+    assert "1 open order(s)" in cond["message"]
+    assert (
+        "kubectl annotate strategy stuck kubetrade.io/abandon-open-orders=true" in (cond["message"])
+    )
+    assert status(bed, "stuck")["phase"] == "Terminating"
+    assert "Terminating" in bed.kubectl("get", "strategies", "stuck")
+    wait_for(
+        lambda: any(
+            e["reason"] == "WaitingForRunner" and e["involvedObject"]["name"] == "stuck"
+            for e in bed.items("events")
+        ),
+        10,
+        "WaitingForRunner Event",
+    )
+
+    # the documented way out
+    bed.kubectl("annotate", "strategy", "stuck", "kubetrade.io/abandon-open-orders=true")
+    wait_for(lambda: bed.get("strategy", "stuck") is None, 15, "Strategy gone")
+    assert bed.get("deployment", "kubetrade-runner-stuck") is None
+    assert any(
+        e["reason"] == "OpenOrdersAbandoned" and e["involvedObject"]["name"] == "stuck"
+        for e in bed.items("events")
+    )
+    deleted = [f for _, f in r.xrange(keys.audit) if f["action"] == "strategy.deleted"][-1]
+    detail = json.loads(deleted["detail"])
+    assert detail["outcome"] == "OpenOrdersAbandoned" and detail["ordersLeftOpen"] == ["o-1"]
+    assert bed.logs().count("failed temporarily") == 0
