@@ -157,12 +157,18 @@ class OrderDesk:
         if guard.halts:
             self.refuse(symbol, Side.BUY, "halted", f"trading halted ({guard.halted_reason})")
             return
-        qty, verdict = size_entry(guard.equity, pf.cash, price, market, self.limits, self.fee_rate)
+        # never more than this strategy's budget (its cash) nor the account's free balance
+        cash = pf.spendable()
+        qty, verdict = size_entry(guard.equity, cash, price, market, self.limits, self.fee_rate)
         if not verdict.ok:
-            self.refuse(symbol, Side.BUY, verdict.rule, verdict.reason, verdict.detail)
+            detail = dict(verdict.detail or {})
+            if cash < pf.cash:
+                detail["account_free"] = pf.account_free
+            self.refuse(symbol, Side.BUY, verdict.rule, verdict.reason, detail)
             return
         if self._passes(symbol, Side.BUY, qty, price, now, self.positions_and_entries()):
             orders.append(self.make_order(symbol, Side.BUY, qty, now, "signal", price))
+            pf.reserve(qty * price * (1 + self.fee_rate))
 
     def _passes(
         self, symbol: str, side: Side, qty: Decimal, price: Decimal, now: int, open_positions: int

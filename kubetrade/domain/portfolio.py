@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from kubetrade.domain.allocation import spendable
 from kubetrade.domain.models import (
     ZERO,
     ClosedTrade,
@@ -97,6 +98,7 @@ class Portfolio:
 
     __slots__ = (
         "_trips",
+        "account_free",
         "cash",
         "dust",
         "fees_paid",
@@ -119,6 +121,20 @@ class Portfolio:
         self.realised_pnl = ZERO
         self.fees_paid = ZERO
         self._trips: dict[str, _RoundTrip] = {}
+        #: The account's free quote balance as last read from the exchange, less the
+        #: entries made since (None: not read; paper: the paper account's). Not books:
+        #: not snapshotted; it only caps what an entry may spend (``spendable``).
+        self.account_free: Decimal | None = None
+
+    def spendable(self) -> Decimal:
+        """What an entry may spend: this strategy's cash (its budget), never more than
+        the account's free quote balance when known (kubetrade.domain.allocation)."""
+        return spendable(self.cash, self.account_free)
+
+    def reserve(self, amount: Decimal) -> None:
+        """An entry of ``amount`` quote was sent: the known free balance is that less."""
+        if self.account_free is not None:
+            self.account_free -= amount
 
     def equity(self, marks: dict[str, Decimal]) -> Decimal:
         """Cash plus every position (and unsellable dust) at its mark price."""

@@ -20,6 +20,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+from kubetrade.domain.allocation import AllocationInputs, allocation_verdict
 from kubetrade.domain.models import Balance, MarketInfo
 
 
@@ -53,6 +54,8 @@ RUNBOOK_CHECKS: tuple[str, ...] = (
     PAPER_VALIDATION,
 )
 OUR_CHECKS: tuple[str, ...] = (NO_WITHDRAWAL_PERMISSION, CLOCK_SKEW)
+# Ours, when the inputs carry an allocation (live: kubetrade.domain.allocation).
+CAPITAL_ALLOCATION = "Capital Allocation"
 
 MIN_BALANCE_USD = Decimal(100)
 # Assets counted as US dollars for the balance check (the runbook: "Verifies USD balance").
@@ -450,11 +453,14 @@ class PreflightInputs:
     min_balance_usd: Decimal = MIN_BALANCE_USD
     strategy_config: Mapping[str, Any] | None = None
     """algorithm, parameters, timeframe: what a GO report must have validated."""
+    allocation: AllocationInputs | None = None
+    """The strategy's budget on the account: adds the Capital Allocation check."""
 
 
 def run_checks(inputs: PreflightInputs, ts_ms: int) -> PreflightReport:
-    """The runbook's eight in its order, then ours."""
-    results = (
+    """The runbook's eight in its order, then ours (Capital Allocation last, when the
+    inputs carry an allocation)."""
+    results: tuple[CheckResult, ...] = (
         check_api_key(inputs.api_key),
         check_balance(inputs.balances, inputs.min_balance_usd, inputs.balances_error),
         check_symbols(inputs.symbols, inputs.markets, inputs.markets_error),
@@ -466,6 +472,9 @@ def run_checks(inputs: PreflightInputs, ts_ms: int) -> PreflightReport:
         check_withdrawal_permission(inputs.permissions),
         check_clock_skew(inputs.local_ms, inputs.server_ms, error=inputs.server_error),
     )
+    if inputs.allocation is not None:
+        status, text = allocation_verdict(inputs.allocation, inputs.balances, inputs.balances_error)
+        results += (CheckResult(CAPITAL_ALLOCATION, CheckStatus(status), text, ours=True),)
     return PreflightReport(
         strategy=inputs.strategy,
         mode=inputs.mode,

@@ -100,6 +100,8 @@ class Reconciler:
     async def _compare(self, trigger: str, now: int) -> ReconciliationResult:
         try:
             balances = await self.exchange.fetch_balances()
+            free = balances.get(self.engine.portfolio.quote_asset)  # caps entries (allocation)
+            self.engine.portfolio.account_free = free.free if free else Decimal(0)
             remote_orders = await self.exchange.fetch_open_orders()
             return reconcile(
                 strategy=self.name, ts_ms=now, trigger=trigger, symbols=self.symbols,

@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from kubetrade.domain.allocation import AllocationInputs
 from kubetrade.domain.models import Balance, MarketInfo
 from kubetrade.domain.preflight import (
     ApiKeyProbe,
@@ -175,10 +176,13 @@ async def gather_inputs(
     clock: Any,
     namespace: str = "",
     strategy_config: Mapping[str, Any] | None = None,
+    allocation: AllocationInputs | None = None,
 ) -> PreflightInputs:
     """Ask the exchange what the checks need; every failure becomes an input, not a crash.
 
-    ``limits`` is anything with the RiskLimits fields (RiskPolicySpec or RiskLimits).
+    ``limits`` is anything with the RiskLimits fields (RiskPolicySpec or RiskLimits);
+    ``allocation`` (the strategy's budget on the account) adds the Capital Allocation
+    check against the balances read here.
     """
     markets, markets_error = await _load_markets(exchange)
     key = await _ask_with_key(exchange, credentials)
@@ -203,6 +207,7 @@ async def gather_inputs(
         server_ms=server_ms,
         server_error=server_error,
         strategy_config=strategy_config,
+        allocation=allocation,
     )
 
 
@@ -215,11 +220,28 @@ async def preflight_strategy(
     reports: Sequence[Mapping[str, Any]],
     clock: Any,
     namespace: str = "",
+    *,
+    committed: Decimal = Decimal(0),
+    reserved_by_others: Decimal = Decimal(0),
 ) -> PreflightReport:
     """All checks for a ``kubetrade.resources.Strategy`` in one call: what the CLI and
     the pre-flight Job run, and what a live runner started without a cluster can call
-    before trading (any FAIL: do not start)."""
+    before trading (any FAIL: do not start).
+
+    A live strategy's ``initialCapital`` is checked against the account's free balance
+    of its quote asset (Capital Allocation): ``committed`` is what of it is already in
+    positions (a restart), ``reserved_by_others`` the other strategies' unspent budgets
+    on the same account, in the quote asset.
+    """
     spec = strategy.spec
+    allocation = None
+    if spec.mode == "live":
+        allocation = AllocationInputs(
+            quote_asset=spec.symbols[0].split("/")[1] if spec.symbols else "USDT",
+            initial_capital=Decimal(str(spec.initial_capital)),
+            committed=committed,
+            reserved_by_others=reserved_by_others,
+        )
     inputs = await gather_inputs(
         strategy=strategy.metadata.name,
         namespace=namespace,
@@ -236,6 +258,7 @@ async def preflight_strategy(
             "parameters": spec.validated_parameters(),
             "timeframe": spec.timeframe,
         },
+        allocation=allocation,
     )
     return run_checks(inputs, ts_ms=clock.now_ms())
 

@@ -23,7 +23,7 @@ GOOD_PASSWORD = "Corr3ct-Horse-Battery-Staple"
 RUNBOOK = ["API Key Validity", "Sufficient Balance", "Symbol Availability",
            "Rate Limit Configured", "Stop-Loss Configured", "Daily Loss Limit",
            "Password Changed", "Paper Validation"]
-OURS = ["API Key Without Withdrawal", "Clock Skew"]
+OURS = ["API Key Without Withdrawal", "Clock Skew", "Capital Allocation"]
 
 
 def strategy_file(tmp_path: Path, symbols: str = '["BTC/USDT"]', risk: str = "{}") -> Path:
@@ -89,7 +89,7 @@ def test_all_pass_against_the_fake_exchange(
     assert [c["name"] for c in report["checks"]] == RUNBOOK + OURS
     assert not_passing(report) == {}, report
     assert code == 0 and report["status"] == "PASS"
-    assert [c["ours"] for c in report["checks"]] == [False] * 8 + [True] * 2
+    assert [c["ours"] for c in report["checks"]] == [False] * 8 + [True] * 3
 
 
 def test_table_output(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -108,7 +108,8 @@ def test_bad_api_key_fails(setup: dict[str, Any], capsys: pytest.CaptureFixture[
     assert code == 1
     # the balance and the key's permissions cannot be read with a refused key either
     assert not_passing(report) == {"API Key Validity": "FAIL", "Sufficient Balance": "FAIL",
-                                   "API Key Without Withdrawal": "WARN"}
+                                   "API Key Without Withdrawal": "WARN",
+                                   "Capital Allocation": "WARN"}
     text = json.dumps(report)
     assert "not-the-secret-0123456789" not in text and "Signature" in text
 
@@ -138,12 +139,30 @@ def test_keys_from_the_secrets_dir_are_used(
 
 def test_balance_below_100_usd_fails(setup: dict[str, Any], capsys: pytest.CaptureFixture[str],
                                      fake_binance: FakeBinance) -> None:
+    # a budget of 100 (initialCapital), so only the runbook's $100 minimum is in play
+    spec = setup["tmp"] / "small.yaml"
+    spec.write_text(
+        setup["spec"].read_text().replace("mode: live", "mode: live\n  initialCapital: 100"))
     fake_binance.set_balance("USDT", "99.99")
-    code, report = preflight(setup, capsys)
-    assert code == 1 and not_passing(report) == {"Sufficient Balance": "FAIL"}
+    code, report = preflight(setup, capsys, spec)
+    assert code == 1 and not_passing(report) == {"Sufficient Balance": "FAIL",
+                                                 "Capital Allocation": "FAIL"}
     fake_binance.set_balance("USDT", "100")
-    code, report = preflight(setup, capsys)
+    code, report = preflight(setup, capsys, spec)
     assert code == 0 and not_passing(report) == {}
+
+
+def test_budget_over_the_free_balance_fails(setup: dict[str, Any],
+                                            capsys: pytest.CaptureFixture[str],
+                                            fake_binance: FakeBinance) -> None:
+    """Capital Allocation (issue 15 item 3): initialCapital 10000 on an account with 9000
+    USDT free is refused, naming both amounts; the runbook's balance check passes."""
+    fake_binance.set_balance("USDT", "9000")
+    code, report = preflight(setup, capsys)
+    assert code == 1 and not_passing(report) == {"Capital Allocation": "FAIL"}
+    [check] = [c for c in report["checks"] if c["name"] == "Capital Allocation"]
+    assert "budget 10000 USDT (initialCapital" in check["message"]
+    assert "free 9000" in check["message"] and check["ours"] is True
 
 
 def test_missing_symbol_fails(setup: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -249,7 +268,8 @@ async def test_results_stored_for_the_api_and_alerts_raised(
     entries = await redis_client.xrange(keys.alerts)
     alerts = [Alert.from_stream(i, f) for i, f in entries]
     assert sorted((a.kind.value, a.data["check"]) for a in alerts) == [
-        ("preflight_fail", "Sufficient Balance"), ("preflight_warn", "Password Changed")]
+        ("preflight_fail", "Capital Allocation"), ("preflight_fail", "Sufficient Balance"),
+        ("preflight_warn", "Password Changed")]
     assert all(a.strategy == "btc-live" for a in alerts)
     assert "changeme" not in json.dumps([a.text for a in alerts]) + json.dumps(stored)
     audit = await redis_client.xrange(keys.audit)
@@ -283,7 +303,7 @@ def test_exchange_down_fails_what_cannot_be_verified(
     assert code == 1
     assert not_passing(report) == {
         "API Key Validity": "FAIL", "Sufficient Balance": "FAIL", "Symbol Availability": "FAIL",
-        "API Key Without Withdrawal": "WARN", "Clock Skew": "WARN"}
+        "API Key Without Withdrawal": "WARN", "Clock Skew": "WARN", "Capital Allocation": "WARN"}
 
 
 async def test_api_serves_the_latest_preflight_and_validation(
