@@ -375,6 +375,7 @@ def test_every_name_the_api_accepts_is_handled(operator_bed: OperatorBed) -> Non
     )
     assert {e["involvedObject"]["name"] for e in events} == {"btc-sma.v2", LONG}
     assert "Traceback" not in bed.logs()
+    assert f"[{bed.ns}/btc.sma.v2] " in bed.logs()  # operator lines name their object
 
 
 def test_the_delete_wait_shows_itself_and_has_a_way_out(operator_bed: OperatorBed) -> None:
