@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from kubetrade.resources.common import DNS_LABEL, CRModel, CRStatus, Num, Resource
+from kubetrade.resources.common import DNS_SUBDOMAIN, CRModel, CRStatus, Num, Resource
 
 DURATION_PATTERN = r"^([0-9]+(s|m|h|d))+$"
 
@@ -57,7 +57,7 @@ class ValidationRunSpec(CRModel):
     strategy_ref: str = Field(
         min_length=1,
         max_length=63,
-        pattern=DNS_LABEL,
+        pattern=DNS_SUBDOMAIN,
         description="Name of the Strategy in this namespace to validate (its spec is copied; "
         "the Strategy itself keeps running as it is).",
     )
