@@ -1,0 +1,176 @@
+"""The local API while runners trade (issue 17 item 7): paced and unpaced bursts against
+a running ``kubetrade local``, p50/p99 beside the runners' decision latency.
+
+What runs: ``kubetrade local`` as a user starts it (embedded Redis in a temporary
+``--data-dir``, the example strategies on bundled candles replayed every
+``--interval`` s, metrics on a free port). Once every runner trades, the load generator
+(aiohttp, this process) sends a mix of dashboard reads (GET /api/status, /api/portfolio,
+/api/positions, /api/trades?limit=50):
+
+1. unpaced: ``--concurrency`` (50) workers back to back for ``--seconds``: req/s, p50, p99;
+2. paced: a fixed ``--rate`` (67 req/s) for ``--seconds``, latency measured from the
+   scheduled send time (a stalled server cannot hide its queue): p50, p99.
+
+Beside each phase: the runners' decision latency over that phase (p50/p99 from the
+``kubetrade_decision_latency_seconds`` histogram's bucket deltas: an upper bound at
+bucket resolution). Client and server share the machine's cores, so the figures are a
+floor. Run: ``.venv/bin/python bench/local_api.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+KUBETRADE = str(Path(sys.executable).with_name("kubetrade"))
+PATHS = ["/api/status", "/api/portfolio", "/api/positions", "/api/trades?limit=50"]
+METRIC = "kubetrade_decision_latency_seconds_bucket"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def buckets(session: aiohttp.ClientSession, url: str) -> dict[float, float]:
+    """Cumulative decision-latency bucket counts (summed over strategies) by bound."""
+    out: dict[float, float] = {}
+    async with session.get(url) as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith(METRIC):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                bound = float("inf") if le == "+Inf" else float(le)
+                out[bound] = out.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def bucket_pct(before: dict[float, float], after: dict[float, float], q: float) -> str:
+    delta = sorted((b, after.get(b, 0.0) - before.get(b, 0.0)) for b in after)
+    total = delta[-1][1] if delta else 0.0
+    if total <= 0:
+        return "n/a (no decisions)"
+    bound = next(b for b, n in delta if n >= q * total)
+    return f"<= {bound * 1000:.1f} ms ({int(total)} decisions)"
+
+
+async def unpaced(session: aiohttp.ClientSession, base: str, workers: int,
+                  seconds: float) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    end = time.perf_counter() + seconds
+    paths = itertools.cycle(PATHS)
+
+    async def worker() -> None:
+        nonlocal errors
+        while time.perf_counter() < end:
+            t0 = time.perf_counter()
+            async with session.get(base + next(paths)) as r:
+                await r.read()
+                errors += r.status != 200
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(worker() for _ in range(workers)))
+    return latencies, errors
+
+
+async def paced(session: aiohttp.ClientSession, base: str, rate: float,
+                seconds: float) -> tuple[list[float], int]:
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter()
+
+    async def one(scheduled: float, path: str) -> None:
+        nonlocal errors
+        await asyncio.sleep(max(0.0, scheduled - time.perf_counter()))
+        async with session.get(base + path) as r:
+            await r.read()
+            errors += r.status != 200
+        latencies.append(time.perf_counter() - scheduled)
+
+    n = int(rate * seconds)
+    paths = itertools.cycle(PATHS)
+    await asyncio.gather(*(one(start + i / rate, next(paths)) for i in range(n)))
+    return latencies, errors
+
+
+async def wait_trading(session: aiohttp.ClientSession, base: str, metrics: str) -> None:
+    for _ in range(600):
+        try:
+            if sum((await buckets(session, metrics)).values()) > 0:
+                return
+        except aiohttp.ClientError:
+            pass
+        await asyncio.sleep(0.2)
+    raise SystemExit("kubetrade local did not start trading within 120 s")
+
+
+async def measure(args: argparse.Namespace, base: str, metrics: str) -> None:
+    conn = aiohttp.TCPConnector(limit=args.concurrency)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        await wait_trading(session, base, metrics)
+        print(f"kubetrade local: {len(PATHS)} read endpoints in turn; candles every "
+              f"{args.interval} s per runner")
+        phases = [("unpaced", unpaced(session, base, args.concurrency, args.seconds)),
+                  ("paced", paced(session, base, args.rate, args.seconds))]
+        for name, run in phases:
+            before = await buckets(session, metrics)
+            t0 = time.perf_counter()
+            latencies, errors = await run
+            took = time.perf_counter() - t0
+            after = await buckets(session, metrics)
+            label = (f"concurrency {args.concurrency}" if name == "unpaced"
+                     else f"{args.rate:g} req/s scheduled")
+            print(f"{name:8} {label}: {len(latencies) / took:7.1f} req/s, "
+                  f"p50 {statistics.median(latencies) * 1000:7.1f} ms, "
+                  f"p99 {pct(latencies, 0.99) * 1000:7.1f} ms, errors {errors}")
+            print(f"{'':8} runners' decision latency meanwhile: p50 "
+                  f"{bucket_pct(before, after, 0.5)}, p99 {bucket_pct(before, after, 0.99)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=67.0)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--interval", type=float, default=0.05,
+                        help="seconds between replayed candles (default 0.05)")
+    args = parser.parse_args()
+    port, metrics_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as data:
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("REDIS_URL", "DASHBOARD_PASSWORD", "TELEGRAM_BOT_TOKEN")}
+        env.update(METRICS_PORT=str(metrics_port), KUBETRADE_REPLAY_INTERVAL=str(args.interval))
+        proc = subprocess.Popen(
+            [KUBETRADE, "local", "--port", str(port), "--market-data", "replay:bundled",
+             "--data-dir", data, "--strategies", str(REPO / "examples" / "strategies")],
+            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            asyncio.run(measure(args, f"http://127.0.0.1:{port}",
+                                f"http://127.0.0.1:{metrics_port}/metrics"))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
