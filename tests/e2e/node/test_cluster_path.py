@@ -143,7 +143,7 @@ def test_a_strategy_trades_in_a_runner_pod(release: Release) -> None:
         lambda: release.why() + release.kubectl("logs", "deploy/kubetrade-runner-btc-sma",
                                                 "--tail", "30", check=False),
     )  # fmt: skip
-    print("\n" + table)
+    print(f"\n{table}")
     status = (release.get("strategy", "btc-sma") or {})["status"]
     assert status["phase"] == "Running"
     assert status["pnl"]
@@ -215,8 +215,12 @@ def test_a_validation_run_job_completes_with_a_decision(release: Release) -> Non
     assert status["decision"] in ("GO", "NO-GO")
     report = release.get("configmap", status["reportConfigMap"])
     assert report and report["data"], status
-    job = release.get("job", status["job"])
-    assert job and job["status"].get("succeeded") == 1
+    # `kubetrade validate` writes the decision before its pod exits; the Job follows.
+    wait_for(
+        lambda: ((release.get("job", status["job"]) or {}).get("status", {})
+                 .get("succeeded") == 1),
+        120, "the validation Job to complete", release.why,
+    )  # fmt: skip
 
 
 def test_deleting_a_strategy_goes_through_the_finalizer(release: Release) -> None:
