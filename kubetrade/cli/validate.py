@@ -81,6 +81,8 @@ def register(subparsers: Any) -> None:
                    help="largest share of a candle's volume a resting limit order fills per "
                    "candle, fraction or percent (default 10%%)")
     p.add_argument("--report-dir", default="data", help="where the JSON report goes (data/)")
+    p.add_argument("--no-html", action="store_true",
+                   help="do not write the HTML page (plots) beside the JSON report")
     p.set_defaults(func=run)
 
 
@@ -264,11 +266,17 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     plan, api, reporter = build_plan(args)
     wall = SystemClock()
     started = wall.now_ms()
+    page = ""
     try:
         on_update = (lambda pct, eta, text: reporter.progress(text)) if reporter else None
         report = run_plan(plan, wall, started, on_update)
         try:
-            location = str(write_report(report, args.report_dir, report["finished_ms"]))
+            written = write_report(report, args.report_dir, report["finished_ms"])
+            location = str(written)
+            if not args.no_html:
+                from kubetrade.validation.html import write_html
+
+                page = f"\n  page: {write_html(report, written)}"
         except OSError as exc:
             if reporter is None:
                 raise
@@ -281,7 +289,7 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
 
             cm = report_config_map_name(reporter.name)
             location = f"{location} (ConfigMap {args.namespace}/{cm})"
-        summary = format_summary(report, location)
+        summary = format_summary(report, location) + page
         if reporter is not None:
             reporter.finish(report, summary)
         print(summary, flush=True)

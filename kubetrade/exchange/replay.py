@@ -106,21 +106,13 @@ def run_replay(
     close time) plus the last one. Engine events are drained as the loop goes; they are
     kept in the result only when ``keep_events`` (a long replay makes many).
     """
-    if symbol is None:
-        if len(engine.markets) != 1:
-            raise ValueError(
-                f"symbol is required when the engine trades {len(engine.markets)} markets"
-            )
-        symbol = next(iter(engine.markets))
+    symbol = symbol or _only_symbol(engine)
     total = len(candles)
     result = ReplayResult()
     if total == 0:
         return result
     interval = engine.timeframe_ms or (
-        min(b.ts_ms - a.ts_ms for a, b in pairwise(candles[:3]))
-        if total > 1
-        else 60_000
-    )
+        min(b.ts_ms - a.ts_ms for a, b in pairwise(candles[:3])) if total > 1 else 60_000)
     curve = result.equity_curve
     prepare = getattr(engine.strategy, "prepare", None)
     if prepare is not None:  # the algorithm may precompute in bulk (rules); no look-ahead
@@ -151,6 +143,12 @@ def run_replay(
     if on_progress is not None:
         on_progress(total, total)
     return result
+
+
+def _only_symbol(engine: TradingEngine) -> str:
+    if len(engine.markets) != 1:
+        raise ValueError(f"symbol is required when the engine trades {len(engine.markets)} markets")
+    return next(iter(engine.markets))
 
 
 class CandleFeeder:

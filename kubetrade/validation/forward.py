@@ -21,7 +21,12 @@ from kubetrade.exchange.binance import BinanceExchange
 from kubetrade.exchange.paper import PaperBroker
 from kubetrade.exchange.replay import run_replay
 from kubetrade.marketdata.timeframes import timeframe_ms
-from kubetrade.validation.plan import RunOutcome, ValidationPlan, engine_and_broker
+from kubetrade.validation.plan import (
+    RunOutcome,
+    ValidationPlan,
+    engine_and_broker,
+    open_positions,
+)
 
 log = logging.getLogger("kubetrade.validation")
 
@@ -183,6 +188,7 @@ class _ForwardRun:
             data_end_ms=self.curve[-1][0] if self.curve else None,
             open_positions=len(self.engine.positions),
             rejected_orders=self.rejected,
+            positions=open_positions(self.engine),
         )
 
 

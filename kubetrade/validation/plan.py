@@ -107,6 +107,27 @@ class RunOutcome:
     rejected_orders: int
     data_quality: dict[str, Any] | None = None
     """The candle loader's report (gaps, duplicates, sorting, resampling) of a replay."""
+    positions: list[dict[str, Any]] | None = None
+    """Positions left open at the end (:func:`open_positions`)."""
+    prices: list[tuple[int, float]] | None = None
+    """A replay's close prices (ms, price), at most a few thousand, for the plots."""
+    first_close: Decimal | None = None
+    last_close: Decimal | None = None
+    """A replay's first and last close (the buy-and-hold benchmark)."""
+
+
+def open_positions(engine: TradingEngine) -> list[dict[str, Any]]:
+    """Each position left open: quantity, average price, last mark, entry fees paid and
+    the unrealised P&L at the mark (net of the entry fees, before any exit fee)."""
+    out = []
+    marks = engine.marks
+    for sym, pos in sorted(engine.positions.items()):
+        mark = marks.get(sym, pos.average_price)
+        out.append({"symbol": sym, "quantity": str(pos.quantity),
+                    "average_price": str(pos.average_price), "mark": str(mark),
+                    "opened_ms": pos.opened_ms, "entry_fees": str(pos.fees),
+                    "unrealised_pnl": str(pos.quantity * (mark - pos.average_price) - pos.fees)})
+    return out
 
 
 def parse_duration(text: str) -> int:

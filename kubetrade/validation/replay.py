@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pyarrow as pa
+
 from kubetrade.domain.clock import ManualClock
 from kubetrade.exchange.replay import run_replay
 from kubetrade.marketdata.filters import load_best
+from kubetrade.marketdata.frame import CandleFrame
 from kubetrade.marketdata.replay_input import replay_candles
 from kubetrade.validation.fast_replay import replay_fast
-from kubetrade.validation.plan import RunOutcome, ValidationPlan, engine_and_broker
+from kubetrade.validation.plan import (
+    RunOutcome,
+    ValidationPlan,
+    engine_and_broker,
+    open_positions,
+)
 
 
 def replay(
@@ -40,4 +48,23 @@ def replay(
         open_positions=len(engine.positions),
         rejected_orders=result.rejected,
         data_quality=candles.report.to_dict(),
+        positions=open_positions(engine),
+        prices=price_points(candles),
+        first_close=candles[0].close,
+        last_close=candles[-1].close,
     )
+
+
+PRICE_POINTS = 4000
+
+
+def price_points(frame: CandleFrame, limit: int = PRICE_POINTS) -> list[tuple[int, float]]:
+    """At most ``limit`` evenly spaced (open time ms, close) of ``frame``, plus the last."""
+    n = len(frame)
+    step = max(1, -(-n // limit))
+    picked = frame.table.take(pa.array(range(0, n, step), pa.int64()))
+    out = list(zip(picked.column("timestamp_ms").to_pylist(),
+                   picked.column("close").to_pylist(), strict=True))
+    if (n - 1) % step:
+        out.append((frame[-1].ts_ms, float(frame[-1].close)))
+    return out

@@ -13,6 +13,13 @@ from typing import Any
 
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.metrics import compute_metrics
+from kubetrade.validation.analysis import (
+    breakdowns,
+    buy_and_hold,
+    figures,
+    period_returns,
+    slippage_paid,
+)
 from kubetrade.validation.plan import RunOutcome, ValidationPlan
 from kubetrade.validation.progress import Progress
 from kubetrade.validation.replay import replay
@@ -52,10 +59,27 @@ def finish_report(
         plan.confidence,
     )
     report["open_positions_at_end"] = outcome.open_positions
+    report["open_positions"] = outcome.positions or []
     report["rejected_orders"] = outcome.rejected_orders
+    report["analysis"] = analyse(plan, outcome, metrics)
     if outcome.data_quality is not None:
         report["data_quality"] = outcome.data_quality
     return report
+
+
+def analyse(plan: ValidationPlan, outcome: RunOutcome, metrics: Any) -> dict[str, Any]:
+    """The report's ``analysis``: breakdowns, further figures, friction paid, benchmark."""
+    trades, curve = outcome.trades, outcome.equity_curve
+    out: dict[str, Any] = breakdowns(trades)
+    out["returns_by"] = {p: period_returns(curve, p) for p in ("day", "week", "month")}
+    out.update(figures(trades, curve, metrics.max_drawdown, metrics.periods_per_year))
+    out["slippage_paid_estimate"] = str(slippage_paid(trades, plan.friction.slippage_bps))
+    capital = Decimal(plan.strategy.spec.initial_capital)
+    out["buy_and_hold"] = (
+        buy_and_hold(outcome.first_close, outcome.last_close, capital, plan.friction.fee_rate)
+        if outcome.first_close is not None and outcome.last_close is not None else None)
+    out["price_curve"] = [[ts, p] for ts, p in outcome.prices or []]
+    return out
 
 
 def run_plan(

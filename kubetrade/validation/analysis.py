@@ -1,0 +1,187 @@
+"""What the report explains a verdict with: trades grouped (symbol, exit reason, day,
+week, month), return and risk figures beyond the gate's four, and the benchmark.
+
+Pure: closed trades and the full equity curve in, JSON-ready dicts out. Money is exact
+(Decimal, written as strings); ratios are floats. Sources of each figure are in
+docs/metrics.md: CAGR (compound annual growth over a 365-day year), Sortino and Price
+(1994) with a 0 target (empyrical's ``sortino_ratio``), Calmar = CAGR / max drawdown
+(Young 1991), SQN = sqrt(n) * mean(pnl) / std(pnl) (Van Tharp), longest drawdown =
+longest time from a peak of the marked-to-market equity until it is regained.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from itertools import pairwise
+from typing import Any
+
+from kubetrade.domain.models import ZERO, ClosedTrade
+from kubetrade.validation.report import iso
+
+DAY_MS = 86_400_000
+
+
+def _group(trades: Sequence[ClosedTrade], key: Callable[[ClosedTrade], str]
+           ) -> dict[str, dict[str, Any]]:
+    """Per key: trades, wins, win rate, net P&L, fees (money as exact strings)."""
+    acc: dict[str, list[ClosedTrade]] = {}
+    for t in trades:
+        acc.setdefault(key(t), []).append(t)
+    out: dict[str, dict[str, Any]] = {}
+    for k in sorted(acc):
+        group = acc[k]
+        wins = sum(1 for t in group if t.pnl > 0)
+        out[k] = {"trades": len(group), "wins": wins, "win_rate": wins / len(group),
+                  "net_pnl": str(sum((t.pnl for t in group), ZERO)),
+                  "fees": str(sum((t.fees for t in group), ZERO))}
+    return out
+
+
+def _day(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d")
+
+
+def _week(ms: int) -> str:
+    y, w, _ = datetime.fromtimestamp(ms / 1000, tz=UTC).isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def _month(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m")
+
+
+PERIODS: dict[str, Callable[[int], str]] = {"day": _day, "week": _week, "month": _month}
+
+
+def breakdowns(trades: Sequence[ClosedTrade]) -> dict[str, Any]:
+    """Trades by symbol, by exit reason, and by the UTC day, ISO week and month of their
+    exit."""
+    out: dict[str, Any] = {"by_symbol": _group(trades, lambda t: t.symbol),
+                           "by_exit_reason": _group(trades, lambda t: t.exit_reason)}
+    for name, label in PERIODS.items():
+        out[f"by_{name}"] = _group(trades, _by_exit(label))
+    return out
+
+
+def _by_exit(label: Callable[[int], str]) -> Callable[[ClosedTrade], str]:
+    return lambda t: label(t.exit_ms)
+
+
+def period_returns(curve: Sequence[tuple[int, Decimal]], period: str) -> dict[str, float]:
+    """Equity return of each period (UTC day/week/month by the point's time): its last
+    equity over the last equity before it (the first period: over the first point)."""
+    label = PERIODS[period]
+    out: dict[str, float] = {}
+    if not curve:
+        return out
+    base = float(curve[0][1])
+    current = label(curve[0][0])
+    last = base
+    next_check = (curve[0][0] // DAY_MS + 1) * DAY_MS
+    for ts, eq in curve:
+        if ts >= next_check:  # a label changes only at a UTC midnight
+            next_check = (ts // DAY_MS + 1) * DAY_MS
+            name = label(ts)
+            if name != current:
+                out[current] = last / base - 1 if base > 0 else 0.0
+                base, current = last, name
+        last = float(eq)
+    out[current] = last / base - 1 if base > 0 else 0.0
+    return out
+
+
+def _longest_drawdown(curve: Sequence[tuple[int, Decimal]]) -> dict[str, Any] | None:
+    """Longest span from a peak of the equity until it is back at that peak (or the end
+    of the run, ``recovered`` false); None when the equity never fell below a peak."""
+    if not curve:
+        return None
+    peak_ms, peak = curve[0]
+    under = False
+    best: tuple[int, int, int, bool] | None = None  # (length, start, end, recovered)
+    for ts, eq in curve:
+        if eq >= peak:
+            if under and (best is None or ts - peak_ms > best[0]):
+                best = (ts - peak_ms, peak_ms, ts, True)
+            under = False
+            peak_ms, peak = ts, eq
+        else:
+            under = True
+    end_ms = curve[-1][0]
+    if under and (best is None or end_ms - peak_ms > best[0]):
+        best = (end_ms - peak_ms, peak_ms, end_ms, False)
+    if best is None:
+        return None
+    length, start, end, recovered = best
+    return {"days": length / DAY_MS, "start": iso(start), "end": iso(end),
+            "start_ms": start, "end_ms": end, "recovered": recovered}
+
+
+def _stats(values: Sequence[float]) -> tuple[float, float]:
+    n = len(values)
+    mean = math.fsum(values) / n
+    var = math.fsum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def figures(trades: Sequence[ClosedTrade], curve: Sequence[tuple[int, Decimal]],
+            max_drawdown: float, periods_per_year: float) -> dict[str, Any]:
+    """CAGR, Sortino, Calmar, profit factor, expectancy, SQN, longest drawdown, fees."""
+    out: dict[str, Any] = {"cagr": None, "sortino": None, "calmar": None, "sqn": None}
+    if len(curve) >= 2 and curve[0][1] > 0:
+        days = (curve[-1][0] - curve[0][0]) / DAY_MS
+        growth = float(curve[-1][1] / curve[0][1])
+        if days > 0 and growth > 0:
+            out["cagr"] = growth ** (365 / days) - 1
+        eq = [float(e) for _, e in curve]
+        rets = [b / a - 1.0 for a, b in pairwise(eq) if a > 0]
+        if rets and periods_per_year > 0:
+            downside = math.sqrt(math.fsum(min(r, 0.0) ** 2 for r in rets) / len(rets))
+            if downside > 0:
+                out["sortino"] = math.fsum(rets) / len(rets) / downside * math.sqrt(
+                    periods_per_year)
+        if out["cagr"] is not None and max_drawdown > 0:
+            out["calmar"] = out["cagr"] / max_drawdown
+    pnls = [float(t.pnl) for t in trades]
+    if len(pnls) >= 2:
+        mean, sd = _stats(pnls)
+        if sd > 0:
+            out["sqn"] = math.sqrt(len(pnls)) * mean / sd
+    losses = -sum((t.pnl for t in trades if t.pnl < 0), ZERO)
+    gains = sum((t.pnl for t in trades if t.pnl > 0), ZERO)
+    out["profit_factor"] = float(gains / losses) if losses > 0 else None
+    out["expectancy"] = str((sum((t.pnl for t in trades), ZERO) / len(trades)).quantize(
+        Decimal("1e-8"))) if trades else "0"
+    out["fees_paid"] = str(sum((t.fees for t in trades), ZERO))
+    out["longest_drawdown"] = _longest_drawdown(curve)
+    return out
+
+
+def slippage_paid(trades: Sequence[ClosedTrade], slippage_bps: Decimal) -> Decimal:
+    """Estimated cost of slippage: each fill's price against the price it slipped from
+    (buys at p(1+b), sells at p(1-b)), times its quantity. An estimate: fills are rounded
+    to the price tick after slipping, and stops may fill at their own price."""
+    if slippage_bps <= 0:
+        return ZERO
+    b = slippage_bps / Decimal(10_000)
+    total = ZERO
+    for t in trades:
+        total += t.quantity * (t.entry_price - t.entry_price / (1 + b))
+        total += t.quantity * (t.exit_price / (1 - b) - t.exit_price)
+    return total.quantize(Decimal("0.00000001"))
+
+
+def buy_and_hold(first_close: Decimal, last_close: Decimal, capital: Decimal,
+                 fee_rate: Decimal) -> dict[str, Any]:
+    """The same capital in the symbol from the first close to the last, one fee each way."""
+    if first_close <= 0:
+        return {"return": None}
+    final = capital * (1 - fee_rate) * last_close / first_close * (1 - fee_rate)
+    return {"first_close": str(first_close), "last_close": str(last_close),
+            "final_equity": str(final.quantize(Decimal("0.00000001"))),
+            "return": float(final / capital - 1)}
+
+
+__all__ = ["breakdowns", "buy_and_hold", "figures", "period_returns", "slippage_paid"]
