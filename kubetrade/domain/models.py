@@ -227,8 +227,12 @@ def from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
             continue
         value = data[name]
         ftype = str(f.type)
+        if value is None and ftype in ("str", "bool") and f.default is not dataclasses.MISSING:
+            continue  # a stream field stored empty: the field's default
         if value is not None and "Decimal" in ftype:
             value = Decimal(str(value))
+        elif ftype == "bool" and isinstance(value, str):
+            value = value.strip().lower() in ("true", "1")
         elif value is not None and ftype in _ENUMS:
             value = _ENUMS[ftype](value)
         kwargs[name] = value
