@@ -81,21 +81,30 @@ class LocalKillSwitch(LocalDesiredState):
         return {**state, "note": _note(applied, written=True)}
 
     async def _apply(self, state: dict[str, Any]) -> list[str]:
-        """Hand ``state`` to every registered runner; the names that took it. A runner
-        whose apply breaks off writing to Redis is halted already (in memory first)."""
+        """Hand ``state`` to every registered runner at once (concurrently, each within
+        ``APPLY_TIMEOUT_S``); the names that took it. A runner whose apply breaks off
+        writing to Redis is halted already (in memory first)."""
         cmd = EmergencyCommand(str(state["action"]), int(state["since_ms"]),
                                str(state["by"]), str(state["reason"]), source="local")
-        applied = []
-        for name, handler in list(self._runners.items()):
-            try:
-                await asyncio.wait_for(handler(cmd), APPLY_TIMEOUT_S)
-            except (RedisError, OSError) as exc:
-                log.warning("local.emergency_applied_unwritten", strategy=name, error=str(exc))
-            except Exception as exc:
-                log.exception("local.emergency_apply_failed", strategy=name, error=str(exc))
-                continue
-            applied.append(name)
-        return applied
+        names = list(self._runners)
+        results = await asyncio.gather(
+            *(self._apply_one(n, self._runners[n], cmd) for n in names)
+        )
+        return [n for n, ok in zip(names, results, strict=True) if ok]
+
+    @staticmethod
+    async def _apply_one(name: str, handler: Handler, cmd: EmergencyCommand) -> bool:
+        try:
+            await asyncio.wait_for(handler(cmd), APPLY_TIMEOUT_S)
+        except TimeoutError:  # (an OSError too): its lock was held; Redis' path reaches it
+            log.error("local.emergency_apply_timeout", strategy=name, timeout_s=APPLY_TIMEOUT_S)
+            return False
+        except (RedisError, OSError) as exc:
+            log.warning("local.emergency_applied_unwritten", strategy=name, error=str(exc))
+        except Exception as exc:  # a bug: Redis' path still reaches it
+            log.exception("local.emergency_apply_failed", strategy=name, error=str(exc))
+            return False
+        return True
 
     async def _write(self, state: dict[str, Any]) -> dict[str, Any]:
         """Write ``state`` as set when it was requested (its ``since_ms``), the time the
