@@ -189,6 +189,30 @@ def _container(
     }
 
 
+#: The file the runner's trading loop touches with every heartbeat (10 s; on the pod's
+#: /tmp emptyDir), and the age after which the pod is not ready.
+HEARTBEAT_FILE = "/tmp/kubetrade-heartbeat"  # noqa: S108 (in the pod)
+READY_MAX_AGE_S = 30
+
+
+def readiness_probe() -> Manifest:
+    """Ready = the runner's trading loop is running: its heartbeat file (touched from the
+    loop every 10 s, once restore and reconciliation are done) is younger than
+    ``READY_MAX_AGE_S``. A loop that is blocked or has not started is not ready."""
+    check = (
+        "import os,sys,time; "
+        f"sys.exit(0 if time.time() - os.path.getmtime({HEARTBEAT_FILE!r}) < {READY_MAX_AGE_S}"
+        " else 1)"
+    )
+    return {
+        "exec": {"command": ["python", "-c", check]},
+        "initialDelaySeconds": 5,
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
+
+
 def runner_service_account(strategy: str, settings: OperatorSettings) -> str:
     if settings.runner_rbac == "per-strategy":
         return runner_name(strategy)
@@ -276,6 +300,8 @@ def runner_deployment(
         "periodSeconds": 30,
         "failureThreshold": 4,
     }
+    container["env"].append({"name": "KUBETRADE_HEARTBEAT_FILE", "value": HEARTBEAT_FILE})
+    container["readinessProbe"] = readiness_probe()
     pod_labels = labels(name, "runner", strategy.spec.mode)
     return {
         "apiVersion": "apps/v1",

@@ -32,9 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import time
 from collections.abc import Coroutine
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -228,9 +230,13 @@ class Runner:
     async def _heartbeat(self) -> None:
         """Every ``HEARTBEAT_S``: wall time into the summary (the operator's ``Ready``
         needs it fresh; a 1h strategy writes its summary once an hour)."""
+        beat_file = os.environ.get("KUBETRADE_HEARTBEAT_FILE")  # the readiness probe's
         while True:
             with contextlib.suppress(RedisError):
                 await self.store.heartbeat(self.clock.now_ms())
+            if beat_file:
+                with contextlib.suppress(OSError):
+                    await asyncio.to_thread(Path(beat_file).touch)
             await asyncio.sleep(HEARTBEAT_S)
 
     async def process_candle(self, symbol: str, candle: Candle) -> None:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +240,29 @@ def test_names_fit_kubernetes_limits_for_the_longest_strategy_name() -> None:
     assert len(render.runner_name(long.name)) <= 63
     for obj in render.runner_rbac(long, "u", SETTINGS):
         assert len(obj["metadata"]["name"]) <= 63
+
+
+def test_the_runner_is_ready_only_while_its_trading_loop_beats(tmp_path: Path) -> None:
+    s = strategy()
+    (container,) = render.runner_deployment(s, "uid", 1, OperatorSettings())["spec"]["template"][
+        "spec"
+    ]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBETRADE_HEARTBEAT_FILE"] == render.HEARTBEAT_FILE
+    probe = container["readinessProbe"]
+    command = probe["exec"]["command"]
+    assert command[:2] == ["python", "-c"] and probe["periodSeconds"] == 10
+
+    # the probe's own code, pointed at a file here: fresh -> 0, old or missing -> 1
+    beat = tmp_path / "beat"
+    check = command[2].replace(repr(render.HEARTBEAT_FILE), repr(str(beat)))
+
+    def run() -> int:
+        return subprocess.run([sys.executable, "-c", check], capture_output=True).returncode
+
+    assert run() == 1
+    beat.touch()
+    assert run() == 0
+    old = time.time() - render.READY_MAX_AGE_S - 1
+    os.utime(beat, (old, old))
+    assert run() == 1
