@@ -175,7 +175,7 @@ class Runner:
         return runner
 
     async def _start(self, restored: RestoredState) -> None:
-        await self.reconciler.load_baseline(self.redis, self.keys, paper=self.paper is not None)
+        await self.reconciler.load_baseline(paper=self.paper is not None)
         self.halt_control.last_emergency = await self.store.read_emergency_ack()
         self.halt_control.restore(restored.engine_snapshot)
         pending = restored.pending_orders()

@@ -15,11 +15,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from kubetrade.domain.clock import Clock
 from kubetrade.runner.kube import raise_if_cancelling, watch_object
+from kubetrade.state.channels import Subscription
+from kubetrade.state.client import RedisClient
 from kubetrade.state.keys import Keys
+from kubetrade.state.runner_view import emergency_fields
 
 ACTIONS = ("none", "stop", "close-all")
 EMERGENCY_NAME = "default"
@@ -83,41 +84,37 @@ def parse_cr(obj: dict[str, Any], now_ms: int) -> EmergencyCommand | None:
     )
 
 
-async def read_redis_emergency(redis: Redis, keys: Keys) -> EmergencyCommand | None:
-    data: Any = await redis.hgetall(keys.emergency)  # type: ignore[misc]
+async def read_redis_emergency(redis: RedisClient, keys: Keys) -> EmergencyCommand | None:
+    data = await emergency_fields(redis, keys)
     if not data:
         return None
     return parse_redis_state(dict(data), "start")
 
 
 async def listen_redis(
-    redis: Redis, keys: Keys, handler: Handler, ready: asyncio.Event | None = None,
+    redis: RedisClient, keys: Keys, handler: Handler, ready: asyncio.Event | None = None,
     on_subscribed: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Call ``handler`` for every message on the emergency channel until cancelled (or
     a Redis error: ``listeners.supervised`` starts it again); ``on_subscribed`` runs
     once subscribed (re-reading the state in force)."""
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(keys.emergency_channel)
-    if ready is not None:
-        ready.set()
-    if on_subscribed is not None:
-        await on_subscribed()
-    try:
+    async with Subscription(redis, keys.emergency_channel) as subscription:
+        if ready is not None:
+            ready.set()
+        if on_subscribed is not None:
+            await on_subscribed()
         while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if not msg:
+            msg = await subscription.next(1.0)
+            if msg is None:
                 continue
             try:
-                data = json.loads(msg["data"])
+                data = json.loads(msg.data)
             except (TypeError, ValueError):
                 continue
             cmd = parse_redis_state(data if isinstance(data, dict) else {}, "redis")
             if cmd is not None:
                 await handler(cmd)
             raise_if_cancelling()
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 async def watch_kubernetes(

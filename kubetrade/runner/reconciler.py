@@ -14,8 +14,6 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
-from redis.asyncio import Redis
-
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import MarketInfo, Order
@@ -26,7 +24,7 @@ from kubetrade.runner.outputs import OutputPort
 from kubetrade.runner.reconcile import ReconciliationResult, reconcile
 from kubetrade.state.alerts import AlertKind, Severity
 from kubetrade.state.events import EventType
-from kubetrade.state.keys import Keys
+from kubetrade.state.schema import ReconciliationBaseline
 from kubetrade.state.store import StateStore
 
 
@@ -58,13 +56,12 @@ class Reconciler:
         self.last: ReconciliationResult | None = None
         self.log = get_logger("kubetrade.runner", strategy=name, mode=outputs.mode)
 
-    async def load_baseline(self, redis: Redis, keys: Keys, *, paper: bool) -> None:
+    async def load_baseline(self, *, paper: bool) -> None:
         """The stored baseline; else (first start) a live runner's is the account's
         holdings minus its positions, written once. A paper runner has none."""
-        key = keys.reconciliation_baseline(self.name)
-        raw: Any = await redis.hgetall(key)  # type: ignore[misc]
-        if raw:
-            self.baseline = {a: Decimal(v) for a, v in raw.items()}
+        stored = await self.store.read_baseline()
+        if stored.holdings:
+            self.baseline = dict(stored.holdings)
             return
         baseline: dict[str, Decimal] = {}
         if not paper:
@@ -76,8 +73,7 @@ class Reconciler:
                 baseline[base] = (bal.total if bal else Decimal(0)) - (
                     pos.quantity if pos else Decimal(0)
                 )
-        if baseline:
-            await redis.hset(key, mapping={a: str(v) for a, v in baseline.items()})  # type: ignore[misc]
+        await self.store.write_baseline(ReconciliationBaseline(baseline))
         self.baseline = baseline
 
     async def run(self, trigger: str) -> ReconciliationResult:

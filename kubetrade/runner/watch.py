@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import Any
 
 from pydantic import ValidationError
-from redis.asyncio import Redis
 
 from kubetrade.domain.clock import Clock
 from kubetrade.logs import get_logger
@@ -25,6 +24,8 @@ from kubetrade.runner.emergency import listen_redis, read_redis_emergency, watch
 from kubetrade.runner.kube import watch_object
 from kubetrade.runner.listeners import Resync, supervised
 from kubetrade.runner.spec import limits_from_manifest
+from kubetrade.state.channels import Subscription
+from kubetrade.state.client import RedisClient
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
 
@@ -51,22 +52,20 @@ async def apply_risk_manifest(runner: Runner, manifest: dict[str, Any] | None, b
 
 
 async def watch_local_desired(
-    redis: Redis, keys: Keys, desired: DesiredState, runner: Runner,
+    redis: RedisClient, keys: Keys, desired: DesiredState, runner: Runner,
     on_subscribed: Resync | None = None,
 ) -> None:
     """Follow ``EventType.DESIRED`` events for this runner's Strategy and RiskPolicy;
     ``on_subscribed`` runs once subscribed."""
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(keys.events_channel)
-    if on_subscribed is not None:
-        await on_subscribed()
-    try:
+    async with Subscription(redis, keys.events_channel) as subscription:
+        if on_subscribed is not None:
+            await on_subscribed()
         while True:
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            if not msg:
+            msg = await subscription.next(1.0)
+            if msg is None:
                 continue
             try:
-                event = json.loads(msg["data"])
+                event = json.loads(msg.data)
             except (TypeError, ValueError):
                 continue
             if event.get("type") != "desired":
@@ -77,8 +76,6 @@ async def watch_local_desired(
                 await apply_strategy_manifest(runner, await desired.get_strategy(name), "desired")
             elif kind == "RiskPolicy" and name == runner.spec.risk_policy_ref:
                 await apply_risk_manifest(runner, await desired.get_risk_policy(name), "desired")
-    finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 async def watch_cluster_desired(namespace: str, runner: Runner, api_client: Any) -> None:
@@ -99,7 +96,7 @@ async def watch_cluster_desired(namespace: str, runner: Runner, api_client: Any)
 
 def background_tasks(
     runner: Runner,
-    redis: Redis,
+    redis: RedisClient,
     keys: Keys,
     clock: Clock,
     *,

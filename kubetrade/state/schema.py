@@ -320,10 +320,31 @@ class ReconciliationRecord:
         )
 
 
+@dataclass(frozen=True)
+class ReconciliationBaseline:
+    """What the account held of each base asset before the strategy first traded
+    (asset -> quantity), so reconciliation compares the exchange with the baseline plus
+    the strategy's positions. ``{p}:strategy:{s}:baseline`` hash, one decimal string per
+    asset; written once, at a live runner's first start."""
+
+    holdings: Mapping[str, Decimal] = field(default_factory=dict)
+
+    def to_hash(self) -> dict[str, str]:
+        """The hash fields."""
+        return {a: str(v) for a, v in self.holdings.items()}
+
+    @classmethod
+    def from_hash(cls, raw: Mapping[str, str]) -> ReconciliationBaseline:
+        """Read the hash (empty: none stored). Raises ``decimal.InvalidOperation`` for a
+        value that is not a number: a baseline is never guessed."""
+        return cls({a: Decimal(v) for a, v in raw.items()})
+
+
 __all__ = [
     "EmergencyAck",
     "EmergencyState",
     "MismatchRecord",
+    "ReconciliationBaseline",
     "ReconciliationRecord",
     "StrategySummary",
     "dumps",

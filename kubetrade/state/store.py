@@ -40,6 +40,7 @@ from kubetrade.state.keys import Keys
 from kubetrade.state.schema import (
     EmergencyAck,
     EmergencyState,
+    ReconciliationBaseline,
     ReconciliationRecord,
     dumps,
     summary_hash,
@@ -216,6 +217,19 @@ class StateStore:
         await self.redis.set(
             self.keys.reconciliation(self.name), ReconciliationRecord.encode(result)
         )
+
+    async def read_baseline(self) -> ReconciliationBaseline:
+        """The stored reconciliation baseline (empty holdings: none stored)."""
+        raw: Any = await self.redis.hgetall(self.keys.reconciliation_baseline(self.name))  # type: ignore[misc]
+        return ReconciliationBaseline.from_hash(raw)
+
+    async def write_baseline(self, baseline: ReconciliationBaseline) -> None:
+        """Store the reconciliation baseline (nothing is written for empty holdings)."""
+        if baseline.holdings:
+            fields: Any = baseline.to_hash()
+            await self.redis.hset(  # type: ignore[misc]
+                self.keys.reconciliation_baseline(self.name), mapping=fields
+            )
 
     async def heartbeat(self, ts_ms: int) -> None:
         """``heartbeat_ms`` in the summary hash: the runner's loop is alive (epoch ms)."""
