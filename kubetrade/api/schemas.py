@@ -79,6 +79,12 @@ class TradeOut(_Out):
     fees: Decimal
     pnl: Decimal
     exit_reason: str
+    fees_estimated: bool = Field(
+        default=False, description="A fee paid in another asset (BNB) was valued at a "
+        "stale price (docs/metrics.md, fees in any asset).")
+    fees_unvalued: str = Field(
+        default="", description="Fees no price was known for (e.g. '0.015 BNB'): `pnl` is "
+        "not net of them.")
 
 
 class TradesPage(_Out):

@@ -47,6 +47,8 @@ def trade_out(entry_id: str, t: ClosedTrade) -> s.TradeOut:
         fees=t.fees,
         pnl=t.pnl,
         exit_reason=t.exit_reason,
+        fees_estimated=t.fees_estimated,
+        fees_unvalued=t.fees_unvalued,
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from kubetrade.domain.models import ClosedTrade
 from kubetrade.state.store import Changes, StateStore
 from tests.fixtures.api import MakeApi
 from tests.integration.api._seed import T0, strategy_manifest
@@ -29,3 +30,15 @@ async def test_strategy_joining_later_is_not_profit(make_api: MakeApi) -> None:
     assert -0.0031 < overall["metrics"]["total_return"] < -0.0029
     assert overall["metrics"]["sharpe"] < 0
     assert abs(body["strategies"]["late"]["metrics"]["total_return"] + 0.0059) < 1e-12
+
+
+async def test_trades_say_when_fees_are_estimated_or_unvalued(make_api: MakeApi) -> None:
+    """Case bnb-fee-pnl: a trade whose BNB fee had no price says so in /api/trades."""
+    api = await make_api()
+    await api.desired.put_strategy(strategy_manifest("bnb"), "test")
+    trade = ClosedTrade("bnb-1", "bnb", "BTC/USDT", Decimal("0.1"), Decimal("60000"),
+                        Decimal("60030"), T0, T0 + 60_000, Decimal("4.5"), Decimal("-1.5"),
+                        "signal", fees_estimated=True, fees_unvalued="0.0075 BNB")
+    await StateStore(api.redis, api.keys, "bnb").commit(Changes(closed_trades=[trade]))
+    items = (await api.client.get("/api/trades", headers=await api.auth())).json()["items"]
+    assert [(t["fees_estimated"], t["fees_unvalued"]) for t in items] == [(True, "0.0075 BNB")]
