@@ -277,20 +277,13 @@ def runner_rbac(strategy: Strategy, uid: str, settings: OperatorSettings) -> lis
     ]
 
 
-def runner_deployment(
-    strategy: Strategy, uid: str, replicas: int, settings: OperatorSettings
-) -> Manifest:
-    """The runner Deployment of ``strategy`` (1 replica, or 0 while disabled/blocked)."""
-    name = strategy.name
-    namespace = strategy.metadata.namespace or settings.namespace
-    chash = config_hash(strategy, settings)
-    secret = strategy.spec.exchange.credentials_secret
-    volumes, _ = _volumes(secret)
+def _runner_container(strategy: Strategy, namespace: str, settings: OperatorSettings) -> Manifest:
+    """The runner container: metrics port, liveness on /metrics, readiness on the loop."""
     container = _container(
         "runner",
-        ["runner", "--strategy", name, "--namespace", namespace],
+        ["runner", "--strategy", strategy.name, "--namespace", namespace],
         strategy.spec.exchange.testnet,
-        secret,
+        strategy.spec.exchange.credentials_secret,
         settings,
     )
     container["ports"] = [{"name": "metrics", "containerPort": settings.metrics_port}]
@@ -302,6 +295,19 @@ def runner_deployment(
     }
     container["env"].append({"name": "KUBETRADE_HEARTBEAT_FILE", "value": HEARTBEAT_FILE})
     container["readinessProbe"] = readiness_probe()
+    return container
+
+
+def runner_deployment(
+    strategy: Strategy, uid: str, replicas: int, settings: OperatorSettings
+) -> Manifest:
+    """The runner Deployment of ``strategy`` (1 replica, or 0 while disabled/blocked)."""
+    name = strategy.name
+    namespace = strategy.metadata.namespace or settings.namespace
+    chash = config_hash(strategy, settings)
+    secret = strategy.spec.exchange.credentials_secret
+    volumes, _ = _volumes(secret)
+    container = _runner_container(strategy, namespace, settings)
     pod_labels = labels(name, "runner", strategy.spec.mode)
     return {
         "apiVersion": "apps/v1",
