@@ -70,25 +70,41 @@ def _by_exit(label: Callable[[int], str]) -> Callable[[ClosedTrade], str]:
     return lambda t: label(t.exit_ms)
 
 
-def period_returns(curve: Sequence[tuple[int, Decimal]], period: str) -> dict[str, float]:
-    """Equity return of each period (UTC day/week/month by the point's time): its last
-    equity over the last equity before it (the first period: over the first point)."""
+def day_closes(curve: Sequence[tuple[int, Decimal]], eq: Sequence[float]
+               ) -> list[tuple[int, float]]:
+    """(UTC day start ms, last equity of that day) for each day of the curve, in order,
+    preceded by (first point ms, first equity) as the base of the first day."""
+    if not curve:
+        return []
+    out = [(curve[0][0], eq[0])]
+    day = curve[0][0] // DAY_MS
+    last = eq[0]
+    for (ts, _), e in zip(curve, eq, strict=True):
+        d = ts // DAY_MS
+        if d != day:
+            out.append((day * DAY_MS, last))
+            day = d
+        last = e
+    out.append((day * DAY_MS, last))
+    return out
+
+
+def period_returns(closes: Sequence[tuple[int, float]], period: str) -> dict[str, float]:
+    """Equity return of each UTC day/ISO week/month (by ``day_closes``): its last equity
+    over the last equity before it (the first period: over the first point)."""
     label = PERIODS[period]
     out: dict[str, float] = {}
-    if not curve:
+    if len(closes) < 2:
         return out
-    base = float(curve[0][1])
-    current = label(curve[0][0])
+    base = closes[0][1]
+    current = label(closes[1][0])
     last = base
-    next_check = (curve[0][0] // DAY_MS + 1) * DAY_MS
-    for ts, eq in curve:
-        if ts >= next_check:  # a label changes only at a UTC midnight
-            next_check = (ts // DAY_MS + 1) * DAY_MS
-            name = label(ts)
-            if name != current:
-                out[current] = last / base - 1 if base > 0 else 0.0
-                base, current = last, name
-        last = float(eq)
+    for day_ms, e in closes[1:]:
+        name = label(day_ms)
+        if name != current:
+            out[current] = last / base - 1 if base > 0 else 0.0
+            base, current = last, name
+        last = e
     out[current] = last / base - 1 if base > 0 else 0.0
     return out
 
@@ -127,15 +143,16 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
 
 
 def figures(trades: Sequence[ClosedTrade], curve: Sequence[tuple[int, Decimal]],
-            max_drawdown: float, periods_per_year: float) -> dict[str, Any]:
-    """CAGR, Sortino, Calmar, profit factor, expectancy, SQN, longest drawdown, fees."""
+            eq: Sequence[float], max_drawdown: float, periods_per_year: float
+            ) -> dict[str, Any]:
+    """CAGR, Sortino, Calmar, profit factor, expectancy, SQN, longest drawdown, fees;
+    ``eq`` is the curve's equity as floats."""
     out: dict[str, Any] = {"cagr": None, "sortino": None, "calmar": None, "sqn": None}
     if len(curve) >= 2 and curve[0][1] > 0:
         days = (curve[-1][0] - curve[0][0]) / DAY_MS
         growth = float(curve[-1][1] / curve[0][1])
         if days > 0 and growth > 0:
             out["cagr"] = growth ** (365 / days) - 1
-        eq = [float(e) for _, e in curve]
         rets = [b / a - 1.0 for a, b in pairwise(eq) if a > 0]
         if rets and periods_per_year > 0:
             downside = math.sqrt(math.fsum(min(r, 0.0) ** 2 for r in rets) / len(rets))
@@ -184,4 +201,5 @@ def buy_and_hold(first_close: Decimal, last_close: Decimal, capital: Decimal,
             "return": float(final / capital - 1)}
 
 
-__all__ = ["breakdowns", "buy_and_hold", "figures", "period_returns", "slippage_paid"]
+__all__ = ["breakdowns", "buy_and_hold", "day_closes", "figures", "period_returns",
+           "slippage_paid"]

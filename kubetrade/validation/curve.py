@@ -13,14 +13,17 @@ import csv
 from collections.abc import Sequence
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 MAX_POINTS = 20_000
 """Largest equity curve written into a report (about 1.5 MB of JSON)."""
 
 
-def downsample(
-    curve: Sequence[tuple[int, Decimal]], max_points: int = MAX_POINTS
-) -> list[tuple[int, Decimal]]:
+E = TypeVar("E", Decimal, float)
+
+
+def downsample(curve: Sequence[tuple[int, E]], max_points: int = MAX_POINTS
+               ) -> list[tuple[int, E]]:
     """``curve`` (ms, equity) unchanged when it has at most ``max_points`` points, else
     at most ``max_points`` of its own points: per bucket the minimum and the maximum
     equity, in time order, with the first and last point always kept."""

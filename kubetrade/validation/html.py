@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from kubetrade.validation.curve import downsample
 from kubetrade.validation.summary import format_summary
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -21,6 +22,12 @@ h1 .GO{color:#1a7f37}h1 .NO-GO{color:#c62828}table{border-collapse:collapse;marg
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}
 td:first-child,th:first-child{text-align:left}pre{background:#f7f7f7;padding:1em}
 figure{margin:1em 0}figcaption{font-weight:bold}"""
+
+
+PLOT_POINTS = 1500
+"""Most equity points a plot draws (per bucket the lowest and highest, as the report)."""
+PLOT_TRADES = 500
+"""Most trades marked on the price plot (the latest; the tables count them all)."""
 
 
 def _dates(ms: Sequence[int]) -> Any:
@@ -44,9 +51,10 @@ def plots(report: Mapping[str, Any]) -> dict[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = report["equity_curve"]
-    ts = [p["ts_ms"] for p in curve]
-    eq = [float(p["equity"]) for p in curve]
+    curve = downsample([(p["ts_ms"], float(p["equity"])) for p in report["equity_curve"]],
+                       PLOT_POINTS)
+    ts = [t for t, _ in curve]
+    eq = [e for _, e in curve]
     prices = report.get("analysis", {}).get("price_curve") or []
     out: dict[str, str] = {}
     fig, ax = plt.subplots(figsize=(10, 3.5))
@@ -72,7 +80,7 @@ def plots(report: Mapping[str, Any]) -> dict[str, str]:
     if prices:
         fig, ax = plt.subplots(figsize=(10, 3.5))
         ax.plot(_dates([p[0] for p in prices]), [p[1] for p in prices], lw=0.8, color="#555")
-        trades = report.get("trades", [])
+        trades = report.get("trades", [])[-PLOT_TRADES:]
         ax.scatter(_dates([t["entry_ms"] for t in trades]),
                    [float(t["entry_price"]) for t in trades], marker="^", color="#1a7f37",
                    label="entry", zorder=3)
@@ -129,6 +137,10 @@ def render(report: Mapping[str, Any]) -> str:
         if name in figs:
             parts.append(f"<figure id=\"plot-{name}\"><figcaption>{caption}</figcaption>"
                          f"{figs[name]}</figure>")
+    n_trades = len(report.get("trades", []))
+    if n_trades > PLOT_TRADES and "trades" in figs:
+        parts.append(f"<p>The price plot marks the last {PLOT_TRADES} of {n_trades} "
+                     "trades.</p>")
     parts.append("<h2>Open positions at the end</h2>")
     parts.append(_table({p["symbol"]: {k: v for k, v in p.items() if k != "symbol"}
                          for p in report.get("open_positions", [])}, "symbol"))

@@ -16,6 +16,7 @@ from kubetrade.domain.metrics import compute_metrics
 from kubetrade.validation.analysis import (
     breakdowns,
     buy_and_hold,
+    day_closes,
     figures,
     period_returns,
     slippage_paid,
@@ -71,8 +72,10 @@ def analyse(plan: ValidationPlan, outcome: RunOutcome, metrics: Any) -> dict[str
     """The report's ``analysis``: breakdowns, further figures, friction paid, benchmark."""
     trades, curve = outcome.trades, outcome.equity_curve
     out: dict[str, Any] = breakdowns(trades)
-    out["returns_by"] = {p: period_returns(curve, p) for p in ("day", "week", "month")}
-    out.update(figures(trades, curve, metrics.max_drawdown, metrics.periods_per_year))
+    eq = [float(e) for _, e in curve]
+    closes = day_closes(curve, eq)
+    out["returns_by"] = {p: period_returns(closes, p) for p in ("day", "week", "month")}
+    out.update(figures(trades, curve, eq, metrics.max_drawdown, metrics.periods_per_year))
     out["slippage_paid_estimate"] = str(slippage_paid(trades, plan.friction.slippage_bps))
     capital = Decimal(plan.strategy.spec.initial_capital)
     out["buy_and_hold"] = (
