@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.operator.status import Conditions, iso
 
-ACTIONS = ("none", "stop", "close-all")
-SEVERITY = {action: rank for rank, action in enumerate(ACTIONS)}
+SEVERITY = {action: rank for rank, action in enumerate(EMERGENCY_ACTIONS)}
 
 
 @dataclass(frozen=True)

@@ -24,12 +24,13 @@ from redis.asyncio import Redis
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.models import Candle
 from kubetrade.domain.preflight import client_throttle_enabled
+from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.exchange.base import ExchangeClient
 from kubetrade.exchange.paper import PaperBroker, PaperExchange, default_market
 from kubetrade.logs import get_logger, redactor
 from kubetrade.runner.core import Runner, RunnerOptions, RunnerParts, RunnerSpec
 from kubetrade.runner.emergency import read_redis_emergency
-from kubetrade.runner.market import MarketSource, ReplaySource, load_replay, timeframe_ms
+from kubetrade.runner.market import MarketSource, ReplaySource, load_replay
 from kubetrade.runner.spec import limits_from_manifest
 from kubetrade.runner.watch import apply_risk_manifest, apply_strategy_manifest, background_tasks
 from kubetrade.state.desired import DesiredState

@@ -45,13 +45,13 @@ from kubetrade.domain.algorithms import create_algorithm
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import Candle, MarketInfo, Order, make_client_order_id
 from kubetrade.domain.risk import RiskLimits
+from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.exchange.base import ExchangeEvent, GuardedExchange
 from kubetrade.logs import get_logger
 from kubetrade.runner.breaker import BreakerWatch
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halt_controller import HaltController
 from kubetrade.runner.halts import HaltBook
-from kubetrade.runner.market import timeframe_ms
 from kubetrade.runner.metrics import runner_metrics
 from kubetrade.runner.orders import OrderRouter
 from kubetrade.runner.outputs import RunnerOutputs

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubetrade.domain.clock import Clock
+from kubetrade.domain.emergency import EMERGENCY_ACTIONS, EmergencyAction
 from kubetrade.runner.kube import raise_if_cancelling, watch_object
 from kubetrade.state.channels import Subscription
 from kubetrade.state.client import RedisClient
 from kubetrade.state.keys import Keys
 from kubetrade.state.runner_view import emergency_fields
 
-ACTIONS = ("none", "stop", "close-all")
 EMERGENCY_NAME = "default"
 PLURAL = "emergencies"
 
@@ -52,8 +52,8 @@ Handler = Callable[[EmergencyCommand], Awaitable[None]]
 
 def parse_redis_state(data: dict[str, Any], source: str) -> EmergencyCommand | None:
     """Hash or channel JSON ``{"action","since_ms","by","reason"}``; None if unusable."""
-    action = str(data.get("action") or "none")
-    if action not in ACTIONS:
+    action = str(data.get("action") or EmergencyAction.NONE)
+    if action not in EMERGENCY_ACTIONS:
         return None
     try:
         since = int(data.get("since_ms") or 0)
@@ -71,8 +71,8 @@ def parse_redis_state(data: dict[str, Any], source: str) -> EmergencyCommand | N
 
 def parse_cr(obj: dict[str, Any], now_ms: int) -> EmergencyCommand | None:
     spec = obj.get("spec") or {}
-    action = str(spec.get("action") or "none")
-    if action not in ACTIONS:
+    action = str(spec.get("action") or EmergencyAction.NONE)
+    if action not in EMERGENCY_ACTIONS:
         return None
     return EmergencyCommand(
         action=action,

@@ -23,10 +23,11 @@ from typing import Any
 from redis.exceptions import RedisError
 
 from kubetrade.domain.clock import Clock
+from kubetrade.domain.emergency import HALTING_ACTIONS, EmergencyAction
 from kubetrade.domain.engine import HALT_MANUAL, TradingEngine
 from kubetrade.logs import get_logger
 from kubetrade.runner.emergency import EmergencyCommand
-from kubetrade.runner.halts import EMERGENCY_HALTS, HaltBook, HaltSource
+from kubetrade.runner.halts import HaltBook, HaltSource
 from kubetrade.runner.orders import OrderRouter
 from kubetrade.runner.outputs import OutputPort
 from kubetrade.state.store import Changes, StateStore
@@ -64,8 +65,9 @@ class HaltController:
         down) finds it."""
         manual = self.engine.halts.get(HALT_MANUAL)
         self.halts.restore_manual(snapshot or {}, manual.reason if manual else None)
-        if self.halts.emergency is not None and self.last_emergency not in EMERGENCY_HALTS:
-            self.last_emergency = "stop"  # halted by an emergency, ack not yet written
+        if self.halts.emergency is not None and self.last_emergency not in HALTING_ACTIONS:
+            # halted by an emergency, ack not yet written
+            self.last_emergency = EmergencyAction.STOP.value
 
     async def set_halt(self, source: HaltSource, reason: str | None, by: str) -> None:
         """Add (``reason``) or clear (None) one source and bring the engine in line."""
@@ -93,7 +95,7 @@ class HaltController:
                     # same action, a new change of the Emergency: acknowledge it too
                     await self._ack(cmd, [])
                 return
-            if cmd.action == "none" and cmd.source == "kubernetes" \
+            if cmd.action == EmergencyAction.NONE and cmd.source == "kubernetes" \
                     and await self._redis_holds_emergency():
                 # The resource says none but Redis says stop: a stop delivered through
                 # Redis while the resource could not be written. The older of the two
@@ -104,7 +106,7 @@ class HaltController:
             previous = self.last_emergency
             self.last_emergency = cmd.action
             self.ack_owed = True
-            if cmd.action == "none" and previous not in EMERGENCY_HALTS:
+            if cmd.action == EmergencyAction.NONE and previous not in HALTING_ACTIONS:
                 self.log.info("emergency.none_observed", by=cmd.by, source=cmd.source,
                               note="no stop/close-all to lift; halts stay as they are")
                 await self._ack(cmd, [])
@@ -135,7 +137,7 @@ class HaltController:
     async def _emergency_halt(self, cmd: EmergencyCommand) -> list[str]:
         """Lift (``none``) or set the emergency source; a halt cancels the open orders
         and close-all sells every position too. The client ids cancelled."""
-        if cmd.action == "none":
+        if cmd.action == EmergencyAction.NONE:
             source = self.halts.emergency or HaltSource.EMERGENCY_STOP
             await self.set_halt(source, None, cmd.by or "emergency")
             return []
@@ -144,7 +146,7 @@ class HaltController:
             f"{cmd.action} by {cmd.by}: {cmd.reason}".strip(), cmd.by,
         )
         cancelled = await self.router.cancel_open()
-        if cmd.action == "close-all":
+        if cmd.action == EmergencyAction.CLOSE_ALL:
             await self.router.sell_everything()
         return cancelled
 
@@ -157,7 +159,7 @@ class HaltController:
         except (RedisError, OSError, TimeoutError) as exc:
             self.log.warning("emergency.redis_unreadable", error=str(exc))
             return False
-        return state.get("action") in EMERGENCY_HALTS
+        return state.get("action") in HALTING_ACTIONS
 
     # ---- desired state ---------------------------------------------------------------------
     async def set_enabled(self, enabled: bool, by: str) -> None:

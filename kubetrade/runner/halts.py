@@ -24,13 +24,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.domain.models import Order, Side
 
 #: Orders that reduce risk: they go out while reconciliation is pending (an unprotected
 #: losing position is the larger risk), though never to an exchange whose breaker is open.
 PROTECTIVE_EXIT_REASONS = frozenset({"stop_loss", "close_all"})
-#: Emergency actions that halt (``none`` lifts them).
-EMERGENCY_HALTS = ("stop", "close-all")
 #: Key of the runner's halt sources in the engine snapshot JSON (the engine ignores it).
 SNAPSHOT_KEY = "runner_halt_sources"
 
@@ -58,7 +57,9 @@ class HaltSource(StrEnum):
     @classmethod
     def emergency(cls, action: str) -> HaltSource:
         """The source of an emergency ``stop`` or ``close-all``."""
-        return cls.EMERGENCY_CLOSE_ALL if action == "close-all" else cls.EMERGENCY_STOP
+        if action == EmergencyAction.CLOSE_ALL:
+            return cls.EMERGENCY_CLOSE_ALL
+        return cls.EMERGENCY_STOP
 
 
 EMERGENCY_SOURCES = frozenset({HaltSource.EMERGENCY_STOP, HaltSource.EMERGENCY_CLOSE_ALL})

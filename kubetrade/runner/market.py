@@ -20,21 +20,6 @@ from typing import Any, Protocol
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.models import Candle
 
-TIMEFRAME_MS = {
-    "1m": 60_000,
-    "3m": 180_000,
-    "5m": 300_000,
-    "15m": 900_000,
-    "30m": 1_800_000,
-    "1h": 3_600_000,
-    "2h": 7_200_000,
-    "4h": 14_400_000,
-    "6h": 21_600_000,
-    "8h": 28_800_000,
-    "12h": 43_200_000,
-    "1d": 86_400_000,
-}
-
 
 class MarketSource(Protocol):
     kind: str  # "exchange" | "replay"
@@ -42,15 +27,6 @@ class MarketSource(Protocol):
     def candles(self, cursor: Mapping[str, int]) -> AsyncIterator[tuple[str, Candle]]: ...
 
     def describe(self) -> dict[str, Any]: ...
-
-
-def timeframe_ms(timeframe: str) -> int:
-    try:
-        return TIMEFRAME_MS[timeframe]
-    except KeyError:
-        raise ValueError(
-            f"timeframe: must be one of {', '.join(TIMEFRAME_MS)}, got {timeframe!r}"
-        ) from None
 
 
 class ReplaySource:

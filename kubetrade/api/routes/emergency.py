@@ -16,6 +16,7 @@ from kubetrade.api.auth import Principal
 from kubetrade.api.deps import Desired, KillSwitchUser, Reader, User
 from kubetrade.api.routes.common import AUTH_RESPONSES, BAD
 from kubetrade.api.views import emergency_out
+from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.reader import StateReader
 
@@ -47,14 +48,14 @@ async def _set(
     reader: StateReader,
     user: Principal,
     path: str,
-    action: str,
+    action: EmergencyAction,
     body: s.EmergencyIn | None,
 ) -> s.EmergencyOut:
     """Write ``action`` with the caller's reason (or ``<path> via API``); a halt
     answers even when Redis is down."""
     reason = body.reason if body is not None else ""
-    state = await desired.set_emergency(action, user.actor, reason or f"{path} via API")
-    out = await _emergency_out(desired, reader, tolerate_redis_down=action != "none")
+    state = await desired.set_emergency(action.value, user.actor, reason or f"{path} via API")
+    out = await _emergency_out(desired, reader, tolerate_redis_down=action.halts)
     if state.get("note"):
         out = out.model_copy(update={"note": str(state["note"])})
     return out
@@ -71,7 +72,7 @@ async def emergency_stop(
     user: KillSwitchUser, desired: Desired, reader: Reader, body: Reason = None
 ) -> s.EmergencyOut:
     """Halt every runner and cancel open orders; positions stay."""
-    return await _set(desired, reader, user, "stop", "stop", body)
+    return await _set(desired, reader, user, "stop", EmergencyAction.STOP, body)
 
 
 @router.post("/api/emergency/close-all", name="emergency_close_all", **_ROUTE)
@@ -79,7 +80,7 @@ async def emergency_close_all(
     user: KillSwitchUser, desired: Desired, reader: Reader, body: Reason = None
 ) -> s.EmergencyOut:
     """Halt every runner and sell every position at market."""
-    return await _set(desired, reader, user, "close-all", "close-all", body)
+    return await _set(desired, reader, user, "close-all", EmergencyAction.CLOSE_ALL, body)
 
 
 @router.post("/api/emergency/resume", name="emergency_resume", **_ROUTE)
@@ -87,4 +88,4 @@ async def emergency_resume(
     user: User, desired: Desired, reader: Reader, body: Reason = None
 ) -> s.EmergencyOut:
     """Let runners trade again after an emergency."""
-    return await _set(desired, reader, user, "resume", "none", body)
+    return await _set(desired, reader, user, "resume", EmergencyAction.NONE, body)

@@ -14,6 +14,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 from redis.exceptions import RedisError
 
+from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.operator import metrics
 from kubetrade.operator.clients import Clients, clients_of
 from kubetrade.operator.handlers.indexes import (
@@ -24,7 +25,6 @@ from kubetrade.operator.handlers.indexes import (
 )
 from kubetrade.operator.handlers.support import timed, write_status
 from kubetrade.operator.mirror import (
-    ACTIONS,
     Mirror,
     acknowledgements,
     decide,
@@ -70,7 +70,7 @@ async def adopt(c: Clients, meta: Mapping[str, Any], m: Mirror) -> None:
 
 def set_metrics(action: str, acked: int, runners: int) -> None:
     """The Emergency gauges: the action in force, acknowledgements, expected runners."""
-    for known in ACTIONS:
+    for known in EMERGENCY_ACTIONS:
         metrics.EMERGENCY_ACTION.labels(known).set(1 if known == action else 0)
     metrics.EMERGENCY_ACKS.set(acked)
     metrics.EMERGENCY_RUNNERS.set(runners)
