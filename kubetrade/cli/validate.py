@@ -81,6 +81,9 @@ def register(subparsers: Any) -> None:
                    help="largest share of a candle's volume a resting limit order fills per "
                    "candle, fraction or percent (default 10%%)")
     p.add_argument("--report-dir", default="data", help="where the JSON report goes (data/)")
+    p.add_argument("--equity-csv", metavar="FILE", default=None,
+                   help="also write the full-resolution equity curve (ts_ms,equity) to FILE; "
+                   "the report keeps at most 20,000 of its points")
     p.add_argument("--no-html", action="store_true",
                    help="do not write the HTML page (plots) beside the JSON report")
     p.set_defaults(func=run)
@@ -205,6 +208,7 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
         criteria=_criteria(args, source.spec_criteria),
         friction=_friction(args, source.spec_friction),
         confidence=Decimal(args.confidence) if args.confidence else None,
+        equity_csv=Path(args.equity_csv) if args.equity_csv else None,
         mode="replay" if source.replay else "forward",
         replay_path=replay_path,
         load_options=load_options,

@@ -21,6 +21,7 @@ from kubetrade.validation.analysis import (
     period_returns,
     slippage_paid,
 )
+from kubetrade.validation.curve import write_curve_csv
 from kubetrade.validation.plan import RunOutcome, ValidationPlan
 from kubetrade.validation.progress import Progress
 from kubetrade.validation.replay import replay
@@ -63,6 +64,9 @@ def finish_report(
     report["open_positions"] = outcome.positions or []
     report["rejected_orders"] = outcome.rejected_orders
     report["analysis"] = analyse(plan, outcome, metrics)
+    if plan.equity_csv is not None:
+        report["equity_curve_file"] = str(write_curve_csv(outcome.equity_curve,
+                                                          plan.equity_csv))
     if outcome.data_quality is not None:
         report["data_quality"] = outcome.data_quality
     return report

@@ -6,7 +6,7 @@ import math
 from decimal import Decimal
 from pathlib import Path
 
-from kubetrade.validation.curve import downsample, write_curve_csv
+from kubetrade.validation.curve import MAX_POINTS, downsample, write_curve_csv
 
 
 def _curve(n: int) -> list[tuple[int, Decimal]]:
@@ -36,3 +36,40 @@ def test_full_curve_as_csv(tmp_path: Path) -> None:
     lines = path.read_text().splitlines()
     assert lines[0] == "ts_ms,equity" and len(lines) == 11
     assert lines[3] == f"{curve[2][0]},{curve[2][1]}"
+
+
+def test_a_long_replay_keeps_the_report_bounded_and_the_full_curve_beside_it(
+    tmp_path: Path,
+) -> None:
+    import csv
+    import json
+
+    from kubetrade.cli import main
+    from tests.unit.validation._data import filters_dir, shared_data, strategy_yaml
+
+    # 30 days of real minutes: the day of BTC/USDT candles, shifted by whole days
+    rows = list(csv.reader(shared_data("binance-BTCUSDT-1m-2024-09-21.csv").open()))
+    long_file = tmp_path / "long.csv"
+    with long_file.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(rows[0])
+        for day in range(30):
+            for r in rows[1:]:
+                w.writerow([int(r[0]) + day * 86_400_000, *r[1:]])
+    spec = tmp_path / "s.yaml"
+    spec.write_text(strategy_yaml("long", "sma-crossover", "{fastPeriod: 10, slowPeriod: 30}",
+                                  "BTC/USDT", "1m"))
+    full = tmp_path / "equity.csv"
+    main(["validate", "--strategy-file", str(spec), "--replay", str(long_file), "--no-html",
+          "--report-dir", str(tmp_path / "r"), "--equity-csv", str(full),
+          "--datadir", str(filters_dir(tmp_path))])
+    (path,) = (tmp_path / "r").glob("validation_report_*.json")
+    report = json.loads(path.read_text())
+    lines = full.read_text().splitlines()
+    assert report["equity_curve_points"] == 30 * 1440 == len(lines) - 1
+    assert len(report["equity_curve"]) <= MAX_POINTS < 30 * 1440
+    assert report["equity_curve_file"] == str(full)
+    points = {tuple(line.split(",")) for line in lines[1:]}
+    assert all((str(p["ts_ms"]), p["equity"]) in points for p in report["equity_curve"])
+    equities = [Decimal(line.split(",")[1]) for line in lines[1:]]
+    assert min(Decimal(p["equity"]) for p in report["equity_curve"]) == min(equities)
