@@ -14,9 +14,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from redis.exceptions import RedisError
-
 from kubetrade.logs import get_logger
+from kubetrade.state.client import RedisError
 
 log = get_logger("kubetrade.runner.listeners")
 

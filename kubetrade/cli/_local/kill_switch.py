@@ -20,11 +20,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from kubetrade.domain.clock import ManualClock
 from kubetrade.logs import get_logger
 from kubetrade.runner.emergency import EmergencyCommand
+from kubetrade.state.client import RedisError
 from kubetrade.state.desired import LocalDesiredState, write_emergency
 
 log = get_logger("kubetrade.local")
