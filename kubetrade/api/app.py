@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from redis.asyncio import Redis
 
 from kubetrade import __version__
 from kubetrade.api.deps import ApiContext, build_context
@@ -25,6 +24,7 @@ from kubetrade.api.routes import auth, emergency, events, ops, settings, strateg
 from kubetrade.api.security import HardeningMiddleware
 from kubetrade.api.settings import ApiSettings
 from kubetrade.domain.clock import Clock
+from kubetrade.state.client import Redis
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys, keys_from_env
 

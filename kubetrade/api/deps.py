@@ -15,7 +15,6 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import Gauge
-from redis.asyncio import Redis
 from starlette.requests import HTTPConnection
 
 from kubetrade.api.analytics import AnalyticsCache
@@ -32,6 +31,7 @@ from kubetrade.api.settings import ApiSettings
 from kubetrade.api.ws import EventHub
 from kubetrade.domain.clock import Clock
 from kubetrade.state.audit import AuditEntry, write_audit
+from kubetrade.state.client import Redis
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
 from kubetrade.state.reader import StateReader

@@ -10,8 +10,8 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 
+from kubetrade.state.client import RedisError
 from kubetrade.state.desired import DesiredStateError, NotFoundError
 from kubetrade.state.desired_k8s import DesiredStateUnavailable
 

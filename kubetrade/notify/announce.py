@@ -18,12 +18,10 @@ import asyncio
 import logging
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
-
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
+from kubetrade.state.client import Redis, RedisError
 from kubetrade.state.emergency import EmergencyWatch, read_emergency_state, swap_announced
 from kubetrade.state.keys import Keys
 

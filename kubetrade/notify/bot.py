@@ -24,7 +24,6 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from redis.asyncio import Redis
 from telegram import (
     BotCommand,
     InlineKeyboardButton,
@@ -65,6 +64,7 @@ from kubetrade.notify.text import (
     when,
 )
 from kubetrade.state.audit import AuditEntry, write_audit
+from kubetrade.state.client import Redis
 from kubetrade.state.desired import DesiredState, DesiredStateError, NotFoundError
 from kubetrade.state.keys import Keys
 from kubetrade.state.overview import read_overview, strategy_names

@@ -30,8 +30,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from telegram import Bot, LinkPreviewOptions
 from telegram.error import BadRequest, ChatMigrated, RetryAfter, TelegramError, TimedOut
 
@@ -41,6 +39,7 @@ from kubetrade.notify.text import Outgoing, group_alerts
 from kubetrade.state.alert_inbox import SENDING, SENT, SENT_TTL_SECONDS, AlertInbox, sent_key
 from kubetrade.state.alerts import Alert
 from kubetrade.state.audit import AuditEntry, write_audit
+from kubetrade.state.client import Redis, RedisError
 from kubetrade.state.keys import Keys
 
 log = logging.getLogger(__name__)

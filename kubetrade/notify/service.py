@@ -15,7 +15,6 @@ import os
 import socket
 from typing import Any
 
-from redis.asyncio import Redis
 from telegram.error import InvalidToken, TelegramError
 
 from kubetrade.domain.clock import Clock, SystemClock
@@ -24,6 +23,7 @@ from kubetrade.notify.bot import App, NotifyBot
 from kubetrade.notify.dispatcher import AlertDispatcher, bot_sender
 from kubetrade.notify.redact import install_secret_redaction
 from kubetrade.notify.settings import NotifySettings
+from kubetrade.state.client import Redis
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
 

@@ -8,7 +8,6 @@ import threading
 from typing import Any
 
 import kopf
-import redis.asyncio as aioredis
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
@@ -16,6 +15,7 @@ from kubetrade.operator.clients import Clients, clients_of, memo_of
 from kubetrade.operator.handlers import build_registry
 from kubetrade.operator.kube import Kube, new_api_client
 from kubetrade.operator.settings import OperatorSettings
+from kubetrade.state.client import connect
 from kubetrade.state.keys import Keys
 
 StopFlag = asyncio.Event | threading.Event
@@ -51,9 +51,7 @@ def login(memo: kopf.Memo, **kwargs: Any) -> kopf.ConnectionInfo | None:
 
 def make_clients(settings: OperatorSettings, kubeconfig: str | None = None) -> Clients:
     """The operator's clients (Redis only when ``settings.redis_url`` is set)."""
-    redis = (
-        aioredis.from_url(settings.redis_url, decode_responses=True) if settings.redis_url else None
-    )
+    redis = connect(settings.redis_url) if settings.redis_url else None
     return Clients(
         settings,
         Kube(new_api_client(kubeconfig)),

@@ -19,8 +19,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.domain.models import Candle
 from kubetrade.domain.preflight import client_throttle_enabled
@@ -33,6 +31,7 @@ from kubetrade.runner.emergency import read_redis_emergency
 from kubetrade.runner.market import MarketSource, ReplaySource, load_replay
 from kubetrade.runner.spec import limits_from_manifest
 from kubetrade.runner.watch import apply_risk_manifest, apply_strategy_manifest, background_tasks
+from kubetrade.state.client import Redis
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
 

@@ -39,8 +39,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from kubetrade.domain.algorithms import create_algorithm
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import Candle, MarketInfo, Order, make_client_order_id
@@ -60,6 +58,7 @@ from kubetrade.runner.reconciler import Reconciler
 from kubetrade.runner.spec import RunnerOptions, RunnerParts, RunnerSpec, limits_from_manifest
 from kubetrade.runner.stops import ExchangeStops
 from kubetrade.state.alerts import AlertKind, Severity
+from kubetrade.state.client import RedisError
 from kubetrade.state.store import Changes, RestoredState, StateStore
 
 #: Seconds between the runner's heartbeats (``summary.heartbeat_ms``).

@@ -20,8 +20,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from redis.exceptions import RedisError
-
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.emergency import HALTING_ACTIONS, EmergencyAction
 from kubetrade.domain.engine import HALT_MANUAL, TradingEngine
@@ -30,6 +28,7 @@ from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halts import HaltBook, HaltSource
 from kubetrade.runner.orders import OrderRouter
 from kubetrade.runner.outputs import OutputPort
+from kubetrade.state.client import RedisError
 from kubetrade.state.store import Changes, StateStore
 
 #: How long to wait for Redis when deciding whether it still holds a stop (seconds).

@@ -13,8 +13,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Protocol
 
-from redis.asyncio import Redis
-
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.engine import HALT_DRAWDOWN, TradingEngine
 from kubetrade.domain.models import ClosedTrade, Fill, Order, to_dict
@@ -22,6 +20,7 @@ from kubetrade.logs import get_logger
 from kubetrade.runner.metrics import RunnerMetrics
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
 from kubetrade.state.audit import AuditEntry, write_audit
+from kubetrade.state.client import Redis
 from kubetrade.state.events import EventType, publish_event
 from kubetrade.state.keys import Keys
 from kubetrade.state.store import Changes, StateStore

@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from redis.asyncio import Redis
-
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.risk import RiskLimits
 from kubetrade.exchange.base import ExchangeClient
@@ -20,6 +18,7 @@ from kubetrade.exchange.paper import PaperExchange
 from kubetrade.resources import Strategy
 from kubetrade.runner.market import MarketSource
 from kubetrade.runner.metrics import RunnerMetrics
+from kubetrade.state.client import Redis
 from kubetrade.state.keys import Keys
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-__all__ = ["RedisClient", "RedisError", "ping"]
+__all__ = ["Redis", "RedisClient", "RedisError", "connect", "ping"]
 
-#: The asyncio Redis client (``decode_responses=True``: replies are ``str``).
+#: The asyncio Redis client (``decode_responses=True``: replies are ``str``); ``Redis``
+#: is the same class under its own name.
 RedisClient = Redis
 
 
@@ -18,3 +19,10 @@ async def ping(redis: RedisClient) -> None:
     """One round trip to the server. Raises :data:`RedisError` or ``OSError`` when it
     cannot be reached."""
     await redis.ping()  # type: ignore[misc]
+
+
+def connect(url: str) -> RedisClient:
+    """A client (connection pool) for the Redis at ``url``, replies decoded to ``str``
+    as every reader in ``kubetrade.state`` expects."""
+    client: RedisClient = Redis.from_url(url, decode_responses=True)
+    return client

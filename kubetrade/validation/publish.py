@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
-
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
 from kubetrade.state.audit import AuditEntry, write_audit
+from kubetrade.state.client import connect
 from kubetrade.state.keys import keys_from_env
 from kubetrade.state.reports import write_validation_latest
 from kubetrade.validation.report import latest_summary
@@ -47,7 +46,7 @@ async def publish_to(
     redis_url: str, report: Mapping[str, Any], location: str, summary: str
 ) -> None:
     """:func:`publish_report` to the Redis at ``redis_url``, with the environment's keys."""
-    redis = aioredis.from_url(redis_url, decode_responses=True)
+    redis = connect(redis_url)
     try:
         await publish_report(redis, keys_from_env(), report, location, summary)
     finally:

@@ -3,11 +3,15 @@
 - the import arrows of DESIGN.md: the import-linter contracts in pyproject.toml
   (``[tool.importlinter]``), the same check ``make lint`` runs with ``lint-imports``;
 - the shape: no file under kubetrade/ over 500 lines, no function over 60, no class over
-  400, as ``scripts/code_shape.py`` counts them.
+  400, as ``scripts/code_shape.py`` counts them;
+- Redis is spoken only in kubetrade/state/: no Redis command called on a Redis client
+  (or its pub/sub and pipeline objects) anywhere else (the import of redis itself is the
+  contract "Redis only in kubetrade.state").
 """
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import io
 from contextlib import redirect_stdout
@@ -64,3 +68,85 @@ def test_no_file_function_or_class_over_the_limits() -> None:
     assert not new, "over the limits of docs/architecture.md:\n" + "\n".join(new.values())
     fixed = sorted(set(KNOWN_OVER) - set(over))
     assert not fixed, f"no longer over a limit, remove from KNOWN_OVER: {fixed}"
+
+
+# redis-py's command methods (and the pub/sub and pipeline ones) a caller outside
+# kubetrade/state/ must not call
+REDIS_METHODS = frozenset({
+    "get", "set", "setex", "setnx", "getset", "getdel", "mget", "mset", "delete", "exists",
+    "expire", "pexpire", "ttl", "incr", "incrby", "decr", "hget", "hgetall", "hset", "hdel",
+    "hexists", "hincrby", "hmget", "hkeys", "hvals", "hlen", "xadd", "xrange", "xrevrange",
+    "xread", "xreadgroup", "xgroup_create", "xack", "xlen", "xtrim", "publish", "pubsub",
+    "subscribe", "psubscribe", "unsubscribe", "get_message", "listen", "pipeline", "execute",
+    "transaction", "eval", "evalsha", "register_script", "ping", "scan_iter", "keys", "lpush",
+    "rpush", "lrange", "ltrim", "zadd", "zrange", "zrangebyscore", "zrem", "sadd", "srem",
+    "smembers", "flushdb", "info", "watch", "multi",
+})
+
+# Files outside kubetrade/state/ allowed to talk to Redis, each with its reason.
+REDIS_ALLOWED: dict[str, str] = {
+    "kubetrade/cli/_local/embedded_redis.py":
+        "starts kubetrade local's own Redis server and waits until it answers a ping "
+        "(the process, not the data)",
+}
+
+
+def _redis_like(node: ast.expr, bound: set[str]) -> bool:
+    """A receiver that is a Redis client by name (``redis``, ``self._redis``,
+    ``ctx.redis``) or a name bound to its ``pubsub()``/``pipeline()``."""
+    text = ast.unparse(node)
+    return "redis" in text.lower() or text in bound
+
+
+def redis_calls(source: str) -> list[tuple[int, str]]:
+    """``(line, "receiver.method")`` of every Redis command called in ``source``."""
+    tree = ast.parse(source)
+    bound: set[str] = set()
+    for node in ast.walk(tree):  # names bound to a client's pubsub()/pipeline()
+        targets: list[ast.expr] = []
+        value: ast.expr | None = None
+        if isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            value = node.value
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            targets, value = [node.optional_vars], node.context_expr
+        if (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+                and value.func.attr in ("pubsub", "pipeline")
+                and _redis_like(value.func.value, set())):
+            bound.update(ast.unparse(t) for t in targets)
+    return sorted(
+        (node.lineno, f"{ast.unparse(node.func.value)}.{node.func.attr}")
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+        and node.func.attr in REDIS_METHODS and _redis_like(node.func.value, bound)
+    )
+
+
+def test_the_scan_finds_redis_calls() -> None:
+    source = (
+        "async def f(self, redis, ctx):\n"
+        "    await self._redis.hset('k', 'f', 'v')\n"
+        "    await ctx.redis.ping()\n"
+        "    pubsub = redis.pubsub()\n"
+        "    await pubsub.subscribe('c')\n"
+        "    async with redis.pipeline() as pipe:\n"
+        "        pipe.incr('k')\n"
+        "    {}.get('not redis')\n"
+    )
+    assert [call for _, call in redis_calls(source)] == [
+        "self._redis.hset", "ctx.redis.ping", "redis.pubsub", "pubsub.subscribe",
+        "redis.pipeline", "pipe.incr",
+    ]
+
+
+def test_only_kubetrade_state_calls_redis() -> None:
+    found = []
+    for path in sorted((ROOT / "kubetrade").rglob("*.py")):
+        relative = path.relative_to(ROOT).as_posix()
+        if relative.startswith("kubetrade/state/") or relative in REDIS_ALLOWED:
+            continue
+        found += [f"{relative}:{line}: {call}" for line, call in redis_calls(path.read_text())]
+    assert not found, (
+        "Redis called outside kubetrade/state/ (add a typed reader/writer there, see "
+        "docs/architecture.md):\n" + "\n".join(found)
+    )

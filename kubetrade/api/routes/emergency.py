@@ -9,7 +9,6 @@ then, are left out of the answer; the runners see the resource on their own.
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from redis.exceptions import RedisError
 
 from kubetrade.api import schemas as s
 from kubetrade.api.auth import Principal
@@ -17,6 +16,7 @@ from kubetrade.api.deps import Desired, KillSwitchUser, Reader, User
 from kubetrade.api.routes.common import AUTH_RESPONSES, BAD
 from kubetrade.api.views import emergency_out
 from kubetrade.domain.emergency import EmergencyAction
+from kubetrade.state.client import RedisError
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.reader import StateReader
 

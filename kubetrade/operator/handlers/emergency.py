@@ -12,7 +12,6 @@ from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
-from redis.exceptions import RedisError
 
 from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.operator import metrics
@@ -32,6 +31,7 @@ from kubetrade.operator.mirror import (
     unmirrored_status,
 )
 from kubetrade.resources import EMERGENCY_NAME, GROUP, VERSION
+from kubetrade.state.client import RedisError
 
 log = logging.getLogger("kubetrade.operator")
 
