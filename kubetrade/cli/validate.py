@@ -67,6 +67,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-sharpe", default=None, help="criterion (default 0.5)")
     p.add_argument("--max-drawdown", default=None,
                    help="criterion, fraction or percent: 0.15 or 15%% (default 0.15)")
+    _add_judging_and_report_flags(p)
+    p.set_defaults(func=run)
+
+
+def _add_judging_and_report_flags(p: Any) -> None:
+    """--confidence, friction, sweep and report flags of ``kubetrade validate``."""
     p.add_argument("--confidence", default=None, choices=["0.9", "0.95", "0.99"],
                    help="judge Sharpe and win rate only when the threshold lies outside "
                    "their two-sided confidence interval (else 'insufficient data'); "
@@ -81,12 +87,22 @@ def register(subparsers: Any) -> None:
                    help="largest share of a candle's volume a resting limit order fills per "
                    "candle, fraction or percent (default 10%%)")
     p.add_argument("--report-dir", default="data", help="where the JSON report goes (data/)")
+    p.add_argument("--sweep", action="append", metavar="NAME=V1,V2,...", default=None,
+                   help="with --replay: try every combination of these parameter values "
+                   "(repeat per parameter), choose on the in-sample part, judge the best on "
+                   "the rest (walk-forward; GO/NO-GO from the out-of-sample run)")
+    p.add_argument("--samples", type=int, default=None,
+                   help="with --sweep: this many random combinations of the grid (--seed)")
+    p.add_argument("--seed", type=int, default=0, help="with --samples (default 0)")
+    p.add_argument("--in-sample", type=float, default=0.7,
+                   help="with --sweep: fraction of the candles to choose on (default 0.7)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="with --sweep: worker processes (default: all cores)")
     p.add_argument("--equity-csv", metavar="FILE", default=None,
                    help="also write the full-resolution equity curve (ts_ms,equity) to FILE; "
                    "the report keeps at most 20,000 of its points")
     p.add_argument("--no-html", action="store_true",
                    help="do not write the HTML page (plots) beside the JSON report")
-    p.set_defaults(func=run)
 
 
 def _criteria(args: argparse.Namespace, spec_criteria: Any | None) -> Any:
@@ -132,6 +148,18 @@ def _friction(args: argparse.Namespace, spec_friction: Any | None) -> Any:
     if args.participation is not None:
         values["participation"] = parse_fraction(args.participation, "--participation")
     return Friction(**values)
+
+
+def _sweep(args: argparse.Namespace, replaying: bool) -> Any:
+    """The SweepSpec of --sweep, or None; ValueError without --replay."""
+    if not args.sweep:
+        return None
+    if not replaying:
+        raise ValueError("--sweep needs --replay (a sweep replays history)")
+    from kubetrade.validation.sweep import SweepSpec, parse_grid
+
+    return SweepSpec(parse_grid(args.sweep), args.samples, args.seed, args.in_sample,
+                     args.jobs)
 
 
 @dataclass
@@ -209,6 +237,7 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
         friction=_friction(args, source.spec_friction),
         confidence=Decimal(args.confidence) if args.confidence else None,
         equity_csv=Path(args.equity_csv) if args.equity_csv else None,
+        sweep=_sweep(args, bool(source.replay)),
         mode="replay" if source.replay else "forward",
         replay_path=replay_path,
         load_options=load_options,

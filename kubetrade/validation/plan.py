@@ -91,6 +91,8 @@ class ValidationPlan:
     """Fees, slippage and fill participation of the paper broker (--fee-rate, ...)."""
     confidence: Decimal | None = None
     """--confidence: Sharpe and win rate judged only outside their confidence interval."""
+    sweep: Any = None
+    """kubetrade.validation.sweep.SweepSpec of ``--sweep`` (walk-forward), or None."""
     equity_csv: Path | None = None
     """--equity-csv: where the full-resolution equity curve goes (the report's is bounded)."""
 

@@ -20,17 +20,26 @@ from kubetrade.validation.plan import (
 )
 
 
+def load_plan_candles(plan: ValidationPlan) -> CandleFrame:
+    """The candles ``plan`` replays (its file or store range, at its timeframe)."""
+    symbol = plan.symbol or plan.strategy.spec.symbols[0]
+    return replay_candles(plan.replay_path, plan.replay_store, symbol,
+                          plan.strategy.spec.timeframe, plan.load_options)
+
+
 def replay(
-    plan: ValidationPlan, progress: Callable[[int, int], None] | None = None
+    plan: ValidationPlan, progress: Callable[[int, int], None] | None = None,
+    candles: CandleFrame | None = None,
 ) -> RunOutcome:
-    """Recorded candles through the engine and paper broker as fast as the CPU allows.
+    """Recorded candles (``candles``, else the plan's) through the engine and paper
+    broker as fast as the CPU allows.
 
     ``progress(done, total)`` is called about every 1 % of the candles. ValueError when
     the plan has no candle file or the file holds no candles.
     """
     symbol = plan.symbol or plan.strategy.spec.symbols[0]
-    candles = replay_candles(plan.replay_path, plan.replay_store, symbol,
-                             plan.strategy.spec.timeframe, plan.load_options)
+    if candles is None:
+        candles = load_plan_candles(plan)
     # the exchange's real filters (tick, lot, min notional); an unknown symbol is refused
     engine, broker = engine_and_broker(plan, {symbol: load_best(plan.data_dir).market(symbol)})
     clock = ManualClock(candles[0].ts_ms)

@@ -24,7 +24,7 @@ from kubetrade.validation.analysis import (
 from kubetrade.validation.curve import write_curve_csv
 from kubetrade.validation.plan import RunOutcome, ValidationPlan
 from kubetrade.validation.progress import Progress
-from kubetrade.validation.replay import replay
+from kubetrade.validation.replay import load_plan_candles, replay
 from kubetrade.validation.report import RunInfo, build_report
 
 
@@ -98,6 +98,14 @@ def run_plan(
     """Trade ``plan`` (replay at full speed, or forward on Binance's public candles for
     ``plan.duration_s``) and return its report. ``on_update(percent, eta_s, text)`` gets
     the progress; ``started_ms`` (wall clock) goes into the report."""
+    if plan.mode == "replay" and plan.sweep is not None:
+        from kubetrade.validation.sweep import walk_forward
+
+        best, outcome, section = walk_forward(plan, load_plan_candles(plan), plan.sweep)
+        report = finish_report(best, outcome, [plan.symbol or plan.strategy.spec.symbols[0]],
+                               started_ms, wall.now_ms())
+        report["sweep"] = section
+        return report
     if plan.mode == "replay":
         progress = Progress(1, wall, on_update=on_update)
         outcome = replay(plan, progress.update_of)

@@ -34,6 +34,14 @@ def format_summary(report: Mapping[str, Any], location: str = "") -> str:
         f"total return {_pct(m.get('total_return'))}, "
         f"profit factor {_fix(m.get('profit_factor'), 2)}",
     ]
+    sweep = report.get("sweep")
+    if sweep:
+        lines.append(
+            f"  sweep: {sweep['combinations']} combinations ranked on "
+            f"{sweep['in_sample']['candles']} in-sample candles, best "
+            f"{json.dumps(sweep['best']['parameters'])} (in-sample Sharpe "
+            f"{_fix(sweep['best'].get('sharpe'))}); verdict from the "
+            f"{sweep['out_of_sample']['candles']} out-of-sample candles")
     friction = run.get("friction")
     if friction:
         lines.append(

@@ -1,0 +1,148 @@
+"""Parameter sweeps, walk-forward: choose on the in-sample part, judge on the rest.
+
+``kubetrade validate --sweep fastPeriod=5,10,20 --sweep slowPeriod=20,30,50`` replays
+every combination of the grid (or ``--samples N`` random ones of it, seeded) over the
+first ``in_sample`` fraction of the candles, on all local cores, ranks them by the
+in-sample Sharpe ratio (then total return), and replays the best one over the
+remaining out-of-sample candles. The GO/NO-GO decision and the report are those of the
+out-of-sample run, so a sweep cannot buy a GO by fitting the noise it was chosen on;
+the report's ``sweep`` section holds the ranking and both ranges.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any
+
+from kubetrade.domain.metrics import compute_metrics
+from kubetrade.marketdata.frame import CandleFrame
+from kubetrade.validation.plan import RunOutcome, ValidationPlan
+from kubetrade.validation.replay import replay
+
+TOP = 10
+"""Ranked combinations kept in the report."""
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """The grid (parameter -> values), optional random sampling and the split."""
+
+    grid: dict[str, list[Any]]
+    samples: int | None = None
+    seed: int = 0
+    in_sample: float = 0.7
+    jobs: int | None = None
+
+    def combinations(self) -> list[dict[str, Any]]:
+        """Every point of the grid, or ``samples`` of them drawn without replacement."""
+        keys = sorted(self.grid)
+        points = [dict(zip(keys, values, strict=True))
+                  for values in itertools.product(*(self.grid[k] for k in keys))]
+        if self.samples is not None and self.samples < len(points):
+            points = random.Random(self.seed).sample(points, self.samples)
+        return points
+
+
+def parse_grid(items: list[str]) -> dict[str, list[Any]]:
+    """``["fastPeriod=5,10", "stdDev=1.5,2"]`` -> {name: [values]} (ints, floats or text).
+    ValueError names a malformed item."""
+    grid: dict[str, list[Any]] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name.strip() or not values.strip():
+            raise ValueError(f"--sweep: {item!r} is not NAME=V1,V2,...")
+        grid[name.strip()] = [_value(v.strip()) for v in values.split(",") if v.strip()]
+    return grid
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def with_parameters(plan: ValidationPlan, params: dict[str, Any]) -> ValidationPlan:
+    """``plan`` trading the same Strategy with ``params`` over its parameters."""
+    spec = plan.strategy.spec
+    new_spec = spec.model_copy(update={"parameters": {**spec.parameters, **params}})
+    return replace(plan, strategy=plan.strategy.model_copy(update={"spec": new_spec}))
+
+
+_WORK: tuple[ValidationPlan, CandleFrame] | None = None
+"""The plan and in-sample candles, set before the worker processes fork."""
+
+
+def _score(params: dict[str, Any]) -> dict[str, Any]:
+    assert _WORK is not None
+    plan, frame = _WORK
+    try:
+        trial = with_parameters(plan, params)
+        trial.strategy.spec.validated_parameters()
+        outcome = replay(trial, None, frame)
+    except ValueError as exc:  # e.g. fastPeriod >= slowPeriod: refused, not ranked
+        return {"parameters": params, "error": str(exc)}
+    m = compute_metrics(outcome.trades, outcome.equity_curve)
+    return {"parameters": params, "sharpe": m.sharpe, "total_return": m.total_return,
+            "trades": m.trades, "max_drawdown": m.max_drawdown}
+
+
+def rank(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every combination replayed over ``frame``, best first (Sharpe, then return);
+    refused combinations last, with their error."""
+    global _WORK
+    _WORK = (plan, frame)
+    points = spec.combinations()
+    jobs = max(1, min(spec.jobs or os.cpu_count() or 1, len(points)))
+    try:
+        if jobs == 1:
+            results = [_score(p) for p in points]
+        else:
+            import multiprocessing
+
+            ctx = multiprocessing.get_context("fork")
+            with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+                results = list(pool.map(_score, points, chunksize=max(1, len(points) // jobs // 4)))
+    finally:
+        _WORK = None
+    return sorted(results, key=lambda r: ("error" in r, -r.get("sharpe", 0.0),
+                                          -r.get("total_return", 0.0)))
+
+
+def walk_forward(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec
+                 ) -> tuple[ValidationPlan, RunOutcome, dict[str, Any]]:
+    """Rank on the in-sample part, run the best out of sample: (the best's plan, its
+    out-of-sample outcome, the report's ``sweep`` section). ValueError when the split
+    leaves either part empty or no combination could run."""
+    if not 0 < spec.in_sample < 1:
+        raise ValueError(f"--in-sample: {spec.in_sample} must be between 0 and 1")
+    cut = int(len(frame) * spec.in_sample)
+    if cut < 2 or len(frame) - cut < 2:
+        raise ValueError(f"sweep: {len(frame)} candles cannot be split at {spec.in_sample}")
+    inside = CandleFrame(frame.table.slice(0, cut), frame.report)
+    outside = CandleFrame(frame.table.slice(cut), frame.report)
+    ranking = rank(plan, inside, spec)
+    if not ranking or "error" in ranking[0]:
+        raise ValueError(f"sweep: no combination could run: {ranking[:1]}")
+    best_plan = with_parameters(plan, ranking[0]["parameters"])
+    outcome = replay(best_plan, None, outside)
+    section = {
+        "combinations": len(ranking),
+        "ranked_by": "in-sample Sharpe ratio, then total return",
+        "in_sample": {"candles": cut, "start_ms": inside.first_ms, "end_ms": inside.last_ms},
+        "out_of_sample": {"candles": len(frame) - cut, "start_ms": outside.first_ms,
+                          "end_ms": outside.last_ms},
+        "best": ranking[0],
+        "top": ranking[:TOP],
+        "decision_from": "out-of-sample run of the best in-sample combination",
+    }
+    return best_plan, outcome, section
+
+
+__all__ = ["SweepSpec", "parse_grid", "rank", "walk_forward", "with_parameters"]
