@@ -16,6 +16,9 @@ processes hits both alike; the figures are the best wall time and the best CPU t
 (user+sys of the child, robust when the 2 cores are shared) of each, their ratio, and
 then ``kubetrade validate`` on 1,000,000 candles: wall, CPU and peak RSS (the child's
 ``ru_maxrss``). Targets: ratio >= 3x; 1M candles under 3 s wall and 250 MB RSS.
+Last, sweep throughput: ``kubetrade validate --sweep`` of a 4 x 4 SMA grid over the
+300,000 candles on all local cores (combinations per second of wall time, and the
+out-of-sample run included).
 Run: ``.venv/bin/python -m bench.validate``.
 """
 
@@ -139,6 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.big:,} candles: kubetrade validate --replay wall {big_best[0]:.2f} s, "
               f"CPU {big_best[1]:.2f} s, peak RSS {big_best[2]:.0f} MiB "
               f"(targets: < 3 s wall, < 250 MB)")
+        sweep = [*ours[:-1], "--no-html", "--sweep", "fastPeriod=5,10,15,20", "--sweep",
+                 "slowPeriod=30,40,50,60", "--replay", str(small)]
+        wall, cpu, _, code = timed(sweep, root)
+        if code not in (0, 3):
+            raise SystemExit(f"sweep exited {code}")
+        print(f"sweep of 16 combinations over {args.candles:,} candles on {os.cpu_count()} "
+              f"cores: wall {wall:.1f} s, CPU {cpu:.1f} s, {16 / wall:.2f} combinations/s")
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
 

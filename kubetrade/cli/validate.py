@@ -301,7 +301,7 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     started = wall.now_ms()
     page = ""
     try:
-        on_update = (lambda pct, eta, text: reporter.progress(text)) if reporter else None
+        on_update = _progress_sinks(reporter)
         report = run_plan(plan, wall, started, on_update)
         try:
             written = write_report(report, args.report_dir, report["finished_ms"])
@@ -342,6 +342,21 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     finally:
         if api is not None:
             api.close()
+
+
+def _progress_sinks(reporter: Any) -> Any:
+    """Where progress goes besides the log's JSON lines: the ValidationRun's status,
+    and a bar with ETA on stderr when it is a terminal."""
+    from kubetrade.validation.progress import TerminalBar
+
+    sinks: list[Any] = []
+    if reporter is not None:
+        sinks.append(lambda pct, eta, text: reporter.progress(text))
+    if sys.stderr.isatty():
+        sinks.append(TerminalBar(sys.stderr))
+    if not sinks:
+        return None
+    return lambda pct, eta, text: [sink(pct, eta, text) for sink in sinks]
 
 
 def run(args: argparse.Namespace) -> int:

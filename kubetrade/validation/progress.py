@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TextIO
 
 from kubetrade.domain.clock import Clock
 
@@ -81,3 +82,21 @@ def _duration_text(seconds: float) -> str:
     if m:
         return f"{m}m{sec:02d}s"
     return f"{sec}s"
+
+
+class TerminalBar:
+    """A one-line progress bar with ETA for a terminal (``\r``-rewritten on ``stream``),
+    ended by a newline at 100%; JSON progress lines still go to the log."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+
+    def __call__(self, pct: float, eta_s: float | None, text: str) -> None:
+        filled = int(self.width * pct / 100)
+        eta = "?" if eta_s is None else _duration_text(eta_s)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {pct:5.1f}% "
+                          f"ETA {eta:>7}")
+        if pct >= 100:
+            self.stream.write("\n")
+        self.stream.flush()
