@@ -6,6 +6,12 @@ arguments and returning an exit code. Discovery keeps components from editing a
 shared file, and a component that has not landed is simply absent, never a stub.
 Modules and packages whose name begins with an underscore are helpers of the
 subcommands (e.g. ``_local``, the assembly of ``kubetrade local``), not subcommands.
+
+Building the parser imports every subcommand module, so those modules import what their
+command runs inside the function that runs it: ``kubetrade --help`` (and each command)
+then loads none of ccxt, kubernetes, FastAPI, pyarrow or redis it does not use. These
+function-level imports are on purpose; elsewhere imports are at module level unless a
+comment says why (start-up time, an optional dependency, a cycle).
 """
 
 from __future__ import annotations

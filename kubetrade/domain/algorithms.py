@@ -371,6 +371,7 @@ def validate_parameters(algorithm: str, parameters: dict[str, Any] | None) -> Ba
     """The typed parameters, or ValueError naming the algorithm, field and rule.
 
     Any registered algorithm (built-in or plugin); ``rules`` takes no parameters."""
+    # a cycle: the registry imports this module's built-ins
     from kubetrade.domain.registry import params_model
 
     model = params_model(algorithm)
@@ -393,7 +394,7 @@ def create_algorithm(
 
     Raises ValueError naming the unknown algorithm or the offending field and rule.
     """
-    from kubetrade.domain.registry import create
+    from kubetrade.domain.registry import create  # a cycle, as in validate_parameters
 
     return create(algorithm, parameters, rules)
 

@@ -23,15 +23,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from kubetrade.domain.algorithms import BUILTINS, Algorithm
+from kubetrade.domain.algorithms import BUILTINS, Algorithm, validate_parameters
+from kubetrade.domain.rules.algorithm import RulesAlgorithm
+from kubetrade.domain.rules.spec import RulesSpec
 
 ENTRY_POINT_GROUP = "kubetrade.algorithms"
 RULES = "rules"
 
 
 def _builtins() -> dict[str, type[Algorithm[Any, Any]]]:
-    from kubetrade.domain.rules.algorithm import RulesAlgorithm
-
     return {**BUILTINS, RULES: RulesAlgorithm}
 
 
@@ -104,8 +104,6 @@ class NoParams(BaseModel):
 
 def create(algorithm: str, parameters: dict[str, Any] | None, rules: Any) -> Algorithm[Any, Any]:
     """A fresh algorithm (see ``kubetrade.domain.algorithms.create_algorithm``)."""
-    from kubetrade.domain.algorithms import validate_parameters
-
     if algorithm == RULES and rules is None and parameters and "rules" in parameters:
         # spec.validated_parameters() carries spec.rules this way (runner spec, snapshots)
         parameters = dict(parameters)
@@ -113,8 +111,6 @@ def create(algorithm: str, parameters: dict[str, Any] | None, rules: Any) -> Alg
     params = validate_parameters(algorithm, parameters)
     cls = registered()[algorithm]
     if algorithm == RULES:
-        from kubetrade.domain.rules.spec import RulesSpec
-
         if rules is None:
             raise ValueError("algorithm rules needs spec.rules (indicators, entry, exit)")
         spec = rules if isinstance(rules, RulesSpec) else RulesSpec.model_validate(rules)

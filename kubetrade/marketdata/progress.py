@@ -50,6 +50,7 @@ class RichProgress:
     """A rich progress bar per series (for a terminal); use as a context manager."""
 
     def __init__(self) -> None:
+        # rich is imported only when a terminal shows the bar (a pod's log never does)
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,

@@ -27,6 +27,7 @@ from kubetrade.domain.clock import Clock
 from kubetrade.domain.models import Candle
 from kubetrade.marketdata.loader import LoadOptions, frame_from_candles
 from kubetrade.marketdata.store import CandleStore, SeriesKey
+from kubetrade.marketdata.timeframes import timeframe_ms
 
 log = logging.getLogger("kubetrade.marketdata.recording")
 
@@ -138,8 +139,6 @@ class CandleRecorder:
         last = self.stats.last_candle_ms.get(symbol)
         if last is None:
             return None
-        from kubetrade.marketdata.timeframes import timeframe_ms
-
         return max(0.0, (self.clock.now_ms() - last - timeframe_ms(self.timeframe)) / 1000)
 
 

@@ -16,6 +16,8 @@ from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from kubetrade.domain.algorithms import ALGORITHMS
+from kubetrade.domain.registry import RULES, NoParams, params_model, registered
 from kubetrade.resources.common import Num, _camel
 
 
@@ -108,17 +110,10 @@ def algorithms() -> dict[str, type[BaseModel]]:
 
     Plugins are not in the CRD (the operator's image does not carry them); see
     ``installed_algorithms``."""
-    try:
-        from kubetrade.domain.algorithms import ALGORITHMS
-        from kubetrade.domain.registry import RULES, NoParams
-    except ImportError:
-        return FALLBACK_ALGORITHMS
     return {**ALGORITHMS, RULES: NoParams}
 
 
 def installed_algorithms() -> dict[str, type[BaseModel]]:
     """Every algorithm this process can run: built-ins, ``rules`` and installed plugins
     (``kubetrade.algorithms`` entry points), name -> parameters model."""
-    from kubetrade.domain.registry import params_model, registered
-
     return {name: params_model(name) for name in registered()}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any, Literal, Self
 
@@ -174,8 +175,6 @@ class StrategySpec(CRModel):
     @field_validator("symbols")
     @classmethod
     def _symbols_well_formed(cls, value: list[str]) -> list[str]:
-        import re
-
         for i, symbol in enumerate(value):
             if not re.fullmatch(SYMBOL_PATTERN, symbol):
                 raise ValueError(f"symbols[{i}] {symbol!r} is not BASE/QUOTE, e.g. BTC/USDT")

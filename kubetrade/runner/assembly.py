@@ -153,7 +153,7 @@ def replay_paths(spec: RunnerSpec, market_data: str) -> dict[str, Path]:
     candle store (``kubetrade data download``)."""
     arg = market_data.split(":", 1)[1] if ":" in market_data else "bundled"
     if arg in ("", "bundled"):
-        from kubetrade.exchange.replay import bundled_candles
+        from kubetrade.exchange.replay import bundled_candles  # on use: pyarrow (see below)
 
         out: dict[str, Path] = {}
         for symbol in spec.symbols:
@@ -166,7 +166,7 @@ def replay_paths(spec: RunnerSpec, market_data: str) -> dict[str, Path]:
             out[symbol] = path
         return out
     if arg == "store":  # the candle store (KUBETRADE_DATADIR), series of the timeframe
-        from kubetrade.marketdata.store import stored_paths
+        from kubetrade.marketdata.store import stored_paths  # on use: pyarrow, ~1 s
 
         return stored_paths(os.environ.get("KUBETRADE_DATADIR") or "data/candles",
                             spec.symbols, spec.timeframe)
@@ -182,7 +182,7 @@ async def build_exchange(
     """(exchange the runner trades on, paper exchange if paper, live data client or None)."""
     data_client: ExchangeClient | None = None
     if spec.mode == "live" or env.market_data == "exchange":
-        from kubetrade.exchange.binance import BinanceExchange
+        from kubetrade.exchange.binance import BinanceExchange  # on use: ccxt, ~2-3 s
 
         live = spec.mode == "live"
         data_client = BinanceExchange(
@@ -198,7 +198,7 @@ async def build_exchange(
                 "live mode needs BINANCE_API_KEY and BINANCE_SECRET_KEY (or apiKey/secretKey "
                 f"files in KUBETRADE_SECRETS_DIR, default {DEFAULT_SECRETS_DIR})"
             )
-        from kubetrade.exchange.resilient import ResilientExchange
+        from kubetrade.exchange.resilient import ResilientExchange  # live only (tenacity)
 
         assert data_client is not None
         resilient = ResilientExchange(data_client, clock, rate_limit_enabled=env.rate_limit)
@@ -228,7 +228,7 @@ def build_market(
                            timeframe=spec.timeframe)
     assert data_client is not None
     if env.candle_dir:
-        from kubetrade.marketdata.recording import recording_source
+        from kubetrade.marketdata.recording import recording_source  # on use: pyarrow
 
         return recording_source(ExchangeSource(data_client, spec, clock), env.candle_dir,
                                 spec.timeframe, env.pod_name or spec.name, clock)
@@ -254,7 +254,7 @@ class ExchangeSource:
                 "symbols": self.spec.symbols, "timeframe": self.spec.timeframe}
 
     async def candles(self, cursor: Any) -> Any:
-        from kubetrade.exchange.feed import CandleFeed, StaleData
+        from kubetrade.exchange.feed import CandleFeed, StaleData  # on use: ccxt
 
         tf = timeframe_ms(self.spec.timeframe)
         queue: asyncio.Queue[tuple[str, Candle]] = asyncio.Queue(maxsize=1000)

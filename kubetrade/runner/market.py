@@ -109,6 +109,7 @@ def load_replay(
 ) -> ReplaySource:
     """Replay of candle files through the one strict loader (kubetrade.marketdata): a
     file whose spacing is not ``timeframe`` is refused (CandleDataError, a ValueError)."""
+    # imported on use: pyarrow (~1 s) is needed by a replay of files, not by a live runner
     from kubetrade.marketdata import LoadOptions, load_candles
 
     opts = LoadOptions(timeframe=timeframe)
