@@ -233,12 +233,16 @@ def test_deleting_a_strategy_goes_through_the_finalizer(release: Release) -> Non
 
 def test_helm_uninstall_leaves_only_what_the_chart_keeps(release: Release) -> None:
     release.node.helm("uninstall", RELEASE, "-n", release.ns, "--wait")
+    components = "app.kubernetes.io/component in (operator,api,redis,runner,notify)"
     wait_for(
-        lambda: not (release.get("pods") or {}).get("items"),
+        lambda: not (release.get("pods", "-l", components) or {}).get("items"),
         180, "every pod of the release gone", release.why,
     )  # fmt: skip
-    for kind in ("deployments", "statefulsets", "services", "jobs"):
+    for kind in ("deployments", "statefulsets", "services"):
         assert not (release.get(kind) or {}).get("items"), kind
+    # What users applied stays theirs: the ValidationRun (and the Job it owns, whose
+    # completed pod holds the logs) until they delete it.
+    assert release.get("validationrun", "btc-sma-check") is not None
     # kept on purpose: the kill switch and the risk policy (helm.sh/resource-policy: keep)
     assert release.get("emergency", "default") is not None
     assert release.get("riskpolicy", "default") is not None
