@@ -123,7 +123,7 @@ async def test_rejections_are_typed(fake_binance: FakeBinance, binance: BinanceE
 
 async def test_auth_failures_are_not_transient(fake_binance: FakeBinance) -> None:
     for kw in ({"api_key": "wrong"}, {"secret": "wrong"}):
-        ex = make(fake_binance, **kw)
+        ex = make(fake_binance, None, **kw)
         try:
             with pytest.raises(AuthenticationFailed) as info:
                 await ex.fetch_balances()

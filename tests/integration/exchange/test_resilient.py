@@ -17,12 +17,13 @@ from kubetrade.domain.models import Order, OrderStatus, OrderType, Side
 from kubetrade.exchange.base import (
     AuthenticationFailed,
     CircuitOpen,
+    ExchangeEvent,
     InsufficientFunds,
     OutcomeUnknown,
 )
 from kubetrade.exchange.binance import BinanceExchange
 from kubetrade.exchange.breaker import BreakerState
-from kubetrade.exchange.resilient import ExchangeEvent, ResilientExchange
+from kubetrade.exchange.resilient import ResilientExchange
 from tests.fakes.binance import FakeBinance
 
 T0 = 1726876800000 + 3_600_000  # 2024-09-21 01:00 UTC, inside the 1m BTCUSDT data

@@ -14,8 +14,8 @@ from kubetrade.domain.models import (
     OrderType,
     Side,
 )
-from kubetrade.exchange.base import OutcomeUnknown, TransientError
-from kubetrade.exchange.resilient import ExchangeEvent, ResilientExchange
+from kubetrade.exchange.base import ExchangeEvent, OutcomeUnknown, TransientError
+from kubetrade.exchange.resilient import ResilientExchange
 from tests.fakes.null_exchange import NullExchange
 
 
