@@ -73,8 +73,9 @@ class _Chunk:
         if text is None:
             text = self._text = [pc.cast(self.part.column(n), pa.string()).to_pylist()
                                  for n in _PRICES]
-        o, h, low, c, v = (Decimal(col[j]) for col in text)
-        return Candle(ts, o, h, low, c, v)
+        o, h, low, c, v = text
+        return Candle(ts, Decimal(o[j]), Decimal(h[j]), Decimal(low[j]), Decimal(c[j]),
+                      Decimal(v[j]))
 
 
 def _quiet_until(engine: TradingEngine, broker: PaperBroker, close_ms: int) -> int:
