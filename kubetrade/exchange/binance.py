@@ -34,7 +34,7 @@ from kubetrade.domain.models import (
     OrderType,
     Side,
 )
-from kubetrade.domain.timeframes import TIMEFRAME_MS
+from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.exchange.base import (
     AuthenticationFailed,
     BadSymbol,
@@ -66,21 +66,8 @@ _STATUS: dict[str, OrderStatus] = {
     "EXPIRED_IN_MATCH": OrderStatus.EXPIRED,
 }
 
-_TIMEFRAME_MS = TIMEFRAME_MS  # the domain's one table (kubetrade.domain.timeframes)
-
 _SCRUB = re.compile(r"(signature|apiKey|secret|X-MBX-APIKEY)=?[\"':\s]*[A-Za-z0-9+/=_-]{8,}",
                     re.IGNORECASE)
-
-
-def timeframe_ms(timeframe: str) -> int:
-    """Length of a Binance interval in ms; ValueError names the unsupported value."""
-    try:
-        return _TIMEFRAME_MS[timeframe]
-    except KeyError:
-        raise ValueError(
-            f"timeframe {timeframe!r} is not a Binance interval "
-            f"(one of {', '.join(_TIMEFRAME_MS)})"
-        ) from None
 
 
 def _dec(value: Any) -> Decimal:

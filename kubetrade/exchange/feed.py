@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.models import Candle
+from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.exchange.base import CircuitOpen, ExchangeClient, ExchangeError, TransientError
-from kubetrade.exchange.binance import timeframe_ms
 
 log = logging.getLogger(__name__)
 

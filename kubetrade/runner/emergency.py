@@ -10,7 +10,6 @@ on both paths is harmless.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -103,14 +102,7 @@ async def listen_redis(
             ready.set()
         if on_subscribed is not None:
             await on_subscribed()
-        while True:
-            msg = await subscription.next(1.0)
-            if msg is None:
-                continue
-            try:
-                data = json.loads(msg.data)
-            except (TypeError, ValueError):
-                continue
+        async for data in subscription.json_values():
             cmd = parse_redis_state(data if isinstance(data, dict) else {}, "redis")
             if cmd is not None:
                 await handler(cmd)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import replace
 from typing import Any
 
@@ -60,14 +59,7 @@ async def watch_local_desired(
     async with Subscription(redis, keys.events_channel) as subscription:
         if on_subscribed is not None:
             await on_subscribed()
-        while True:
-            msg = await subscription.next(1.0)
-            if msg is None:
-                continue
-            try:
-                event = json.loads(msg.data)
-            except (TypeError, ValueError):
-                continue
+        async for event in subscription.json_values():
             if event.get("type") != "desired":
                 continue
             data = event.get("data") or {}

@@ -6,6 +6,8 @@ so a listener re-reads the stored state after (re)subscribing."""
 from __future__ import annotations
 
 import contextlib
+import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +58,20 @@ class Subscription:
         if not isinstance(data, str):
             return None
         return ChannelMessage(channel=str(msg.get("channel")), data=data)
+
+    async def json_values(self, timeout_s: float = 1.0) -> AsyncIterator[Any]:
+        """The JSON value of every message, as they come (text that is not JSON is
+        skipped), until the caller stops; waits ``timeout_s`` at a time. Raises
+        ``RedisError`` when the connection is lost."""
+        while True:
+            msg = await self.next(timeout_s)
+            if msg is None:
+                continue
+            try:
+                value = json.loads(msg.data)
+            except ValueError:
+                continue
+            yield value
 
 
 async def _close(pubsub: Any) -> None:

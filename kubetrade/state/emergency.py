@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
 
+from kubetrade.state.channels import Subscription
 from kubetrade.state.keys import Keys
 from kubetrade.state.schema import EmergencyState
 
@@ -40,37 +39,19 @@ class EmergencyWatch:
     truth, since pub/sub drops what is sent while nobody listens."""
 
     def __init__(self, redis: Redis, keys: Keys) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._pubsub: PubSub | None = None
+        self._subscription = Subscription(redis, keys.emergency_channel)
 
     async def __aenter__(self) -> EmergencyWatch:
-        pubsub = self._redis.pubsub()
-        try:
-            await pubsub.subscribe(self._keys.emergency_channel)
-        except BaseException:
-            await _close(pubsub)
-            raise
-        self._pubsub = pubsub
+        await self._subscription.__aenter__()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._pubsub is not None:
-            await _close(self._pubsub)
-            self._pubsub = None
+        await self._subscription.__aexit__(*exc)
 
     async def wait(self, seconds: float) -> None:
-        """Until a change message arrives or ``seconds`` pass. Raises RedisError."""
-        if self._pubsub is None:
-            raise RuntimeError("EmergencyWatch.wait outside 'async with'")
-        await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=seconds)
-
-
-async def _close(pubsub: PubSub) -> None:
-    try:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
-    except RedisError:
-        pass
+        """Until a change message arrives or ``seconds`` pass. Raises RedisError
+        (RuntimeError outside ``async with``)."""
+        await self._subscription.next(seconds)
 
 
 async def swap_announced(redis: Redis, keys: Keys, marker: str) -> str | None:

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from redis.asyncio import Redis
@@ -32,6 +32,7 @@ from kubetrade.state.schema import (
     EmergencyState,
     ReconciliationRecord,
     StrategySummary,
+    _decimal,  # the one parser of stored decimals
 )
 from kubetrade.state.store import trade_from_fields
 
@@ -66,15 +67,6 @@ def _loads(raw: str | None) -> Any:
     try:
         return json.loads(raw)
     except ValueError:
-        return None
-
-
-def _decimal(raw: str | None) -> Decimal | None:
-    if raw is None or raw == "":
-        return None
-    try:
-        return Decimal(raw)
-    except (InvalidOperation, ValueError):
         return None
 
 
