@@ -174,29 +174,21 @@ class KubernetesDesiredState:
     async def ping(self) -> bool:
         """Can we reach the API server and read our resources (health check)?"""
         try:
-            await self._call(
-                "Strategy list",
-                self._api.list_namespaced_custom_object,
-                GROUP,
-                VERSION,
-                self.namespace,
-                STRATEGIES,
-                limit=1,
-            )
+            await self._strategy_list(limit=1)
         except (DesiredStateUnavailable, NotFoundError, DesiredStateError):
             return False
         return True
 
+    async def _strategy_list(self, **options: Any) -> Any:
+        """The namespace's Strategy list (the API server's answer)."""
+        return await self._call(
+            "Strategy list", self._api.list_namespaced_custom_object,
+            GROUP, VERSION, self.namespace, STRATEGIES, **options,
+        )
+
     # -- strategies -------------------------------------------------------------------
     async def list_strategies(self) -> list[dict[str, Any]]:
-        result = await self._call(
-            "Strategy list",
-            self._api.list_namespaced_custom_object,
-            GROUP,
-            VERSION,
-            self.namespace,
-            STRATEGIES,
-        )
+        result = await self._strategy_list()
         items: list[dict[str, Any]] = list(result.get("items") or [])
         return sorted(items, key=lambda m: (m.get("metadata") or {}).get("name", ""))
 
