@@ -426,3 +426,22 @@ def test_the_delete_wait_shows_itself_and_has_a_way_out(operator_bed: OperatorBe
     detail = json.loads(deleted["detail"])
     assert detail["outcome"] == "OpenOrdersAbandoned" and detail["ordersLeftOpen"] == ["o-1"]
     assert bed.logs().count("failed temporarily") == 0
+
+
+def test_a_strategy_that_lives_a_moment_leaves_nothing_behind(operator_bed: OperatorBed) -> None:
+    bed = operator_bed
+    bed.apply(POLICY.format(name="default", stop=5))
+    bed.start()
+    for i in range(5):
+        bed.apply(strategy(f"blink-{i}"))
+        bed.kubectl("delete", "strategy", f"blink-{i}", "--wait=false")
+    wait_for(lambda: not bed.items("strategies"), 60, "all Strategies gone")
+
+    def owned(kind: str) -> list[str]:
+        return [
+            o["metadata"]["name"]
+            for o in bed.items(kind, "app.kubernetes.io/managed-by=kubetrade-operator")
+        ]
+
+    for kind in ("deployments", "serviceaccounts", "roles", "rolebindings"):
+        assert owned(kind) == [], kind
