@@ -12,6 +12,7 @@ the report's ``sweep`` section holds the ranking and both ranges.
 from __future__ import annotations
 
 import itertools
+import multiprocessing
 import os
 import random
 from concurrent.futures import ProcessPoolExecutor
@@ -104,8 +105,6 @@ def rank(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec) -> list[dict
         if jobs == 1:
             results = [_score(p) for p in points]
         else:
-            import multiprocessing
-
             ctx = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
                 results = list(pool.map(_score, points, chunksize=max(1, len(points) // jobs // 4)))
