@@ -161,6 +161,27 @@ def _parse_trade(fields: dict[str, str]) -> ClosedTrade | None:
         return None
 
 
+def _positions(raw: dict[str, str]) -> list[Position]:
+    """A positions hash (symbol -> JSON position) as positions, by symbol; an entry
+    that does not parse is left out."""
+    out: list[Position] = []
+    for _symbol, value in sorted(raw.items()):
+        data = _loads(value)
+        if isinstance(data, dict):
+            try:
+                out.append(from_dict(Position, data))
+            except (KeyError, TypeError, ValueError, ArithmeticError):
+                continue
+    return out
+
+
+def _in_window(ts_ms: int, since_ms: int | None, until_ms: int | None) -> bool:
+    """``since_ms <= ts_ms <= until_ms``, a missing bound being open."""
+    if since_ms is not None and ts_ms < since_ms:
+        return False
+    return not (until_ms is not None and ts_ms > until_ms)
+
+
 def _parse_equity(fields: dict[str, str]) -> EquityPoint | None:
     ts, eq = _int(fields.get("ts")), _decimal(fields.get("equity"))
     return EquityPoint(ts, eq) if ts is not None and eq is not None else None
@@ -283,9 +304,7 @@ class StateReader:
                 return False
             if symbol and t.symbol != symbol:
                 return False
-            if since_ms is not None and t.exit_ms < since_ms:
-                return False
-            return not (until_ms is not None and t.exit_ms > until_ms)
+            return _in_window(t.exit_ms, since_ms, until_ms)
 
         filtered = bool(symbol) or since_ms is not None or until_ms is not None
         return await self._scan_desc(key, limit, cursor, parse, accept, filtered)
@@ -316,9 +335,7 @@ class StateReader:
                 return False
             if strategy and e.strategy != strategy:
                 return False
-            if since_ms is not None and e.ts_ms < since_ms:
-                return False
-            return not (until_ms is not None and e.ts_ms > until_ms)
+            return _in_window(e.ts_ms, since_ms, until_ms)
 
         filtered = any(v is not None for v in (actor, action, strategy, since_ms, until_ms))
         return await self._scan_desc(self.keys.audit, limit, cursor, parse, accept, filtered)
@@ -332,32 +349,23 @@ class StateReader:
         names = list(names)
         if not names:
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for n in names:
-                pipe.hgetall(self.keys.summary(n))
-            results = await pipe.execute()
+        results = await self._hgetall_each([self.keys.summary(n) for n in names])
         return {n: dict(r) for n, r in zip(names, results, strict=True)}
+
+    async def _hgetall_each(self, keys: list[str]) -> list[dict[str, str]]:
+        """``HGETALL`` of each key, in order, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hgetall(key)
+            results: list[dict[str, str]] = await pipe.execute()
+        return results
 
     async def positions(self, names: Iterable[str]) -> dict[str, list[Position]]:
         names = list(names)
         if not names:
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for n in names:
-                pipe.hgetall(self.keys.positions(n))
-            results = await pipe.execute()
-        out: dict[str, list[Position]] = {}
-        for n, raw in zip(names, results, strict=True):
-            plist: list[Position] = []
-            for _symbol, value in sorted(raw.items()):
-                data = _loads(value)
-                if isinstance(data, dict):
-                    try:
-                        plist.append(from_dict(Position, data))
-                    except (KeyError, TypeError, ValueError, ArithmeticError):
-                        continue
-            out[n] = plist
-        return out
+        results = await self._hgetall_each([self.keys.positions(n) for n in names])
+        return {n: _positions(raw) for n, raw in zip(names, results, strict=True)}
 
     async def overview(self) -> tuple[dict[str, dict[str, str]], dict[str, list[Position]]]:
         """Summaries and positions of every strategy in one round trip after the name
@@ -374,15 +382,7 @@ class StateReader:
         positions: dict[str, list[Position]] = {}
         for i, n in enumerate(names):
             summaries[n] = dict(results[2 * i])
-            plist: list[Position] = []
-            for _symbol, value in sorted(results[2 * i + 1].items()):
-                data = _loads(value)
-                if isinstance(data, dict):
-                    try:
-                        plist.append(from_dict(Position, data))
-                    except (KeyError, TypeError, ValueError, ArithmeticError):
-                        continue
-            positions[n] = plist
+            positions[n] = _positions(results[2 * i + 1])
         return summaries, positions
 
     async def summary_records(self, names: Iterable[str]) -> dict[str, StrategySummary]:
@@ -431,13 +431,16 @@ class StateReader:
         """``emergency_ack_records`` as the stored JSON objects."""
         return {r: a.as_dict() for r, a in (await self.emergency_ack_records()).items()}
 
-    async def preflight(self) -> dict[str, Any] | None:
-        data = _loads(await self.redis.get(self.keys.preflight))
+    async def _json_object(self, key: str) -> dict[str, Any] | None:
+        """The JSON object stored at ``key`` (None: missing, unreadable or not an object)."""
+        data = _loads(await self.redis.get(key))
         return data if isinstance(data, dict) else None
 
+    async def preflight(self) -> dict[str, Any] | None:
+        return await self._json_object(self.keys.preflight)
+
     async def validation_latest(self) -> dict[str, Any] | None:
-        data = _loads(await self.redis.get(self.keys.validation_latest))
-        return data if isinstance(data, dict) else None
+        return await self._json_object(self.keys.validation_latest)
 
 
 def thin(points: list[EquityPoint], max_points: int | None) -> list[EquityPoint]:
