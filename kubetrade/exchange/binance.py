@@ -142,6 +142,7 @@ class BinanceExchange:
         self._strategies: dict[str, str] = {}  # client order id -> strategy
         self.used_weight_1m: int | None = None
         self.on_weight: Callable[[int], None] | None = None
+        self.on_order_count: Callable[[int], None] | None = None  # X-MBX-ORDER-COUNT-10S
         self.fee_pricer = FeePricer(self.fetch_last_price, self.fetch_candles, self.clock)
 
     # ---- plumbing ---------------------------------------------------------------
@@ -162,6 +163,10 @@ class BinanceExchange:
         for k, v in headers.items():
             if k.lower() == "x-mbx-used-weight-1m":
                 raw = v
+        orders = next((v for k, v in headers.items() if k.lower() == "x-mbx-order-count-10s"),
+                      None)
+        if orders is not None and self.on_order_count is not None and str(orders).isdigit():
+            self.on_order_count(int(orders))
         if raw is not None:
             try:
                 self.used_weight_1m = int(raw)

@@ -19,6 +19,11 @@ The rules, and why:
   until the runner has reconciled with the exchange and calls ``mark_reconciled()``.
 - A weight-based token bucket keeps us under Binance's per-minute budget; a 429/418
   ``Retry-After`` pauses every call until it has passed.
+- With a shared ``RateBudget`` (Redis, wired by the runner's assembly), every call also
+  spends from the IP's weight window and every order from the account's order windows,
+  shared with every other client; closing orders (stop-loss, close-all) may use the
+  reserve entries may not; the exchange's header counts correct the shared count; a
+  Retry-After pauses every client; Redis down: a local share, logged.
 
 Every state change is reported to ``on_event`` (the runner makes alerts and metrics).
 """
@@ -52,7 +57,15 @@ from kubetrade.exchange.base import (
     TransientError,
 )
 from kubetrade.exchange.breaker import BreakerState, BreakerTransition, CircuitBreaker
-from kubetrade.exchange.ratelimit import WEIGHTS, WeightLimiter
+from kubetrade.exchange.ratelimit import (
+    CLOSING_REASONS,
+    KIND_ORDERS,
+    KIND_WEIGHT,
+    WEIGHTS,
+    BudgetGate,
+    RateBudget,
+    WeightLimiter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +97,8 @@ class ResilientExchange(GuardedExchange):
         default_retry_after_s: float = 60.0,
         lookup_attempts: int = 8,
         not_found_confirm_s: float = 2.0,
+        budget: RateBudget | None = None,
+        budget_local_share: float = 0.1,
     ) -> None:
         self.inner = inner
         self.name = inner.name
@@ -103,8 +118,29 @@ class ResilientExchange(GuardedExchange):
         self.needs_reconciliation = False
         self._bypass_reconciliation = 0
         self.on_reconciliation_required: Callable[[], None] | None = None
+        self.gate = BudgetGate(budget, clock, local_share=budget_local_share) if budget else None
         if hasattr(inner, "on_weight"):  # BinanceExchange reports X-MBX-USED-WEIGHT-1M
-            setattr(inner, "on_weight", self.limiter.observe_used_weight)  # noqa: B010
+            setattr(inner, "on_weight", self._on_weight)  # noqa: B010
+        if hasattr(inner, "on_order_count"):  # ... and X-MBX-ORDER-COUNT-10S
+            setattr(inner, "on_order_count", self._on_order_count)  # noqa: B010
+
+    def _on_weight(self, used: int) -> None:
+        self.limiter.observe_used_weight(used)
+        if self.gate is not None:
+            self.gate.note(KIND_WEIGHT, used)
+
+    def _on_order_count(self, used: int) -> None:
+        if self.gate is not None:
+            self.gate.note(KIND_ORDERS, used)
+
+    async def _spend(self, op: str, weight: int | None, is_order: bool, priority: bool) -> None:
+        """The call's weight (and an order's count) from the budgets, waiting as needed."""
+        w = weight if weight is not None else WEIGHTS.get(op, 1)
+        if self.gate is not None:
+            await self.gate.spend(KIND_WEIGHT, w, priority=priority)
+            if is_order:
+                await self.gate.spend(KIND_ORDERS, 1, priority=priority)
+        await self.limiter.acquire(w)
 
     # ---- events ---------------------------------------------------------------------
     def _emit(self, kind: str, **data: Any) -> None:
@@ -144,7 +180,7 @@ class ResilientExchange(GuardedExchange):
 
     # ---- one guarded call -------------------------------------------------------------
     async def _once(self, op: str, fn: Callable[[], Awaitable[_T]], *, is_order: bool = False,
-                    weight: int | None = None) -> _T:
+                    weight: int | None = None, priority: bool = False) -> _T:
         if not self.breaker.allow(probe_ok=not is_order):
             raise CircuitOpen(
                 f"exchange circuit breaker is {self.breaker.state.value}; {op} refused "
@@ -152,13 +188,15 @@ class ResilientExchange(GuardedExchange):
             )
         try:
             if self.rate_limit_enabled:
-                await self.limiter.acquire(weight if weight is not None else WEIGHTS.get(op, 1))
+                await self._spend(op, weight, is_order, priority)
             result = await fn()
         except RateLimited as e:
             self.breaker.release_probe()
-            self.limiter.pause(
-                e.retry_after if e.retry_after is not None else self.default_retry_after_s
-            )
+            pause = e.retry_after if e.retry_after is not None else self.default_retry_after_s
+            self.limiter.pause(pause)
+            if self.gate is not None:
+                await self.gate.pause(pause)
+                await self.gate.flush()
             raise
         except TransientError as e:
             self.breaker.record_failure(f"{op}: {type(e).__name__}")
@@ -170,6 +208,8 @@ class ResilientExchange(GuardedExchange):
             self.breaker.release_probe()
             raise
         self.breaker.record_success()
+        if self.gate is not None:
+            await self.gate.flush()
         return result
 
     async def _read(self, op: str, fn: Callable[[], Awaitable[_T]],
@@ -288,12 +328,13 @@ class ResilientExchange(GuardedExchange):
         order as UNKNOWN and resolves it with ``resolve_order`` / reconciliation.
         """
         self._check_can_trade(order)
+        closing = order.reason in CLOSING_REASONS  # priority when the budget is short
         attempts = 0
         while True:
             attempts += 1
             try:
                 return await self._once("create_order", lambda: self.inner.create_order(order),
-                                        is_order=True)
+                                        is_order=True, priority=closing)
             except OutcomeUnknown as e:
                 order.status = OrderStatus.UNKNOWN
                 self._emit("order_outcome_unknown", client_order_id=order.client_order_id,

@@ -25,12 +25,14 @@ from kubetrade.domain.preflight import client_throttle_enabled
 from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.exchange.base import ExchangeClient
 from kubetrade.exchange.paper import PaperBroker, PaperExchange, default_market
+from kubetrade.exchange.ratelimit import RateBudget, budget_plan
 from kubetrade.logs import get_logger, redactor
 from kubetrade.runner.core import Runner, RunnerOptions, RunnerParts, RunnerSpec
 from kubetrade.runner.emergency import read_redis_emergency
 from kubetrade.runner.market import MarketSource, ReplaySource, load_replay
 from kubetrade.runner.spec import limits_from_manifest
 from kubetrade.runner.watch import apply_risk_manifest, apply_strategy_manifest, background_tasks
+from kubetrade.state.budgets import RedisBudget
 from kubetrade.state.client import Redis
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
@@ -73,6 +75,9 @@ class RunnerEnv:
     #: KUBETRADE_DATADIR: the candle store every consumed exchange candle is recorded in
     #: (kubetrade.marketdata.recording); unset, nothing is recorded.
     candle_dir: str | None = None
+    #: KUBETRADE_EGRESS_IP: what the exchange sees as this client's IP (Binance's
+    #: request weight is per IP); one name per installation unless told otherwise.
+    egress_ip: str = "default"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> RunnerEnv:
@@ -97,6 +102,7 @@ class RunnerEnv:
             reconcile_interval=float(env.get("KUBETRADE_RECONCILE_INTERVAL") or 300.0),
             rate_limit=client_throttle_enabled(env),
             candle_dir=env.get("KUBETRADE_DATADIR") or None,
+            egress_ip=env.get("KUBETRADE_EGRESS_IP") or "default",
         )
 
 
@@ -176,10 +182,28 @@ def replay_paths(spec: RunnerSpec, market_data: str) -> dict[str, Path]:
     return {s: Path(arg) for s in spec.symbols}
 
 
+def account_key(manifest: dict[str, Any]) -> str:
+    """The exchange account a Strategy trades on: its ``spec.exchange.credentialsSecret``
+    (strategies with the same Secret share one account: its books, order budget and
+    capital); "default" without one (paper)."""
+    exchange = (manifest.get("spec") or {}).get("exchange") or {}
+    return str(exchange.get("credentialsSecret") or "default")
+
+
+def shared_budget(
+    redis: Redis, keys: Keys, env: RunnerEnv, manifest: dict[str, Any]
+) -> RedisBudget:
+    """The rate budgets this runner shares with every client of its IP and account."""
+    return RedisBudget(redis, keys, ip=env.egress_ip, account=account_key(manifest),
+                       plan=budget_plan)
+
+
 async def build_exchange(
-    spec: RunnerSpec, env: RunnerEnv, clock: Clock, market_clock: Clock | None
+    spec: RunnerSpec, env: RunnerEnv, clock: Clock, market_clock: Clock | None,
+    budget: RateBudget | None = None,
 ) -> tuple[ExchangeClient, PaperExchange | None, ExchangeClient | None]:
-    """(exchange the runner trades on, paper exchange if paper, live data client or None)."""
+    """(exchange the runner trades on, paper exchange if paper, live data client or None);
+    ``budget``: the shared rate budgets live calls spend from."""
     data_client: ExchangeClient | None = None
     if spec.mode == "live" or env.market_data == "exchange":
         from kubetrade.exchange.binance import BinanceExchange  # on use: ccxt, ~2-3 s
@@ -201,7 +225,8 @@ async def build_exchange(
         from kubetrade.exchange.resilient import ResilientExchange  # live only (tenacity)
 
         assert data_client is not None
-        resilient = ResilientExchange(data_client, clock, rate_limit_enabled=env.rate_limit)
+        resilient = ResilientExchange(data_client, clock, rate_limit_enabled=env.rate_limit,
+                                      budget=budget)
         if not env.rate_limit:
             log.warning("exchange.rate_limit_off", strategy=spec.name,
                         note="KUBETRADE_RATE_LIMIT is off: requests are not throttled")
@@ -303,7 +328,8 @@ async def create_runner(
     market_clock: CandleClock | None = None
     if env.market_data.startswith("replay"):
         market_clock = CandleClock(timeframe_ms(spec.timeframe))
-    exchange, paper, data_client = await build_exchange(spec, env, clock, market_clock)
+    exchange, paper, data_client = await build_exchange(
+        spec, env, clock, market_clock, shared_budget(redis, keys, env, manifest))
     market = build_market(spec, env, clock, data_client)
     if market_clock is not None:
         market = _ObservedSource(market, market_clock)

@@ -37,6 +37,8 @@ key                                         type     holds
 {p}:auth:login:{client}                     string   failed-login counter (TTL 60 s)
 {p}:notify:sent:{alert id}                  string   "sending"/"sent" mark of one alert (TTL 7 d)
 {p}:notify:emergency-announced              string   last emergency change turned into an alert
+{p}:budget:{scope}:{kind}:{window}:{n}      string   rate budget spent in window n (state/budgets)
+{p}:budget:{scope}:paused                   string   present = every client waits (Retry-After)
 ==========================================  =======  ===============================================
 
 Pub/sub channels: ``{p}:events`` (dashboard events, JSON with a ``type``) and
@@ -61,6 +63,10 @@ class Keys:
     prefix: str = DEFAULT_PREFIX
 
     # -- per strategy -------------------------------------------------------------
+    def budget(self, scope: str, part: str) -> str:
+        """A shared rate budget's key: ``scope`` is ``ip:<egress>`` or ``account:<id>``."""
+        return f"{self.prefix}:budget:{scope}:{part}"
+
     def strategy(self, name: str, part: str) -> str:
         return f"{self.prefix}:strategy:{name}:{part}"
 

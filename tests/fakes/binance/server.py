@@ -26,6 +26,7 @@ from urllib.parse import parse_qsl
 from aiohttp import web
 
 from .data import INTERVAL_MS
+from .limits import AccountLimits, Refusal
 from .state import ApiError, ExchangeState, FakeOrder, fmt
 
 # Binance request weights (rest-api.md); (weight with symbol, weight without symbol)
@@ -81,6 +82,10 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status)
 
 
+def _refused(r: Refusal) -> web.Response:
+    return web.json_response(r.body, status=r.status, headers=r.headers)
+
+
 def _error(err: ApiError) -> web.Response:
     return web.json_response({"code": err.code, "msg": err.msg}, status=err.status)
 
@@ -109,6 +114,7 @@ class FakeBinance:
         client_id_reuse: str = "never",
         weight_limit: int = 6000,
         fee_asset: str | None = None,
+        enforce_limits: bool = False,
     ) -> None:
         self.api_key = api_key
         self.secret = secret
@@ -117,6 +123,8 @@ class FakeBinance:
         self.state = ExchangeState(balances=balances, client_id_reuse=client_id_reuse,
                                    fee_asset=fee_asset)
         self.weight_limit = weight_limit
+        #: Binance's order-count limits and 418 bans (limits.py); off: only weight 429s.
+        self.limits = AccountLimits() if enforce_limits else None
         self.clock_skew_ms = 0
         self._lock = threading.RLock()
         self.requests: Counter[str] = Counter()  # "METHOD /path" -> count
@@ -413,6 +421,13 @@ class FakeBinance:
             self.weight_total = 0
 
     # ---- middleware: counting, weights, outage, faults --------------------------------
+    def _ban_check(self) -> Refusal | None:
+        """418 while banned (``enforce_limits``)."""
+        if self.limits is None:
+            return None
+        with self._lock:
+            return self.limits.before(self.server_time_ms())
+
     def _take_fault(self, method: str, path: str, signed: bool) -> Fault | None:
         with self._lock:
             for f in self.faults:
@@ -467,12 +482,18 @@ class FakeBinance:
         if outage == "503":
             return web.Response(status=503, text="Service Unavailable")
         is_sapi = path.startswith("/sapi/")
+        refusal = self._ban_check()
+        if refusal is not None:
+            return _refused(refusal)
         used = self._weigh(method, path, request.query)
         headers = {"X-MBX-USED-WEIGHT-1M": str(used)}
         if is_sapi:
             headers = {"X-SAPI-USED-IP-WEIGHT-1M": str(SAPI_WEIGHTS.get((method, path), 1))}
         if not is_sapi and used > self.weight_limit:
             retry = 60 - (self.server_time_ms() // 1000) % 60
+            if self.limits is not None:
+                with self._lock:
+                    self.limits.limited(self.server_time_ms(), retry)
             return web.json_response(
                 {"code": -1003, "msg": f"Too much request weight used; current limit is "
                  f"{self.weight_limit} request weight per 1 MINUTE. Please use WebSocket "
@@ -515,6 +536,12 @@ class FakeBinance:
                 # lost on the way in: never executed, the client only sees silence
                 await self._hang(fault.hang_seconds)
                 return web.Response(status=504, text="Gateway Timeout", headers=headers)
+        if self.limits is not None and method == "POST" and path == "/api/v3/order":
+            with self._lock:
+                refusal, counts = self.limits.new_order(self.server_time_ms())
+            if refusal is not None:
+                return _refused(refusal)
+            headers |= counts
         if self.state.market_clock.running:  # the market moved on: cross resting orders
             self.state.match(self.event_time_ms())
         try:
