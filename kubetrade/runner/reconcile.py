@@ -8,6 +8,11 @@ the next reconciliation, once an in-flight fill lands), not something to paper o
 Balances are compared against ``baseline + position`` per base asset, where the
 baseline is what the account held of that asset when this strategy first started, so
 coins that were there before the bot do not count as a mismatch.
+
+Open orders are attributed by client order id: this strategy's prefix (``kt-<digest>-``)
+is ours; another ``kt-`` prefix is another kubetrade strategy's on the same account
+(its own reconciliation checks it); any other id was not made by kubetrade (an order
+placed by hand on the exchange): reported as ``foreign_orders``, never as a mismatch.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class ReconciliationResult:
     orders_checked: int = 0
     mismatches: list[Mismatch] = field(default_factory=list)
     error: str = ""
+    #: Open orders on our symbols no kubetrade strategy made (by hand): flagged only.
+    foreign: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -63,6 +70,7 @@ class ReconciliationResult:
             "orders_checked": self.orders_checked,
             "mismatches": [m.to_dict() for m in self.mismatches],
             "error": self.error,
+            "foreign_orders": list(self.foreign),
         }
 
 
@@ -104,7 +112,27 @@ def reconcile(
     )
     result.orders_checked = checked
     result.mismatches.extend(mismatches)
+    result.foreign = foreign_orders(symbols, exchange_orders)
     return result
+
+
+#: The start of every client order id kubetrade makes (``models.make_client_order_id``).
+KUBETRADE_ID_START = "kt-"
+
+
+def foreign_orders(
+    symbols: Iterable[str], exchange_orders: Iterable[Order]
+) -> list[dict[str, str]]:
+    """Open orders on ``symbols`` whose client id no kubetrade strategy made (a person's
+    order on the exchange), as {client_order_id, symbol, side, quantity, status}."""
+    wanted = set(symbols)
+    return [
+        {"client_order_id": o.client_order_id, "symbol": o.symbol, "side": o.side.value,
+         "quantity": str(o.quantity), "status": o.status.value}
+        for o in sorted(exchange_orders, key=lambda o: o.client_order_id)
+        if o.symbol in wanted and not o.client_order_id.startswith(KUBETRADE_ID_START)
+        and not o.status.is_terminal
+    ]
 
 
 def _balance_mismatches(

@@ -54,6 +54,7 @@ class Reconciler:
         self.prefix = client_id_prefix
         self.baseline: dict[str, Decimal] = {}
         self.last: ReconciliationResult | None = None
+        self.foreign_seen: set[str] = set()  # foreign order ids already reported
         self.log = get_logger("kubetrade.runner", strategy=name, mode=outputs.mode)
 
     async def load_baseline(self, *, paper: bool) -> None:
@@ -87,6 +88,7 @@ class Reconciler:
         await self.store.write_reconciliation(data)
         await self.outputs.event(EventType.RECONCILIATION, now, data)
         self.outputs.reconciled(len(result.mismatches), data["status"])
+        await self._foreign(result)
         if result.ok:
             await self._passed(trigger)
         else:
@@ -108,6 +110,15 @@ class Reconciler:
             )
         except ExchangeError as exc:
             return ReconciliationResult(self.name, now, trigger, error=str(exc))
+
+    async def _foreign(self, result: ReconciliationResult) -> None:
+        """Orders on the account no kubetrade strategy made: logged and audited once
+        each (a person trades by hand); not a mismatch, trading goes on."""
+        new = [o for o in result.foreign if o["client_order_id"] not in self.foreign_seen]
+        self.foreign_seen = {o["client_order_id"] for o in result.foreign}
+        if new:
+            self.log.warning("reconciliation.foreign_orders", orders=new)
+            await self.outputs.audit("reconciliation.foreign_orders", {"orders": new})
 
     async def _passed(self, trigger: str) -> None:
         if isinstance(self.exchange, GuardedExchange) and not self.halts.breaker_open:

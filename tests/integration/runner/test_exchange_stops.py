@@ -5,9 +5,11 @@ the stop closes the position on the exchange and the runner books that fill once
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -132,4 +134,34 @@ async def test_policy_option_off_places_no_stop(
             break
     assert runner.engine.positions
     assert _stops(fake_binance) == []
+    await runner.exchange.close()
+
+
+async def test_an_order_placed_by_hand_is_flagged_foreign_not_a_mismatch(
+    redis_client: Redis, fake_binance: FakeBinance
+) -> None:
+    """Account attribution by client order id: a resting order made on the exchange by a
+    person (Binance's web ids) is reported as foreign within one reconciliation; an
+    order of another kubetrade strategy on the account is its own, not ours."""
+    runner, candles = await _runner(redis_client, fake_binance, "hand")
+    await _step(runner, candles)
+    now = int(time.time() * 1000)
+    with fake_binance.state.lock:  # what the Binance web page sends: no kt- id
+        by_hand = fake_binance.state.new_order(
+            {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+             "quantity": "0.001", "price": "10000", "newClientOrderId": "web_1a2b3c"}, now)
+        other = fake_binance.state.new_order(
+            {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC",
+             "quantity": "0.001", "price": "10000",
+             "newClientOrderId": "kt-0badf00d-1-0"}, now)
+    result = await runner.reconcile_now("test")
+    assert result.ok, result.to_dict()  # never one strategy's mismatch
+    assert [o["client_order_id"] for o in result.foreign] == [by_hand.client_order_id]
+    assert other.client_order_id not in {o["client_order_id"] for o in result.foreign}
+    stored = json.loads(await redis_client.get(  # type: ignore[arg-type]
+        Keys("stops-hand").reconciliation("hand")))
+    assert stored["foreign_orders"][0]["client_order_id"] == "web_1a2b3c"
+    entries: Any = await redis_client.xrange(Keys("stops-hand").audit)
+    audit = [f for _, f in entries]
+    assert [a for a in audit if a["action"] == "reconciliation.foreign_orders"]
     await runner.exchange.close()
