@@ -36,6 +36,16 @@ _CONFIG = ConfigDict(
 )
 
 
+def _require_above(high_name: str, high: float, low_name: str, low: float) -> None:
+    """Refuse parameters where ``high`` is not above ``low``.
+
+    Raises:
+        ValueError: ``"<high_name> (<high>) must be greater than <low_name> (<low>)"``.
+    """
+    if high <= low:
+        raise ValueError(f"{high_name} ({high}) must be greater than {low_name} ({low})")
+
+
 class SmaCrossoverParams(BaseModel):
     """Trend following: long while the fast average is above the slow one."""
 
@@ -50,11 +60,7 @@ class SmaCrossoverParams(BaseModel):
 
     @model_validator(mode="after")
     def _slow_after_fast(self) -> Self:
-        if self.slow_period <= self.fast_period:
-            raise ValueError(
-                f"slowPeriod ({self.slow_period}) must be greater than "
-                f"fastPeriod ({self.fast_period})"
-            )
+        _require_above("slowPeriod", self.slow_period, "fastPeriod", self.fast_period)
         return self
 
 
@@ -73,10 +79,7 @@ class RsiMeanReversionParams(BaseModel):
 
     @model_validator(mode="after")
     def _levels_ordered(self) -> Self:
-        if self.overbought <= self.oversold:
-            raise ValueError(
-                f"overbought ({self.overbought}) must be greater than oversold ({self.oversold})"
-            )
+        _require_above("overbought", self.overbought, "oversold", self.oversold)
         return self
 
 
