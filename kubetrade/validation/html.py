@@ -39,7 +39,7 @@ def _dates(ms: Sequence[int]) -> Any:
 
 def _svg(fig: Any) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg")  # one draw (bbox_inches="tight" draws twice)
     text = buf.getvalue()
     return text[text.index("<svg"):]
 
@@ -57,7 +57,7 @@ def plots(report: Mapping[str, Any]) -> dict[str, str]:
     eq = [e for _, e in curve]
     prices = report.get("analysis", {}).get("price_curve") or []
     out: dict[str, str] = {}
-    fig = Figure(figsize=(10, 3.5))
+    fig = Figure(figsize=(10, 3.5), layout="tight")
     ax = fig.subplots()
     ax.plot(_dates(ts), eq, label="strategy equity", lw=1)
     if prices and eq:
@@ -67,7 +67,7 @@ def plots(report: Mapping[str, Any]) -> dict[str, str]:
     ax.set_ylabel("equity (quote)")
     ax.legend(loc="best")
     out["equity"] = _svg(fig)
-    fig = Figure(figsize=(10, 2.5))
+    fig = Figure(figsize=(10, 2.5), layout="tight")
     ax = fig.subplots()
     peak = float("-inf")
     dd = []
@@ -78,7 +78,7 @@ def plots(report: Mapping[str, Any]) -> dict[str, str]:
     ax.set_ylabel("drawdown (%)")
     out["drawdown"] = _svg(fig)
     if prices:
-        fig = Figure(figsize=(10, 3.5))
+        fig = Figure(figsize=(10, 3.5), layout="tight")
         ax = fig.subplots()
         ax.plot(_dates([p[0] for p in prices]), [p[1] for p in prices], lw=0.8, color="#555")
         trades = report.get("trades", [])[-PLOT_TRADES:]
