@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client as k8s
 from redis.asyncio import Redis
 
@@ -193,9 +194,20 @@ def test_examples_apply_to_the_real_api_server(
                             "-f", str(examples / "strategies"))
     applied = out.stdout
     for name in ("strategy.kubetrade.io/btc-sma", "strategy.kubetrade.io/btc-rsi",
-                 "strategy.kubetrade.io/btc-bollinger", "riskpolicy.kubetrade.io/default",
-                 "emergency.kubetrade.io/default"):
+                 "strategy.kubetrade.io/btc-bollinger", "riskpolicy.kubetrade.io/default"):
         assert name in applied, applied
+
+
+def test_no_example_resets_the_kill_switch() -> None:
+    """Re-applying the examples (or a GitOps copy of them) must never undo a stop: no
+    shipped file is an Emergency (the chart and the API create `default`; people change
+    it with `kubectl patch`). An examples/emergency.yaml with `action: none` once resumed
+    every runner on `kubectl apply -f examples/`."""
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    kinds = [(path, doc.get("kind")) for path in examples.rglob("*.yaml")
+             for doc in yaml.safe_load_all(path.read_text()) if isinstance(doc, dict)]
+    assert kinds, "no examples found"
+    assert [path for path, kind in kinds if kind == "Emergency"] == []
 
 
 async def test_deleting_strategy_with_close_positions_sells_them(
