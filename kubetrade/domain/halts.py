@@ -125,21 +125,17 @@ class EquityGuard:
             self._halt_daily(equity)
 
     def _halt_drawdown(self, equity: Decimal) -> None:
-        now = self.journal.now_ms
         dd = (self.peak - equity) * HUNDRED / self.peak
         reason = (
             f"drawdown {dd:.2f}% from peak {self.peak:.2f} reached max_drawdown_pct "
             f"{self.limits.max_drawdown_pct}"
         )
-        self.halts[HALT_DRAWDOWN] = Halt(HALT_DRAWDOWN, reason, ev.ACTOR_RISK, now)
-        self.journal.emit(
-            "halt",
+        self._risk_halt(
+            HALT_DRAWDOWN,
             reason,
-            kind=ev.MAX_DRAWDOWN_HALT,
-            actor=ev.ACTOR_RISK,
-            severity="critical",
-            title=f"{self.journal.strategy}: max drawdown halt",
-            rule=HALT_DRAWDOWN,
+            ev.MAX_DRAWDOWN_HALT,
+            "max drawdown halt",
+            None,
             equity=str(equity),
             peak=str(self.peak),
         )
@@ -154,18 +150,33 @@ class EquityGuard:
             f"daily loss {loss:.2f}% reached daily_loss_limit_pct "
             f"{self.limits.daily_loss_limit_pct}; halted until next UTC day"
         )
-        self.halts[HALT_DAILY] = Halt(HALT_DAILY, reason, ev.ACTOR_RISK, now, until)
-        self.journal.emit(
-            "halt",
+        self._risk_halt(
+            HALT_DAILY,
             reason,
-            kind=ev.DAILY_LOSS_LIMIT,
-            actor=ev.ACTOR_RISK,
-            severity="critical",
-            title=f"{self.journal.strategy}: daily loss limit",
-            rule=HALT_DAILY,
+            ev.DAILY_LOSS_LIMIT,
+            "daily loss limit",
+            until,
             equity=str(equity),
             day_start_equity=str(self.day_start),
             until_ms=until,
+        )
+
+    def _risk_halt(
+        self, rule: str, reason: str, kind: str, title: str, until: int | None, **detail: Any
+    ) -> None:
+        """Raise the risk halt ``rule`` (a HALT_* value) now, until ``until`` (ms; None:
+        until a human resumes), and emit its critical ``halt`` event titled
+        ``"<strategy>: <title>"`` with ``detail``."""
+        self.halts[rule] = Halt(rule, reason, ev.ACTOR_RISK, self.journal.now_ms, until)
+        self.journal.emit(
+            "halt",
+            reason,
+            kind=kind,
+            actor=ev.ACTOR_RISK,
+            severity="critical",
+            title=f"{self.journal.strategy}: {title}",
+            rule=rule,
+            **detail,
         )
 
     def halt_manual(self, reason: str, by: str, now_ms: int) -> None:
