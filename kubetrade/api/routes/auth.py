@@ -5,6 +5,7 @@ client address (429 with ``Retry-After``).
 """
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
@@ -16,6 +17,10 @@ from kubetrade.api.routes.common import AUTH_RESPONSES, BAD
 router = APIRouter()
 
 _AUTH_DISABLED = "authentication is disabled: DASHBOARD_PASSWORD is not set"
+_AUTH_OFF: dict[int | str, dict[str, Any]] = {
+    400: {"model": s.ErrorOut, "description": "Authentication is disabled."},
+}
+"""The documented answer of login and refresh while ``_AUTH_DISABLED``."""
 
 
 def _client(request: Request) -> str:
@@ -35,7 +40,7 @@ def _token_out(pair: TokenPair) -> s.TokenOut:
     response_model=s.TokenOut,
     tags=["auth"],
     responses={
-        400: {"model": s.ErrorOut, "description": "Authentication is disabled."},
+        **_AUTH_OFF,
         401: {"model": s.ErrorOut, "description": "Wrong username or password."},
         429: {"model": s.ErrorOut, "description": "Too many failed logins; see Retry-After."},
         **BAD,
@@ -81,7 +86,7 @@ async def login(body: s.LoginIn, request: Request, ctx: Ctx, audit: Audit) -> s.
     response_model=s.TokenOut,
     tags=["auth"],
     responses={
-        400: {"model": s.ErrorOut, "description": "Authentication is disabled."},
+        **_AUTH_OFF,
         401: {"model": s.ErrorOut, "description": "Invalid, expired, revoked or reused."},
         **BAD,
     },
