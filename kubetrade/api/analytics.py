@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from kubetrade.api import schemas as s
-from kubetrade.domain.metrics import compute_metrics
+from kubetrade.domain.metrics import HEADLINE_METRICS, compute_metrics
 from kubetrade.domain.models import ClosedTrade
 from kubetrade.domain.twr import combine
 from kubetrade.state.reader import EquityPoint, thin
@@ -36,17 +36,7 @@ def metrics_out(metrics: Any) -> s.MetricsOut:
         data = dict(vars(metrics))
     return s.MetricsOut(
         trades=int(data.get("trades") or 0),
-        **{
-            k: finite_float(data.get(k))
-            for k in (
-                "win_rate",
-                "sharpe",
-                "max_drawdown",
-                "total_return",
-                "profit_factor",
-                "expectancy",
-            )
-        },
+        **{k: finite_float(data.get(k)) for k in HEADLINE_METRICS if k != "trades"},
     )
 
 

@@ -45,6 +45,18 @@ from kubetrade.domain.models import ZERO, ClosedTrade
 
 YEAR_MS = 365 * 86_400_000
 
+HEADLINE_METRICS = (
+    "trades",
+    "win_rate",
+    "sharpe",
+    "max_drawdown",
+    "total_return",
+    "profit_factor",
+    "expectancy",
+)
+"""The metrics a validation report's ``metrics`` and the dashboard's analytics show,
+in their order (fields of :class:`PerformanceMetrics`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class PerformanceMetrics:

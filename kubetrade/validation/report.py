@@ -28,6 +28,7 @@ from kubetrade.domain.gonogo import (
     GoNoGo,
     evaluate,
 )
+from kubetrade.domain.metrics import HEADLINE_METRICS
 from kubetrade.domain.models import ClosedTrade
 from kubetrade.validation.curve import downsample
 
@@ -35,15 +36,7 @@ log = logging.getLogger("kubetrade.validation")
 
 REPORT_KIND = "kubetrade.io/validation-report"
 REPORT_VERSION = 1
-METRIC_FIELDS = (
-    "trades",
-    "win_rate",
-    "sharpe",
-    "max_drawdown",
-    "total_return",
-    "profit_factor",
-    "expectancy",
-)
+METRIC_FIELDS = HEADLINE_METRICS
 
 
 # -- what was run -----------------------------------------------------------------------
