@@ -122,7 +122,8 @@ class Portfolio:
         self.fees_paid = ZERO
         self._trips: dict[str, _RoundTrip] = {}
         #: The account's free quote balance as last read from the exchange, less the
-        #: entries made since (None: not read; paper: the paper account's). Not books:
+        #: entries made since and plus our sales' proceeds since (None: not read;
+        #: paper: the paper account's). Not books:
         #: not snapshotted; it only caps what an entry may spend (``spendable``).
         self.account_free: Decimal | None = None
 
@@ -218,6 +219,8 @@ class Portfolio:
             )
         cash_in = notional - fee.quote - fee.other
         self.cash += cash_in
+        if self.account_free is not None:  # our sale frees quote on the account too
+            self.account_free += cash_in
         self.fees_paid += fee_value
         pos.quantity -= sold
         pos.fees += fee_value

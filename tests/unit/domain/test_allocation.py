@@ -85,3 +85,16 @@ def test_each_entry_reserves_its_spend_until_the_next_balance_read() -> None:
     spent = first[0].quantity * 100 + second[0].quantity * 10
     assert spent <= D("1500")
     assert eng.portfolio.account_free is not None and eng.portfolio.account_free >= 0
+
+
+def test_a_sale_gives_its_proceeds_back_to_the_account_free_balance() -> None:
+    """Between two balance reads, round trips must not starve the strategy: the entry
+    reserves its spend, the exit's proceeds come back (else each trade shrank the next
+    until entries were dust; a runner's outage test timed out on it)."""
+    eng, broker = make({0: Side.BUY, 1: Side.SELL, 2: Side.BUY}, max_position_size_pct=50)
+    eng.portfolio.account_free = D("6000")  # the first entry (5000) leaves ~1000 free
+    first, _ = step(eng, broker, BTC, candle(0, "100"))
+    step(eng, broker, BTC, candle(1, "100"))
+    again, _ = step(eng, broker, BTC, candle(2, "100"))
+    assert first and again
+    assert again[0].quantity * 100 > first[0].quantity * 100 * D("0.99")
