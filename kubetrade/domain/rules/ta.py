@@ -168,28 +168,17 @@ class RSI(_Series):
         d = x - self._prev
         self._prev = x
         p = self.period
-        if self.count <= p:
-            if d < 0:
-                self._loss -= d
-            else:
-                self._gain += d
-            return
-        if self.count == p + 1:
-            if d < 0:
-                self._loss -= d
-            else:
-                self._gain += d
-            self._loss /= p
-            self._gain /= p
-        else:
+        if self.count > p + 1:  # smoothing: the sums are averages since count p + 1
             self._loss *= p - 1
             self._gain *= p - 1
-            if d < 0:
-                self._loss -= d
-            else:
-                self._gain += d
-            self._loss /= p
-            self._gain /= p
+        if d < 0:
+            self._loss -= d
+        else:
+            self._gain += d
+        if self.count <= p:  # still summing the first p changes
+            return
+        self._loss /= p
+        self._gain /= p
         total = self._gain + self._loss
         self.out[0] = 100.0 * (self._gain / total) if total != 0.0 else 0.0
 
