@@ -7,6 +7,7 @@ servers the tests get, until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -14,6 +15,8 @@ import time
 
 from tests.bed.build import BuildError, ensure_built, ensure_node_built, node_platform_problem
 from tests.bed.images import ensure_images, image_problem
+from tests.bed.node import reap_node
+from tests.bed.paths import BIN
 from tests.bed.procs import BedError, reap_stale
 from tests.bed.session import Bed
 
@@ -73,6 +76,9 @@ def _up(args: argparse.Namespace) -> int:
 def _reap(args: argparse.Namespace) -> int:
     for line in reap_stale():
         print(f"testbed: killed stale {line}")
+    if os.geteuid() == 0:  # a crashed node's containers, mounts, netns, bridges, rules
+        free = reap_node(BIN / "kube-proxy")
+        print("testbed: node cleaned up" if free else "testbed: a live run holds the node")
     return 0
 
 

@@ -453,3 +453,17 @@ def start_node(binaries: Binaries, node_bins: NodeBinaries, images: Images) -> N
         lock.close()
         raise
     return Node(cp, node_bins, images, procs, lock, time.monotonic() - started)
+
+
+def reap_node(kube_proxy: Path | None) -> bool:
+    """Clean up after a crashed node if no live run holds it; True when the lock was free."""
+    try:
+        lock = machine_lock(0)
+    except BedError:
+        return False
+    try:
+        reap_previous(kube_proxy, [str(RUN_DIR), str(CONTAINERD_ROOT)])
+        shutil.rmtree(RUN_DIR, ignore_errors=True)
+    finally:
+        lock.close()
+    return True
