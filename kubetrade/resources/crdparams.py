@@ -8,8 +8,10 @@ whenever the client does not ask for strict field validation (Helm, the Python c
 default fast period. So ``parameters`` is a map (any key kept), and CEL rules at spec
 level say what each algorithm takes: no key it does not know (the message names the
 key), its required ones, each value's type and bounds, and its cross-field rules
-(``CROSS_RULES``) with defaults filled in. A plugin algorithm (not in the CRD) takes
-any keys; its own model checks them when it loads.
+(``CROSS_RULES``) with defaults filled in. An algorithm not built in is a plugin: the
+CRD accepts it only with ``spec.image`` (the image that has it installed) and checks
+none of its keys (the values stay numbers: one structural schema for every algorithm);
+the plugin's own model checks them when its runner starts.
 """
 
 from __future__ import annotations
@@ -137,9 +139,9 @@ def _bound_checks(prop: Schema, wide: Schema) -> list[tuple[str, str]]:
     return checks
 
 
-def _type_rules(union: dict[str, Schema]) -> list[Schema]:
-    """Whole numbers where the algorithm wants an integer (the map's values are numbers,
-    which CEL reads as doubles)."""
+def _type_rules(union: dict[str, Schema], builtin_guard: str) -> list[Schema]:
+    """Whole numbers where a built-in algorithm wants an integer (the map's values are
+    numbers, which CEL reads as doubles); a plugin's keys are its own."""
     rules: list[Schema] = []
     for key, prop in sorted(union.items()):
         if prop["type"] != "integer":
@@ -147,7 +149,7 @@ def _type_rules(union: dict[str, Schema]) -> list[Schema]:
         value = f"self.parameters.{key}"
         rules.append(
             {
-                "rule": f"!has({value}) || double(int({value})) == {value}",
+                "rule": builtin_guard + f"!has({value}) || double(int({value})) == {value}",
                 "message": f"spec.parameters.{key}: Invalid value: must be a whole number",
                 "fieldPath": ".parameters",
                 "reason": "FieldValueInvalid",
@@ -196,6 +198,28 @@ def _cross_rules(algo: str, schema: Schema, union: dict[str, Schema], guard: str
     ]
 
 
+def _plugin_rules(builtins: list[str]) -> list[Schema]:
+    """A name not built in is a plugin: only with spec.image, and never with spec.rules."""
+    known = "[" + ", ".join(f"'{name}'" for name in builtins) + "]"
+    return [
+        {
+            "rule": f"self.algorithm in {known} || has(self.image)",
+            "messageExpression": "'algorithm ' + self.algorithm + ' is not built in "
+            f"({', '.join(builtins)}): a plugin algorithm needs spec.image, an image built "
+            "FROM the kubetrade image with the plugin installed (docs/plugins.md)'",
+            "fieldPath": ".image",
+            "reason": "FieldValueRequired",
+        },
+        {
+            "rule": f"self.algorithm in {known} || !has(self.rules)",
+            "messageExpression": "'spec.rules is only for algorithm rules, not ' + "
+            "self.algorithm",
+            "fieldPath": ".rules",
+            "reason": "FieldValueForbidden",
+        },
+    ]
+
+
 def parameters_schema() -> tuple[Schema, list[Schema]]:
     """The ``parameters`` property and the per-algorithm CEL rules at spec level."""
     per_algo = _param_schemas()
@@ -208,13 +232,16 @@ def parameters_schema() -> tuple[Schema, list[Schema]]:
             f"{algo}: {', '.join(s.get('properties', {})) or 'none'}"
             for algo, s in per_algo.items()
         )
-        + ". A key the algorithm does not take is refused (never pruned). "
+        + ". A key the algorithm does not take is refused (never pruned); a plugin "
+        "algorithm's keys are checked by the plugin when its runner starts. "
         + " ".join(f"{key}: {prop['description']}" for key, prop in sorted(union.items())),
         "default": {},
         "maxProperties": MAX_PARAMETERS,
         "additionalProperties": {"type": "number"},
     }
-    rules: list[Schema] = _type_rules(union)
+    builtins = sorted(per_algo)
+    builtin_guard = "!(self.algorithm in [" + ", ".join(f"'{a}'" for a in builtins) + "]) || "
+    rules: list[Schema] = _plugin_rules(builtins) + _type_rules(union, builtin_guard)
     for algo, schema in per_algo.items():
         guard = f"self.algorithm != '{algo}' || "
         rules += _shape_rules(algo, schema, union, guard)

@@ -26,6 +26,8 @@ Timeframe = TradingTimeframe
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,12}/[A-Z0-9]{2,12}$"
 #: Strategy names end up in Deployment, pod and label names; keep room for suffixes.
 MAX_STRATEGY_NAME = 45
+#: An algorithm name is an entry point name; bounded so the CRD's CEL cost is bounded.
+MAX_ALGORITHM_NAME = 63
 
 
 #: Why a Strategy trades pairs of one quote asset: the runner keeps its books (cash,
@@ -105,10 +107,13 @@ class StrategySpec(CRModel):
     """What the trader wants to run."""
 
     algorithm: str = Field(
+        min_length=1,
+        max_length=MAX_ALGORITHM_NAME,
         description="Trading algorithm: sma-crossover, rsi-mean-reversion, bollinger-breakout "
-        "or rules (conditions in spec.rules); kubetrade local/validate also take installed "
-        "plugins (docs/plugins.md).",
-        json_schema_extra={"enum": list[JsonValue](sorted(algorithms()))},
+        "or rules (conditions in spec.rules); any other name is a plugin algorithm "
+        "(docs/plugins.md), accepted in a cluster only with spec.image (an image that has "
+        "it installed; its parameters are checked by the plugin when the runner starts); "
+        "kubetrade local/validate also take plugins installed where they run.",
     )
     parameters: dict[str, Any] = Field(
         default_factory=dict,

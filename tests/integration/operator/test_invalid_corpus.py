@@ -133,3 +133,38 @@ def test_a_misspelt_parameter_is_refused_whatever_the_client(
     )
     assert result.returncode != 0, result.stdout
     assert "spec.parameters.fastPerod: not a parameter of sma-crossover" in result.stderr
+
+
+def test_a_plugin_algorithm_with_an_image_is_accepted(
+    apiserver: ControlPlane, kubetrade_crds: Path, k8s_namespace: str, tmp_path: Path
+) -> None:
+    """Issue 18: a Strategy naming an algorithm the CRD does not know is accepted when
+    spec.image names the image that carries it, parameters unchecked by the API server
+    (the plugin's own model checks them when its runner starts); the offline loader
+    takes it too."""
+    plugin = tmp_path / "plugin.yaml"
+    plugin.write_text(
+        """
+apiVersion: kubetrade.io/v1alpha1
+kind: Strategy
+metadata: {name: btc-donchian}
+spec:
+  algorithm: donchian-breakout
+  image: registry.example.com/kubetrade-donchian:1.0
+  parameters: {period: 20, breakoutPct: 0.5}
+  symbols: ["BTC/USDT"]
+"""
+    )
+    assert len(load_manifests(plugin)) == 1
+    result = apiserver.kubectl("-n", k8s_namespace, "apply", "-f", str(plugin), check=False)
+    assert result.returncode == 0, result.stderr
+    got = apiserver.kubectl(
+        "-n",
+        k8s_namespace,
+        "get",
+        "strategy",
+        "btc-donchian",
+        "-o",
+        "jsonpath={.spec.algorithm} {.spec.image} {.spec.parameters.breakoutPct}",
+    )
+    assert got.stdout == "donchian-breakout registry.example.com/kubetrade-donchian:1.0 0.5"
