@@ -7,8 +7,12 @@ Grafana dashboard in the Helm chart refer to these names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import start_http_server as _start_http_server
+
+from kubetrade.domain.clock import Clock
 
 BREAKER_STATES = {"closed": 0, "half_open": 1, "half-open": 1, "open": 2}
 
@@ -74,6 +78,27 @@ class RunnerMetrics:
         self.recovered_orders = counter(
             "kubetrade_recovered_orders_total",
             "Orders in CREATED/UNKNOWN state resolved at start, by outcome.", *S, "outcome")
+        self._market_data_metrics(registry)
+
+    def _market_data_metrics(self, registry: CollectorRegistry) -> None:
+        """Issue 13's series: recording and the age of the market data (by symbol)."""
+        self.candles_recorded = Counter(
+            "kubetrade_candles_recorded_total",
+            "Exchange candles this process wrote to the candle store (KUBETRADE_DATADIR; "
+            "only the holder of a series' writer lease writes it).", ["symbol"],
+            registry=registry)
+        self.last_candle_age = Gauge(
+            "kubetrade_last_candle_age_seconds",
+            "Now (the runner's clock, read at scrape) minus the close time of the newest "
+            "exchange candle consumed for the symbol; grows while no candle arrives.",
+            ["symbol", "timeframe"], registry=registry)
+        self.timeframe_seconds = Gauge(
+            "kubetrade_candle_timeframe_seconds",
+            "Length of the candles consumed for the symbol, in seconds (the stale-data "
+            "alert compares kubetrade_last_candle_age_seconds with 3 of these).",
+            ["symbol", "timeframe"], registry=registry)
+        self._last_close_ms: dict[tuple[str, str], int] = {}
+        self._recorded_seen: dict[tuple[int, str], int] = {}
 
     def set_risk(self, strategy: str, daily_loss_limit_used: float, drawdown_halted: bool) -> None:
         """The equity rules' gauges (from ``TradingEngine.risk_state()``)."""
@@ -82,6 +107,28 @@ class RunnerMetrics:
 
     def set_breaker(self, strategy: str, state: str) -> None:
         self.breaker.labels(strategy).set(BREAKER_STATES.get(state.lower(), 2))
+
+    def candle_consumed(self, symbol: str, timeframe: str, timeframe_ms: int, close_ms: int,
+                        clock: Clock) -> None:
+        """A live candle of ``symbol`` closing at ``close_ms`` (epoch ms) was consumed:
+        ``kubetrade_last_candle_age_seconds`` is from now on ``clock.now_ms()`` minus the
+        newest close seen, in seconds (never negative), computed at each scrape."""
+        key = (symbol, timeframe)
+        first = key not in self._last_close_ms
+        self._last_close_ms[key] = max(close_ms, self._last_close_ms.get(key, close_ms))
+        if first:
+            self.timeframe_seconds.labels(symbol, timeframe).set(timeframe_ms / 1000)
+            self.last_candle_age.labels(symbol, timeframe).set_function(
+                lambda: max(0.0, (clock.now_ms() - self._last_close_ms[key]) / 1000))
+
+    def candles_written(self, source: int, totals: Mapping[str, int]) -> None:
+        """Bring ``kubetrade_candles_recorded_total`` up to a recorder's cumulative
+        per-symbol ``totals`` (``source``: the recorder's id, so each counts once)."""
+        for symbol, total in totals.items():
+            seen = self._recorded_seen.get((source, symbol), 0)
+            if total > seen:
+                self.candles_recorded.labels(symbol).inc(total - seen)
+                self._recorded_seen[(source, symbol)] = total
 
 
 _metrics: RunnerMetrics | None = None

@@ -10,12 +10,14 @@ touches a metric, a stream or a channel directly. What the summary says is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol
 
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.engine import HALT_DRAWDOWN, TradingEngine
 from kubetrade.domain.models import ClosedTrade, Fill, Order, to_dict
+from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.logs import get_logger
 from kubetrade.runner.metrics import RunnerMetrics
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
@@ -81,6 +83,10 @@ class OutputPort(Protocol):
     def recovered(self, outcome: str) -> None: ...
 
     def candle(self, symbol: str, lag_s: float | None) -> None: ...
+
+    def live_candle(self, symbol: str, timeframe: str, open_ms: int) -> None: ...
+
+    def recorded(self, source: int, totals: Mapping[str, int]) -> None: ...
 
     def decision_latency(self, seconds: float) -> None: ...
 
@@ -246,6 +252,16 @@ class RunnerOutputs(OutputPort):
         self.metrics.candles.labels(self.name, symbol).inc()
         if lag_s is not None:
             self.metrics.candle_lag.labels(self.name, symbol).set(max(0.0, lag_s))
+
+    def live_candle(self, symbol: str, timeframe: str, open_ms: int) -> None:
+        """An exchange candle of ``symbol`` opening at ``open_ms`` was consumed: feeds
+        ``kubetrade_last_candle_age_seconds`` (age of its close, read at scrape)."""
+        tf_ms = timeframe_ms(timeframe)
+        self.metrics.candle_consumed(symbol, timeframe, tf_ms, open_ms + tf_ms, self.clock)
+
+    def recorded(self, source: int, totals: Mapping[str, int]) -> None:
+        """A candle recorder's cumulative written counts per symbol (``source``: its id)."""
+        self.metrics.candles_written(source, totals)
 
     def decision_latency(self, seconds: float) -> None:
         self.metrics.decision_latency.labels(self.name).observe(seconds)
