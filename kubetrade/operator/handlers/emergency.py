@@ -22,7 +22,7 @@ from kubetrade.operator.handlers.indexes import (
     first,
     strategies_in,
 )
-from kubetrade.operator.handlers.support import timed, write_status
+from kubetrade.operator.handlers.support import on_changes, on_timer, timed, write_status
 from kubetrade.operator.mirror import (
     Mirror,
     acknowledgements,
@@ -163,19 +163,8 @@ async def emergency_deleted(name: str, memo: kopf.Memo, **_: Any) -> None:
 
 def register(registry: kopf.OperatorRegistry, interval: float) -> None:
     """Register the Emergency handlers; the timer ticks every min(``interval``, 2) s."""
-    for cause in (kopf.on.update, kopf.on.create, kopf.on.resume):
-        cause(GROUP, VERSION, PLURAL, registry=registry, id="emergency_changed", backoff=2)(
-            emergency_changed
-        )
-    kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=min(interval, 2.0),
-        registry=registry,
-        id="emergency_tick",
-        backoff=5,
-    )(emergency_tick)
+    on_changes(registry, PLURAL, emergency_changed, id="emergency_changed", backoff=2)
+    on_timer(registry, PLURAL, emergency_tick, id="emergency_tick", interval=min(interval, 2.0))
     kopf.on.delete(
         GROUP, VERSION, PLURAL, optional=True, registry=registry, id="emergency_deleted"
     )(emergency_deleted)

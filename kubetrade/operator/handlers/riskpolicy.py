@@ -14,9 +14,8 @@ import kopf
 from kubetrade.operator.checks import fractional_percentages
 from kubetrade.operator.clients import clients_of
 from kubetrade.operator.handlers.indexes import StrategyIndex, strategies_in
-from kubetrade.operator.handlers.support import write_status
+from kubetrade.operator.handlers.support import on_timer, write_status
 from kubetrade.operator.status import Conditions
-from kubetrade.resources import GROUP, VERSION
 
 PLURAL = "riskpolicies"
 
@@ -60,13 +59,7 @@ async def riskpolicy_tick(
 
 def register(registry: kopf.OperatorRegistry, interval: float) -> None:
     """Register the RiskPolicy timer (every ``interval`` seconds)."""
-    kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=interval,
+    on_timer(
+        registry, PLURAL, riskpolicy_tick, id="riskpolicy_tick", interval=interval,
         initial_delay=0.5,
-        registry=registry,
-        id="riskpolicy_tick",
-        backoff=5,
-    )(riskpolicy_tick)
+    )

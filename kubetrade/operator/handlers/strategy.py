@@ -33,6 +33,8 @@ from kubetrade.operator.handlers.indexes import (
 from kubetrade.operator.handlers.support import (
     guarded,
     normal_event,
+    on_changes,
+    on_timer,
     readable,
     timed,
     write_status,
@@ -287,20 +289,11 @@ async def strategy_deleted(
 
 def register(registry: kopf.OperatorRegistry, interval: float) -> None:
     """Register the Strategy handlers; the timer ticks every ``interval`` seconds."""
-    for cause in (kopf.on.update, kopf.on.create, kopf.on.resume):
-        cause(GROUP, VERSION, PLURAL, registry=registry, id="strategy_changed", backoff=5)(
-            strategy_changed
-        )
-    kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=interval,
+    on_changes(registry, PLURAL, strategy_changed, id="strategy_changed", backoff=5)
+    on_timer(
+        registry, PLURAL, strategy_tick, id="strategy_tick", interval=interval,
         initial_delay=interval,
-        registry=registry,
-        id="strategy_tick",
-        backoff=5,
-    )(strategy_tick)
+    )
     kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry, id="strategy_deleted", backoff=2)(
         strategy_deleted
     )

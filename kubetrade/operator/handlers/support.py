@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from kubetrade.operator import metrics
 from kubetrade.operator.clients import Clients
 from kubetrade.operator.status import Conditions
+from kubetrade.resources import GROUP, VERSION
 
 log = logging.getLogger("kubetrade.operator")
 
@@ -95,3 +96,42 @@ async def timed(kind: str, trigger: str, work: Awaitable[None]) -> None:
     finally:
         metrics.RECONCILE_SECONDS.labels(kind).observe(time.perf_counter() - started)
     metrics.RECONCILES.labels(kind, trigger, "ok").inc()
+
+
+def on_changes(
+    registry: kopf.OperatorRegistry,
+    plural: str,
+    handler: Callable[..., Awaitable[None]],
+    *,
+    id: str,
+    backoff: float,
+    update: bool = True,
+) -> None:
+    """Register ``handler`` for ``plural`` (of our GROUP/VERSION) on update (unless
+    ``update`` is False), create and resume, under the one handler ``id``."""
+    causes = [kopf.on.update] if update else []
+    for cause in (*causes, kopf.on.create, kopf.on.resume):
+        cause(GROUP, VERSION, plural, registry=registry, id=id, backoff=backoff)(handler)
+
+
+def on_timer(
+    registry: kopf.OperatorRegistry,
+    plural: str,
+    handler: Callable[..., Awaitable[None]],
+    *,
+    id: str,
+    interval: float,
+    initial_delay: float | None = None,
+) -> None:
+    """Register ``handler`` as ``plural``'s timer every ``interval`` seconds (first after
+    ``initial_delay``; None: Kopf's default), retried with a 5 s backoff."""
+    kopf.timer(
+        GROUP,
+        VERSION,
+        plural,
+        interval=interval,
+        initial_delay=initial_delay,
+        registry=registry,
+        id=id,
+        backoff=5,
+    )(handler)

@@ -15,10 +15,16 @@ import kopf
 from kubetrade.operator import metrics, render
 from kubetrade.operator.clients import Clients, clients_of
 from kubetrade.operator.handlers.indexes import JobIndex, StrategyIndex, first, strategies_in
-from kubetrade.operator.handlers.support import guarded, normal_event, write_status
+from kubetrade.operator.handlers.support import (
+    guarded,
+    normal_event,
+    on_changes,
+    on_timer,
+    write_status,
+)
 from kubetrade.operator.plan import JobObserved
 from kubetrade.operator.status import Conditions
-from kubetrade.resources import GROUP, VERSION, ValidationRun
+from kubetrade.resources import ValidationRun
 
 PLURAL = "validationruns"
 
@@ -141,17 +147,10 @@ async def validation_tick(
 
 def register(registry: kopf.OperatorRegistry, interval: float) -> None:
     """Register the ValidationRun handlers; the timer ticks every ``interval`` seconds."""
-    for cause in (kopf.on.create, kopf.on.resume):
-        cause(GROUP, VERSION, PLURAL, registry=registry, id="validation_created", backoff=5)(
-            validation_created
-        )
-    kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        interval=interval,
+    on_changes(
+        registry, PLURAL, validation_created, id="validation_created", backoff=5, update=False
+    )
+    on_timer(
+        registry, PLURAL, validation_tick, id="validation_tick", interval=interval,
         initial_delay=interval,
-        registry=registry,
-        id="validation_tick",
-        backoff=5,
-    )(validation_tick)
+    )
