@@ -278,7 +278,12 @@ def runner_rbac(strategy: Strategy, uid: str, settings: OperatorSettings) -> lis
 
 
 def _runner_container(strategy: Strategy, namespace: str, settings: OperatorSettings) -> Manifest:
-    """The runner container: metrics port, liveness on /metrics, readiness on the loop."""
+    """The runner container: metrics port, liveness on /metrics, readiness on the loop.
+    Its image is ``spec.image`` when the Strategy names one (an image built FROM
+    kubetrade's with plugin algorithms installed, docs/plugins.md), else the operator's;
+    command, security context, probes and pull policy are the same either way. Only the
+    runner runs ``spec.image``: the pre-flight and validation Jobs stay on the operator's
+    image."""
     container = _container(
         "runner",
         ["runner", "--strategy", strategy.name, "--namespace", namespace],
@@ -286,6 +291,8 @@ def _runner_container(strategy: Strategy, namespace: str, settings: OperatorSett
         strategy.spec.exchange.credentials_secret,
         settings,
     )
+    if strategy.spec.image:
+        container["image"] = strategy.spec.image
     container["ports"] = [{"name": "metrics", "containerPort": settings.metrics_port}]
     container["livenessProbe"] = {
         "httpGet": {"path": "/metrics", "port": "metrics"},
