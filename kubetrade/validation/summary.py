@@ -21,9 +21,7 @@ def format_summary(report: Mapping[str, Any], location: str = "") -> str:
     run = report["run"]
     data = run.get("data", {})
     m = report["metrics"]
-    unjudged = report.get("insufficient_data") or []
-    decision = report["decision"] + (f" (insufficient data: {', '.join(unjudged)})"
-                                     if unjudged else "")
+    decision = report["decision"] + _why(report)
     lines = [
         f"Validation of {run['strategy']} ({run['algorithm']} {json.dumps(run['parameters'])})"
         f": {decision}",
@@ -55,6 +53,17 @@ def format_summary(report: Mapping[str, Any], location: str = "") -> str:
     if location:
         lines.append(f"  report: {location}")
     return "\n".join(lines)
+
+
+def _why(report: Mapping[str, Any]) -> str:
+    """' (failed: A, B; insufficient data: C)': the criteria judged and failed first, so
+    an unjudged Sharpe ratio never hides a real failure in the headline."""
+    failed = [c["name"] for c in report["criteria"]
+              if c.get("judged", True) and not c["passed"]]
+    unjudged = report.get("insufficient_data") or []
+    parts = ([f"failed: {', '.join(failed)}"] if failed else []) + (
+        [f"insufficient data: {', '.join(unjudged)}"] if unjudged else [])
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _explain(c: Mapping[str, Any]) -> str:

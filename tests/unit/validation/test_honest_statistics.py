@@ -97,3 +97,17 @@ def test_no_trades_is_no_win_rate_to_judge() -> None:
     win = verdict.results[1]
     assert win.judged is False and win.note == "no trades"
     assert "INSUFFICIENT DATA Win Rate" in win.explain()
+
+
+def test_the_headline_names_failed_criteria_before_unjudged_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A new user read 'NO-GO (insufficient data: Sharpe Ratio)' while trades and win
+    rate had failed outright: the headline (also the Telegram text) names them first."""
+    report, out = _validate(tmp_path, capsys, "binance-BTCUSDT-1m-2024-09-21.csv",
+                            "BTC/USDT", "1m", "{fastPeriod: 3, slowPeriod: 8}",
+                            "--min-trades", "100000")
+    assert report["decision"] == NO_GO and report["insufficient_data"] == ["Sharpe Ratio"]
+    headline = next(line for line in out.splitlines() if line.startswith("Validation of"))
+    assert "(failed: Min Trades" in headline, headline
+    assert headline.rstrip().endswith("insufficient data: Sharpe Ratio)"), headline
