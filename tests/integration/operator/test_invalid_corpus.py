@@ -151,7 +151,7 @@ metadata: {name: btc-donchian}
 spec:
   algorithm: donchian-breakout
   image: registry.example.com/kubetrade-donchian:1.0
-  parameters: {period: 20, breakoutPct: 0.5}
+  parameters: {period: 20, exitPeriod: 10}
   symbols: ["BTC/USDT"]
 """
     )
@@ -165,6 +165,6 @@ spec:
         "strategy",
         "btc-donchian",
         "-o",
-        "jsonpath={.spec.algorithm} {.spec.image} {.spec.parameters.breakoutPct}",
+        "jsonpath={.spec.algorithm} {.spec.image} {.spec.parameters.exitPeriod}",
     )
-    assert got.stdout == "donchian-breakout registry.example.com/kubetrade-donchian:1.0 0.5"
+    assert got.stdout == "donchian-breakout registry.example.com/kubetrade-donchian:1.0 10"
