@@ -43,53 +43,67 @@ def _rule(resource: str) -> dict[str, Any]:
 
 def manifests(namespace_selector: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     labels = {"app.kubernetes.io/part-of": "kubetrade"}
-    strategy_policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": STRATEGY_POLICY, "labels": labels},
-        "spec": {
-            "failurePolicy": "Fail",
-            "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RiskPolicy"},
-            "matchConstraints": {"resourceRules": [_rule("strategies")]},
-            "matchConditions": [{"name": "live", "expression": "object.spec.mode == 'live'"}],
-            "validations": [
-                {
-                    "expression": "params.metadata.name != object.spec.riskPolicyRef || "
-                    + _LIMITS_OK.format(o="params"),
-                    "messageExpression": "'spec.riskPolicyRef: live mode needs a stop-loss and "
-                    "a daily loss limit, but RiskPolicy ' + params.metadata.name + ' has "
-                    "spec.stopLossPct=' + string(params.spec.stopLossPct) + ' and "
-                    "spec.dailyLossLimitPct=' + string(params.spec.dailyLossLimitPct)",
-                    "reason": "Invalid",
-                }
-            ],
-        },
-    }
-    riskpolicy_policy = {
-        "apiVersion": "admissionregistration.k8s.io/v1",
-        "kind": "ValidatingAdmissionPolicy",
-        "metadata": {"name": RISKPOLICY_POLICY, "labels": labels},
-        "spec": {
-            "failurePolicy": "Fail",
-            "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Strategy"},
-            "matchConstraints": {"resourceRules": [_rule("riskpolicies")]},
-            "validations": [
-                {
-                    "expression": "params.spec.mode != 'live' || "
-                    "params.spec.riskPolicyRef != object.metadata.name || "
-                    + _LIMITS_OK.format(o="object"),
-                    "messageExpression": "'spec.stopLossPct and spec.dailyLossLimitPct must be "
-                    "> 0: live Strategy ' + params.metadata.name + ' uses this RiskPolicy'",
-                    "reason": "Invalid",
-                }
-            ],
-        },
-    }
+    strategy_policy = _policy(
+        STRATEGY_POLICY,
+        labels,
+        param_kind="RiskPolicy",
+        resource="strategies",
+        match_conditions=[{"name": "live", "expression": "object.spec.mode == 'live'"}],
+        expression="params.metadata.name != object.spec.riskPolicyRef || "
+        + _LIMITS_OK.format(o="params"),
+        message_expression="'spec.riskPolicyRef: live mode needs a stop-loss and "
+        "a daily loss limit, but RiskPolicy ' + params.metadata.name + ' has "
+        "spec.stopLossPct=' + string(params.spec.stopLossPct) + ' and "
+        "spec.dailyLossLimitPct=' + string(params.spec.dailyLossLimitPct)",
+    )
+    riskpolicy_policy = _policy(
+        RISKPOLICY_POLICY,
+        labels,
+        param_kind="Strategy",
+        resource="riskpolicies",
+        match_conditions=None,
+        expression="params.spec.mode != 'live' || "
+        "params.spec.riskPolicyRef != object.metadata.name || "
+        + _LIMITS_OK.format(o="object"),
+        message_expression="'spec.stopLossPct and spec.dailyLossLimitPct must be "
+        "> 0: live Strategy ' + params.metadata.name + ' uses this RiskPolicy'",
+    )
     return [
         strategy_policy,
         riskpolicy_policy,
         *(_binding(p, labels, namespace_selector) for p in (STRATEGY_POLICY, RISKPOLICY_POLICY)),
     ]
+
+
+def _policy(
+    name: str,
+    labels: dict[str, str],
+    *,
+    param_kind: str,
+    resource: str,
+    match_conditions: list[dict[str, str]] | None,
+    expression: str,
+    message_expression: str,
+) -> dict[str, Any]:
+    """A ValidatingAdmissionPolicy (failurePolicy Fail) on CREATE/UPDATE of our
+    ``resource``, with ``param_kind`` objects as parameters and one CEL validation
+    (reason Invalid)."""
+    spec: dict[str, Any] = {
+        "failurePolicy": "Fail",
+        "paramKind": {"apiVersion": f"{GROUP}/{VERSION}", "kind": param_kind},
+        "matchConstraints": {"resourceRules": [_rule(resource)]},
+    }
+    if match_conditions is not None:
+        spec["matchConditions"] = match_conditions
+    spec["validations"] = [
+        {"expression": expression, "messageExpression": message_expression, "reason": "Invalid"}
+    ]
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": name, "labels": labels},
+        "spec": spec,
+    }
 
 
 def _binding(
