@@ -262,26 +262,28 @@ def _pct(value: Decimal | float | int | None) -> Decimal:
     return Decimal(0) if value is None else Decimal(str(value))
 
 
-def check_stop_loss(stop_loss_pct: Decimal | float | int | None) -> CheckResult:
-    pct = _pct(stop_loss_pct)
+def _positive_pct(
+    name: str, field: str, cr_field: str, value: Decimal | float | int | None
+) -> CheckResult:
+    """Check ``name``: the RiskPolicy percentage ``field`` (``spec.<cr_field>``) is set
+    above 0 (None counts as 0)."""
+    pct = _pct(value)
     if pct <= 0:
         return CheckResult(
-            STOP_LOSS_CONFIGURED, CheckStatus.FAIL,
-            "stop_loss_pct (RiskPolicy spec.stopLossPct) must be > 0 for live trading, "
-            f"got {pct}",
+            name, CheckStatus.FAIL,
+            f"{field} (RiskPolicy spec.{cr_field}) must be > 0 for live trading, got {pct}",
         )
-    return CheckResult(STOP_LOSS_CONFIGURED, CheckStatus.PASS, f"stop_loss_pct = {pct}%")
+    return CheckResult(name, CheckStatus.PASS, f"{field} = {pct}%")
+
+
+def check_stop_loss(stop_loss_pct: Decimal | float | int | None) -> CheckResult:
+    return _positive_pct(STOP_LOSS_CONFIGURED, "stop_loss_pct", "stopLossPct", stop_loss_pct)
 
 
 def check_daily_loss_limit(daily_loss_limit_pct: Decimal | float | int | None) -> CheckResult:
-    pct = _pct(daily_loss_limit_pct)
-    if pct <= 0:
-        return CheckResult(
-            DAILY_LOSS_LIMIT, CheckStatus.FAIL,
-            "daily_loss_limit_pct (RiskPolicy spec.dailyLossLimitPct) must be > 0 for live "
-            f"trading, got {pct}",
-        )
-    return CheckResult(DAILY_LOSS_LIMIT, CheckStatus.PASS, f"daily_loss_limit_pct = {pct}%")
+    return _positive_pct(
+        DAILY_LOSS_LIMIT, "daily_loss_limit_pct", "dailyLossLimitPct", daily_loss_limit_pct
+    )
 
 
 def check_password(password: str | None) -> CheckResult:
