@@ -39,6 +39,16 @@ class HealthOut(_Out):
         "embedded Redis' data directory, or REDIS_URL without credentials)")
 
 
+class LastCandleOut(_Out):
+    symbol: str
+    open_ms: int = Field(description="Open time of the newest candle the runner consumed "
+                         "(epoch ms).")
+    close_ms: int | None = Field(default=None, description="Its close time (epoch ms).")
+    stale: bool | None = Field(
+        default=None, description="Exchange data whose close is more than 3 timeframes "
+        "old (the KubetradeMarketDataStale rule); null for a replay or an unknown timeframe.")
+
+
 class StrategyStatusOut(_Out):
     name: str
     phase: str | None = Field(default=None, description="What the runner last reported.")
@@ -52,6 +62,11 @@ class StrategyStatusOut(_Out):
         description="Under an emergency: whether this runner acknowledged carrying out "
         "the action in force (since it was set); null when none is in force.",
     )
+    timeframe: str | None = None
+    market_data: Literal["exchange", "replay"] | None = None
+    last_candles: list[LastCandleOut] = Field(
+        default_factory=list, description="Per symbol, the newest candle the runner "
+        "consumed; empty until it consumed one (or from a runner that does not say).")
 
 
 class StatusOut(_Out):

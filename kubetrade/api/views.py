@@ -6,7 +6,13 @@ from kubetrade.api import schemas as s
 from kubetrade.api.analytics import finite_float
 from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.domain.models import ClosedTrade
+from kubetrade.domain.timeframes import TIMEFRAME_MS
 from kubetrade.state.reader import summary_decimal, summary_int
+from kubetrade.state.schema import decode_last_candles
+
+#: market data is stale once its newest candle closed this many timeframes ago (the
+#: chart's KubetradeMarketDataStale alert uses the same factor)
+STALE_TIMEFRAMES = 3
 
 
 def emergency_action(value: Any) -> s.EmergencyAction:
@@ -50,6 +56,30 @@ def trade_out(entry_id: str, t: ClosedTrade) -> s.TradeOut:
         fees_estimated=t.fees_estimated,
         fees_unvalued=t.fees_unvalued,
     )
+
+
+def market_data_kind(value: str | None) -> Literal["exchange", "replay"] | None:
+    """The summary's ``market_data`` field; None when absent or unknown."""
+    if value == "exchange":
+        return "exchange"
+    return "replay" if value == "replay" else None
+
+
+def last_candles_out(summary: dict[str, str], now_ms: int) -> list[s.LastCandleOut]:
+    """The summary's newest candle per symbol (symbol order); ``stale`` when exchange
+    data closed more than ``STALE_TIMEFRAMES`` timeframes before ``now_ms``."""
+    tf_ms = TIMEFRAME_MS.get(summary.get("timeframe") or "")
+    live = summary.get("market_data") == "exchange"
+    out = []
+    for symbol, open_ms in sorted((decode_last_candles(summary.get("last_candle_ms")) or {})
+                                  .items()):
+        close_ms = open_ms + tf_ms if tf_ms else None
+        stale = None
+        if close_ms is not None and tf_ms and live:
+            stale = now_ms - close_ms > STALE_TIMEFRAMES * tf_ms
+        out.append(s.LastCandleOut(symbol=symbol, open_ms=open_ms, close_ms=close_ms,
+                                   stale=stale))
+    return out
 
 
 def strategy_stats(summary: dict[str, str] | None) -> s.StrategyStatsOut | None:

@@ -256,8 +256,7 @@ class Runner:
             self.candles_processed += 1
             close_ms = candle.ts_ms + timeframe_ms(self.spec.timeframe)
             self.outputs.candle(symbol, (self.clock.now_ms() - close_ms) / 1000 if live else None)
-            if live:
-                self.outputs.live_candle(symbol, self.spec.timeframe, candle.ts_ms)
+            self.outputs.candle_seen(symbol, self.spec.timeframe, candle.ts_ms, live=live)
             recorder = getattr(self.market, "recorder", None)  # a RecordingSource's
             if recorder is not None:
                 self.outputs.recorded(id(recorder), recorder.stats.recorded_total)

@@ -25,6 +25,7 @@ from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.client import Redis
 from kubetrade.state.events import EventType, publish_event
 from kubetrade.state.keys import Keys
+from kubetrade.state.schema import encode_last_candles
 from kubetrade.state.store import Changes, StateStore
 
 ACTOR = "runner"
@@ -84,7 +85,7 @@ class OutputPort(Protocol):
 
     def candle(self, symbol: str, lag_s: float | None) -> None: ...
 
-    def live_candle(self, symbol: str, timeframe: str, open_ms: int) -> None: ...
+    def candle_seen(self, symbol: str, timeframe: str, open_ms: int, *, live: bool) -> None: ...
 
     def recorded(self, source: int, totals: Mapping[str, int]) -> None: ...
 
@@ -115,6 +116,8 @@ class RunnerOutputs(OutputPort):
         self.metrics = metrics
         self.log = get_logger("kubetrade.runner", strategy=name, mode=mode)
         self._peak_equity: Decimal | None = None
+        self._last_candles: dict[str, int] = {}
+        self._market: dict[str, str] = {}
 
     # ---- audit, alerts, events ------------------------------------------------------------
     async def audit(self, action: str, detail: dict[str, Any]) -> None:
@@ -173,6 +176,8 @@ class RunnerOutputs(OutputPort):
             engine.summary(), halted=halted, halted_reason=engine.halted_reason,
             mode=self.mode, breaker_open=breaker_open, now_ms=now,
         )
+        if self._last_candles:  # optional fields (issue 13): readers tolerate their absence
+            summary.update(self._market, last_candle_ms=encode_last_candles(self._last_candles))
         eq = summary.get("equity")
         changes = Changes(summary=summary)
         if ts_ms is not None and eq is not None:
@@ -253,11 +258,15 @@ class RunnerOutputs(OutputPort):
         if lag_s is not None:
             self.metrics.candle_lag.labels(self.name, symbol).set(max(0.0, lag_s))
 
-    def live_candle(self, symbol: str, timeframe: str, open_ms: int) -> None:
-        """An exchange candle of ``symbol`` opening at ``open_ms`` was consumed: feeds
+    def candle_seen(self, symbol: str, timeframe: str, open_ms: int, *, live: bool) -> None:
+        """A candle of ``symbol`` opening at ``open_ms`` was consumed: the summary's
+        ``last_candle_ms`` from now on; an exchange one (``live``) also feeds
         ``kubetrade_last_candle_age_seconds`` (age of its close, read at scrape)."""
-        tf_ms = timeframe_ms(timeframe)
-        self.metrics.candle_consumed(symbol, timeframe, tf_ms, open_ms + tf_ms, self.clock)
+        self._market = {"timeframe": timeframe, "market_data": "exchange" if live else "replay"}
+        self._last_candles[symbol] = max(open_ms, self._last_candles.get(symbol, open_ms))
+        if live:
+            tf_ms = timeframe_ms(timeframe)
+            self.metrics.candle_consumed(symbol, timeframe, tf_ms, open_ms + tf_ms, self.clock)
 
     def recorded(self, source: int, totals: Mapping[str, int]) -> None:
         """A candle recorder's cumulative written counts per symbol (``source``: its id)."""

@@ -207,6 +207,22 @@ def summary_hash(summary: Mapping[str, Any]) -> dict[str, str]:
     return {key: "" if v is None else str(v) for key, v in summary.items()}
 
 
+def encode_last_candles(last: Mapping[str, int]) -> str:
+    """The summary's ``last_candle_ms`` field: JSON ``{"BTC/USDT": open_ms, ...}``."""
+    return json.dumps({str(k): int(v) for k, v in sorted(last.items())}, separators=(",", ":"))
+
+
+def decode_last_candles(text: str | None) -> dict[str, int] | None:
+    """``last_candle_ms`` read back; None when absent or not a JSON object of ints."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+        return {str(k): int(v) for k, v in value.items()} if isinstance(value, dict) else None
+    except (ValueError, TypeError):
+        return None
+
+
 @dataclass(frozen=True)
 class StrategySummary:
     """A strategy's summary as a runner last wrote it (``TradingEngine.summary`` plus
@@ -234,6 +250,11 @@ class StrategySummary:
     updated_ms: int | None = None
     mode: str = ""
     breaker: str = ""
+    #: symbol -> open time (epoch ms) of the newest candle consumed; None from runners
+    #: before issue 13 (the field is optional), with the candles' timeframe and source
+    last_candle_ms: Mapping[str, int] | None = None
+    timeframe: str = ""
+    market_data: str = ""
     raw: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -250,7 +271,9 @@ class StrategySummary:
             consecutive_losses=_int(g("consecutive_losses")),
             daily_loss_pct=_decimal(g("daily_loss_pct")),
             drawdown_pct=_decimal(g("drawdown_pct")), updated_ms=_int(g("updated_ms")),
-            mode=g("mode", ""), breaker=g("breaker", ""), raw=dict(raw),
+            mode=g("mode", ""), breaker=g("breaker", ""),
+            last_candle_ms=decode_last_candles(g("last_candle_ms")), timeframe=g("timeframe", ""),
+            market_data=g("market_data", ""), raw=dict(raw),
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -258,6 +281,9 @@ class StrategySummary:
         if self.raw:
             return dict(self.raw)
         values = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "raw"}
+        last = values.pop("last_candle_ms")
+        if last is not None:
+            values["last_candle_ms"] = encode_last_candles(last)
         return summary_hash(values)
 
 

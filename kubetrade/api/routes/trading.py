@@ -22,6 +22,8 @@ from kubetrade.api.routes.common import (
 from kubetrade.api.views import (
     emergency_action,
     emergency_applied,
+    last_candles_out,
+    market_data_kind,
     overall_status,
     positions_out,
     trade_out,
@@ -50,6 +52,7 @@ async def status(user: User, reader: Reader, clock: ClockDep) -> s.StatusOut:
     acks = await reader.emergency_acks() if emergency_action(emergency.get("action")) != "none" \
         else {}
     action = emergency_action(emergency.get("action"))
+    now = clock.now_ms()
     items = [
         s.StrategyStatusOut(
             name=n,
@@ -58,6 +61,9 @@ async def status(user: User, reader: Reader, clock: ClockDep) -> s.StatusOut:
             updated_ms=summary_int(summaries[n], "updated_ms"),
             heartbeat_ms=summary_int(summaries[n], "heartbeat_ms"),
             emergency_applied=emergency_applied(emergency, acks.get(n)),
+            timeframe=summaries[n].get("timeframe") or None,
+            market_data=market_data_kind(summaries[n].get("market_data")),
+            last_candles=last_candles_out(summaries[n], now),
         )
         for n in names
     ]
@@ -65,7 +71,7 @@ async def status(user: User, reader: Reader, clock: ClockDep) -> s.StatusOut:
         status=overall_status(action, items),
         emergency=action,
         strategies=items,
-        time_ms=clock.now_ms(),
+        time_ms=now,
     )
 
 

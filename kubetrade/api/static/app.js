@@ -153,6 +153,21 @@
     const b = $("status-badge");
     b.textContent = s.status;
     b.className = "badge " + s.status;
+    // the newest candle each runner consumed; "stale" (as the API says: exchange data
+    // that closed more than 3 timeframes ago) in the loss colour
+    const rows = [];
+    for (const st of s.strategies) {
+      for (const c of st.last_candles || []) {
+        const state = c.stale ? "stale" : (st.market_data || "–");
+        const cell = el("td", time(c.open_ms), c.stale ? "down stale" : "");
+        cell.dataset.lastCandle = `${st.name} ${c.symbol}`;
+        const tr = row([st.name, c.symbol]);
+        tr.appendChild(cell);
+        tr.appendChild(el("td", state, c.stale ? "down" : "muted"));
+        rows.push(tr);
+      }
+    }
+    fillTable("market-table", rows);
   }
 
   async function loadPortfolio() {
