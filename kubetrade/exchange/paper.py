@@ -57,30 +57,29 @@ DEFAULT_PARTICIPATION = Decimal("0.1")
 _BPS = Decimal(10_000)
 
 
+_FIAT_QUOTES = frozenset({"USDT", "USDC", "FDUSD", "BUSD", "USD", "EUR"})
+#: (price step, quantity step = minimum quantity, minimum notional) of default_market
+_FIAT_QUOTED = (Decimal("0.01"), Decimal("0.00001"), Decimal("5"))
+_COIN_QUOTED = (Decimal("0.00000001"), Decimal("0.001"), Decimal("0.0001"))
+
+
 def default_market(symbol: str) -> MarketInfo:
     """Binance-like spot trading rules for ``symbol`` (BASE/QUOTE) when the real ones
     are not at hand (offline paper trading, replay of recorded candles)."""
     base, _, quote = symbol.partition("/")
     if not base or not quote:
         raise ValueError(f"symbol must be BASE/QUOTE (e.g. BTC/USDT), got {symbol!r}")
-    if quote in {"USDT", "USDC", "FDUSD", "BUSD", "USD", "EUR"}:
-        return MarketInfo(
-            symbol=symbol,
-            base=base,
-            quote=quote,
-            price_step=Decimal("0.01"),
-            qty_step=Decimal("0.00001"),
-            min_qty=Decimal("0.00001"),
-            min_notional=Decimal("5"),
-        )
+    price_step, qty_step, min_notional = (
+        _FIAT_QUOTED if quote in _FIAT_QUOTES else _COIN_QUOTED
+    )
     return MarketInfo(
         symbol=symbol,
         base=base,
         quote=quote,
-        price_step=Decimal("0.00000001"),
-        qty_step=Decimal("0.001"),
-        min_qty=Decimal("0.001"),
-        min_notional=Decimal("0.0001"),
+        price_step=price_step,
+        qty_step=qty_step,
+        min_qty=qty_step,
+        min_notional=min_notional,
     )
 
 
