@@ -115,20 +115,21 @@ HELP = """kubetrade bot — commands:
 /help — this list"""
 
 
-def money(value: Any) -> str:
+def _decimal_text(value: Any, spec: str) -> str:
+    """``value`` as a Decimal formatted with ``spec``; as given when it is no number."""
     try:
         d = Decimal(str(value))
     except (InvalidOperation, ValueError):
         return str(value)
-    return f"{d:,.2f}"
+    return format(d, spec)
+
+
+def money(value: Any) -> str:
+    return _decimal_text(value, ",.2f")
 
 
 def signed(value: Any) -> str:
-    try:
-        d = Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return str(value)
-    return f"{d:+,.2f}"
+    return _decimal_text(value, "+,.2f")
 
 
 def emergency_line(state: dict[str, Any]) -> str:
