@@ -12,15 +12,28 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 PRICE_SCALE = 100_000_000
 """Prices are quantised to 1e-8 (the smallest Binance tick) inside the exact SMA."""
+_N = TypeVar("_N", int, float)
 
 
 def scaled(price: float) -> int:
     """Price as an integer number of 1e-8 units (exact for prices below ~9e7)."""
     return round(price * PRICE_SCALE)
+
+
+def _restored_window(
+    data: dict[str, Any], period: int, convert: Callable[[Any], _N]
+) -> deque[_N]:
+    """A snapshot's ``window`` list, each value through ``convert``, cut to its last
+    ``period`` values."""
+    window = deque(convert(v) for v in data.get("window", []))
+    while len(window) > period:
+        window.popleft()
+    return window
 
 
 class ExactSMA:
@@ -60,9 +73,7 @@ class ExactSMA:
         return {"window": list(self._window)}
 
     def restore(self, data: dict[str, Any]) -> None:
-        self._window = deque(int(v) for v in data.get("window", []))
-        while len(self._window) > self.period:
-            self._window.popleft()
+        self._window = _restored_window(data, self.period, int)
         self._sum = sum(self._window)
 
 
@@ -124,9 +135,7 @@ class RollingStats:
         return {"window": list(self._window)}
 
     def restore(self, data: dict[str, Any]) -> None:
-        self._window = deque(float(v) for v in data.get("window", []))
-        while len(self._window) > self.period:
-            self._window.popleft()
+        self._window = _restored_window(data, self.period, float)
         self._refresh()
 
 
