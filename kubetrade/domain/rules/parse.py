@@ -173,7 +173,9 @@ class Parser:
             arg = self.unary()
             self.depth -= 1
             if tok.text == "-" and arg.op == "num":
-                return Node("num", tok.pos, value=-float(arg.value or 0.0))
+                # + 0.0: a negated zero literal is plain 0.0 (CEL reads "-0.0" as 0.0;
+                # numpy kept -0.0, so a / -(0) was -inf in replay and +inf live)
+                return Node("num", tok.pos, value=-float(arg.value or 0.0) + 0.0)
             return Node("not" if tok.text == "!" else "neg", tok.pos, (arg,))
         return self.primary()
 

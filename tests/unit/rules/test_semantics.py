@@ -59,3 +59,15 @@ def test_numpy_and_cel_agree(src: str, rows: list[tuple[float, float, float]]) -
     in_bulk = np.broadcast_to(bulk.evaluate(node, arrays), (len(rows),))
     for i, row in enumerate(rows):
         assert bool(in_bulk[i]) == rule.evaluate(dict(zip(VARS, row, strict=True))), (src, row)
+
+
+def test_a_negated_zero_literal_divides_alike_in_replay_and_live() -> None:
+    """Found by the random test above: `a < (a / -(0))` was true in CEL and false in
+    numpy (a negated zero literal was -0.0 in replay only)."""
+    src = "a < (a / -(0))"
+    node = parse(src, frozenset(VARS))
+    rule = compile_rule(src, node, list(VARS))
+    for a in (1.0, -1.0, 2.5):
+        arrays = {v: np.array([a]) for v in VARS}
+        in_bulk = bool(np.broadcast_to(bulk.evaluate(node, arrays), (1,))[0])
+        assert in_bulk == rule.evaluate({"a": a, "b": a, "c": a}), a
