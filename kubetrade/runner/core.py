@@ -50,6 +50,7 @@ from kubetrade.runner.breaker import BreakerWatch
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halt_controller import HaltController
 from kubetrade.runner.halts import HaltBook
+from kubetrade.runner.market import recorder_of
 from kubetrade.runner.metrics import runner_metrics
 from kubetrade.runner.orders import OrderRouter
 from kubetrade.runner.outputs import RunnerOutputs
@@ -257,8 +258,7 @@ class Runner:
             close_ms = candle.ts_ms + timeframe_ms(self.spec.timeframe)
             self.outputs.candle(symbol, (self.clock.now_ms() - close_ms) / 1000 if live else None)
             self.outputs.candle_seen(symbol, self.spec.timeframe, candle.ts_ms, live=live)
-            recorder = getattr(self.market, "recorder", None)  # a RecordingSource's
-            if recorder is not None:
+            if (recorder := recorder_of(self.market)) is not None:
                 self.outputs.recorded(id(recorder), recorder.stats.recorded_total)
             await self.outputs.drain(self.engine)
             await self._write_summary(ts_ms=close_ms)

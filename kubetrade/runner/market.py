@@ -29,6 +29,28 @@ class MarketSource(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+class RecorderStatsView(Protocol):
+    """What the runner reads of a candle recorder (kubetrade.marketdata.recording):
+    ``stats.recorded_total`` (symbol -> candles written, cumulative)."""
+
+    @property
+    def stats(self) -> Any: ...
+
+
+def recorder_of(source: object) -> RecorderStatsView | None:
+    """The candle recorder under ``source``, through its wrappers (each keeps the
+    source it wraps as ``inner``: the local stop gate, the candle clock); None when the
+    market data is not recorded."""
+    for _ in range(8):  # wrappers nest a few deep at most
+        recorder = getattr(source, "recorder", None)
+        if recorder is not None:
+            return recorder  # type: ignore[no-any-return]
+        source = getattr(source, "inner", None)
+        if source is None:
+            return None
+    return None
+
+
 class ReplaySource:
     """Recorded candles, one list per symbol, merged in time order and paced by ``interval``."""
 

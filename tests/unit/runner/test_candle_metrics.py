@@ -4,9 +4,17 @@ counts each candle a recorder wrote once (recorders report cumulative totals).""
 
 from __future__ import annotations
 
+import asyncio
+from decimal import Decimal
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry
 
+from kubetrade.cli._local.stopping import GatedMarket
 from kubetrade.domain.clock import ManualClock
+from kubetrade.domain.models import Candle
+from kubetrade.marketdata.recording import recording_source
+from kubetrade.runner.market import ReplaySource, recorder_of
 from kubetrade.runner.metrics import RunnerMetrics
 
 START = 1_800_000_000_000  # a minute boundary
@@ -56,3 +64,13 @@ def test_recorded_candles_counted_once_per_recorder() -> None:
     metrics.candles_written(2, {"BTC/USDT": 15})  # a second recorder in the process
     assert recorded("BTC/USDT") == 45
     assert recorded("ETH/USDT") == 15
+
+
+def test_the_runner_finds_the_recorder_under_its_wrappers(tmp_path: Path) -> None:
+    # kubetrade local gates the market source (GatedMarket): the recorder is still found
+    clock = ManualClock(START)
+    inner = ReplaySource({"BTC/USDT": [Candle(START, *(Decimal(1),) * 5)]}, clock, 0)
+    recording = recording_source(inner, tmp_path, "1m", "pod-a", clock)
+    gated = GatedMarket(recording, asyncio.Event())
+    assert recorder_of(gated) is recording.recorder
+    assert recorder_of(inner) is None
