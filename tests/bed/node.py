@@ -278,7 +278,7 @@ def _import_images(ctr: list[str], images: Images) -> None:
     wanted = {image.name for image in images.all()}
     for name in names:  # earlier builds of the project image
         if name.startswith(images.project.repository + ":") and name not in wanted:
-            subprocess.run([*ctr, "images", "rm", name], capture_output=True)
+            subprocess.run([*ctr, "images", "rm", "--sync", name], capture_output=True)
     for image in images.all():
         if image.name not in names:
             subprocess.run([*ctr, "images", "import", str(image.archive)],

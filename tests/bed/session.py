@@ -64,11 +64,16 @@ class Bed:
                 self._node = start_node(binaries, node_binaries, images)
             return self._node
 
-    def stop(self) -> None:
+    def stop_node(self) -> None:
+        """Stop the node (and release the machine-wide node lock) if it runs."""
         with self._lock:
             if self._node is not None:
                 self._node.stop()
                 self._node = None
+
+    def stop(self) -> None:
+        with self._lock:
+            self.stop_node()
             if self._control_plane is not None:
                 self._control_plane.stop()
                 self._control_plane = None
