@@ -39,6 +39,7 @@ spec:
   parameters: {{fastPeriod: {fast}, slowPeriod: 30}}
   symbols: ["BTC/USDT"]
   mode: live
+  initialCapital: 400
   exchange: {{testnet: true, credentialsSecret: binance-keys}}
 """
 
@@ -100,7 +101,8 @@ def test_preflight_fail_blocks_the_live_runner_and_pass_starts_it(
     wait_for(lambda: strategy_status(bed).get("phase") == "PreflightFailed", 30, "blocked")
     assert replicas(bed) in (None, 0)
 
-    # funds arrive; a new configuration gets a fresh pre-flight, which passes with WARNs
+    # funds arrive (enough for the strategy's 400 USDT budget, the Capital Allocation
+    # check); a new configuration gets a fresh pre-flight, which passes with WARNs
     fake_binance.set_balance("USDT", "500")
     bed.kubectl("patch", "strategy", "btc-live", "--type=merge", "-p",
                 '{"spec":{"parameters":{"fastPeriod":12,"slowPeriod":30}}}')
