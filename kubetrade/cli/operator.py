@@ -50,10 +50,25 @@ def register(subparsers: Any) -> None:
         help="serve Prometheus /metrics on this port (default $METRICS_PORT; 0 = off)",
     )
     p.add_argument("--verbose", "-v", action="store_true", help="log every handler call")
+    p.add_argument(
+        "--guard-uninstall",
+        action="store_true",
+        help="do not run the operator: the chart's pre-delete check (exit 1 while Strategies "
+        "exist in the namespace; see kubetrade/operator/uninstall.py)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="with --guard-uninstall: set Emergency 'default' to stop and let the uninstall go on",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.guard_uninstall:
+        from kubetrade.operator.uninstall import run
+
+        return run(args.namespace, args.force, kubeconfig=args.kubeconfig)
     import kopf
 
     from kubetrade.operator.main import run_operator
