@@ -50,7 +50,10 @@ def refusal(namespace: str, strategies: list[str]) -> str:
         f"Either delete them first (their runners cancel open orders), then uninstall:\n"
         f"  kubectl delete strategies --all -n {namespace}\n"
         f"or force it (Helm reads an uninstall's values from the release, so set the value "
-        f"with an upgrade first); the hook then sets Emergency '{EMERGENCY}' to stop:\n"
+        f"with an upgrade first; this refusal left the release 'uninstalling', which "
+        f"helm upgrade refuses, so first roll back to the REVISION helm history shows last); "
+        f"the hook then sets Emergency '{EMERGENCY}' to stop:\n"
+        f"  helm rollback RELEASE REVISION -n {namespace}\n"
         f"  helm upgrade RELEASE CHART -n {namespace} --reuse-values --set forceUninstall=true\n"
         f"  helm uninstall RELEASE -n {namespace}"
     )
