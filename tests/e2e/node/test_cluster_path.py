@@ -110,7 +110,9 @@ def release(node: Node) -> Iterator[Release]:
         yield rel
     finally:
         with contextlib.suppress(BedError):
-            node.helm("uninstall", RELEASE, "-n", rel.ns, "--wait", "--ignore-not-found")
+            # --no-hooks: a failed test may leave Strategies, which the guard would refuse
+            node.helm("uninstall", RELEASE, "-n", rel.ns, "--wait", "--ignore-not-found",
+                      "--no-hooks")  # fmt: skip
         node.kubectl("delete", "namespace", rel.ns, "--wait=false", check=False)
 
 
@@ -221,6 +223,30 @@ def test_a_validation_run_job_completes_with_a_decision(release: Release) -> Non
                  .get("succeeded") == 1),
         120, "the validation Job to complete", release.why,
     )  # fmt: skip
+
+
+def test_helm_uninstall_is_refused_while_a_strategy_exists(release: Release) -> None:
+    """The pre-delete hook (issue 19 item 2): the uninstall fails, names the Strategy and
+    the way out, and removes nothing; forcing then works as README says."""
+    with pytest.raises(BedError) as refused:
+        release.node.helm("uninstall", RELEASE, "-n", release.ns, "--wait", "--timeout", "3m")
+    assert "job kubetrade-uninstall-guard failed" in str(refused.value), refused.value
+    log = release.kubectl("logs", f"job/{RELEASE}-uninstall-guard")
+    assert "btc-sma" in log and "kubectl delete strategies --all" in log, log
+    assert release.get("deployment", f"{RELEASE}-operator") is not None
+    assert release.get("strategy", "btc-sma") is not None
+    # Helm leaves a release whose pre-delete hook failed `uninstalling`, and `helm upgrade`
+    # then finds no deployed release: the documented way to force is a rollback to the
+    # current revision first, then the upgrade that sets the value (README, NOTES).
+    status = json.loads(release.node.helm("status", RELEASE, "-n", release.ns, "-o", "json").stdout)
+    assert status["info"]["status"] == "uninstalling"
+    release.node.helm("rollback", RELEASE, str(status["version"]), "-n", release.ns)
+    release.node.helm("upgrade", RELEASE, str(ROOT / "charts" / "kubetrade"), "-n", release.ns,
+                      "--reuse-values", "--set", "forceUninstall=true")  # fmt: skip
+    status = json.loads(release.node.helm("status", RELEASE, "-n", release.ns, "-o", "json").stdout)
+    assert status["info"]["status"] == "deployed"
+    hook = json.loads(release.kubectl("get", "job", f"{RELEASE}-uninstall-guard", "-o", "json"))
+    assert hook  # the refused Job stays (its log) until the next uninstall
 
 
 def test_deleting_a_strategy_goes_through_the_finalizer(release: Release) -> None:
