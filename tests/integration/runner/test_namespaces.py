@@ -20,8 +20,12 @@ from kubetrade.runner.market import ReplaySource
 from kubetrade.state.keys import Keys
 from tests.fakes.binance import FakeBinance
 
+# The on-exchange stop (a resting STOP_LOSS_LIMIT, cancelled before each exit) is off:
+# these tests count the strategy's own market orders, all of which fill; the stops have
+# their own tests (test_exchange_stops.py, test_sigkill_stop.py).
 LIMITS = RiskLimits(strategy_max_consecutive_losses=0, daily_loss_limit_pct=Decimal(0),
-                    max_drawdown_pct=Decimal(0), price_collar_pct=Decimal(0))
+                    max_drawdown_pct=Decimal(0), price_collar_pct=Decimal(0),
+                    stop_loss_on_exchange=False)
 
 
 class WallClock:
