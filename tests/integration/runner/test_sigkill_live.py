@@ -53,6 +53,24 @@ spec:
 IN_DOUBT = {"created", "unknown", "open", "partially_filled"}
 
 
+def runner_env(redis_url: str, fake: FakeBinance, csv: Path, prefix: str,
+               replay_interval: str) -> dict[str, str]:
+    """The environment of a live `kubetrade runner` on the fake Binance, replaying
+    ``csv`` at ``replay_interval`` seconds per candle, reconciling only at start."""
+    return {
+        **os.environ,
+        "REDIS_URL": redis_url,
+        "KUBETRADE_REDIS_PREFIX": prefix,
+        "KUBETRADE_EXCHANGE_URL": fake.url,
+        "BINANCE_API_KEY": fake.api_key,
+        "BINANCE_SECRET_KEY": fake.secret,
+        "KUBETRADE_MARKET_DATA": f"replay:{csv}",
+        "KUBETRADE_REPLAY_INTERVAL": replay_interval,
+        "KUBETRADE_RECONCILE_INTERVAL": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
 def _wait(check: Any, timeout: float, what: str) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -139,18 +157,7 @@ def test_sigkill_live_runner_against_fake_binance(
     strategy.write_text(STRATEGY)
     prefix = f"live-{uuid.uuid4().hex[:8]}"
     keys = Keys(prefix)
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "KUBETRADE_REDIS_PREFIX": prefix,
-        "KUBETRADE_EXCHANGE_URL": fake_binance.url,
-        "BINANCE_API_KEY": fake_binance.api_key,
-        "BINANCE_SECRET_KEY": fake_binance.secret,
-        "KUBETRADE_MARKET_DATA": f"replay:{csv}",
-        "KUBETRADE_REPLAY_INTERVAL": "0",
-        "KUBETRADE_RECONCILE_INTERVAL": "0",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = runner_env(redis_url, fake_binance, csv, prefix, replay_interval="0")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     rng = random.Random(4321)
     cursor_key = keys.strategy(NAME, "cursor")

@@ -7,7 +7,6 @@ and no order reached the exchange twice."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -25,21 +24,10 @@ from kubetrade.exchange.replay import bundled_candles
 from kubetrade.state.keys import Keys
 from tests.fakes.binance import FakeBinance
 from tests.fakes.binance.state import FakeOrder
-from tests.integration.runner.test_sigkill_live import STRATEGY
+from tests.integration.runner.test_sigkill_live import STRATEGY, _wait, runner_env
 
 KUBETRADE = str(Path(sys.executable).with_name("kubetrade"))
 NAME = "livey"
-
-
-def _wait(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def _resting_stop(fake: FakeBinance) -> FakeOrder | None:
@@ -68,18 +56,7 @@ def test_stop_on_exchange_closes_the_position_while_the_runner_is_dead(
     strategy.write_text(STRATEGY)
     prefix = f"stop-{uuid.uuid4().hex[:8]}"
     keys = Keys(prefix)
-    env = {
-        **os.environ,
-        "REDIS_URL": redis_url,
-        "KUBETRADE_REDIS_PREFIX": prefix,
-        "KUBETRADE_EXCHANGE_URL": fake_binance.url,
-        "BINANCE_API_KEY": fake_binance.api_key,
-        "BINANCE_SECRET_KEY": fake_binance.secret,
-        "KUBETRADE_MARKET_DATA": f"replay:{csv}",
-        "KUBETRADE_REPLAY_INTERVAL": "0.02",
-        "KUBETRADE_RECONCILE_INTERVAL": "0",
-        "LOG_LEVEL": "WARNING",
-    }
+    env = runner_env(redis_url, fake_binance, csv, prefix, replay_interval="0.02")
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     stop: FakeOrder | None = None
     for attempt in range(10):  # until the kill lands while a position is protected
