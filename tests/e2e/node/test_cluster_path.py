@@ -154,12 +154,18 @@ def test_a_strategy_trades_in_a_runner_pod(release: Release) -> None:
 
 
 def _consistent(r: Any, keys: Keys, name: str) -> dict[str, int]:
-    """What the paper exchange executed is what the runner applied, each once."""
-    paper = json.loads(r.get(keys.paper_broker(name)) or "{}")
+    """What the paper exchange executed is what the runner applied, each once. Both
+    read in one transaction: a force-deleted pod can still commit a fill for a moment,
+    and two separate reads once saw its seen-mark without its fill."""
+    pipe = r.pipeline(transaction=True)
+    pipe.get(keys.paper_broker(name))
+    pipe.smembers(keys.fills_seen(name))
+    raw, seen = pipe.execute()
+    paper = json.loads(raw or "{}")
     fills, orders = paper.get("fills", []), paper.get("orders", [])
     assert len({o["client_order_id"] for o in orders}) == len(orders), "an order sent twice"
     assert len({f["trade_id"] for f in fills}) == len(fills), "a fill applied twice"
-    assert {f["trade_id"] for f in fills} == r.smembers(keys.fills_seen(name))
+    assert {f["trade_id"] for f in fills} == seen
     return {"orders": len(orders), "fills": len(fills)}
 
 
