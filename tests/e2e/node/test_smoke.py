@@ -64,10 +64,19 @@ def test_a_service_name_resolves_and_answers_from_a_pod(node: Node) -> None:
                                        check=False).stdout,
         120, "the web pod Ready through its probe", lambda: describe(node, ns),
     )  # fmt: skip
+    # kube-proxy programs the Service's rules a moment after the endpoint turns ready
+    # (its sync is eventual, ~1 s here; CI once saw "connection refused" on the first
+    # try), so the client retries for up to 30 s, as any client of a new Service must.
     client = (
-        "import socket, urllib.request\n"
+        "import socket, time, urllib.error, urllib.request\n"
         f"print(socket.gethostbyname('web.{ns}.svc.cluster.local'))\n"
-        "print(urllib.request.urlopen('http://web/', timeout=10).status)\n"
+        "deadline = time.monotonic() + 30\n"
+        "while True:\n"
+        "    try:\n"
+        "        print(urllib.request.urlopen('http://web/', timeout=10).status); break\n"
+        "    except urllib.error.URLError:\n"
+        "        if time.monotonic() > deadline: raise\n"
+        "        time.sleep(0.5)\n"
     )
     out = run_pod(node, ns, "client", image, ["python", "-c", client])
     ip, status = out.split()
