@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from kubetrade.resources.common import GROUP, VERSION
 from kubetrade.resources.crdparams import parameters_schema
@@ -33,69 +35,51 @@ from kubetrade.resources.validationrun import ValidationRun
 
 # -- the kinds ----------------------------------------------------------------------------
 
+Rule = dict[str, str]
+"""One CEL rule of ``x-kubernetes-validations``: rule, message, optional fieldPath/reason."""
 
-def _strategy_schema() -> Schema:
-    schema = model_schema(Strategy)
-    spec = schema["properties"]["spec"]
+
+@dataclass(frozen=True)
+class Kind:
+    """One custom resource: its model and what JSON Schema cannot say about it.
+
+    ``set_lists`` are spec properties whose lists are sets; ``spec_rules`` and ``rules``
+    are the CEL rules on the spec and on the whole object (the metadata); ``extend``
+    completes the spec schema in place and returns more spec rules (the Strategy's
+    algorithm parameters, known only when the algorithms are loaded).
+    """
+
+    kind: str
+    plural: str
+    short: list[str]
+    model: type[BaseModel]
+    columns: list[dict[str, Any]]
+    set_lists: tuple[str, ...] = ()
+    spec_rules: tuple[Rule, ...] = ()
+    rules: tuple[Rule, ...] = ()
+    extend: Callable[[Schema], list[Rule]] | None = None
+
+    def schema(self) -> Schema:
+        """The model's structural schema with the list types and CEL rules added."""
+        schema = model_schema(self.model)
+        spec = schema["properties"].get("spec", {})
+        spec_rules = list(self.spec_rules)
+        if self.extend is not None:
+            spec_rules += self.extend(spec)
+        for name in self.set_lists:
+            spec["properties"][name]["x-kubernetes-list-type"] = "set"
+        if spec_rules:
+            spec["x-kubernetes-validations"] = spec_rules
+        if self.rules:
+            schema["x-kubernetes-validations"] = list(self.rules)
+        return schema
+
+
+def _strategy_parameters(spec: Schema) -> list[Rule]:
+    """The union of the algorithms' parameters, and their per-algorithm rules."""
     params, param_rules = parameters_schema()
     spec["properties"]["parameters"] = params
-    spec["properties"]["symbols"]["x-kubernetes-list-type"] = "set"
-    spec["x-kubernetes-validations"] = [
-        {
-            "rule": "self.mode != 'live' || has(self.exchange.credentialsSecret)",
-            "message": "spec.exchange.credentialsSecret is required when spec.mode is live "
-            "(the Secret with the exchange API keys)",
-            "fieldPath": ".exchange",
-            "reason": "FieldValueRequired",
-        },
-        {
-            "rule": "self.symbols.all(s, s.endsWith("
-            "self.symbols[0].substring(self.symbols[0].indexOf('/'))))",
-            "message": ONE_QUOTE_MESSAGE,
-            "fieldPath": ".symbols",
-            "reason": "FieldValueInvalid",
-        },
-        *param_rules,
-    ]
-    schema["x-kubernetes-validations"] = [
-        {
-            "rule": f"self.metadata.name.size() <= {MAX_STRATEGY_NAME}",
-            "message": f"metadata.name must be at most {MAX_STRATEGY_NAME} characters (it "
-            "names the runner Deployment and its pods)",
-        }
-    ]
-    return schema
-
-
-def _riskpolicy_schema() -> Schema:
-    schema = model_schema(RiskPolicy)
-    spec = schema["properties"]["spec"]
-    spec["properties"]["allowedSymbols"]["x-kubernetes-list-type"] = "set"
-    return schema
-
-
-def _emergency_schema() -> Schema:
-    schema = model_schema(Emergency)
-    schema["x-kubernetes-validations"] = [
-        {
-            "rule": f"self.metadata.name == '{EMERGENCY_NAME}'",
-            "message": f"metadata.name must be '{EMERGENCY_NAME}': there is one Emergency "
-            "per namespace",
-        }
-    ]
-    return schema
-
-
-def _validationrun_schema() -> Schema:
-    schema = model_schema(ValidationRun)
-    spec = schema["properties"]["spec"]
-    spec["x-kubernetes-validations"] = [
-        {
-            "rule": "self == oldSelf",
-            "message": "spec is immutable: create a new ValidationRun to validate again",
-        }
-    ]
-    return schema
+    return list(param_rules)
 
 
 def _finish(schema: Schema, kind: str) -> Schema:
@@ -120,13 +104,16 @@ def _finish(schema: Schema, kind: str) -> Schema:
 
 _CONDITIONS_NOTE = "Conditions: Ready plus kind-specific ones."
 
-KINDS: list[dict[str, Any]] = [
-    {
-        "kind": "Strategy",
-        "plural": "strategies",
-        "short": ["strat", "strats"],
-        "schema": _strategy_schema,
-        "columns": [
+_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+"""The printer column kubectl shows last for most kinds."""
+
+KINDS: list[Kind] = [
+    Kind(
+        kind="Strategy",
+        plural="strategies",
+        short=["strat", "strats"],
+        model=Strategy,
+        columns=[
             {"name": "Mode", "type": "string", "jsonPath": ".spec.mode"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "P&L", "type": "string", "jsonPath": ".status.pnl"},
@@ -134,27 +121,53 @@ KINDS: list[dict[str, Any]] = [
             {"name": "Win Rate", "type": "string", "jsonPath": ".status.winRate"},
             {"name": "Algorithm", "type": "string", "jsonPath": ".spec.algorithm", "priority": 1},
             {"name": "Enabled", "type": "boolean", "jsonPath": ".spec.enabled", "priority": 1},
-            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            _AGE,
         ],
-    },
-    {
-        "kind": "RiskPolicy",
-        "plural": "riskpolicies",
-        "short": ["rp"],
-        "schema": _riskpolicy_schema,
-        "columns": [
+        set_lists=("symbols",),
+        spec_rules=(
+            {
+                "rule": "self.mode != 'live' || has(self.exchange.credentialsSecret)",
+                "message": "spec.exchange.credentialsSecret is required when spec.mode is "
+                "live (the Secret with the exchange API keys)",
+                "fieldPath": ".exchange",
+                "reason": "FieldValueRequired",
+            },
+            {
+                "rule": "self.symbols.all(s, s.endsWith("
+                "self.symbols[0].substring(self.symbols[0].indexOf('/'))))",
+                "message": ONE_QUOTE_MESSAGE,
+                "fieldPath": ".symbols",
+                "reason": "FieldValueInvalid",
+            },
+        ),
+        rules=(
+            {
+                "rule": f"self.metadata.name.size() <= {MAX_STRATEGY_NAME}",
+                "message": f"metadata.name must be at most {MAX_STRATEGY_NAME} characters "
+                "(it names the runner Deployment and its pods)",
+            },
+        ),
+        extend=_strategy_parameters,
+    ),
+    Kind(
+        kind="RiskPolicy",
+        plural="riskpolicies",
+        short=["rp"],
+        model=RiskPolicy,
+        columns=[
             {"name": "Stop-Loss %", "type": "number", "jsonPath": ".spec.stopLossPct"},
             {"name": "Daily Loss %", "type": "number", "jsonPath": ".spec.dailyLossLimitPct"},
             {"name": "Max DD %", "type": "number", "jsonPath": ".spec.maxDrawdownPct"},
-            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            _AGE,
         ],
-    },
-    {
-        "kind": "Emergency",
-        "plural": "emergencies",
-        "short": ["emerg"],
-        "schema": _emergency_schema,
-        "columns": [
+        set_lists=("allowedSymbols",),
+    ),
+    Kind(
+        kind="Emergency",
+        plural="emergencies",
+        short=["emerg"],
+        model=Emergency,
+        columns=[
             {"name": "Action", "type": "string", "jsonPath": ".spec.action"},
             {"name": "State", "type": "string", "jsonPath": ".status.state"},
             {"name": "Acked", "type": "integer", "jsonPath": ".status.acknowledged"},
@@ -162,27 +175,40 @@ KINDS: list[dict[str, Any]] = [
             {"name": "Since", "type": "date", "jsonPath": ".status.since"},
             {"name": "By", "type": "string", "jsonPath": ".status.by", "priority": 1},
         ],
-    },
-    {
-        "kind": "ValidationRun",
-        "plural": "validationruns",
-        "short": ["vrun", "vr"],
-        "schema": _validationrun_schema,
-        "columns": [
+        rules=(
+            {
+                "rule": f"self.metadata.name == '{EMERGENCY_NAME}'",
+                "message": f"metadata.name must be '{EMERGENCY_NAME}': there is one Emergency "
+                "per namespace",
+            },
+        ),
+    ),
+    Kind(
+        kind="ValidationRun",
+        plural="validationruns",
+        short=["vrun", "vr"],
+        model=ValidationRun,
+        columns=[
             {"name": "Strategy", "type": "string", "jsonPath": ".spec.strategyRef"},
             {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
             {"name": "Decision", "type": "string", "jsonPath": ".status.decision"},
             {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
-            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+            _AGE,
         ],
-    },
+        spec_rules=(
+            {
+                "rule": "self == oldSelf",
+                "message": "spec is immutable: create a new ValidationRun to validate again",
+            },
+        ),
+    ),
 ]
 
 
-def crd(entry: dict[str, Any]) -> Schema:
-    kind: str = entry["kind"]
-    plural: str = entry["plural"]
-    schema = _finish(entry["schema"](), kind)
+def crd(entry: Kind) -> Schema:
+    """The CustomResourceDefinition document of one kind."""
+    kind, plural = entry.kind, entry.plural
+    schema = _finish(entry.schema(), kind)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -201,7 +227,7 @@ def crd(entry: dict[str, Any]) -> Schema:
                 "listKind": f"{kind}List",
                 "plural": plural,
                 "singular": kind.lower(),
-                "shortNames": entry["short"],
+                "shortNames": entry.short,
                 "categories": ["kubetrade"],
             },
             "versions": [
@@ -210,7 +236,7 @@ def crd(entry: dict[str, Any]) -> Schema:
                     "served": True,
                     "storage": True,
                     "subresources": {"status": {}},
-                    "additionalPrinterColumns": entry["columns"],
+                    "additionalPrinterColumns": entry.columns,
                     "schema": {"openAPIV3Schema": schema},
                 }
             ],
@@ -224,7 +250,7 @@ def render() -> dict[str, str]:
     for entry in KINDS:
         doc = crd(entry)
         text = yaml.safe_dump(doc, sort_keys=False, width=100, allow_unicode=True)
-        out[f"{entry['plural']}.{GROUP}.yaml"] = (
+        out[f"{entry.plural}.{GROUP}.yaml"] = (
             "# Generated by `make crds` from kubetrade/resources; do not edit.\n" + text
         )
     return out
@@ -275,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 __all__ = [
     "KINDS",
+    "Kind",
     "Schema",
     "SchemaError",
     "convert",
