@@ -11,10 +11,13 @@ What runs: ``kubetrade local`` as a user starts it (embedded Redis in a temporar
 2. paced: a fixed ``--rate`` (67 req/s) for ``--seconds``, latency measured from the
    scheduled send time (a stalled server cannot hide its queue): p50, p99.
 
-Beside each phase: the runners' decision latency over that phase (p50/p99 from the
-``kubetrade_decision_latency_seconds`` histogram's bucket deltas: an upper bound at
-bucket resolution). Client and server share the machine's cores, so the figures are a
-floor. Run: ``.venv/bin/python bench/local_api.py``.
+Beside each phase (and an idle phase without requests first): the runners' decision
+latency over that phase, p50/p99 from histogram bucket deltas (an upper bound at bucket
+resolution): per candle from due to done (``kubetrade_local_candle_decision_seconds``,
+see kubetrade/cli/_local/latency.py: what a trader waits) and the runner's own candle
+taken -> orders sent (``kubetrade_decision_latency_seconds``, candles with orders).
+Client and server share the machine's cores, so the figures are a floor.
+Run: ``.venv/bin/python bench/local_api.py``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ import aiohttp
 REPO = Path(__file__).resolve().parents[1]
 KUBETRADE = str(Path(sys.executable).with_name("kubetrade"))
 PATHS = ["/api/status", "/api/portfolio", "/api/positions", "/api/trades?limit=50"]
+#: The runner's own figure: candle taken to orders submitted (candles with orders only).
 METRIC = "kubetrade_decision_latency_seconds_bucket"
+#: kubetrade local's per-candle figure: candle due to runner done with it (every candle).
+CANDLE_METRIC = "kubetrade_local_candle_decision_seconds_bucket"
 
 
 def free_port() -> int:
@@ -51,12 +57,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def buckets(session: aiohttp.ClientSession, url: str) -> dict[float, float]:
-    """Cumulative decision-latency bucket counts (summed over strategies) by bound."""
+async def buckets(session: aiohttp.ClientSession, url: str,
+                  metric: str = METRIC) -> dict[float, float]:
+    """Cumulative bucket counts of ``metric`` (summed over strategies) by bound."""
     out: dict[float, float] = {}
     async with session.get(url) as r:
         for line in (await r.text()).splitlines():
-            if line.startswith(METRIC):
+            if line.startswith(metric):
                 le = line.split('le="', 1)[1].split('"', 1)[0]
                 bound = float("inf") if le == "+Inf" else float(le)
                 out[bound] = out.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
@@ -123,27 +130,51 @@ async def wait_trading(session: aiohttp.ClientSession, base: str, metrics: str) 
     raise SystemExit("kubetrade local did not start trading within 120 s")
 
 
+async def idle(seconds: float) -> tuple[list[float], int]:
+    """No requests: the runners' figures without the API's load."""
+    await asyncio.sleep(seconds)
+    return [], 0
+
+
+async def snapshot(session: aiohttp.ClientSession, metrics: str) -> list[dict[float, float]]:
+    return [await buckets(session, metrics, m) for m in (CANDLE_METRIC, METRIC)]
+
+
+def report(name: str, label: str, latencies: list[float], errors: int, took: float,
+           before: list[dict[float, float]], after: list[dict[float, float]]) -> None:
+    if latencies:
+        print(f"{name:8} {label}: {len(latencies) / took:7.1f} req/s, "
+              f"p50 {statistics.median(latencies) * 1000:7.1f} ms, "
+              f"p99 {pct(latencies, 0.99) * 1000:7.1f} ms, errors {errors}")
+    else:
+        print(f"{name:8} {label}")
+    (cb, db), (ca, da) = before, after
+    print(f"{'':8} runners, candle due -> done (every candle): p50 {bucket_pct(cb, ca, 0.5)}, "
+          f"p99 {bucket_pct(cb, ca, 0.99)}")
+    print(f"{'':8} runners, candle taken -> orders sent (candles with orders): p50 "
+          f"{bucket_pct(db, da, 0.5)}, p99 {bucket_pct(db, da, 0.99)}", flush=True)
+
+
 async def measure(args: argparse.Namespace, base: str, metrics: str) -> None:
     conn = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(connector=conn) as session:
         await wait_trading(session, base, metrics)
         print(f"kubetrade local: {len(PATHS)} read endpoints in turn; candles every "
-              f"{args.interval} s per runner")
-        phases = [("unpaced", unpaced(session, base, args.concurrency, args.seconds)),
-                  ("paced", paced(session, base, args.rate, args.seconds))]
-        for name, run in phases:
-            before = await buckets(session, metrics)
+              f"{args.interval} s per runner; {args.seconds:g} s per phase")
+        phases = [
+            ("idle", "no requests", lambda: idle(args.seconds)),
+            ("unpaced", f"concurrency {args.concurrency}",
+             lambda: unpaced(session, base, args.concurrency, args.seconds)),
+            ("paced", f"{args.rate:g} req/s scheduled",
+             lambda: paced(session, base, args.rate, args.seconds)),
+        ]
+        for name, label, run in phases:
+            before = await snapshot(session, metrics)
             t0 = time.perf_counter()
-            latencies, errors = await run
+            latencies, errors = await run()
             took = time.perf_counter() - t0
-            after = await buckets(session, metrics)
-            label = (f"concurrency {args.concurrency}" if name == "unpaced"
-                     else f"{args.rate:g} req/s scheduled")
-            print(f"{name:8} {label}: {len(latencies) / took:7.1f} req/s, "
-                  f"p50 {statistics.median(latencies) * 1000:7.1f} ms, "
-                  f"p99 {pct(latencies, 0.99) * 1000:7.1f} ms, errors {errors}")
-            print(f"{'':8} runners' decision latency meanwhile: p50 "
-                  f"{bucket_pct(before, after, 0.5)}, p99 {bucket_pct(before, after, 0.99)}")
+            report(name, label, latencies, errors, took, before,
+                   await snapshot(session, metrics))
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from kubetrade.cli._local.embedded_redis import (
     redis_url_or_embedded,
 )
 from kubetrade.cli._local.kill_switch import LocalKillSwitch
+from kubetrade.cli._local.latency import TimedMarket, decision_histogram
 from kubetrade.cli._local.market import choose_market_data
 from kubetrade.cli._local.seed import load_risk_policy_file, load_strategy_dir, seed_desired
 from kubetrade.cli._local.stopping import (
@@ -279,7 +280,10 @@ async def supervise(
             parts, closers = await create_runner(
                 manifest, redis=redis, keys=keys, env=env, limits_manifest=risk
             )
-            parts.market = GatedMarket(parts.market, stop)
+            parts.market = TimedMarket(
+                GatedMarket(parts.market, stop), decision_histogram().labels(name).observe,
+                pace_s=env.replay_interval,
+            )
             await run_runner(parts, closers, redis=redis, keys=keys, desired=desired,
                              on_runner=lambda r: desired.register(name, r.apply_emergency))
             return
