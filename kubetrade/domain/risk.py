@@ -29,7 +29,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
-from typing import Any
+from itertools import pairwise
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -143,6 +144,42 @@ class RiskLimits(BaseModel):
         description="The on-exchange stop's limit price, this percent below its stop price "
         "(room to fill in a falling market).",
     )
+
+    # -- the initial live period (issue 20): the paper twin and the size ramp --------
+    twin_divergence_pct: Decimal = Field(
+        default=Decimal("0"),
+        ge=0,
+        le=100,
+        description="Live strategies: alert (KubetradeLiveTwinDiverged) when live equity "
+        "and its paper twin's differ by more than this percent of the starting equity; "
+        "also what a clean size-ramp period must stay within; 0 = no threshold.",
+    )
+    size_ramp_steps: list[int] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Live strategies: start at the first of these percents of the full "
+        "position size and move to the next after each clean sizeRampPeriodHours (no "
+        "reconciliation mismatch, no breaker trip, divergence within twinDivergencePct), "
+        "e.g. [10, 25, 50, 100]; increasing, 1..100; empty = no ramp (full size).",
+    )
+    size_ramp_period_hours: Decimal = Field(
+        default=Decimal("24"),
+        gt=0,
+        le=8760,
+        description="Hours of trading without incident before the size ramp steps up.",
+    )
+    size_ramp_on_incident: Literal["hold", "lower"] = Field(
+        default="hold",
+        description="What an incident does to the size ramp: hold its step (the clean "
+        "period restarts) or lower it one step.",
+    )
+
+    @field_validator("size_ramp_steps")
+    @classmethod
+    def _ramp_steps_increase(cls, v: list[int]) -> list[int]:
+        if any(not 1 <= p <= 100 for p in v) or any(b <= a for a, b in pairwise(v)):
+            raise ValueError(f"sizeRampSteps: must increase within 1..100, got {v}")
+        return v
 
     @field_validator("allowed_symbols")
     @classmethod

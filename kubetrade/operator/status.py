@@ -71,6 +71,12 @@ def fold_summary(summary: dict[str, str]) -> dict[str, Any]:
     positions = _decimal(summary.get("open_positions"))
     if positions is not None:
         out["openPositions"] = int(positions)
+    divergence = _decimal(summary.get("twin_divergence_pct"))
+    if divergence is not None:  # live runners with a paper twin (issue 20)
+        out["twinDivergence"] = f"{divergence:.2f}%"
+    size = _decimal(summary.get("size_pct"))
+    if size is not None:
+        out["sizeStep"] = f"{size:.0f}%"
     reason = summary.get("halted_reason")
     out["haltedReason"] = reason if reason and reason != "None" else None
     updated = _decimal(summary.get("updated_ms"))

@@ -256,6 +256,16 @@ class StrategyStatus(CRStatus):
     halted_reason: str | None = Field(
         default=None, description="Why the runner is halted, when it is."
     )
+    twin_divergence: str | None = Field(
+        default=None,
+        description="Live strategies: live equity against its paper twin's, the gap as "
+        "percent of the starting equity, e.g. 0.42% (GET /api/live-vs-paper has the rest).",
+    )
+    size_step: str | None = Field(
+        default=None,
+        description="Live strategies with a size ramp (RiskPolicy sizeRampSteps): the "
+        "percent of the full position size in force, e.g. 25%.",
+    )
     deployment: str | None = Field(default=None, description="Name of the runner Deployment.")
     config_hash: str | None = Field(
         default=None, description="Hash of the pod configuration the runner was started with."
