@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubetrade.domain.models import to_dict
+
 AUDIT = "audit"
 
 # Values of kubetrade.state.alerts.AlertKind that the engine raises.
@@ -63,15 +65,5 @@ class EngineEvent:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "ts_ms": self.ts_ms,
-            "actor": self.actor,
-            "action": self.action,
-            "strategy": self.strategy,
-            "reason": self.reason,
-            "detail": self.detail,
-            "severity": self.severity,
-            "title": self.title,
-            "text": self.text,
-        }
+        """Every field by name (``detail`` as it is, not copied)."""
+        return to_dict(self)

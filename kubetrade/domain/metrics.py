@@ -41,7 +41,7 @@ from decimal import Decimal
 from itertools import pairwise
 from typing import Any
 
-from kubetrade.domain.models import ZERO, ClosedTrade
+from kubetrade.domain.models import ZERO, ClosedTrade, to_dict
 
 YEAR_MS = 365 * 86_400_000
 
@@ -78,24 +78,8 @@ class PerformanceMetrics:
     returns: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "trades": self.trades,
-            "wins": self.wins,
-            "losses": self.losses,
-            "win_rate": self.win_rate,
-            "sharpe": self.sharpe,
-            "max_drawdown": self.max_drawdown,
-            "total_return": self.total_return,
-            "profit_factor": self.profit_factor,
-            "expectancy": str(self.expectancy),
-            "gross_profit": str(self.gross_profit),
-            "gross_loss": str(self.gross_loss),
-            "net_pnl": str(self.net_pnl),
-            "periods_per_year": self.periods_per_year,
-            "sharpe_se": self.sharpe_se,
-            "days": self.days,
-            "returns": self.returns,
-        }
+        """Every field by name, the Decimal money as strings."""
+        return to_dict(self)
 
 
 def periods_per_year(timestamps_ms: Sequence[int]) -> float:

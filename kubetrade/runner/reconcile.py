@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from kubetrade.domain.models import ZERO, Balance, MarketInfo, Order, Position
+from kubetrade.domain.models import ZERO, Balance, MarketInfo, Order, Position, to_dict
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,8 @@ class Mismatch:
     detail: str = ""
 
     def to_dict(self) -> dict[str, str]:
-        return {
-            "kind": self.kind,
-            "subject": self.subject,
-            "local": self.local,
-            "exchange": self.exchange,
-            "detail": self.detail,
-        }
+        """Every field by name."""
+        return to_dict(self)
 
 
 @dataclass
@@ -54,23 +49,43 @@ class ReconciliationResult:
     error: str = ""
     #: Open orders on our symbols no kubetrade strategy made (by hand): flagged only.
     foreign: list[dict[str, str]] = field(default_factory=list)
+    #: The account-level verdict of a live runner (``runner/account.py`` AccountResult
+    #: as a dict: account, status ok|pending|mismatch, differences, foreign_trades).
+    account: dict[str, Any] | None = None
+
+    @property
+    def account_status(self) -> str:
+        """ok | pending | mismatch of the account's books ("ok" without them)."""
+        return str(self.account["status"]) if self.account else "ok"
 
     @property
     def ok(self) -> bool:
-        return not self.mismatches and not self.error
+        return not self.mismatches and not self.error and self.account_status == "ok"
+
+    @property
+    def status(self) -> str:
+        """ok | error | mismatch (ours or the account's unattributed) | pending."""
+        if self.ok:
+            return "ok"
+        if self.error:
+            return "error"
+        if self.mismatches or self.account_status == "mismatch":
+            return "mismatch"
+        return "pending"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "strategy": self.strategy,
             "ts_ms": self.ts_ms,
             "trigger": self.trigger,
-            "status": "ok" if self.ok else ("error" if self.error else "mismatch"),
+            "status": self.status,
             "ok": self.ok,
             "positions_checked": self.positions_checked,
             "orders_checked": self.orders_checked,
             "mismatches": [m.to_dict() for m in self.mismatches],
             "error": self.error,
             "foreign_orders": list(self.foreign),
+            "account": self.account,
         }
 
 
@@ -97,16 +112,22 @@ def reconcile(
     baseline: Mapping[str, Decimal],
     client_id_prefix: str,
     dust: Mapping[str, Decimal] | None = None,
+    check_balances: bool = True,
 ) -> ReconciliationResult:
     """Compare balances (per base asset: baseline + position + dust, within half a
-    quantity step) and open orders (ours by ``client_id_prefix`` or by a known id)."""
+    quantity step) and open orders (ours by ``client_id_prefix`` or by a known id).
+    ``check_balances=False``: the account's books check the balances instead
+    (``runner/account.py``, many strategies on one account)."""
     result = ReconciliationResult(strategy=strategy, ts_ms=ts_ms, trigger=trigger)
     symbols = list(symbols)
-    checked, mismatches = _balance_mismatches(
-        symbols, markets, positions, balances, baseline, dust or {}
-    )
-    result.positions_checked = checked
-    result.mismatches.extend(mismatches)
+    if check_balances:
+        checked, mismatches = _balance_mismatches(
+            symbols, markets, positions, balances, baseline, dust or {}
+        )
+        result.positions_checked = checked
+        result.mismatches.extend(mismatches)
+    else:
+        result.positions_checked = len(set(base_assets(markets, symbols).values()))
     checked, mismatches = _order_mismatches(
         symbols, local_orders, exchange_orders, client_id_prefix
     )
