@@ -1,6 +1,8 @@
 """Pure conversions from the state records the reader returns to the API's models."""
 
-from typing import Any, Literal, cast
+from typing import Any, Literal, TypeVar, cast
+
+from pydantic import BaseModel
 
 from kubetrade.api import schemas as s
 from kubetrade.api.analytics import finite_float
@@ -13,6 +15,8 @@ from kubetrade.state.schema import decode_last_candles
 #: market data is stale once its newest candle closed this many timeframes ago (the
 #: chart's KubetradeMarketDataStale alert uses the same factor)
 STALE_TIMEFRAMES = 3
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def emergency_action(value: Any) -> s.EmergencyAction:
@@ -39,23 +43,16 @@ def overall_status(action: str, items: list[s.StrategyStatusOut]) -> Status:
     return "halted" if items else "idle"
 
 
+def copy_fields(model: type[_M], record: Any, **given: Any) -> _M:
+    """``model`` from the attributes of ``record`` named like its fields, except the
+    fields ``given`` (values the record does not hold). AttributeError when the record
+    lacks one of the other fields."""
+    values = {name: getattr(record, name) for name in model.model_fields if name not in given}
+    return model(**given, **values)
+
+
 def trade_out(entry_id: str, t: ClosedTrade) -> s.TradeOut:
-    return s.TradeOut(
-        id=entry_id,
-        trade_id=t.trade_id,
-        strategy=t.strategy,
-        symbol=t.symbol,
-        quantity=t.quantity,
-        entry_price=t.entry_price,
-        exit_price=t.exit_price,
-        entry_ms=t.entry_ms,
-        exit_ms=t.exit_ms,
-        fees=t.fees,
-        pnl=t.pnl,
-        exit_reason=t.exit_reason,
-        fees_estimated=t.fees_estimated,
-        fees_unvalued=t.fees_unvalued,
-    )
+    return copy_fields(s.TradeOut, t, id=entry_id)
 
 
 def market_data_kind(value: str | None) -> Literal["exchange", "replay"] | None:
@@ -101,15 +98,7 @@ def strategy_stats(summary: dict[str, str] | None) -> s.StrategyStatsOut | None:
 def positions_out(positions: dict[str, list[Any]]) -> list[s.PositionOut]:
     """Open positions by strategy name, flattened in name order."""
     return [
-        s.PositionOut(
-            strategy=name,
-            symbol=p.symbol,
-            quantity=p.quantity,
-            average_price=p.average_price,
-            opened_ms=p.opened_ms,
-            stop_price=p.stop_price,
-            fees=p.fees,
-        )
+        copy_fields(s.PositionOut, p, strategy=name)
         for name, plist in sorted(positions.items())
         for p in plist
     ]
