@@ -98,6 +98,12 @@ def _add_judging_and_report_flags(p: Any) -> None:
                    help="with --sweep: fraction of the candles to choose on (default 0.7)")
     p.add_argument("--jobs", type=int, default=None,
                    help="with --sweep: worker processes (default: all cores)")
+    p.add_argument("--sweep-slices", type=int, default=None, metavar="N",
+                   help="with --sweep and --validation-run: run only slice "
+                   "$JOB_COMPLETION_INDEX of N and report it for the operator to gather (a "
+                   "pod of the sweep's Indexed Job does)")
+    p.add_argument("--sweep-top", type=int, default=10, metavar="N",
+                   help="with --sweep: ranked combinations kept in the report (default 10)")
     p.add_argument("--equity-csv", metavar="FILE", default=None,
                    help="also write the full-resolution equity curve (ts_ms,equity) to FILE; "
                    "the report keeps at most 20,000 of its points")
@@ -158,8 +164,14 @@ def _sweep(args: argparse.Namespace, replaying: bool) -> Any:
         raise ValueError("--sweep needs --replay (a sweep replays history)")
     from kubetrade.validation.sweep import SweepSpec, parse_grid
 
+    slices = getattr(args, "sweep_slices", None)
+    if slices is not None and not args.validation_run:
+        raise ValueError("--sweep-slices needs --validation-run (the operator gathers slices)")
+    from kubetrade.validation.sweep_slice import slice_index_from_env
+
     return SweepSpec(parse_grid(args.sweep), args.samples, args.seed, args.in_sample,
-                     args.jobs)
+                     args.jobs, slices, slice_index_from_env() if slices else 0,
+                     getattr(args, "sweep_top", 10))
 
 
 @dataclass
@@ -301,6 +313,10 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
     started = wall.now_ms()
     page = ""
     try:
+        if plan.sweep is not None and plan.sweep.slices is not None:
+            from kubetrade.validation.sweep_slice import execute_slice
+
+            return execute_slice(plan, reporter, wall)
         on_update = _progress_sinks(reporter)
         report = run_plan(plan, wall, started, on_update)
         try:

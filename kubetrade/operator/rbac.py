@@ -5,9 +5,9 @@ copy in ``kubetrade/operator/rbac.yaml`` (namespace ``kubetrade``) is what the H
 chart mirrors and what a test keeps in step with this module.
 
 - operator: reconciles the kinds into Deployments and Jobs, patches their status,
-  posts Events. Nothing cluster-scoped (it serves one named namespace with Kopf's
-  cluster scanning off). No Secrets (exchange keys reach runners as volumes the kubelet mounts),
-  no Pods.
+  posts Events, reads sweep slices' ConfigMaps and writes the sweep's report ConfigMap.
+  Nothing cluster-scoped (it serves one named namespace with Kopf's cluster scanning off).
+  No Secrets (exchange keys reach runners as volumes the kubelet mounts), no Pods.
 - runner: by default each runner gets its own ServiceAccount and Role from the operator
   (render.runner_rbac: its own Strategy, its RiskPolicy and the Emergency, by name).
   The shared ``kubetrade-runner`` account here (read of the three kinds) is for
@@ -46,6 +46,9 @@ RULES: dict[str, list[Rule]] = {
             "verbs": [*READ, "create", "patch", "delete"],
         },
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*READ, "create", "delete"]},
+        # a sweep's slices report in ConfigMaps; the operator gathers them into the
+        # ValidationRun's report ConfigMap
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "patch"]},
         # per-strategy runner identities; the API server only lets the operator grant
         # what it holds itself (read of the three kinds)
         {

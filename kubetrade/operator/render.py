@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from kubetrade.operator.settings import OperatorSettings
-from kubetrade.resources import API_VERSION, EMERGENCY_NAME, GROUP, Strategy, ValidationRun
+from kubetrade.resources import API_VERSION, EMERGENCY_NAME, GROUP, Strategy
 
 MANAGED_BY = "kubetrade-operator"
 SECRETS_DIR = "/var/run/secrets/kubetrade/exchange"
@@ -392,76 +392,6 @@ def preflight_job(strategy: Strategy, uid: str, chash: str, settings: OperatorSe
                     "securityContext": pod_security_context(),
                     "containers": [container],
                     "volumes": volumes,
-                },
-            },
-        },
-    }
-
-
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def duration_seconds(text: str) -> int:
-    """``1d12h`` -> 129600 (the ValidationRun CRD guarantees the shape)."""
-    total, number = 0, ""
-    for char in text:
-        if char.isdigit():
-            number += char
-        else:
-            total += int(number) * _DURATION_UNITS[char]
-            number = ""
-    return total
-
-
-def validation_job(run: ValidationRun, uid: str, settings: OperatorSettings) -> Manifest:
-    """``kubetrade validate`` for one ValidationRun; it writes the report ConfigMap and
-    the run's decision itself, the operator only follows the Job."""
-    namespace = run.metadata.namespace or settings.namespace
-    spec = run.spec
-    args = [
-        "validate",
-        "--strategy",
-        spec.strategy_ref,
-        "--namespace",
-        namespace,
-        "--validation-run",
-        run.name,
-    ]
-    if spec.replay:
-        args += ["--replay", spec.replay]
-    else:
-        args += ["--duration", spec.duration]
-    deadline = spec.active_deadline_seconds or (
-        3600 if spec.replay else duration_seconds(spec.duration) + 3600
-    )
-    # Validation trades paper only: market data, never the exchange keys.
-    container = _container("validate", args, True, None, settings)
-    job_labels = {
-        **labels(spec.strategy_ref, "validation"),
-        JOB_LABEL: "validation",
-        VALIDATION_LABEL: label_value(run.name),
-    }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {
-            "name": validation_job_name(run.name),
-            "namespace": namespace,
-            "labels": job_labels,
-            "ownerReferences": [owner_reference("ValidationRun", run.name, uid)],
-        },
-        "spec": {
-            "backoffLimit": 0,
-            "activeDeadlineSeconds": deadline,
-            "template": {
-                "metadata": {"labels": job_labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": settings.job_service_account,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
                 },
             },
         },

@@ -49,6 +49,9 @@ class OperatorSettings:
     #: seconds without a word from a runner (summary or heartbeat, written every 10 s)
     #: after which its Strategy shows phase Stale and Ready=False
     heartbeat_max_age: float = 60.0
+    #: the chart's candle-data PersistentVolumeClaim, mounted by ValidationRun Jobs that
+    #: replay the candle store (None: an emptyDir, filled only by their download step)
+    candle_claim: str | None = None
     passthrough: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -79,5 +82,6 @@ class OperatorSettings:
             delete_timeout=float(env.get("KUBETRADE_DELETE_TIMEOUT", cls.delete_timeout)),
             disable_timeout=float(env.get("KUBETRADE_DISABLE_TIMEOUT", cls.disable_timeout)),
             heartbeat_max_age=float(env.get("KUBETRADE_HEARTBEAT_MAX_AGE", cls.heartbeat_max_age)),
+            candle_claim=env.get("KUBETRADE_CANDLE_CLAIM") or None,
             passthrough={k: env[k] for k in PASSTHROUGH_ENV if env.get(k)},
         )

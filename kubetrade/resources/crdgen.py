@@ -32,6 +32,7 @@ from kubetrade.resources.openapi import Schema, SchemaError, convert, model_sche
 from kubetrade.resources.riskpolicy import RiskPolicy
 from kubetrade.resources.strategy import MAX_STRATEGY_NAME, ONE_QUOTE_MESSAGE, Strategy
 from kubetrade.resources.validationrun import ValidationRun
+from kubetrade.resources.validationrun_sweep import SPEC_RULES as VALIDATION_RUN_RULES
 
 # -- the kinds ----------------------------------------------------------------------------
 
@@ -203,6 +204,7 @@ KINDS: list[Kind] = [
                 "rule": "self == oldSelf",
                 "message": "spec is immutable: create a new ValidationRun to validate again",
             },
+            *VALIDATION_RUN_RULES,
         ),
     ),
 ]

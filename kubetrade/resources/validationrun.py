@@ -9,9 +9,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from kubetrade.resources.common import DNS_SUBDOMAIN, CRModel, CRStatus, Num, Resource
+from kubetrade.resources.validationrun_sweep import (
+    SPEC_RULES,
+    ParameterSweep,
+    StoreRange,
+    SweepStatus,
+)
 
 DURATION_PATTERN = r"^([0-9]+(s|m|h|d))+$"
 
@@ -72,8 +78,21 @@ class ValidationRunSpec(CRModel):
         min_length=1,
         max_length=1024,
         description="Replay recorded candles at full speed instead of trading forward: a "
-        "CSV path in the validation pod (timestamp_ms,open,high,low,close,volume) or "
-        "'bundled' for the candles shipped with kubetrade.",
+        "CSV path in the validation pod (timestamp_ms,open,high,low,close,volume), "
+        "'bundled' for the candles shipped with kubetrade, or 'store' for the candle store "
+        "(the chart's candle-data volume; the range in storeRange).",
+    )
+    store_range: StoreRange | None = Field(
+        default=None,
+        description="With replay: store, which stored candles (the Strategy's first symbol "
+        "and its timeframe) and whether to download them first.",
+    )
+    sweep: ParameterSweep | None = Field(
+        default=None,
+        description="Try many parameter sets, walk-forward (needs replay): one Indexed Job "
+        "whose pods each rank a slice of the combinations on the in-sample candles and "
+        "judge their best out of sample; the operator gathers the ranking, and GO/NO-GO "
+        "is the out-of-sample verdict of the best in-sample combination.",
     )
     criteria: GoNoGoCriteria = Field(
         default_factory=GoNoGoCriteria, description="GO/NO-GO thresholds."
@@ -87,6 +106,16 @@ class ValidationRunSpec(CRModel):
         ge=60,
         description="Fail the Job after this long; default: the duration plus one hour.",
     )
+
+    @model_validator(mode="after")
+    def _replay_parts(self) -> ValidationRunSpec:
+        """What the CRD's CEL rules (SPEC_RULES) say, for a run checked offline."""
+        if self.store_range is not None and self.replay != "store":
+            raise ValueError("spec.storeRange needs spec.replay: store")
+        if self.sweep is not None and not self.replay:
+            raise ValueError("spec.sweep needs spec.replay (a sweep replays history: a "
+                             "file, 'bundled' or 'store')")
+        return self
 
 
 class ValidationRunStatus(CRStatus):
@@ -118,6 +147,9 @@ class ValidationRunStatus(CRStatus):
         description="When the Job finished (RFC 3339).",
         json_schema_extra={"format": "date-time"},
     )
+    sweep: SweepStatus | None = Field(
+        default=None, description="A sweep's progress and ranking, gathered from its slices."
+    )
 
 
 class ValidationRun(Resource):
@@ -126,3 +158,9 @@ class ValidationRun(Resource):
     kind: Literal["ValidationRun"] = Field(default="ValidationRun", description="ValidationRun")
     spec: ValidationRunSpec
     status: ValidationRunStatus | None = None
+
+
+__all__ = [
+    "SPEC_RULES", "FrictionSpec", "GoNoGoCriteria", "ParameterSweep", "StoreRange",
+    "SweepStatus", "ValidationRun", "ValidationRunSpec", "ValidationRunStatus",
+]

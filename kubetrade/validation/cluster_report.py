@@ -12,6 +12,9 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from kubetrade.resources import API_VERSION, GROUP, VERSION
+from kubetrade.resources.validationrun_sweep import (
+    report_config_map_name as report_config_map_name,  # re-exported for the CLI
+)
 from kubetrade.validation.cluster import custom_objects, read_cluster_object
 from kubetrade.validation.report import iso
 
@@ -20,10 +23,6 @@ log = logging.getLogger("kubetrade.validation")
 CONFIGMAP_LIMIT = 900_000
 """Bytes of report JSON a ConfigMap may hold here: the API server's limit is 1 MiB for
 the whole object, and the summary and metadata need room too."""
-
-
-def report_config_map_name(validation_run: str) -> str:
-    return f"{validation_run}-report"[:253]
 
 
 def fit_for_config_map(report: Mapping[str, Any], limit: int = CONFIGMAP_LIMIT) -> str:
@@ -101,6 +100,16 @@ class ClusterReporter:
 
     def write_config_map(self, report: Mapping[str, Any], summary: str) -> str:
         name = report_config_map_name(self.name)
+        labels = {"app.kubernetes.io/component": "validation-report",
+                  "kubetrade.io/decision": str(report["decision"])}
+        self.put_config_map(name, labels, {"report.json": fit_for_config_map(report),
+                                           "summary.txt": summary})
+        return name
+
+    def put_config_map(self, name: str, labels: Mapping[str, str],
+                       data: Mapping[str, str]) -> None:
+        """Create or replace ConfigMap ``name`` owned by the ValidationRun (deleted with
+        it), labelled as kubetrade's and as this run's, plus ``labels``."""
         if self._uid is None:
             self.get()
         owner = []
@@ -113,15 +122,11 @@ class ClusterReporter:
             metadata=k8s.V1ObjectMeta(
                 name=name,
                 namespace=self.namespace,
-                labels={
-                    "app.kubernetes.io/name": "kubetrade",
-                    "app.kubernetes.io/component": "validation-report",
-                    "kubetrade.io/validation-run": self.name,
-                    "kubetrade.io/decision": str(report["decision"]),
-                },
+                labels={"app.kubernetes.io/name": "kubetrade",
+                        "kubetrade.io/validation-run": self.name, **labels},
                 owner_references=owner or None,
             ),
-            data={"report.json": fit_for_config_map(report), "summary.txt": summary},
+            data=dict(data),
         )
         core = k8s.CoreV1Api(self.api)
         try:
@@ -130,7 +135,6 @@ class ClusterReporter:
             if exc.status != 409:
                 raise
             core.replace_namespaced_config_map(name, self.namespace, body)
-        return name
 
     def finish(self, report: Mapping[str, Any], summary: str) -> str:
         """ConfigMap first, then the status naming it, so a reader that sees the

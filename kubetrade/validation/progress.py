@@ -86,7 +86,8 @@ def _duration_text(seconds: float) -> str:
 
 class TerminalBar:
     """A one-line progress bar with ETA for a terminal (``\r``-rewritten on ``stream``),
-    ended by a newline at 100%; JSON progress lines still go to the log."""
+    ended by a newline at 100%; JSON progress lines still go to the log. A sweep's
+    text (combinations done, best so far) is shown after the ETA."""
 
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self.stream = stream
@@ -95,8 +96,11 @@ class TerminalBar:
     def __call__(self, pct: float, eta_s: float | None, text: str) -> None:
         filled = int(self.width * pct / 100)
         eta = "?" if eta_s is None else _duration_text(eta_s)
+        # a sweep's text (combinations done, best so far) follows the ETA; a run's own
+        # text only repeats the percentage and ETA. ESC[K clears a longer previous line.
+        detail = f" {text}\x1b[K" if "ETA" not in text else ""
         self.stream.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {pct:5.1f}% "
-                          f"ETA {eta:>7}")
+                          f"ETA {eta:>7}{detail}")
         if pct >= 100:
             self.stream.write("\n")
         self.stream.flush()

@@ -100,7 +100,8 @@ def run_plan(
     ``plan.duration_s``) and return its report. ``on_update(percent, eta_s, text)`` gets
     the progress; ``started_ms`` (wall clock) goes into the report."""
     if plan.mode == "replay" and plan.sweep is not None:
-        best, outcome, section = walk_forward(plan, load_plan_candles(plan), plan.sweep)
+        best, outcome, section = walk_forward(plan, load_plan_candles(plan), plan.sweep,
+                                              on_update)
         report = finish_report(best, outcome, [plan.symbol or plan.strategy.spec.symbols[0]],
                                started_ms, wall.now_ms())
         report["sweep"] = section

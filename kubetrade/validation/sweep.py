@@ -11,18 +11,20 @@ the report's ``sweep`` section holds the ranking and both ranges.
 
 from __future__ import annotations
 
-import itertools
 import multiprocessing
 import os
-import random
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kubetrade.domain.clock import SystemClock
 from kubetrade.domain.metrics import compute_metrics
+from kubetrade.domain.sweeps import RANKED_BY, grid_points, ranked, slice_points
 from kubetrade.marketdata.frame import CandleFrame
 from kubetrade.validation.plan import RunOutcome, ValidationPlan
 from kubetrade.validation.replay import replay
+from kubetrade.validation.sweep_progress import OnUpdate, SweepProgress, SweepTick
 
 TOP = 10
 """Ranked combinations kept in the report."""
@@ -30,22 +32,32 @@ TOP = 10
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """The grid (parameter -> values), optional random sampling and the split."""
+    """The grid (parameter -> values), optional random sampling and the split.
+
+    ``slices``/``slice_index``: a cluster sweep's worker runs only slice
+    ``slice_index`` of ``slices`` of the combinations (None: all of them, one machine).
+    ``watch`` gets the progress figures (:class:`SweepTick`) as they come."""
 
     grid: dict[str, list[Any]]
     samples: int | None = None
     seed: int = 0
     in_sample: float = 0.7
     jobs: int | None = None
+    slices: int | None = None
+    slice_index: int = 0
+    top: int = TOP
+    watch: Callable[[SweepTick], None] | None = field(default=None, compare=False, repr=False)
+
+    def all_combinations(self) -> list[dict[str, Any]]:
+        """Every point of the grid, or ``samples`` of them drawn without replacement."""
+        return grid_points(self.grid, self.samples, self.seed)
 
     def combinations(self) -> list[dict[str, Any]]:
-        """Every point of the grid, or ``samples`` of them drawn without replacement."""
-        keys = sorted(self.grid)
-        points = [dict(zip(keys, values, strict=True))
-                  for values in itertools.product(*(self.grid[k] for k in keys))]
-        if self.samples is not None and self.samples < len(points):
-            points = random.Random(self.seed).sample(points, self.samples)
-        return points
+        """The combinations this process runs: all of them, or its slice."""
+        points = self.all_combinations()
+        if self.slices is None:
+            return points
+        return slice_points(points, self.slice_index, self.slices)
 
 
 def parse_grid(items: list[str]) -> dict[str, list[Any]]:
@@ -94,31 +106,44 @@ def _score(params: dict[str, Any]) -> dict[str, Any]:
             "trades": m.trades, "max_drawdown": m.max_drawdown}
 
 
-def rank(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec) -> list[dict[str, Any]]:
-    """Every combination replayed over ``frame``, best first (Sharpe, then return);
-    refused combinations last, with their error."""
+def rank(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec,
+         on_update: OnUpdate | None = None) -> list[dict[str, Any]]:
+    """Every combination of ``spec`` replayed over ``frame``, best first (Sharpe, then
+    return: :func:`kubetrade.domain.sweeps.rank_key`); refused combinations last, with
+    their error. Progress (done, best so far) goes to the log, ``on_update`` and
+    ``spec.watch`` (:class:`SweepProgress`)."""
     global _WORK
     _WORK = (plan, frame)
     points = spec.combinations()
     jobs = max(1, min(spec.jobs or os.cpu_count() or 1, len(points)))
+    progress = SweepProgress(len(points), SystemClock(), on_update, spec.watch)
+    progress.start()
+    results: list[dict[str, Any]] = []
     try:
         if jobs == 1:
-            results = [_score(p) for p in points]
+            for p in points:
+                results.append(_score(p))
+                progress.add(results[-1])
         else:
             ctx = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-                results = list(pool.map(_score, points, chunksize=max(1, len(points) // jobs // 4)))
+                chunk = max(1, len(points) // jobs // 4)
+                for result in pool.map(_score, points, chunksize=chunk):
+                    results.append(result)
+                    progress.add(result)
     finally:
         _WORK = None
-    return sorted(results, key=lambda r: ("error" in r, -r.get("sharpe", 0.0),
-                                          -r.get("total_return", 0.0)))
+    return ranked(results)
 
 
-def walk_forward(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec
+def walk_forward(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec,
+                 on_update: OnUpdate | None = None,
                  ) -> tuple[ValidationPlan, RunOutcome, dict[str, Any]]:
     """Rank on the in-sample part, run the best out of sample: (the best's plan, its
     out-of-sample outcome, the report's ``sweep`` section). ValueError when the split
-    leaves either part empty or no combination could run."""
+    leaves either part empty or no combination could run. A cluster slice
+    (``spec.slices``) does the same over its own combinations; its section says which
+    slice it was."""
     if not 0 < spec.in_sample < 1:
         raise ValueError(f"--in-sample: {spec.in_sample} must be between 0 and 1")
     cut = int(len(frame) * spec.in_sample)
@@ -126,22 +151,24 @@ def walk_forward(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec
         raise ValueError(f"sweep: {len(frame)} candles cannot be split at {spec.in_sample}")
     inside = CandleFrame(frame.table.slice(0, cut), frame.report)
     outside = CandleFrame(frame.table.slice(cut), frame.report)
-    ranking = rank(plan, inside, spec)
+    ranking = rank(plan, inside, spec, on_update)
     if not ranking or "error" in ranking[0]:
         raise ValueError(f"sweep: no combination could run: {ranking[:1]}")
     best_plan = with_parameters(plan, ranking[0]["parameters"])
     outcome = replay(best_plan, None, outside)
     section = {
         "combinations": len(ranking),
-        "ranked_by": "in-sample Sharpe ratio, then total return",
+        "ranked_by": RANKED_BY,
         "in_sample": {"candles": cut, "start_ms": inside.first_ms, "end_ms": inside.last_ms},
         "out_of_sample": {"candles": len(frame) - cut, "start_ms": outside.first_ms,
                           "end_ms": outside.last_ms},
         "best": ranking[0],
-        "top": ranking[:TOP],
+        "top": ranking[:spec.top],
         "decision_from": "out-of-sample run of the best in-sample combination",
     }
+    if spec.slices is not None:
+        section["slice"] = {"index": spec.slice_index, "of": spec.slices}
     return best_plan, outcome, section
 
 
-__all__ = ["SweepSpec", "parse_grid", "rank", "walk_forward", "with_parameters"]
+__all__ = ["TOP", "SweepSpec", "parse_grid", "rank", "walk_forward", "with_parameters"]

@@ -103,3 +103,11 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end -}}
+
+{{/* The candle store's claim: an existing one, the chart's, or "" (none). */}}
+{{- define "kubetrade.candleClaim" -}}
+{{- $p := .Values.candleData.persistence -}}
+{{- if $p.existingClaim -}}{{ $p.existingClaim }}
+{{- else if $p.enabled -}}{{ include "kubetrade.fullname" . }}-candles
+{{- end -}}
+{{- end }}

@@ -2,7 +2,9 @@
 
 The Job (``kubetrade validate`` in a pod) writes ``status.decision`` itself; the
 operator creates the Job, follows it through ``job_idx`` and exports the decision as
-the ``kubetrade_validation_go`` metric.
+the ``kubetrade_validation_go`` metric. A sweep's Job is an Indexed Job whose pods
+each report a slice; the operator gathers them into ``status.sweep``, the progress,
+the report ConfigMap and the decision (:mod:`kubetrade.operator.sweep_gather`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from kubetrade.operator import metrics, render
+from kubetrade.operator import metrics, render_validation
 from kubetrade.operator.clients import Clients, clients_of
 from kubetrade.operator.handlers.indexes import JobIndex, StrategyIndex, first, strategies_in
 from kubetrade.operator.handlers.support import (
@@ -23,8 +25,10 @@ from kubetrade.operator.handlers.support import (
     write_status,
 )
 from kubetrade.operator.plan import JobObserved
+from kubetrade.operator.render import label_value
 from kubetrade.operator.status import Conditions
-from kubetrade.resources import ValidationRun
+from kubetrade.operator.sweep_gather import follow_sweep
+from kubetrade.resources import API_VERSION, ValidationRun
 
 PLURAL = "validationruns"
 
@@ -86,7 +90,7 @@ async def reconcile(
     run = ValidationRun.model_validate(
         {"metadata": {"name": name, "namespace": namespace}, "spec": dict(body["spec"])}
     )
-    job = first(job_idx, (namespace, "validation", render.label_value(name)))
+    job = first(job_idx, (namespace, "validation", label_value(name)))
     new: dict[str, Any] = {"observedGeneration": meta.get("generation")}
     ref = run.spec.strategy_ref
     exists = any(s.name == ref for s in strategies_in(strategy_idx, namespace))
@@ -98,22 +102,50 @@ async def reconcile(
         write_status(patch, status, new)
         return
     if job is None:
-        manifest = render.validation_job(run, meta["uid"], c.settings)
-        if trigger != "timer" or not status.get("job"):
-            if await c.kube.create(manifest):
-                normal_event(body, "JobCreated", f"Job {manifest['metadata']['name']}")
-        new["job"] = manifest["metadata"]["name"]
+        new["job"] = await create_job(c, body, run, status, trigger)
         state = "Pending"
     else:
         new.update(job_status(job))
         state = job.state
+    if job is not None and run.spec.sweep is not None:
+        gathered, g = await follow_sweep(c.kube, name, namespace, meta["uid"], run.spec.sweep,
+                                         status)
+        new.update(gathered)
+        if str(status.get("progress", "")).startswith("failed"):
+            new.pop("progress")  # a slice's reason for failing stays readable
+        if state == "Succeeded" and g.winner is None:
+            # every pod exited, but a slice's report is not complete yet (or no
+            # combination could run): not done until the reports say so
+            state = "Failed" if g.complete else "Running"
+        elif g.winner is not None and state != "Failed":
+            state = "Succeeded"
     new["phase"] = state
-    decision = status.get("decision")
+    decision = new.get("decision") or status.get("decision")
     if decision in ("GO", "NO-GO"):
         metrics.VALIDATION_GO.labels(run.spec.strategy_ref, name).set(1 if decision == "GO" else 0)
     complete(conds, state, new["job"], decision, now)
     new["conditions"] = conds.items
     write_status(patch, status, new)
+
+
+async def create_job(
+    c: Clients, body: kopf.Body, run: ValidationRun, status: Mapping[str, Any], trigger: str
+) -> str:
+    """Create the run's Job (once: a timer does not recreate a Job that ran and was
+    deleted); its name. A download step needs the Strategy's symbol and timeframe."""
+    market = None
+    store = run.spec.store_range
+    if store is not None and store.download:
+        strategy = await c.kube.get(API_VERSION, "strategies", body["metadata"]["namespace"],
+                                    run.spec.strategy_ref)
+        spec = (strategy or {}).get("spec") or {}
+        market = (str(spec["symbols"][0]), str(spec.get("timeframe", "1m")))
+    manifest = render_validation.validation_job(run, body["metadata"]["uid"], c.settings,
+                                                market)
+    if trigger != "timer" or not status.get("job"):
+        if await c.kube.create(manifest):
+            normal_event(body, "JobCreated", f"Job {manifest['metadata']['name']}")
+    return str(manifest["metadata"]["name"])
 
 
 async def validation_created(

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from kubetrade.operator import admission, rbac, render
+from kubetrade.operator import admission, rbac, render, render_validation
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.operator.status import Conditions, fold_summary
 from kubetrade.resources import Strategy, ValidationRun
@@ -127,7 +127,7 @@ def test_validation_job_args_and_no_keys() -> None:
             "spec": {"strategyRef": "btc-sma", "duration": "1d12h"},
         }
     )
-    job = render.validation_job(run, "uid-2", SETTINGS)
+    job = render_validation.validation_job(run, "uid-2", SETTINGS)
     c = job["spec"]["template"]["spec"]["containers"][0]
     assert c["command"] == [
         "kubetrade",
@@ -146,7 +146,7 @@ def test_validation_job_args_and_no_keys() -> None:
     replay = run.model_copy(
         update={"spec": run.spec.model_copy(update={"replay": "/data/btc.csv"})}
     )
-    args = render.validation_job(replay, "uid-2", SETTINGS)["spec"]["template"]["spec"][
+    args = render_validation.validation_job(replay, "uid-2", SETTINGS)["spec"]["template"]["spec"][
         "containers"
     ][0]["command"]
     assert args[-2:] == ["--replay", "/data/btc.csv"]
