@@ -63,28 +63,6 @@ class Kube:
         """Close the client's connection pool."""
         self.api.close()
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        content_type: str = "application/json",
-        query: list[tuple[str, str]] | None = None,
-    ) -> Any:
-        method_, url, headers, payload, _ = self.api.param_serialize(
-            method=method,
-            resource_path=path,
-            query_params=query or [],
-            header_params={"Content-Type": content_type, "Accept": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
-        )
-        response = self.api.call_api(method_, url, headers, payload, _request_timeout=30)
-        response.read()
-        if not 200 <= response.status <= 299:
-            raise ApiException(http_resp=response)
-        return json.loads(response.data) if response.data else None
-
     async def request(
         self,
         method: str,
@@ -93,7 +71,25 @@ class Kube:
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
     ) -> Any:
-        return await asyncio.to_thread(self._call, method, path, body, content_type, query)
+        """One API call in a worker thread (the client blocks); the JSON reply, None when
+        empty. ApiException on a status outside 2xx."""
+
+        def call() -> Any:
+            method_, url, headers, payload, _ = self.api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=query or [],
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self.api.call_api(method_, url, headers, payload, _request_timeout=30)
+            response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException(http_resp=response)
+            return json.loads(response.data) if response.data else None
+
+        return await asyncio.to_thread(call)
 
     async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """Server-side apply (create or update) of a namespaced object we own."""
