@@ -24,8 +24,9 @@ sized or a fill is booked.
 
 Where the parts live: equity and the halts in ``halts.py`` (EquityGuard), open orders,
 client ids and seen trades in ``ledger.py`` (OrderLedger), entry and exit decisions in
-``decisions.py`` (OrderDesk), the event queue and the engine's time in ``journal.py``.
-This class wires them, feeds them candles and fills, and snapshots them.
+``decisions.py`` (OrderDesk), the event queue and the engine's time in ``journal.py``,
+the snapshot format in ``engine_snapshot.py``. This class wires them and feeds them
+candles and fills.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ from typing import Any
 from kubetrade.domain import events as ev
 from kubetrade.domain.algorithms import Algorithm
 from kubetrade.domain.decisions import OrderDesk
+from kubetrade.domain.engine_snapshot import (
+    SNAPSHOT_VERSION,
+    check_version,
+    restore_state,
+    snapshot_of,
+)
 from kubetrade.domain.events import EngineEvent
 from kubetrade.domain.fills import FillBooker
 from kubetrade.domain.halts import DAY_MS, HALT_DAILY, HALT_DRAWDOWN, HALT_MANUAL, EquityGuard, Halt
@@ -53,13 +60,10 @@ from kubetrade.domain.models import (
     Position,
     Side,
     from_dict,
-    to_dict,
 )
 from kubetrade.domain.portfolio import Portfolio
 from kubetrade.domain.risk import PreTradeControls, RiskLimits, _Reference, stop_price_for
 from kubetrade.domain.tracker import StrategyTracker
-
-SNAPSHOT_VERSION = 1
 
 PHASE_RUNNING = "Running"
 PHASE_HALTED = "Halted"
@@ -398,29 +402,9 @@ class TradingEngine:
     # ------------------------------------------------------------------ persistence
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything needed to continue after SIGKILL, as JSON-able data."""
-        return {
-            "version": SNAPSHOT_VERSION,
-            "name": self.name,
-            "quote_asset": self.quote_asset,
-            "fee_rate": str(self.fee_rate),
-            "timeframe_ms": self.timeframe_ms,
-            "limits": self.limits.model_dump(mode="json"),
-            "markets": {s: to_dict(m) for s, m in self.markets.items()},
-            "portfolio": self.portfolio.snapshot(),
-            "controls": self.controls.snapshot(),
-            "tracker": self.tracker.snapshot(),
-            "strategy": self.strategy.snapshot(),
-            **self._ledger.snapshot_orders(),
-            "marks": {s: str(p) for s, p in self._marks.items()},
-            "symbols": {s: st.snapshot() for s, st in self._symbols.items()},
-            "halts": self._guard.snapshot_halts(),
-            "now_ms": self._journal.now_ms,
-            **self._ledger.snapshot_seq(),
-            **self._guard.snapshot_equity(),
-            "trades": self._fills.trades,
-            "wins": self._fills.wins,
-        }
+        """Everything needed to continue after SIGKILL, as JSON-able data (the format:
+        ``engine_snapshot.py``)."""
+        return snapshot_of(self)
 
     @classmethod
     def restore(
@@ -435,10 +419,7 @@ class TradingEngine:
 
         Raises ``ValueError`` when the snapshot's version is not SNAPSHOT_VERSION.
         """
-        if snapshot.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(
-                f"snapshot version {snapshot.get('version')!r} is not {SNAPSHOT_VERSION}"
-            )
+        check_version(snapshot)
         saved_markets = {s: from_dict(MarketInfo, m) for s, m in snapshot["markets"].items()}
         lim = limits if limits is not None else RiskLimits.model_validate(snapshot["limits"])
         eng = cls(
@@ -451,34 +432,8 @@ class TradingEngine:
             fee_rate=Decimal(snapshot.get("fee_rate", "0.001")),
             timeframe_ms=snapshot.get("timeframe_ms"),
         )
-        eng._restore_state(snapshot, strategy, restop=limits is not None)
+        restore_state(eng, snapshot, strategy, restop=limits is not None)
         return eng
-
-    def _restore_state(
-        self, snapshot: dict[str, Any], strategy: Algorithm[Any, Any], *, restop: bool
-    ) -> None:
-        """Load a snapshot into this fresh engine; ``restop``: place the stops under the
-        limits in force now (the saved ones were placed under the saved policy)."""
-        pf_data = snapshot["portfolio"]
-        pf = Portfolio.restore(self.name, pf_data, self.quote_asset)
-        self.portfolio = self._desk.portfolio = self._fills.portfolio = pf
-        if restop:
-            for pos in self.portfolio.positions.values():
-                pos.stop_price = stop_price_for(pos.average_price, self.limits)
-        self.controls.restore(snapshot.get("controls", {}))
-        self.tracker.restore(snapshot.get("tracker", {}))
-        if "strategy" in snapshot:
-            strategy.restore(snapshot["strategy"])
-        self._ledger.restore(snapshot)
-        self._marks.clear()  # in place: the fill booker shares it
-        self._marks.update((s, Decimal(p)) for s, p in snapshot.get("marks", {}).items())
-        for s, data in snapshot.get("symbols", {}).items():
-            if s in self._symbols:
-                self._symbols[s].restore(data)
-        self._journal.now_ms = int(snapshot.get("now_ms", 0))
-        self._guard.restore(snapshot, pf_data["cash"])
-        self._fills.trades = int(snapshot.get("trades", 0))
-        self._fills.wins = int(snapshot.get("wins", 0))
 
 
 __all__ = [
@@ -488,6 +443,7 @@ __all__ = [
     "PHASE_DISABLED",
     "PHASE_HALTED",
     "PHASE_RUNNING",
+    "SNAPSHOT_VERSION",
     "EngineEvent",
     "Halt",
     "TradingEngine",

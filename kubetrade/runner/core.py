@@ -259,7 +259,8 @@ class Runner:
             self.outputs.candle(symbol, (self.clock.now_ms() - close_ms) / 1000 if live else None)
             self.outputs.candle_seen(symbol, self.spec.timeframe, candle.ts_ms, live=live)
             if (recorder := recorder_of(self.market)) is not None:
-                self.outputs.recorded(id(recorder), recorder.stats.recorded_total)
+                self.outputs.recorded(id(recorder), recorder.stats.recorded_total,
+                                      (recorder.owner, recorder.stats.leader))
             await self.outputs.drain(self.engine)
             await self._write_summary(ts_ms=close_ms)
 

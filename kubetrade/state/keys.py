@@ -39,6 +39,7 @@ key                                         type     holds
 {p}:notify:emergency-announced              string   last emergency change turned into an alert
 {p}:budget:{scope}:{kind}:{window}:{n}      string   rate budget spent in window n (state/budgets)
 {p}:budget:{scope}:paused                   string   present = every client waits (Retry-After)
+{p}:lease:{name}                            string   holder's token of a writer lease (state/leases)
 ==========================================  =======  ===============================================
 
 Pub/sub channels: ``{p}:events`` (dashboard events, JSON with a ``type``) and
@@ -63,6 +64,10 @@ class Keys:
     prefix: str = DEFAULT_PREFIX
 
     # -- per strategy -------------------------------------------------------------
+    def lease(self, name: str) -> str:
+        """A writer lease (``candles:binance:BTC/USDT:1m``: who records that series)."""
+        return f"{self.prefix}:lease:{name}"
+
     def budget(self, scope: str, part: str) -> str:
         """A shared rate budget's key: ``scope`` is ``ip:<egress>`` or ``account:<id>``."""
         return f"{self.prefix}:budget:{scope}:{part}"
