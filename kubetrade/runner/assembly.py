@@ -36,6 +36,7 @@ from kubetrade.state.budgets import RedisBudget
 from kubetrade.state.client import Redis
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
+from kubetrade.state.leases import RedisLease
 
 DEFAULT_SECRETS_DIR = "/var/run/secrets/kubetrade/exchange"
 PAPER_FILLS_KEPT = 2_000
@@ -246,8 +247,11 @@ async def build_exchange(
 
 
 def build_market(
-    spec: RunnerSpec, env: RunnerEnv, clock: Clock, data_client: ExchangeClient | None
+    spec: RunnerSpec, env: RunnerEnv, clock: Clock, data_client: ExchangeClient | None,
+    lease: RedisLease | None = None,
 ) -> MarketSource:
+    """``lease``: who records each series with KUBETRADE_DATADIR (None: a file lease in
+    the data directory; docs/marketdata.md)."""
     if env.market_data.startswith("replay"):
         return load_replay(replay_paths(spec, env.market_data), clock, env.replay_interval,
                            timeframe=spec.timeframe)
@@ -256,7 +260,7 @@ def build_market(
         from kubetrade.marketdata.recording import recording_source  # on use: pyarrow
 
         return recording_source(ExchangeSource(data_client, spec, clock), env.candle_dir,
-                                spec.timeframe, env.pod_name or spec.name, clock)
+                                spec.timeframe, env.pod_name or spec.name, clock, lease=lease)
     return ExchangeSource(data_client, spec, clock)
 
 
@@ -330,7 +334,10 @@ async def create_runner(
         market_clock = CandleClock(timeframe_ms(spec.timeframe))
     exchange, paper, data_client = await build_exchange(
         spec, env, clock, market_clock, shared_budget(redis, keys, env, manifest))
-    market = build_market(spec, env, clock, data_client)
+    # one recorder per series: through Redis when REDIS_URL is set (a cluster), else
+    # through the data directory (one machine); docs/marketdata.md
+    market = build_market(spec, env, clock, data_client,
+                          RedisLease(redis, keys) if env.redis_url else None)
     if market_clock is not None:
         market = _ObservedSource(market, market_clock)
     options = options or RunnerOptions(

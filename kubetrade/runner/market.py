@@ -31,7 +31,10 @@ class MarketSource(Protocol):
 
 class RecorderStatsView(Protocol):
     """What the runner reads of a candle recorder (kubetrade.marketdata.recording):
-    ``stats.recorded_total`` (symbol -> candles written, cumulative)."""
+    ``stats.recorded_total`` (symbol -> candles written, cumulative), ``stats.leader``
+    (symbol -> holds the series' writer lease) and ``owner`` (its name)."""
+
+    owner: str
 
     @property
     def stats(self) -> Any: ...

@@ -7,6 +7,7 @@ Grafana dashboard in the Helm chart refer to these names.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -97,6 +98,11 @@ class RunnerMetrics:
             "Length of the candles consumed for the symbol, in seconds (the stale-data "
             "alert compares kubetrade_last_candle_age_seconds with 3 of these).",
             ["symbol", "timeframe"], registry=registry)
+        self.recorder_leader = Gauge(
+            "kubetrade_candle_recorder_leader",
+            "1 while this process's recorder (pod or strategy name) holds the symbol's "
+            "writer lease and so is the one writing it to the candle store, else 0.",
+            ["symbol", "recorder"], registry=registry)
         self._last_close_ms: dict[tuple[str, str], int] = {}
         self._recorded_seen: dict[tuple[int, str], int] = {}
 
@@ -129,6 +135,17 @@ class RunnerMetrics:
             if total > seen:
                 self.candles_recorded.labels(symbol).inc(total - seen)
                 self._recorded_seen[(source, symbol)] = total
+
+    def recorder_leading(self, recorder: str, leader: Mapping[str, bool]) -> None:
+        """``kubetrade_candle_recorder_leader`` of ``recorder`` follows its live
+        ``leader`` mapping (symbol -> holds the writer lease), read at each scrape."""
+        for symbol in leader:
+            self.recorder_leader.labels(symbol, recorder).set_function(
+                functools.partial(_flag, leader, symbol))
+
+
+def _flag(flags: Mapping[str, bool], key: str) -> float:
+    return 1.0 if flags.get(key) else 0.0
 
 
 _metrics: RunnerMetrics | None = None

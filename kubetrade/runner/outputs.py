@@ -268,9 +268,13 @@ class RunnerOutputs(OutputPort):
             tf_ms = timeframe_ms(timeframe)
             self.metrics.candle_consumed(symbol, timeframe, tf_ms, open_ms + tf_ms, self.clock)
 
-    def recorded(self, source: int, totals: Mapping[str, int]) -> None:
-        """A candle recorder's cumulative written counts per symbol (``source``: its id)."""
+    def recorded(self, source: int, totals: Mapping[str, int],
+                 leader: tuple[str, Mapping[str, bool]] | None = None) -> None:
+        """A candle recorder's cumulative written counts per symbol (``source``: its id)
+        and ``leader``: (its name, symbol -> holds the writer lease, kept live)."""
         self.metrics.candles_written(source, totals)
+        if leader is not None:
+            self.metrics.recorder_leading(*leader)
 
     def decision_latency(self, seconds: float) -> None:
         self.metrics.decision_latency.labels(self.name).observe(seconds)

@@ -70,6 +70,7 @@ def test_the_runner_finds_the_recorder_under_its_wrappers(tmp_path: Path) -> Non
     # kubetrade local gates the market source (GatedMarket): the recorder is still found
     clock = ManualClock(START)
     inner = ReplaySource({"BTC/USDT": [Candle(START, *(Decimal(1),) * 5)]}, clock, 0)
+    inner.kind = "exchange"  # stands in for exchange data: a replay is never recorded
     recording = recording_source(inner, tmp_path, "1m", "pod-a", clock)
     gated = GatedMarket(recording, asyncio.Event())
     assert recorder_of(gated) is recording.recorder
