@@ -132,10 +132,11 @@ async def _ask_with_key(exchange: Any, credentials: Credentials) -> _KeyAnswers:
         probe = ApiKeyProbe(True, False, _safe(exc))
     except Exception as exc:
         balances_error = _safe(exc)
-        probe = ApiKeyProbe(True, False, _safe(exc))
+        probe = ApiKeyProbe(True, False, _safe(exc), unanswered=True)
     permissions: KeyPermissions | None = (
         await probe_permissions(exchange) if probe.ok else
-        KeyPermissions(None, error="the API key was refused")
+        KeyPermissions(None, error="the exchange did not answer" if probe.unanswered
+                       else "the API key was refused")
     )
     return _KeyAnswers(probe, balances, balances_error, permissions)
 

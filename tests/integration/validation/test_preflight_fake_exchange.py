@@ -8,6 +8,7 @@ land in Redis for /api/preflight and every WARN/FAIL raises an alert.
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,23 @@ def test_bad_api_key_fails(setup: dict[str, Any], capsys: pytest.CaptureFixture[
                                    "Capital Allocation": "WARN"}
     text = json.dumps(report)
     assert "not-the-secret-0123456789" not in text and "Signature" in text
+
+
+def test_an_unreachable_exchange_is_not_reported_as_a_refused_key(
+    setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A trader told "the exchange refused the key" would rotate a good key; when nothing
+    answered, the check says so and names the error."""
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("KUBETRADE_EXCHANGE_URL", f"http://127.0.0.1:{port}")
+    code, report = preflight(setup, capsys)
+    assert code == 1
+    key = next(c for c in report["checks"] if c["name"] == "API Key Validity")
+    assert key["status"] == "FAIL"
+    assert "refused the key" not in key["message"], key
+    assert key["message"].startswith("could not check the key, the exchange did not answer"), key
 
 
 def test_missing_api_key_fails(setup: dict[str, Any], capsys: pytest.CaptureFixture[str],
