@@ -5,9 +5,11 @@ client address (429 with ``Retry-After``).
 """
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.types import DecoratedCallable
 
 from kubetrade.api import schemas as s
 from kubetrade.api.auth import AuthError, TokenPair
@@ -35,15 +37,24 @@ def _token_out(pair: TokenPair) -> s.TokenOut:
     )
 
 
-@router.post(
+def _token_route(
+    path: str, failures: dict[int | str, dict[str, Any]]
+) -> Callable[[DecoratedCallable], DecoratedCallable]:
+    """The route of an endpoint that answers a token pair (login, refresh): 400 while
+    authentication is disabled, ``failures`` for the endpoint's own refusals."""
+    return router.post(
+        path,
+        response_model=s.TokenOut,
+        tags=["auth"],
+        responses={**_AUTH_OFF, **failures, **BAD},
+    )
+
+
+@_token_route(
     "/api/auth/login",
-    response_model=s.TokenOut,
-    tags=["auth"],
-    responses={
-        **_AUTH_OFF,
+    {
         401: {"model": s.ErrorOut, "description": "Wrong username or password."},
         429: {"model": s.ErrorOut, "description": "Too many failed logins; see Retry-After."},
-        **BAD,
     },
 )
 async def login(body: s.LoginIn, request: Request, ctx: Ctx, audit: Audit) -> s.TokenOut:
@@ -81,15 +92,9 @@ async def login(body: s.LoginIn, request: Request, ctx: Ctx, audit: Audit) -> s.
     return _token_out(pair)
 
 
-@router.post(
+@_token_route(
     "/api/auth/refresh",
-    response_model=s.TokenOut,
-    tags=["auth"],
-    responses={
-        **_AUTH_OFF,
-        401: {"model": s.ErrorOut, "description": "Invalid, expired, revoked or reused."},
-        **BAD,
-    },
+    {401: {"model": s.ErrorOut, "description": "Invalid, expired, revoked or reused."}},
 )
 async def refresh(body: s.RefreshIn, ctx: Ctx, audit: Audit) -> s.TokenOut:
     """Rotate a refresh token: returns a new pair; the presented token is spent.

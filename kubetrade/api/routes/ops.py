@@ -5,7 +5,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -19,6 +19,9 @@ from kubetrade.state.client import ping as ping_redis
 from kubetrade.state.desired import DesiredState
 
 router = APIRouter()
+
+_CHECKS: dict[str, Any] = {"tags": ["checks"], "responses": {**AUTH_RESPONSES, **BAD}}
+"""What the routes of the latest checks (pre-flight, reconciliation) declare alike."""
 
 
 def static_dir() -> Path:
@@ -113,8 +116,7 @@ async def audit_log(
 @router.get(
     "/api/preflight",
     response_model=s.PreflightOut,
-    tags=["checks"],
-    responses={**AUTH_RESPONSES, **BAD},
+    **_CHECKS,
 )
 async def preflight(user: User, reader: Reader) -> s.PreflightOut:
     """The latest pre-flight report (8 checks) and the latest validation summary."""
@@ -126,8 +128,7 @@ async def preflight(user: User, reader: Reader) -> s.PreflightOut:
 @router.get(
     "/api/reconciliation",
     response_model=s.ReconciliationOut,
-    tags=["checks"],
-    responses={**AUTH_RESPONSES, **BAD},
+    **_CHECKS,
 )
 async def reconciliation(user: User, reader: Reader) -> s.ReconciliationOut:
     """Per strategy, the latest comparison of local positions with the exchange."""

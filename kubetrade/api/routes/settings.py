@@ -13,7 +13,7 @@ from kubetrade.api.routes.common import AUTH_RESPONSES, BAD
 from kubetrade.api.settings import ApiSettings
 from kubetrade.state.desired import DesiredState, DesiredStateError
 
-router = APIRouter()
+router = APIRouter(tags=["settings"], responses={**AUTH_RESPONSES, **BAD})
 
 
 def normalise_risk_patch(patch: BaseModel) -> dict[str, Any]:
@@ -41,8 +41,6 @@ async def _settings_out(desired: DesiredState, settings: ApiSettings) -> s.Setti
 @router.get(
     "/api/settings",
     response_model=s.SettingsOut,
-    tags=["settings"],
-    responses={**AUTH_RESPONSES, **BAD},
 )
 async def get_settings(user: User, desired: Desired, settings: Settings) -> s.SettingsOut:
     """The risk limits in force and the process configuration (secrets masked)."""
@@ -52,8 +50,6 @@ async def get_settings(user: User, desired: Desired, settings: Settings) -> s.Se
 @router.put(
     "/api/settings",
     response_model=s.SettingsOut,
-    tags=["settings"],
-    responses={**AUTH_RESPONSES, **BAD},
 )
 async def put_settings(
     user: User, desired: Desired, settings: Settings, body: s.SettingsIn

@@ -31,7 +31,7 @@ from kubetrade.api.views import (
 from kubetrade.domain.models import ClosedTrade
 from kubetrade.state.reader import EquityPoint, summary_decimal, summary_int
 
-router = APIRouter()
+router = APIRouter(tags=["state"], responses={**AUTH_RESPONSES, **BAD})
 
 StrategyName = Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=253)]
 
@@ -39,8 +39,6 @@ StrategyName = Annotated[str | None, Query(pattern=NAME_PATTERN, max_length=253)
 @router.get(
     "/api/status",
     response_model=s.StatusOut,
-    tags=["state"],
-    responses={**AUTH_RESPONSES, **BAD},
 )
 async def status(user: User, reader: Reader, clock: ClockDep) -> s.StatusOut:
     """What the runners do, per runner: the phase each reported, its heartbeat, and
@@ -78,8 +76,6 @@ async def status(user: User, reader: Reader, clock: ClockDep) -> s.StatusOut:
 @router.get(
     "/api/trades",
     response_model=s.TradesPage,
-    tags=["state"],
-    responses={**AUTH_RESPONSES, **BAD},
 )
 async def trades(
     user: User,
@@ -109,8 +105,6 @@ async def trades(
 @router.get(
     "/api/portfolio",
     response_model=s.PortfolioOut,
-    tags=["state"],
-    responses={**AUTH_RESPONSES, **BAD},
 )
 async def portfolio(user: User, reader: Reader) -> s.PortfolioOut:
     """Equity and P&L over every strategy, and the open positions."""
@@ -147,8 +141,6 @@ async def portfolio(user: User, reader: Reader) -> s.PortfolioOut:
 @router.get(
     "/api/positions",
     response_model=list[s.PositionOut],
-    tags=["state"],
-    responses={**AUTH_RESPONSES, **BAD},
 )
 async def positions(
     user: User, reader: Reader, strategy: StrategyName = None
@@ -161,8 +153,6 @@ async def positions(
 @router.get(
     "/api/analytics",
     response_model=s.AnalyticsOut,
-    tags=["state"],
-    responses={**AUTH_RESPONSES, **BAD},
 )
 async def analytics(
     user: User,
