@@ -35,6 +35,9 @@ log = get_logger("kubetrade.local")
 
 #: Connections for request bursts (API, runners' commands), beyond those held for good.
 POOL_CONNECTIONS = 64
+#: Of those, the API's own pool (it serves from its own thread and event loop, and a
+#: pool belongs to one loop); the runners, kill switch and notifier share the rest.
+API_POOL_CONNECTIONS = 48
 #: Held for good per strategy: its emergency and desired-state subscriptions (+1 spare).
 POOL_CONNECTIONS_PER_STRATEGY = 3
 #: Seconds the server gets to answer PING after start, and to exit after SIGTERM.
@@ -275,15 +278,17 @@ def _without_secrets(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def bounded_redis(url: str, strategies: int) -> Redis:
-    """One client for the whole process on a bounded pool: under a burst (dashboard,
-    many runners) commands queue for a connection instead of opening one each until the
-    process runs out of file descriptors. Subscriptions hold their connection for good,
-    so the bound grows with the number of strategies."""
+def bounded_redis(url: str, strategies: int, burst: int = POOL_CONNECTIONS) -> Redis:
+    """A client on a bounded pool: under a burst (dashboard, many runners) commands
+    queue for a connection instead of opening one each until the process runs out of
+    file descriptors. Subscriptions hold their connection for good, so the bound is
+    ``burst`` plus :data:`POOL_CONNECTIONS_PER_STRATEGY` per strategy. The process has
+    two (the API's, ``burst`` = :data:`API_POOL_CONNECTIONS`, and everything else's),
+    together within ``POOL_CONNECTIONS`` + that per strategy."""
     pool = BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
-        max_connections=POOL_CONNECTIONS + POOL_CONNECTIONS_PER_STRATEGY * strategies,
+        max_connections=burst + POOL_CONNECTIONS_PER_STRATEGY * strategies,
         timeout=10,
     )
     return Redis(connection_pool=pool)

@@ -26,7 +26,10 @@ from redis.asyncio import Redis
 from kubetrade.api.app import create_app
 from kubetrade.api.settings import ApiSettings
 from kubetrade.cli._http import uvicorn_config
+from kubetrade.cli._local.api_thread import ApiThread, DesiredOnLoop
 from kubetrade.cli._local.embedded_redis import (
+    API_POOL_CONNECTIONS,
+    POOL_CONNECTIONS,
     EmbeddedRedis,
     bounded_redis,
     check_reachable,
@@ -135,7 +138,8 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
     strategies, policies = load_strategy_dir(options.strategies_dir)
     sock = bind_api_socket(options.host, options.port)
     redis_url, embedded, where = redis_url_or_embedded(options.data_dir)
-    redis = bounded_redis(redis_url, len(strategies))
+    redis = bounded_redis(redis_url, len(strategies),
+                          burst=POOL_CONNECTIONS - API_POOL_CONNECTIONS)
     keys = keys_from_env()
     clock = SystemClock()
     desired = LocalKillSwitch(redis, keys, clock, check_strategy=strategy_with_defaults)
@@ -149,15 +153,15 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
         stop.checkpoint()
         env = await _runner_env(options, manifests)
         stop.checkpoint()
-        server = _api_server(system, options, where)
-        stop.attach(server)
+        api = _api_thread(system, options, where, redis_url, sock)
+        stop.attach(api.server)
         await _start_tasks(system, env, manifests, stop, runners, others)
         log.info(
             "local.ready",
             url=f"http://{options.host}:{options.port}",
             strategies=[m["metadata"]["name"] for m in manifests],
         )
-        await server.serve(sockets=[sock])
+        await api.serve()
     finally:
         stop.cleaning_up = True
         stop.request("shutdown")
@@ -206,17 +210,22 @@ async def _start_tasks(
         others.append(notifier)
 
 
-def _api_server(system: LocalSystem, options: LocalOptions, where: str) -> StoppableServer:
-    """The API/dashboard's server (it serves on the socket bound at start); ``where``
-    state lives is shown by /health and the dashboard."""
-    app = create_app(ApiSettings(), system.redis, system.desired, system.clock, system.keys,
+def _api_thread(system: LocalSystem, options: LocalOptions, where: str, redis_url: str,
+                sock: socket.socket) -> ApiThread:
+    """The API/dashboard's server, to serve on ``sock`` (bound at start) from its own
+    thread and loop (:mod:`.api_thread`), with its own Redis client; its desired state
+    (kill switch included) runs on this loop. ``where`` state lives is shown by /health
+    and the dashboard."""
+    redis = bounded_redis(redis_url, 0, burst=API_POOL_CONNECTIONS)
+    desired = DesiredOnLoop(system.desired, asyncio.get_running_loop())
+    app = create_app(ApiSettings(), redis, desired, system.clock, system.keys,
                      state_where=where)
     config = uvicorn_config(
         app, host=options.host, port=options.port, forwarded=options.forwarded_allow_ips,
         # a stop must end: open WebSockets or slow requests get a few seconds, not forever
         graceful_s=GRACEFUL_SHUTDOWN_S, access_log=False, lifespan="on",
     )
-    return StoppableServer(config)
+    return ApiThread(StoppableServer(config), sock, redis)
 
 
 async def _stop(
