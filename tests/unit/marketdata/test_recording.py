@@ -13,14 +13,14 @@ import pytest
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.models import Candle
 from kubetrade.marketdata import load_candles
-from kubetrade.marketdata.frame import CandleFrame
 from kubetrade.marketdata.recording import CandleRecorder, RecordingSource
-from kubetrade.marketdata.store import AppendResult, CandleStore, SeriesKey
+from kubetrade.marketdata.store import CandleStore, SeriesKey
 from kubetrade.marketdata.writer_lease import FileLease
 from kubetrade.runner.assembly import RunnerEnv, build_market
 from kubetrade.runner.market import ReplaySource, recorder_of
 from kubetrade.runner.spec import RunnerSpec
 from tests.marketdata import market_file
+from tests.unit.marketdata._spy import SpyStore
 from tests.unit.marketdata.test_writer_lease import Switchable
 
 KEY = SeriesKey("binance", "BTC/USDT", "1m")
@@ -42,18 +42,6 @@ def test_batched_writes_and_stats(tmp_path: Path, minutes: list[Candle]) -> None
     assert rec.stats.recorded_total == {"BTC/USDT": 60}
     assert rec.stats.last_candle_ms["BTC/USDT"] == minutes[59].ts_ms
     assert rec.last_candle_age_s("BTC/USDT") == 60 * 60.0  # closed an hour before "now"
-
-
-class SpyStore(CandleStore):
-    """The real store, noting which recorder appended which open times."""
-
-    def __init__(self, root: Path, name: str, log: list[tuple[str, int]]) -> None:
-        super().__init__(root)
-        self.name, self.log = name, log
-
-    def append(self, key: SeriesKey, frame: CandleFrame) -> AppendResult:
-        self.log.extend((self.name, ts) for ts in frame.table.column("timestamp_ms").to_pylist())
-        return super().append(key, frame)
 
 
 def _pair(tmp_path: Path, clock: ManualClock,
