@@ -50,6 +50,7 @@ from kubetrade.runner.breaker import BreakerWatch
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halt_controller import HaltController
 from kubetrade.runner.halts import HaltBook
+from kubetrade.runner.live_period import LivePeriod
 from kubetrade.runner.market import recorder_of
 from kubetrade.runner.metrics import runner_metrics
 from kubetrade.runner.orders import OrderRouter
@@ -157,6 +158,8 @@ class Runner:
             outputs=self.outputs, clock=self.clock, lock=self._lock,
         )
         self._breaker.catch_up = self._catch_up
+        #: live only: the paper twin and the size ramp (live_period.py)
+        self.live_period: LivePeriod | None = None
 
     @classmethod
     async def restore(cls, parts: RunnerParts) -> Runner:
@@ -172,6 +175,7 @@ class Runner:
         engine = _engine(parts.spec, parts.limits, markets, restored.engine_snapshot)
         runner = cls(parts, wiring, engine, markets, restored)
         await runner._start(restored)
+        runner.live_period = await LivePeriod.start(runner)
         return runner
 
     async def _start(self, restored: RestoredState) -> None:
@@ -247,7 +251,10 @@ class Runner:
                 return
             await self._before_decision(symbol, candle)
             live = self.market.kind == "exchange"
-            orders = self.engine.on_candle(symbol, candle, self.clock.now_ms() if live else None)
+            now = self.clock.now_ms() if live else None
+            if self.live_period is not None:
+                self.live_period.before_decision()
+            orders = self.engine.on_candle(symbol, candle, now)
             self.cursor[symbol] = candle.ts_ms
             await self.router.persist_intents(orders, {symbol: candle.ts_ms})
             for order in orders:
@@ -262,6 +269,8 @@ class Runner:
                 self.outputs.recorded(id(recorder), recorder.stats.recorded_total,
                                       (recorder.owner, recorder.stats.leader))
             await self.outputs.drain(self.engine)
+            if self.live_period is not None:  # after the live orders are out
+                await self.live_period.after_candle(symbol, candle, now, orders)
             await self._write_summary(ts_ms=close_ms)
 
     async def _before_decision(self, symbol: str, candle: Candle) -> None:
