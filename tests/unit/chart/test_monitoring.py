@@ -25,6 +25,7 @@ METRIC = re.compile(r"\b(kubetrade_[a-z0-9_]+|up|kube_[a-z0-9_]+)\b")
 # CollectorRegistry is read as it is; a class named *Metrics is instantiated.
 METRIC_MODULES = [
     "kubetrade.runner.metrics",
+    "kubetrade.runner.twin_metrics",
     "kubetrade.api.security",
     "kubetrade.operator.metrics",
 ]
