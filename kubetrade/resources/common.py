@@ -30,6 +30,9 @@ def as_number(value: Decimal) -> int | float:
 #: A Decimal that serialises to a JSON number (exact in Python, a number in YAML/JSON).
 Num = Annotated[Decimal, PlainSerializer(as_number, return_type=int | float, when_used="json")]
 
+#: A status time, RFC 3339 (the CRD says ``format: date-time``).
+Timestamp = Annotated[str | None, Field(json_schema_extra={"format": "date-time"})]
+
 
 def _camel(name: str) -> str:
     head, *rest = name.split("_")
@@ -96,10 +99,9 @@ class Condition(CRModel):
     message: str = Field(
         default="", max_length=32768, description="What a human should know, naming the field."
     )
-    last_transition_time: str | None = Field(
+    last_transition_time: Timestamp = Field(
         default=None,
         description="When the status of this condition last changed (RFC 3339).",
-        json_schema_extra={"format": "date-time"},
     )
     observed_generation: int | None = Field(
         default=None,

@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Self
 from pydantic import ConfigDict, Field, WithJsonSchema, model_validator
 
 from kubetrade.domain.emergency import EMERGENCY_ACTIONS, EmergencyAction
-from kubetrade.resources.common import CRModel, CRStatus, Resource
+from kubetrade.resources.common import CRModel, CRStatus, Resource, Timestamp
 
 EMERGENCY_NAME = "default"
 
@@ -41,10 +41,8 @@ class EmergencyStatus(CRStatus):
     state: Action | None = Field(
         default=None, description="The action in force (as mirrored to Redis)."
     )
-    since: str | None = Field(
-        default=None,
-        description="When the action in force was first seen (RFC 3339).",
-        json_schema_extra={"format": "date-time"},
+    since: Timestamp = Field(
+        default=None, description="When the action in force was first seen (RFC 3339)."
     )
     by: str | None = Field(default=None, description="Who requested the action in force.")
     acknowledged: int | None = Field(

@@ -9,7 +9,6 @@ percentage limit off. Runners watch their RiskPolicy and apply changes live, wit
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -17,7 +16,7 @@ from pydantic import ConfigDict, Field, field_serializer, field_validator
 
 from kubetrade.domain.risk import RiskLimits
 from kubetrade.resources.common import CRModel, CRStatus, Resource, as_number
-from kubetrade.resources.strategy import SYMBOL_PATTERN
+from kubetrade.resources.strategy import SYMBOL_PATTERN, check_pairs
 
 
 def _symbols_pattern(schema: dict[str, Any], model: type[Any]) -> None:
@@ -38,9 +37,7 @@ class RiskPolicySpec(RiskLimits, CRModel):
     @classmethod
     def _symbols_look_like_pairs(cls, value: list[str]) -> list[str]:
         # replaces RiskLimits' check (same name): the CR spells pairs out exactly
-        for i, symbol in enumerate(value):
-            if not re.fullmatch(SYMBOL_PATTERN, symbol):
-                raise ValueError(f"allowedSymbols[{i}] {symbol!r} is not BASE/QUOTE, e.g. BTC/USDT")
+        check_pairs("allowedSymbols", value)
         return value
 
     @field_serializer(*_DECIMALS, when_used="json")

@@ -30,6 +30,13 @@ MAX_STRATEGY_NAME = 45
 MAX_ALGORITHM_NAME = 63
 
 
+def check_pairs(field: str, symbols: list[str]) -> None:
+    """ValueError naming ``field[i]`` for the first symbol not spelled BASE/QUOTE."""
+    for i, symbol in enumerate(symbols):
+        if not re.fullmatch(SYMBOL_PATTERN, symbol):
+            raise ValueError(f"{field}[{i}] {symbol!r} is not BASE/QUOTE, e.g. BTC/USDT")
+
+
 #: Why a Strategy trades pairs of one quote asset: the runner keeps its books (cash,
 #: sizing, risk limits, P&L) in one quote asset, its first symbol's; an ETH/BTC entry
 #: sized in USDT terms would be 1,000 BTC of exposure from 10,000 USDT. One Strategy per
@@ -180,9 +187,7 @@ class StrategySpec(CRModel):
     @field_validator("symbols")
     @classmethod
     def _symbols_well_formed(cls, value: list[str]) -> list[str]:
-        for i, symbol in enumerate(value):
-            if not re.fullmatch(SYMBOL_PATTERN, symbol):
-                raise ValueError(f"symbols[{i}] {symbol!r} is not BASE/QUOTE, e.g. BTC/USDT")
+        check_pairs("symbols", value)
         if len(set(value)) != len(value):
             raise ValueError("symbols must not repeat a pair")
         quotes = sorted({symbol.split("/")[1] for symbol in value})

@@ -11,7 +11,14 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from kubetrade.resources.common import DNS_SUBDOMAIN, CRModel, CRStatus, Num, Resource
+from kubetrade.resources.common import (
+    DNS_SUBDOMAIN,
+    CRModel,
+    CRStatus,
+    Num,
+    Resource,
+    Timestamp,
+)
 from kubetrade.resources.validationrun_sweep import (
     SPEC_RULES,
     ParameterSweep,
@@ -137,15 +144,9 @@ class ValidationRunStatus(CRStatus):
     failed_criteria: list[str] = Field(
         default_factory=list, description="Criteria that did not hold, with by how much."
     )
-    start_time: str | None = Field(
-        default=None,
-        description="When the Job started (RFC 3339).",
-        json_schema_extra={"format": "date-time"},
-    )
-    completion_time: str | None = Field(
-        default=None,
-        description="When the Job finished (RFC 3339).",
-        json_schema_extra={"format": "date-time"},
+    start_time: Timestamp = Field(default=None, description="When the Job started (RFC 3339).")
+    completion_time: Timestamp = Field(
+        default=None, description="When the Job finished (RFC 3339)."
     )
     sweep: SweepStatus | None = Field(
         default=None, description="A sweep's progress and ranking, gathered from its slices."
