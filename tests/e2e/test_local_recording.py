@@ -5,9 +5,12 @@ now), the candles the runner consumes appear in the candle store while it runs.
 What is true today and tested as such: only exchange candles are recorded
 (runner/assembly.py build_market wraps ExchangeSource alone); a replay
 (``--market-data replay:...``) records nothing, its candles being files already.
-The recorder writes every 15 candles, so the runner is given a cursor 40 minutes back
-and back-fills (a fresh runner would start at the newest closed candle and need 15
-minutes of live candles before the first write)."""
+With REDIS_URL set the series' writer lease is in Redis: its key and
+``kubetrade_candle_recorder_leader`` name the strategy as the holder, and it is given up
+when ``kubetrade local`` stops (docs/marketdata.md). The recorder writes every 15
+candles, so the runner is given a cursor 40 minutes back and back-fills (a fresh runner
+would start at the newest closed candle and need 15 minutes of live candles before the
+first write)."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import httpx
 import pytest
 import redis
 
+from kubetrade.marketdata.recording import lease_name
 from kubetrade.marketdata.store import CandleStore, SeriesKey
 from kubetrade.state.keys import Keys
 from tests.e2e.test_local import KUBETRADE, REPO, _free_port, wait_for
@@ -124,6 +128,11 @@ def test_exchange_candles_appear_in_the_store_while_local_runs(
         wait_for(lambda: _sample(metrics_port, "kubetrade_candles_recorded_total",
                                  'symbol="BTC/USDT"') >= 15, 60,
                  "the recorded counter: " + _metrics_text(metrics_port))
+        # REDIS_URL is set: the series' writer lease is in Redis, and its holder is named
+        holder = r.get(keys.lease(lease_name(SERIES)))
+        assert holder is not None and str(holder).startswith(f"{NAME}:")
+        assert _sample(metrics_port, "kubetrade_candle_recorder_leader",
+                       f'recorder="{NAME}"') == 1.0
         age = _sample(metrics_port, "kubetrade_last_candle_age_seconds", 'symbol="BTC/USDT"')
         assert 0 <= age < 3 * 60  # live data: the newest closed candle is fresh
         status = httpx.get(f"http://127.0.0.1:{port}/api/status", timeout=5).json()
@@ -132,6 +141,7 @@ def test_exchange_candles_appear_in_the_store_while_local_runs(
     finally:
         _stop(proc)
     assert _stored(tmp_path / "candles") >= 15
+    assert r.get(keys.lease(lease_name(SERIES))) is None  # given up when the runner stopped
 
 
 @pytest.mark.timeout(300)
