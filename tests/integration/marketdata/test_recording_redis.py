@@ -23,7 +23,7 @@ from kubetrade.state.keys import Keys
 from kubetrade.state.leases import RedisLease
 from tests.integration.notify._util import eventually
 from tests.marketdata import market_file
-from tests.unit.marketdata._spy import SpyStore
+from tests.unit.marketdata._spy import SpyStore, feed
 
 KEY = SeriesKey("binance", "BTC/USDT", "1m")
 NAME = lease_name(KEY)
@@ -67,9 +67,7 @@ async def test_the_other_recorder_takes_over_when_the_holder_dies(
 ) -> None:
     log: list[tuple[str, int]] = []
     a, b = recorder(tmp_path, "runner-a", log, lease), recorder(tmp_path, "runner-b", log, lease)
-    for c in minutes[:30]:
-        a.record("BTC/USDT", c)
-        b.record("BTC/USDT", c)
+    feed(minutes[:30], a, b)
     await a.refresh()
     await b.refresh()
     assert a.stats.leader == {"BTC/USDT": True} and b.stats.leader == {"BTC/USDT": False}

@@ -20,7 +20,7 @@ from kubetrade.runner.assembly import RunnerEnv, build_market
 from kubetrade.runner.market import ReplaySource, recorder_of
 from kubetrade.runner.spec import RunnerSpec
 from tests.marketdata import market_file
-from tests.unit.marketdata._spy import SpyStore
+from tests.unit.marketdata._spy import SpyStore, feed
 from tests.unit.marketdata.test_writer_lease import Switchable
 
 KEY = SeriesKey("binance", "BTC/USDT", "1m")
@@ -57,9 +57,7 @@ async def test_one_writer_per_series_and_take_over(tmp_path: Path, minutes: list
     clock = ManualClock(minutes[0].ts_ms)
     log: list[tuple[str, int]] = []
     a, b = _pair(tmp_path, clock, log)
-    for c in minutes[:30]:
-        a.record("BTC/USDT", c)
-        b.record("BTC/USDT", c)
+    feed(minutes[:30], a, b)
     await a.refresh()
     await b.refresh()
     assert a.stats.leader == {"BTC/USDT": True} and b.stats.leader == {"BTC/USDT": False}
@@ -93,9 +91,7 @@ async def test_a_holder_that_stops_gives_the_series_up_at_once(
     clock = ManualClock(minutes[0].ts_ms)
     log: list[tuple[str, int]] = []
     a, b = _pair(tmp_path, clock, log)
-    for c in minutes[:20]:
-        a.record("BTC/USDT", c)
-        b.record("BTC/USDT", c)
+    feed(minutes[:20], a, b)
     await a.refresh()
     await b.refresh()
     assert a.flush() == 20 and b.flush() == 0
