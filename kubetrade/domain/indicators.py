@@ -36,15 +36,20 @@ def _restored_window(
     return window
 
 
+def _period(period: int, least: int) -> int:
+    """``period``; ValueError when it is below ``least``."""
+    if period < least:
+        raise ValueError(f"period must be >= {least}, got {period}")
+    return period
+
+
 class ExactSMA:
     """Simple moving average over ``period`` values, kept as an exact integer sum."""
 
     __slots__ = ("_sum", "_window", "period")
 
     def __init__(self, period: int) -> None:
-        if period < 1:
-            raise ValueError(f"period must be >= 1, got {period}")
-        self.period = period
+        self.period = _period(period, 1)
         self._window: deque[int] = deque()
         self._sum = 0
 
@@ -88,9 +93,7 @@ class RollingStats:
     __slots__ = ("_n_since_refresh", "_sum", "_sumsq", "_window", "period")
 
     def __init__(self, period: int) -> None:
-        if period < 2:
-            raise ValueError(f"period must be >= 2, got {period}")
-        self.period = period
+        self.period = _period(period, 2)
         self._window: deque[float] = deque()
         self._sum = 0.0
         self._sumsq = 0.0
@@ -149,9 +152,7 @@ class WilderRSI:
     __slots__ = ("_avg_gain", "_avg_loss", "_count", "_prev", "_seed_gain", "_seed_loss", "period")
 
     def __init__(self, period: int) -> None:
-        if period < 2:
-            raise ValueError(f"period must be >= 2, got {period}")
-        self.period = period
+        self.period = _period(period, 2)
         self._prev: float | None = None
         self._count = 0
         self._seed_gain = 0.0
