@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 
 def register(subparsers: Any) -> None:
@@ -89,26 +92,52 @@ async def _run(args: argparse.Namespace) -> int:
     keys = keys_from_env()
     options = RunnerOptions(reconcile_interval_s=env.reconcile_interval,
                             max_candles=args.max_candles)
-    runner, closers = await create_runner(
-        manifest, redis=redis, keys=keys, env=env, limits_manifest=risk, options=options,
-        namespace=namespace,
-    )
-    options.paper = runner.paper is not None
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
-    log.info("runner.starting", strategy=runner.name, mode=runner.spec.mode,
-             pod=env.pod_name, market_data=env.market_data)
+    name = str((manifest.get("metadata") or {}).get("name", "?"))
     try:
+        runner, closers = await _create_until_reachable(
+            lambda: create_runner(manifest, redis=redis, keys=keys, env=env,
+                                  limits_manifest=risk, options=options, namespace=namespace),
+            name,
+        )
+        options.paper = runner.paper is not None
+        log.info("runner.starting", strategy=runner.name, mode=runner.spec.mode,
+                 pod=env.pod_name, market_data=env.market_data)
         await run_runner(runner, closers, redis=redis, keys=keys, namespace=namespace,
                          api_client=api_client)
     except asyncio.CancelledError:
-        log.info("runner.stopped", strategy=runner.name, reason="signal")
+        log.info("runner.stopped", strategy=name, reason="signal")
     finally:
         await redis.aclose()
     return 0
+
+
+STARTUP_RETRY_S = (2.0, 5.0, 10.0, 30.0, 60.0)
+"""Waits between start attempts while the exchange does not answer (then 60 s each)."""
+
+
+async def _create_until_reachable(create: Callable[[], Awaitable[_T]], strategy: str) -> _T:
+    """``create()``, retried while the exchange is unreachable (TransientError), with one
+    log line per attempt instead of a traceback; a signal cancels the wait. Anything
+    else (a bad spec, a refused key) is raised at once."""
+    from kubetrade.exchange.base import TransientError
+    from kubetrade.logs import get_logger
+
+    log = get_logger("kubetrade.cli.runner")
+    attempt = 0
+    while True:
+        try:
+            return await create()
+        except TransientError as exc:
+            wait = STARTUP_RETRY_S[min(attempt, len(STARTUP_RETRY_S) - 1)]
+            attempt += 1
+            log.warning("runner.exchange_unreachable", strategy=strategy, error=str(exc),
+                        attempt=attempt, retry_in_s=wait)
+            await asyncio.sleep(wait)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -235,7 +235,11 @@ async def build_exchange(
         # feed's polls are the probes that close it again
         return resilient, None, resilient
     if data_client is not None:
-        markets = await data_client.load_markets()
+        try:
+            markets = await data_client.load_markets()
+        except BaseException:
+            await data_client.close()  # no unclosed ccxt session when the caller retries
+            raise
         markets = {s: markets[s] for s in spec.symbols if s in markets}
     else:
         markets = {s: default_market(s) for s in spec.symbols}
