@@ -72,7 +72,7 @@ class SweepProgress:
         self.step_pct = step_pct
         self.min_interval_ms = int(min_interval_s * 1000)
         self.started_ms = self._last_ms = wall.now_ms()
-        self._last_bucket = -1
+        self._last_bucket = 0
         self.done = 0
         self.best: dict[str, Any] | None = None
 
