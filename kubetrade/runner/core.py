@@ -46,6 +46,7 @@ from kubetrade.domain.risk import RiskLimits
 from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.exchange.base import ExchangeEvent, GuardedExchange
 from kubetrade.logs import get_logger
+from kubetrade.runner.account import account_check
 from kubetrade.runner.breaker import BreakerWatch
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halt_controller import HaltController
@@ -59,6 +60,7 @@ from kubetrade.runner.reconcile import ReconciliationResult, client_id_prefix
 from kubetrade.runner.reconciler import Reconciler
 from kubetrade.runner.spec import RunnerOptions, RunnerParts, RunnerSpec, limits_from_manifest
 from kubetrade.runner.stops import ExchangeStops
+from kubetrade.state.accounts import AccountBooks
 from kubetrade.state.alerts import AlertKind, Severity
 from kubetrade.state.client import RedisError
 from kubetrade.state.store import Changes, RestoredState, StateStore
@@ -144,11 +146,15 @@ class Runner:
             halts=self.halts, clock=self.clock, market_clock=self.mclock, paper=self.paper,
             orders=restored.orders, fills_seen=restored.fills_seen,
         )
+        prefix = client_id_prefix(make_client_order_id(spec.order_id_source, 0, 0))
+        books = None if self.paper is not None or spec.mode != "live" else AccountBooks(
+            self.redis, self.keys, spec.account_id)  # live: the account's shared books
         self.reconciler = Reconciler(
             spec.name, spec.symbols, engine, exchange=self.exchange, markets=markets,
             store=self.store, outputs=self.outputs, halts=self.halts, clock=self.clock,
-            local_orders=self.router.live_orders,
-            client_id_prefix=client_id_prefix(make_client_order_id(spec.order_id_source, 0, 0)),
+            local_orders=self.router.live_orders, client_id_prefix=prefix,
+            account=account_check(books, spec.name, prefix, spec.symbols,
+                                  exchange=self.exchange, markets=markets, clock=self.clock),
         )
         # live: each position's stop-loss also rests on the exchange (stops.py)
         self.stops = None if self.paper is not None or spec.mode != "live" else ExchangeStops(
@@ -160,6 +166,7 @@ class Runner:
         self._breaker.catch_up = self._catch_up
         #: live only: the paper twin and the size ramp (live_period.py)
         self.live_period: LivePeriod | None = None
+        self._breaker.account = books  # a trip and a resume act on the whole account
 
     @classmethod
     async def restore(cls, parts: RunnerParts) -> Runner:
@@ -274,6 +281,7 @@ class Runner:
             await self._write_summary(ts_ms=close_ms)
 
     async def _before_decision(self, symbol: str, candle: Candle) -> None:
+        await self._breaker.follow_account()
         if self.halts.breaker_open and isinstance(self.exchange, GuardedExchange):
             # market data may not touch the exchange (replay), so probe it: the
             # breaker's half-open probe is how it learns the exchange is back

@@ -38,6 +38,16 @@ class RunnerSpec:
     testnet: bool = True
     #: The Strategy's namespace when the runner trades from a cluster (None otherwise).
     namespace: str | None = None
+    #: The exchange account (its ``credentialsSecret``): live strategies on one account
+    #: share its books (``runner/account.py``); None: "default".
+    account: str | None = None
+
+    @property
+    def account_id(self) -> str:
+        """The account's key in Redis: ``<namespace>/<secret>`` in a cluster (a Secret
+        is a namespace's), the secret's name otherwise, "default" without one."""
+        name = self.account or "default"
+        return f"{self.namespace}/{name}" if self.namespace else name
 
     @property
     def quote_asset(self) -> str:
@@ -72,6 +82,7 @@ class RunnerSpec:
             enabled=spec.enabled,
             risk_policy_ref=spec.risk_policy_ref,
             testnet=spec.exchange.testnet,
+            account=spec.exchange.credentials_secret,
         )
 
 

@@ -40,6 +40,7 @@ key                                         type     holds
 {p}:budget:{scope}:{kind}:{window}:{n}      string   rate budget spent in window n (state/budgets)
 {p}:budget:{scope}:paused                   string   present = every client waits (Retry-After)
 {p}:lease:{name}                            string   holder's token of a writer lease (state/leases)
+{p}:account:{a}:{part}                      various  one exchange account's books (state/accounts)
 ==========================================  =======  ===============================================
 
 Pub/sub channels: ``{p}:events`` (dashboard events, JSON with a ``type``) and
@@ -71,6 +72,10 @@ class Keys:
     def budget(self, scope: str, part: str) -> str:
         """A shared rate budget's key: ``scope`` is ``ip:<egress>`` or ``account:<id>``."""
         return f"{self.prefix}:budget:{scope}:{part}"
+
+    def account(self, account: str, part: str) -> str:
+        """One part of an exchange account's shared books (``state/accounts.py``)."""
+        return f"{self.prefix}:account:{account}:{part}"
 
     def strategy(self, name: str, part: str) -> str:
         return f"{self.prefix}:strategy:{name}:{part}"
