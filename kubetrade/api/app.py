@@ -20,7 +20,16 @@ from kubetrade import __version__
 from kubetrade.api.deps import ApiContext, build_context
 from kubetrade.api.errors import install_error_handlers
 from kubetrade.api.redact import install_log_redaction
-from kubetrade.api.routes import auth, emergency, events, ops, settings, strategies, trading
+from kubetrade.api.routes import (
+    auth,
+    emergency,
+    events,
+    ops,
+    settings,
+    strategies,
+    trading,
+    twin,
+)
 from kubetrade.api.security import HardeningMiddleware
 from kubetrade.api.settings import ApiSettings
 from kubetrade.domain.clock import Clock
@@ -34,6 +43,7 @@ ROUTERS = (
     auth.router,
     trading.router,
     strategies.router,
+    twin.router,
     settings.router,
     emergency.router,
     events.router,
