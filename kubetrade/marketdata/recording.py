@@ -212,6 +212,8 @@ class RecordingSource:
         finally:  # the stream ended or was closed: what is buffered goes in now
             if keeper is not None:
                 keeper.cancel()
+                # a renewal in flight must not land after the release below
+                await asyncio.wait([keeper], timeout=5)
             self.recorder.flush()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.recorder.release(), timeout=5)
