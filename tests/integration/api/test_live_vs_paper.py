@@ -30,8 +30,8 @@ async def test_live_against_its_twin_over_http(make_api: MakeApi) -> None:
                         ramp={"step": 0, "period_start_ms": 61_000}, started_ms=61_000,
                         updated_ms=181_000)
     twin = TwinStore(api.redis, api.keys, "btc-live")
-    for ts, eq in ((61_000, D("10001")), (121_000, D("10005")), (181_000, D("10010"))):
-        await twin.save(record, (ts, eq), summary_fields(comparison.divergence_pct, 25))
+    for ts, twin_eq in ((61_000, D("10001")), (121_000, D("10005")), (181_000, D("10010"))):
+        await twin.save(record, (ts, twin_eq), summary_fields(comparison.divergence_pct, 25))
     await StateStore(api.redis, api.keys, "eth-paper").commit(Changes(summary={"equity": "1"}))
     await write_validation_latest(api.redis, api.keys, {
         "decision": "GO", "strategy": "btc-live", "finished_ms": 5,
