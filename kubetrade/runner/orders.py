@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from kubetrade.domain.clock import Clock
@@ -45,6 +46,8 @@ from kubetrade.state.store import Changes, StateStore
 if TYPE_CHECKING:
     from kubetrade.runner.stops import ExchangeStops
 
+#: Exit reason of a round trip closed by the on-exchange stop (``runner/stops.py``).
+EXCHANGE_STOP_EXIT = "stop_loss_exchange"
 #: Binance answers a trade look-up's start time with the 24 hours after it.
 FILLS_WINDOW_MS = 23 * 3_600_000
 
@@ -312,7 +315,13 @@ class OrderRouter:
         applied: list[Fill] = []
         for fill in sorted(new, key=lambda f: (f.ts_ms, f.trade_id)):
             try:
-                closed.extend(self.engine.on_fill(fill))
+                trades = self.engine.on_fill(fill)
+                if fill.client_order_id in self.orders and (
+                        self.orders[fill.client_order_id].type is OrderType.STOP_LOSS_LIMIT):
+                    # the engine does not know the stop's order: its exit is named here
+                    trades = [replace(t, exit_reason=t.exit_reason or EXCHANGE_STOP_EXIT)
+                              for t in trades]
+                closed.extend(trades)
             except ValueError as exc:
                 # The engine raised a reconciliation alert; keep the fill unapplied so
                 # reconciliation shows the difference instead of hiding it.

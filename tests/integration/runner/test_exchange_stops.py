@@ -116,6 +116,8 @@ async def test_price_through_the_stop_closes_the_position_on_the_exchange(
     trade = [t for t in fake_binance.state.trades if t.client_order_id == stop.client_order_id]
     assert len(trade) == 1 and trade[0].price == stop.stop_price
     assert {str(t.trade_id) for t in trade} <= runner.fills_seen
+    closed = await runner.store.trades()
+    assert closed[-1].exit_reason == "stop_loss_exchange"  # named, not empty
     cash = runner.engine.portfolio.cash
     assert cash > 0 and fake_binance.state.balances["USDT"] > usdt_before
     assert fake_binance.state.duplicate_client_ids() == []

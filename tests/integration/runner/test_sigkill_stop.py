@@ -99,6 +99,7 @@ def test_stop_on_exchange_closes_the_position_while_the_runner_is_dead(
     closed: Any = r.xrange(keys.strategy_trades(NAME))
     at_stop = [f for _, f in closed if Decimal(f["exit_price"]) == stop.stop_price]
     assert len(at_stop) == 1, closed[-3:]
+    assert at_stop[0]["exit_reason"] == "stop_loss_exchange"  # closed by the exchange's stop
     audit: Any = r.xrange(keys.audit)
     recovered = [json.loads(f.get("detail", "{}")) for _, f in audit
                  if f.get("action") == "order.recovered"]
