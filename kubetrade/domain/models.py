@@ -174,6 +174,23 @@ class ClosedTrade:
     fees_unvalued: str = ""
 
 
+@dataclass(frozen=True)
+class Mismatch:
+    """One difference between our books and the exchange: found by the runner's
+    reconciliation (kubetrade/runner/reconcile.py), stored and read back with its
+    result (kubetrade/state/schema.py ``ReconciliationRecord``)."""
+
+    kind: str  # balance | order_missing_on_exchange | order_unknown_locally | order_state
+    subject: str  # asset or client order id
+    local: str
+    exchange: str
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, str]:
+        """Every field by name."""
+        return to_dict(self)
+
+
 @dataclass(frozen=True, slots=True)
 class Balance:
     asset: str

@@ -22,20 +22,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from kubetrade.domain.models import ZERO, Balance, MarketInfo, Order, Position, to_dict
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    kind: str  # balance | order_missing_on_exchange | order_unknown_locally | order_state
-    subject: str  # asset or client order id
-    local: str
-    exchange: str
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, str]:
-        """Every field by name."""
-        return to_dict(self)
+from kubetrade.domain.models import ZERO, Balance, MarketInfo, Mismatch, Order, Position
 
 
 @dataclass

@@ -29,6 +29,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from kubetrade.domain.emergency import EMERGENCY_ACTIONS, EmergencyAction
+from kubetrade.domain.models import Mismatch
 
 
 def dumps(data: Any) -> str:
@@ -288,17 +289,6 @@ class StrategySummary:
 
 
 @dataclass(frozen=True)
-class MismatchRecord:
-    """One difference between our books and the exchange (see runner/reconcile.py)."""
-
-    kind: str
-    subject: str
-    local: str
-    exchange: str
-    detail: str = ""
-
-
-@dataclass(frozen=True)
 class ReconciliationRecord:
     """The latest reconciliation of a strategy: when (epoch ms), why (``trigger``), the
     outcome (``status``: ok | mismatch | error) and what differed."""
@@ -310,7 +300,7 @@ class ReconciliationRecord:
     ok: bool
     positions_checked: int = 0
     orders_checked: int = 0
-    mismatches: tuple[MismatchRecord, ...] = ()
+    mismatches: tuple[Mismatch, ...] = ()
     error: str = ""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -330,7 +320,7 @@ class ReconciliationRecord:
         if data is None:
             return None
         mismatches = tuple(
-            MismatchRecord(
+            Mismatch(
                 kind=str(m.get("kind", "")), subject=str(m.get("subject", "")),
                 local=str(m.get("local", "")), exchange=str(m.get("exchange", "")),
                 detail=str(m.get("detail", "")),
@@ -369,7 +359,6 @@ class ReconciliationBaseline:
 __all__ = [
     "EmergencyAck",
     "EmergencyState",
-    "MismatchRecord",
     "ReconciliationBaseline",
     "ReconciliationRecord",
     "StrategySummary",
