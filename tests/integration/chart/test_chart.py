@@ -122,6 +122,7 @@ def test_helm_lint_is_clean(kube_bin: Binaries) -> None:
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
         ("redis.enabled=false", "/redis"),
         ("api.corsOrigins[0]=*", "/api/corsOrigins/0"),
+        ("api.forwardedAllowIps=the-ingress", "/api/forwardedAllowIps"),
         ("redisPrefix=has space", "/redisPrefix"),
         ("notify.enabled=true", "/notify"),
     ],
@@ -130,6 +131,21 @@ def test_bad_values_fail_naming_the_value(kube_bin: Binaries, value: str, named:
     out = helm(kube_bin, "template", RELEASE, str(CHART), "--set", value)
     assert out.returncode != 0
     assert named in out.stderr, out.stderr
+
+
+def test_trusted_proxies_reach_the_api_command_only_when_set(kube_bin: Binaries) -> None:
+    """Behind an Ingress the login throttle needs the client's address from the proxy's
+    X-Forwarded-For, trusted from the configured proxies only (never by default)."""
+
+    def api_args(*sets: str) -> list[str]:
+        api = next(o for o in render(kube_bin, "kt", *sets)
+                   if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-api"))
+        args: list[str] = api["spec"]["template"]["spec"]["containers"][0]["args"]
+        return args
+
+    assert "--forwarded-allow-ips" not in api_args()
+    args = api_args("api.forwardedAllowIps=10.244.0.0/16\\,10.0.0.5")
+    assert args[args.index("--forwarded-allow-ips") + 1] == "10.244.0.0/16,10.0.0.5"
 
 
 def test_notes_never_print_secrets(
