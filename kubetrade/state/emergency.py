@@ -26,8 +26,11 @@ async def read_emergency_state(redis: Redis, keys: Keys) -> EmergencyState | Non
 
 async def publish_emergency(redis: Redis, keys: Keys, state: EmergencyState) -> None:
     """Store ``state`` as the emergency hash and publish it on the change channel, in one
-    transaction (the one encoding runners read, whoever writes). Raises RedisError."""
+    transaction (the one encoding runners read, whoever writes). The hash is replaced,
+    not merged: a field the new state lacks (the operator's ``generation`` under a
+    local or API write) must not survive from an older one. Raises RedisError."""
     async with redis.pipeline(transaction=True) as pipe:
+        pipe.delete(keys.emergency)
         pipe.hset(keys.emergency, mapping=state.to_hash())  # type: ignore[arg-type]
         pipe.publish(keys.emergency_channel, state.to_message())
         await pipe.execute()
