@@ -206,6 +206,13 @@ class Node:
     def kubeconfig(self) -> Path:
         return self.cp.kubeconfig
 
+    @property
+    def ip(self) -> str:
+        """The node's address (on its own bridge, never routed off this machine): what
+        pods reach on the host. A test server for pods (the fake Binance) listens here,
+        not on 0.0.0.0."""
+        return NODE_IP
+
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """kubectl against the node's API server; a failure with check raises with stderr."""

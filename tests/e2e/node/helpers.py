@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.bed import Node
+import redis
+
+from tests.bed import BedError, Node
 
 T = TypeVar("T")
 
@@ -90,3 +94,72 @@ def run_pod(node: Node, ns: str, name: str, image: str, command: list[str],
     logs = node.kubectl("-n", ns, "logs", name, check=False).stdout
     assert phase == "Succeeded", f"pod {name} {phase}:\n{logs}\n{describe(node, ns)}"
     return logs
+
+
+ROOT = Path(__file__).resolve().parents[3]
+RELEASE = "kubetrade"
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    """The pod's Ready condition is True."""
+    conds = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+
+class Release:
+    """One `helm install` of the chart in a restricted namespace of its own."""
+
+    def __init__(self, node: Node, prefix: str = "kubetrade") -> None:
+        self.node = node
+        self.ns = restricted_namespace(node, prefix)
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        return self.node.kubectl("-n", self.ns, *args, input=input, check=check).stdout
+
+    def get(self, *what: str) -> dict[str, Any] | None:
+        return get(self.node, self.ns, *what)
+
+    def why(self) -> str:
+        return describe(self.node, self.ns)
+
+    def redis(self) -> Any:
+        """A client on the release's Redis pod (the host reaches the pod network)."""
+        ip = self.kubectl("get", "pod", f"{RELEASE}-redis-0", "-o", "jsonpath={.status.podIP}")
+        return redis.Redis(host=ip, port=6379, decode_responses=True, socket_timeout=10)
+
+    def runner_pods(self, strategy: str) -> list[dict[str, Any]]:
+        pods = self.get("pods", "-l", "app.kubernetes.io/component=runner")
+        items = (pods or {}).get("items", [])
+        return [p for p in items if strategy in p["metadata"]["name"]]
+
+
+@contextlib.contextmanager
+def installed(node: Node, operator_env: dict[str, str], prefix: str) -> Iterator[Release]:
+    """`helm install` of the chart with its defaults plus what the README tells users to
+    set (the dashboard password), the images built here and `operator_env` (passed to
+    the operator, which hands KUBETRADE_* settings on to runner and Job pods); on exit
+    `helm uninstall --no-hooks` (a failed test may leave Strategies, which the uninstall
+    guard would refuse) and the namespace deleted."""
+    rel = Release(node, prefix)
+    images = node.images
+    node.hostpath_volume(f"{rel.ns}-redis")
+    env: list[str] = []
+    for i, (name, value) in enumerate(sorted(operator_env.items())):
+        env += ["--set", f"operator.extraEnv[{i}].name={name}",
+                "--set-string", f"operator.extraEnv[{i}].value={value}"]  # fmt: skip
+    node.helm(
+        "install", RELEASE, str(ROOT / "charts" / "kubetrade"), "-n", rel.ns,
+        "--set", "api.auth.dashboardPassword=e2e-node-password",
+        "--set", f"image.repository={images.project.repository}",
+        "--set", f"image.tag={images.project.tag}",
+        "--set", f"redis.image.repository={images.redis.repository}",
+        "--set", f"redis.image.tag={images.redis.tag}",
+        *env, "--wait", "--timeout", "5m",
+    )  # fmt: skip
+    try:
+        yield rel
+    finally:
+        with contextlib.suppress(BedError):
+            node.helm("uninstall", RELEASE, "-n", rel.ns, "--wait", "--ignore-not-found",
+                      "--no-hooks")  # fmt: skip
+        node.kubectl("delete", "namespace", rel.ns, "--wait=false", check=False)

@@ -19,25 +19,21 @@ rendering is tested in tests/unit/chart as before.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
 from kubetrade.state.keys import Keys
 from tests.bed import BedError, Node
-from tests.e2e.node.helpers import describe, get, restricted_namespace, wait_for
+from tests.e2e.node.helpers import RELEASE, ROOT, Release, installed, wait_for
+from tests.e2e.node.helpers import ready as _ready
 
 # The first test of a session pays for starting the node (and building a stale image).
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1500)]
 
-ROOT = Path(__file__).resolve().parents[3]
-RELEASE = "kubetrade"
 PREFIX = "kt"
 VALIDATION = """
 apiVersion: kubetrade.io/v1alpha1
@@ -49,38 +45,6 @@ spec:
 """
 
 
-class Release:
-    """One `helm install` of the chart in a restricted namespace."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.ns = restricted_namespace(node, "kubetrade")
-
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        return self.node.kubectl("-n", self.ns, *args, input=input, check=check).stdout
-
-    def get(self, *what: str) -> dict[str, Any] | None:
-        return get(self.node, self.ns, *what)
-
-    def why(self) -> str:
-        return describe(self.node, self.ns)
-
-    def redis(self) -> Any:
-        """A client on the release's Redis pod (the host reaches the pod network)."""
-        ip = self.kubectl("get", "pod", f"{RELEASE}-redis-0", "-o", "jsonpath={.status.podIP}")
-        return redis.Redis(host=ip, port=6379, decode_responses=True, socket_timeout=10)
-
-    def runner_pods(self, strategy: str) -> list[dict[str, Any]]:
-        pods = self.get("pods", "-l", "app.kubernetes.io/component=runner")
-        items = (pods or {}).get("items", [])
-        return [p for p in items if strategy in p["metadata"]["name"]]
-
-
-def _ready(pod: dict[str, Any]) -> bool:
-    conds = pod.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
-
-
 def _trades(table: str, name: str) -> int:
     row = next((line for line in table.splitlines() if line.startswith(name + " ")), "")
     cols = re.split(r"\s{2,}", row.strip())
@@ -90,30 +54,10 @@ def _trades(table: str, name: str) -> int:
 
 @pytest.fixture(scope="module")
 def release(node: Node) -> Iterator[Release]:
-    rel = Release(node)
-    images = node.images
-    node.hostpath_volume(f"{rel.ns}-redis")
-    node.helm(
-        "install", RELEASE, str(ROOT / "charts" / "kubetrade"), "-n", rel.ns,
-        "--set", "api.auth.dashboardPassword=e2e-node-password",
-        "--set", f"image.repository={images.project.repository}",
-        "--set", f"image.tag={images.project.tag}",
-        "--set", f"redis.image.repository={images.redis.repository}",
-        "--set", f"redis.image.tag={images.redis.tag}",
-        "--set", "operator.extraEnv[0].name=KUBETRADE_MARKET_DATA",
-        "--set", "operator.extraEnv[0].value=replay:bundled",
-        "--set", "operator.extraEnv[1].name=KUBETRADE_REPLAY_INTERVAL",
-        "--set-string", "operator.extraEnv[1].value=0.05",
-        "--wait", "--timeout", "5m",
-    )  # fmt: skip
-    try:
+    # no internet: the runners replay the bundled candles (fast)
+    env = {"KUBETRADE_MARKET_DATA": "replay:bundled", "KUBETRADE_REPLAY_INTERVAL": "0.05"}
+    with installed(node, env, "kubetrade") as rel:
         yield rel
-    finally:
-        with contextlib.suppress(BedError):
-            # --no-hooks: a failed test may leave Strategies, which the guard would refuse
-            node.helm("uninstall", RELEASE, "-n", rel.ns, "--wait", "--ignore-not-found",
-                      "--no-hooks")  # fmt: skip
-        node.kubectl("delete", "namespace", rel.ns, "--wait=false", check=False)
 
 
 def test_helm_install_makes_operator_api_and_redis_ready(release: Release) -> None:
