@@ -18,6 +18,7 @@ Re-enabling resets the consecutive-loss count.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -71,6 +72,16 @@ class StrategyTracker:
         self.shadow_entries: dict[str, Decimal] = {}
         self.shadow_trades = 0
         self.shadow_return = ZERO
+
+    def pause_reason(self) -> str:
+        """Why entries are paused, for status readers ('' while enabled): the losses that
+        disabled the strategy and when the re-enable rule is next checked (UTC)."""
+        if self.enabled:
+            return ""
+        when = ("" if self.next_check_ms is None else " until its re-check at " + datetime
+                .fromtimestamp(self.next_check_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC"))
+        return (f"disabled by the strategy tracker after {self.consecutive_losses} losing "
+                f"trades in a row: entries paused{when} or until a person enables it")
 
     def configure(self, max_consecutive_losses: int, re_enable_check_hours: Decimal) -> None:
         """Hot change of the limits; a pending check moves to the new window length."""

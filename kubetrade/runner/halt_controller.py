@@ -162,11 +162,14 @@ class HaltController:
 
     # ---- desired state ---------------------------------------------------------------------
     async def set_enabled(self, enabled: bool, by: str) -> None:
-        """``spec.enabled`` changed: disabling halts and cancels open orders."""
+        """``spec.enabled`` changed: disabling halts and cancels open orders; enabling
+        (false -> true, a person's act) also ends a pause by the strategy tracker."""
         async with self.lock:
             if enabled == (not self.halts.holds(HaltSource.DISABLED)):
                 return
             self.log.warning("strategy.enabled" if enabled else "strategy.disabled", by=by)
+            if enabled:
+                self.engine.enable_strategy(by)
             await self.set_halt(HaltSource.DISABLED,
                                 None if enabled else "spec.enabled is false", by)
             if not enabled:

@@ -173,7 +173,8 @@ class RunnerOutputs(OutputPort):
         now = self.clock.now_ms()
         halted = engine.is_halted
         summary = summary_record(
-            engine.summary(), halted=halted, halted_reason=engine.halted_reason,
+            engine.summary(), halted=halted,
+            halted_reason=engine.halted_reason or engine.tracker.pause_reason(),
             mode=self.mode, breaker_open=breaker_open, now_ms=now,
         )
         if self._last_candles:  # optional fields (issue 13): readers tolerate their absence

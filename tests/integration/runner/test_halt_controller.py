@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 from typing import Any
 
 from redis.asyncio import Redis
@@ -84,3 +85,25 @@ async def test_snapshot_without_sources_is_read_from_the_halt_text(
     assert restarted.halts.manual == {HaltSource.EMERGENCY_CLOSE_ALL: "close-all by ops: drill"}
     await restarted.apply_emergency(EmergencyCommand("none", 2, "ops", "", "redis"))
     assert not restarted.engine.is_halted
+
+
+async def test_a_tracker_pause_is_said_in_status_and_ended_by_a_person_enabling(
+    redis_client: Redis,
+) -> None:
+    """A strategy the tracker disabled no longer reads as running with no reason, and the
+    dashboard's toggle (off, then on) ends the pause: the tracker's docstring promises a
+    person can re-enable it at any time."""
+    keys = Keys(f"kt-{uuid.uuid4().hex[:8]}")
+    runner = await _runner(redis_client, keys)
+    runner.engine.tracker.max_losses = 2
+    for ts in (1, 2):
+        runner.engine.tracker.on_trade(Decimal(-1), ts)
+    assert not runner.engine.tracker.enabled
+    await runner.outputs.write_summary(runner.engine, breaker_open=False)
+    reason = str(await redis_client.hget(keys.summary(NAME), "halted_reason"))
+    assert reason.startswith(
+        "disabled by the strategy tracker after 2 losing trades in a row"), reason
+    await runner.set_enabled(False, "dashboard")
+    await runner.set_enabled(True, "dashboard")
+    assert runner.engine.tracker.enabled
+    assert await redis_client.hget(keys.summary(NAME), "halted_reason") in ("", None)
