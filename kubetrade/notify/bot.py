@@ -61,6 +61,7 @@ from kubetrade.notify.text import (
     pnl_lines,
     position_lines,
     signed,
+    twin_line,
     when,
 )
 from kubetrade.state.audit import AuditEntry, write_audit
@@ -290,6 +291,8 @@ class NotifyBot:
                 f"P&L {signed(s.get('pnl', '0'))}, open positions "
                 f"{s.get('open_positions', len(ov.positions.get(name, [])))}{halted}"
             )
+            if (twin := twin_line(s)) is not None:
+                lines.append(twin)
         positions = position_lines(ov.positions)
         lines.append(f"Positions: {len(positions)}" if positions else "Positions: none")
         lines.extend(positions)

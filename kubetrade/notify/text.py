@@ -182,6 +182,19 @@ def pnl_lines(summaries: dict[str, dict[str, str]]) -> list[str]:
     return lines
 
 
+def twin_line(summary: dict[str, str]) -> str | None:
+    """A live strategy against its paper twin (issue 20), for ``/status``: the twin's
+    P&L, the divergence (percent of starting equity) and the size-ramp step; None for
+    a strategy without a twin."""
+    divergence = summary.get("twin_divergence_pct")
+    if not divergence:
+        return None
+    size = summary.get("size_pct") or "100"
+    return (f"  paper twin P&L {signed(summary.get('twin_pnl', '0'))} "
+            f"(live {signed(summary.get('pnl', '0'))}), divergence {divergence} %, "
+            f"size {size} %")
+
+
 def _capital(summaries: dict[str, dict[str, str]]) -> Decimal | None:
     """Sum of every strategy's starting capital; None when one is unknown or 0."""
     try:

@@ -240,13 +240,15 @@ class LivePeriod:
     async def _save(self, close_ms: int, comparison: Comparison) -> None:
         engine, broker, ledger = self.twin.snapshots()
         ledger["live_open"] = dict(self.live_open)
-        record = TwinRecord(engine=engine, broker=broker, ledger=ledger,
+        record = TwinRecord(engine=engine, broker=broker or {}, ledger=ledger,
                             ramp=None if self.ramp is None else self.ramp.to_dict(),
                             comparison=comparison.to_dict(), size_pct=self.size_pct,
                             started_ms=self.started_ms, updated_ms=self.runner.clock.now_ms(),
                             ramp_change=self.last_change)
         await self.store.save(record, (close_ms, self.twin.engine.equity),
-                              summary_fields(comparison.divergence_pct, self.size_pct))
+                              summary_fields(comparison.divergence_pct, self.size_pct,
+                                             comparison.twin.pnl),
+                              broker_changed=broker is not None)
 
 
 __all__ = ["OUTAGE_TRIGGERS", "LivePeriod", "LiveRunner"]

@@ -31,7 +31,8 @@ from kubetrade.domain.twin import TWIN, BookFigures, OrderOutcome, TwinLedger
 from kubetrade.exchange.base import OrderRejected, TransientError
 from kubetrade.exchange.paper import PaperBroker
 
-#: Orders and fills of the twin's broker kept in its snapshot (enough for a restart).
+#: Orders and fills of the twin's broker kept in its snapshot (enough for a restart)
+#: and fills kept in memory.
 BROKER_HISTORY = 50
 
 
@@ -49,7 +50,7 @@ def broker_from(engine: TradingEngine) -> PaperBroker:
     for symbol, pos in engine.positions.items():
         base = engine.markets[symbol].base
         balances[base] = balances.get(base, Decimal(0)) + pos.quantity
-    return PaperBroker(engine.markets, balances)
+    return PaperBroker(engine.markets, balances, max_fills_kept=BROKER_HISTORY)
 
 
 class PaperTwin:
@@ -61,6 +62,8 @@ class PaperTwin:
         self.ledger = ledger
         self.events = 0
         self.rejected = 0
+        #: the broker changed since ``snapshots`` last gave it (an order or a fill)
+        self.broker_changed = True
 
     @classmethod
     def from_live(cls, live: TradingEngine, algorithm: Algorithm[Any, Any]) -> PaperTwin:
@@ -79,7 +82,7 @@ class PaperTwin:
         """The twin as a runner stored it (``TwinRecord``), under ``limits``. Raises
         ValueError for an engine snapshot of another version."""
         eng = TradingEngine.restore(engine, algorithm, limits=limits, markets=markets)
-        paper = PaperBroker(markets, {})
+        paper = PaperBroker(markets, {}, max_fills_kept=BROKER_HISTORY)
         paper.restore(broker)
         return cls(eng, paper, TwinLedger.restore(ledger))
 
@@ -98,9 +101,11 @@ class PaperTwin:
         for fill in resting:
             engine.on_fill(fill)
         if resting:
+            self.broker_changed = True
             for order in broker.open_orders(symbol):
                 engine.on_order_update(order)
         for order in engine.on_candle(symbol, candle, now_ms):
+            self.broker_changed = True
             self._submit(order, decided)
         self.events += len(engine.drain_events())
         return decided
@@ -129,10 +134,13 @@ class PaperTwin:
         """The twin's book figures."""
         return book_figures(self.engine)
 
-    def snapshots(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-        """(engine, broker, ledger) snapshots, as ``from_snapshots`` takes them."""
-        return (self.engine.snapshot(), self.broker.snapshot(BROKER_HISTORY),
-                self.ledger.snapshot())
+    def snapshots(self) -> tuple[dict[str, Any], dict[str, Any] | None, dict[str, Any]]:
+        """(engine, broker, ledger) snapshots, as ``from_snapshots`` takes them; the
+        broker's only when it changed since the last call (else None: the stored one
+        holds), as its snapshot costs more than the rest together."""
+        broker = self.broker.snapshot(BROKER_HISTORY) if self.broker_changed else None
+        self.broker_changed = False
+        return self.engine.snapshot(), broker, self.ledger.snapshot()
 
 
 def book_figures(engine: TradingEngine) -> BookFigures:

@@ -3,9 +3,11 @@
 =====================================  =======  ==============================================
 key (``Keys.strategy(s, part)``)       type     holds
 =====================================  =======  ==============================================
-``{p}:strategy:{s}:twin``              string   JSON ``TwinRecord``: the twin's engine and paper
-                                                broker snapshots, the comparison ledger, the
-                                                size ramp, the latest comparison and size step
+``{p}:strategy:{s}:twin``              string   JSON ``TwinRecord``: the twin's engine snapshot,
+                                                the comparison ledger, the size ramp, the
+                                                latest comparison and size step
+``{p}:strategy:{s}:twin:broker``       string   JSON snapshot of the twin's paper broker, written
+                                                only when it changed (an order or a fill)
 ``{p}:strategy:{s}:twin:equity``       stream   fields ts, equity: the twin's equity curve
 =====================================  =======  ==============================================
 
@@ -28,6 +30,7 @@ from kubetrade.state.schema import dumps, loads_dict
 
 TWIN_PART = "twin"
 TWIN_EQUITY_PART = "twin:equity"
+TWIN_BROKER_PART = "twin:broker"
 TWIN_EQUITY_MAXLEN = 200_000
 RECORD_VERSION = 1
 
@@ -36,7 +39,8 @@ RECORD_VERSION = 1
 class TwinRecord:
     """What a restarting runner needs to continue the twin, and what readers show.
 
-    ``engine``/``broker``: ``TradingEngine.snapshot()`` / ``PaperBroker.snapshot()``;
+    ``engine``/``broker``: ``TradingEngine.snapshot()`` / ``PaperBroker.snapshot()``
+    (the broker is stored under its own key, see ``TwinStore.save``);
     ``ledger``: ``TwinLedger.snapshot()``; ``ramp``: ``RampState.to_dict()`` (None: no
     ramp); ``comparison``: ``Comparison.to_dict()`` of the latest candle; ``size_pct``:
     the size step in force (percent); ``started_ms``/``updated_ms``: epoch ms.
@@ -54,18 +58,19 @@ class TwinRecord:
     ramp_change: dict[str, Any] | None = None
 
     def to_json(self) -> str:
-        return dumps({"version": RECORD_VERSION, "engine": self.engine, "broker": self.broker,
+        return dumps({"version": RECORD_VERSION, "engine": self.engine,
                       "ledger": self.ledger, "ramp": self.ramp, "comparison": self.comparison,
                       "size_pct": self.size_pct, "started_ms": self.started_ms,
                       "updated_ms": self.updated_ms, "ramp_change": self.ramp_change})
 
     @classmethod
-    def from_json(cls, raw: str | None) -> TwinRecord | None:
-        """None when absent, not a JSON object, or of another version."""
+    def from_json(cls, raw: str | None, broker: str | None = None) -> TwinRecord | None:
+        """None when absent, not a JSON object, or of another version; ``broker``: the
+        stored broker snapshot (JSON)."""
         data = loads_dict(raw)
         if data is None or data.get("version") != RECORD_VERSION:
             return None
-        return cls(engine=data.get("engine") or {}, broker=data.get("broker") or {},
+        return cls(engine=data.get("engine") or {}, broker=loads_dict(broker) or {},
                    ledger=data.get("ledger") or {}, ramp=data.get("ramp"),
                    comparison=data.get("comparison"), size_pct=int(data.get("size_pct", 100)),
                    started_ms=int(data.get("started_ms", 0)),
@@ -79,11 +84,15 @@ class TwinRecord:
                 "updated_ms": self.updated_ms}
 
 
-def summary_fields(divergence_pct: Decimal | None, size_pct: int) -> dict[str, str]:
-    """The summary hash fields the twin adds (``twin_divergence_pct``, ``size_pct``)."""
+def summary_fields(divergence_pct: Decimal | None, size_pct: int,
+                   twin_pnl: Decimal | None = None) -> dict[str, str]:
+    """The summary hash fields the twin adds (``twin_divergence_pct``, ``size_pct``,
+    ``twin_pnl``: the paper twin's P&L in the quote asset)."""
     out = {"size_pct": str(size_pct)}
     if divergence_pct is not None:
         out["twin_divergence_pct"] = str(divergence_pct)
+    if twin_pnl is not None:
+        out["twin_pnl"] = str(twin_pnl)
     return out
 
 
@@ -101,17 +110,23 @@ class TwinStore:
     def equity_key(self) -> str:
         return self.keys.strategy(self.name, TWIN_EQUITY_PART)
 
+    @property
+    def broker_key(self) -> str:
+        return self.keys.strategy(self.name, TWIN_BROKER_PART)
+
     async def load(self) -> TwinRecord | None:
         """The stored record (None: the twin starts from the live state)."""
-        raw: Any = await self.redis.get(self.record_key)
-        return TwinRecord.from_json(raw)
+        raw: Any = await self.redis.mget(self.record_key, self.broker_key)
+        return TwinRecord.from_json(raw[0], raw[1])
 
     async def save(self, record: TwinRecord, equity: tuple[int, Decimal] | None,
-                   summary: Mapping[str, str]) -> None:
-        """The record, a twin equity point (close ms, equity) and the summary fields,
-        in one transaction."""
+                   summary: Mapping[str, str], *, broker_changed: bool = True) -> None:
+        """The record (with ``record.broker`` when ``broker_changed``), a twin equity
+        point (close ms, equity) and the summary fields, in one transaction."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.record_key, record.to_json())
+            if broker_changed:
+                pipe.set(self.broker_key, dumps(record.broker))
             if equity is not None:
                 pipe.xadd(self.equity_key, {"ts": str(equity[0]), "equity": str(equity[1])},
                           maxlen=TWIN_EQUITY_MAXLEN, approximate=True)
@@ -121,7 +136,7 @@ class TwinStore:
 
     async def reset(self) -> None:
         """Forget the twin (tests; a twin restarted from the live state)."""
-        await self.redis.delete(self.record_key, self.equity_key)
+        await self.redis.delete(self.record_key, self.equity_key, self.broker_key)
 
 
 async def read_twin(redis: Redis, keys: Keys, name: str) -> dict[str, Any] | None:
