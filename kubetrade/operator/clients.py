@@ -20,7 +20,7 @@ from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.operator.backoff import Backoff
 from kubetrade.operator.kube import Kube
 from kubetrade.operator.settings import OperatorSettings
-from kubetrade.state import runner_view
+from kubetrade.state import reports, runner_view
 from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.client import RedisClient, RedisError
 from kubetrade.state.emergency import publish_emergency
@@ -90,6 +90,16 @@ class Clients:
             return await runner_view.summary_fields(self.redis, self.keys, strategy)
         except RedisError:
             return {}
+
+    async def preflight_report(self, strategy: str) -> dict[str, Any] | None:
+        """The strategy's latest pre-flight report; None when there is none or Redis is
+        unreachable."""
+        if self.redis is None:
+            return None
+        try:
+            return await reports.read_strategy_preflight(self.redis, self.keys, strategy)
+        except RedisError:
+            return None
 
     async def emergency(self) -> dict[str, str]:
         """The emergency hash in force (action, since_ms, by, reason). Raises RedisError."""

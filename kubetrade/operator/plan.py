@@ -33,6 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubetrade.operator import render
+from kubetrade.operator.capital import capital_check, rfc3339_ms, set_capital_condition
 from kubetrade.operator.checks import symbols_not_allowed
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.operator.status import Conditions, fold_summary
@@ -41,7 +42,7 @@ from kubetrade.resources import RiskPolicySpec, Strategy
 Manifest = dict[str, Any]
 
 #: The conditions whose flip to False is posted as a warning event and audited.
-WARNED_CONDITIONS = ("RiskPolicyValid", "PreflightPassed")
+WARNED_CONDITIONS = ("RiskPolicyValid", "PreflightPassed", "CapitalAllocated")
 
 #: Phase -> reason of the ``Ready`` condition (any other phase: the runner reports).
 _READY_REASON = {
@@ -94,6 +95,8 @@ class StrategyObserved:
     #: metadata.creationTimestamp, epoch ms: a summary older than the object is another
     #: (deleted) object's of the same name, never folded in
     created_ms: int | None = None
+    #: the strategy's latest pre-flight report (Redis; None: none or unreachable)
+    preflight_report: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -226,12 +229,21 @@ def _preflight(
             False,
             "PreflightFailed",
             f"pre-flight FAIL (Job {job.name}): the runner stays stopped; see "
-            "`kubectl logs job/" + job.name + "` or GET /api/preflight",
+            "`kubectl logs job/" + job.name + "` or GET /api/preflight; "
+            + _protection(observed.policy),
             now,
         )
         return _Preflight(job.state, None, {"preflight": "FAIL"})
     conds.set("PreflightPassed", None, "PreflightRunning", "pre-flight Job running", now)
     return _Preflight(job.state, None, {})
+
+
+def _protection(policy: Mapping[str, Any] | None) -> str:
+    """What protects open positions while no runner of the new configuration runs."""
+    if policy is not None and policy.get("stopLossOnExchange") is False:
+        return ("open positions have NO stop-loss on the exchange (RiskPolicy "
+                "stopLossOnExchange is false)")
+    return "open positions keep their stop-loss orders on the exchange"
 
 
 def _replicas(
@@ -277,6 +289,19 @@ def _phase(
     if summary:
         return summary.get("phase") or "Running"
     return "Starting"
+
+
+def _capital(
+    strategy: Strategy, observed: StrategyObserved, chash: str, conds: Conditions
+) -> None:
+    """``CapitalAllocated`` from the pre-flight report of the configuration in force
+    (``operator/capital.py``)."""
+    job = next((j for j in observed.preflight_jobs if j.config_hash == chash), None)
+    passed = observed.status.get("preflightPassedHash") == chash
+    since = None if passed or job is None else (rfc3339_ms(job.start_time) or observed.now_ms)
+    set_capital_condition(conds, live=strategy.spec.mode == "live",
+                          check=capital_check(observed.preflight_report, since),
+                          now_ms=observed.now_ms)
 
 
 def held_runner(
@@ -386,6 +411,7 @@ def plan_strategy(
     risk_ok = _risk(strategy, observed, conds)  # the condition is set in either mode
     blocked = spec.mode == "live" and not risk_ok
     pre = _preflight(strategy, observed, chash, blocked, conds, settings)
+    _capital(strategy, observed, chash, conds)
     held = held_runner(strategy, observed, pre.state, blocked)
     allowed = spec.enabled and not blocked and (spec.mode != "live" or pre.state == "Succeeded")
     replicas, disabling, drain_status = _replicas(strategy, observed, allowed, settings)

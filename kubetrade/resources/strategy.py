@@ -177,6 +177,15 @@ class StrategySpec(CRModel):
         le=Decimal(1_000_000_000),
         description="Quote-asset cash the paper portfolio starts with.",
     )
+    capital_pct_of_account: Num | None = Field(
+        default=None,
+        gt=0,
+        le=100,
+        description="Live: the strategy's budget as this percentage of the account's "
+        "quote-asset balance (free + locked) when it first starts, instead of "
+        "initialCapital. Checked against the account's free balance by the pre-flight "
+        "(condition CapitalAllocated).",
+    )
     close_positions_on_delete: bool = Field(
         default=False,
         strict=True,

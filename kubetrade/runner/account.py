@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from kubetrade.domain.allocation import AllocationInputs, budget_of
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.models import Balance, Fill, MarketInfo
 from kubetrade.exchange.base import ExchangeClient
@@ -200,3 +201,16 @@ def account_check(
         return None
     member = Member(name, prefix, tuple(symbols))
     return AccountCheck(books, member, exchange=exchange, markets=markets, clock=clock)
+
+
+async def starting_capital(
+    mode: str, initial_capital: Decimal, pct: Decimal | None, quote: str,
+    exchange: ExchangeClient,
+) -> Decimal:
+    """A fresh live strategy's budget: ``pct`` % of the account's ``quote`` balance (free
+    + locked) when given, else ``initial_capital`` (paper: always). Exchange errors pass
+    through (the runner does not start on a guess)."""
+    if mode != "live" or pct is None:
+        return initial_capital
+    balances = await exchange.fetch_balances()
+    return budget_of(AllocationInputs(quote, initial_capital, pct_of_account=pct), balances)

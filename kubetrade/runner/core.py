@@ -46,7 +46,7 @@ from kubetrade.domain.risk import RiskLimits
 from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.exchange.base import ExchangeEvent, GuardedExchange
 from kubetrade.logs import get_logger
-from kubetrade.runner.account import account_check
+from kubetrade.runner.account import account_check, starting_capital
 from kubetrade.runner.breaker import BreakerWatch
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halt_controller import HaltController
@@ -179,6 +179,10 @@ class Runner:
         if parts.paper is not None and restored.paper_snapshot is not None:
             parts.paper.broker.restore(restored.paper_snapshot)
         markets = await parts.exchange.load_markets()
+        if restored.engine_snapshot is None:  # a fresh live budget may be a share of the account
+            parts.spec.initial_capital = await starting_capital(
+                parts.spec.mode, parts.spec.initial_capital, parts.spec.capital_pct,
+                parts.spec.quote_asset, parts.exchange)
         engine = _engine(parts.spec, parts.limits, markets, restored.engine_snapshot)
         runner = cls(parts, wiring, engine, markets, restored)
         await runner._start(restored)

@@ -41,6 +41,9 @@ class RunnerSpec:
     #: The exchange account (its ``credentialsSecret``): live strategies on one account
     #: share its books (``runner/account.py``); None: "default".
     account: str | None = None
+    #: Live: the budget as this percentage of the account's quote balance at the first
+    #: start, instead of ``initial_capital`` (``runner/account.py`` starting_capital).
+    capital_pct: Decimal | None = None
 
     @property
     def account_id(self) -> str:
@@ -83,6 +86,8 @@ class RunnerSpec:
             risk_policy_ref=spec.risk_policy_ref,
             testnet=spec.exchange.testnet,
             account=spec.exchange.credentials_secret,
+            capital_pct=(None if spec.capital_pct_of_account is None
+                         else Decimal(str(spec.capital_pct_of_account))),
         )
 
 

@@ -13,9 +13,25 @@ from redis.asyncio import Redis
 from kubetrade.state.keys import Keys
 
 
-async def write_preflight(redis: Redis, keys: Keys, report_json: str) -> None:
-    """Store the pre-flight report (its JSON form) as the latest one."""
+async def write_preflight(
+    redis: Redis, keys: Keys, report_json: str, strategy: str = ""
+) -> None:
+    """Store the pre-flight report (its JSON form) as the latest one, and as the latest
+    of ``strategy`` (``{p}:strategy:{s}:preflight``: the operator's CapitalAllocated
+    condition reads it)."""
     await redis.set(keys.preflight, report_json)
+    if strategy:
+        await redis.set(keys.strategy(strategy, "preflight"), report_json)
+
+
+async def read_strategy_preflight(redis: Redis, keys: Keys, strategy: str) -> dict[str, Any] | None:
+    """The latest pre-flight report of ``strategy`` (None: none, or not JSON)."""
+    raw = await redis.get(keys.strategy(strategy, "preflight"))
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 async def write_validation_latest(redis: Redis, keys: Keys, latest: Mapping[str, Any]) -> None:

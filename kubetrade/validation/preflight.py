@@ -240,6 +240,8 @@ async def preflight_strategy(
         allocation = AllocationInputs(
             quote_asset=spec.symbols[0].split("/")[1] if spec.symbols else "USDT",
             initial_capital=Decimal(str(spec.initial_capital)),
+            pct_of_account=(None if spec.capital_pct_of_account is None
+                            else Decimal(str(spec.capital_pct_of_account))),
             committed=committed,
             reserved_by_others=reserved_by_others,
         )
@@ -269,7 +271,7 @@ async def preflight_strategy(
 
 async def publish(redis: Any, keys: Any, report: PreflightReport) -> None:
     """keys.preflight for /api/preflight, an alert per WARN/FAIL, and an audit entry."""
-    await write_preflight(redis, keys, report.to_json())
+    await write_preflight(redis, keys, report.to_json(), report.strategy)
     for r in report.results:
         if r.status is CheckStatus.PASS:
             continue

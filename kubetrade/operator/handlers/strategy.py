@@ -97,6 +97,8 @@ async def observe(
         now_ms=c.clock.now_ms(),
         trigger=trigger,
         created_ms=created_ms(meta.get("creationTimestamp")),
+        preflight_report=(await c.preflight_report(name)
+                          if strategy.spec.mode == "live" else None),
     )
 
 

@@ -259,3 +259,34 @@ async def test_a_trade_by_hand_is_foreign_and_a_deposit_waits_for_a_person(
     for r in desk.runners:
         assert (await desk.reconcile(r)).ok, r.name
     await desk.close()
+
+
+async def test_a_budget_as_a_share_of_the_account_is_taken_at_the_first_start(
+    redis_client: Redis, fake_binance: FakeBinance
+) -> None:
+    """spec.capitalPctOfAccount: 25 % of the account's 10,000 USDT is the strategy's
+    starting cash (its books); a restart keeps the books written, not a new share."""
+    clock = WallClock()
+    csv = bundled_candles(SYMBOL)
+    assert csv is not None
+
+    async def start() -> Runner:
+        inner = BinanceExchange(fake_binance.api_key, fake_binance.secret, testnet=True,
+                                base_url=fake_binance.url, clock=clock)
+        spec = RunnerSpec(name="share", algorithm="sma-crossover",
+                          parameters={"fastPeriod": 2, "slowPeriod": 4}, symbols=[SYMBOL],
+                          mode="live", account=ACCOUNT, capital_pct=Decimal(25))
+        return await Runner.restore(RunnerParts(
+            spec, redis=redis_client, keys=Keys("share"), exchange=ResilientExchange(inner, clock),
+            market=ReplaySource({SYMBOL: load_candles(csv)}, clock, 0), clock=clock,
+            limits=LIMITS, options=RunnerOptions(reconcile_interval_s=0, paper=False)))
+
+    first = await start()
+    assert first.engine.portfolio.starting_cash == Decimal(2500)
+    symbol, candle = await anext(first.market.candles(first.cursor))
+    await first.process_candle(symbol, candle)  # its books are written
+    await first.exchange.close()
+    fake_binance.set_balance("USDT", "4000")  # the account changed meanwhile
+    again = await start()
+    assert again.engine.portfolio.starting_cash == Decimal(2500)
+    await again.exchange.close()
