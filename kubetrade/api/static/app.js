@@ -243,6 +243,10 @@
     drawChart();
   }
 
+  async function loadLiveVsPaper() {
+    window.renderLiveVsPaper($("live-vs-paper"), await api("/api/live-vs-paper?points=400"));
+  }
+
   async function loadAudit() {
     const page = await api("/api/audit?limit=30");
     fillTable("audit-table", page.items.map((e) => row([
@@ -313,14 +317,14 @@
   const LOADERS = {
     status: loadStatus, portfolio: loadPortfolio, strategies: loadStrategies, trades: loadTrades,
     analytics: loadAnalytics, audit: loadAudit, emergency: loadEmergency, preflight: loadPreflight,
-    reconciliation: loadReconciliation,
+    reconciliation: loadReconciliation, live: loadLiveVsPaper,
   };
   const EVENT_PANELS = {
     trade: ["trades", "portfolio", "analytics", "strategies"],
     fill: ["portfolio", "strategies"],
     order: ["portfolio"],
     position: ["portfolio"],
-    equity: ["portfolio", "analytics", "strategies"],
+    equity: ["portfolio", "analytics", "strategies", "live"],
     strategy: ["strategies", "status", "audit"],
     emergency: ["emergency", "status", "audit", "strategies"],
     preflight: ["preflight"],
