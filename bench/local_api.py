@@ -184,6 +184,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--interval", type=float, default=0.05,
                         help="seconds between replayed candles (default 0.05)")
+    parser.add_argument("--kubetrade", default=KUBETRADE,
+                        help="the command that runs kubetrade, split on spaces (to compare "
+                        "builds, e.g. 'python -m kubetrade' with PYTHONPATH=an older tree)")
     args = parser.parse_args()
     port, metrics_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as data:
@@ -191,8 +194,9 @@ def main() -> None:
                if k not in ("REDIS_URL", "DASHBOARD_PASSWORD", "TELEGRAM_BOT_TOKEN")}
         env.update(METRICS_PORT=str(metrics_port), KUBETRADE_REPLAY_INTERVAL=str(args.interval))
         proc = subprocess.Popen(
-            [KUBETRADE, "local", "--port", str(port), "--market-data", "replay:bundled",
-             "--data-dir", data, "--strategies", str(REPO / "examples" / "strategies")],
+            [*args.kubetrade.split(), "local", "--port", str(port),
+             "--market-data", "replay:bundled", "--data-dir", data,
+             "--strategies", str(REPO / "examples" / "strategies")],
             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:

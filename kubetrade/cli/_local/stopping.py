@@ -135,12 +135,19 @@ class StoppableServer(uvicorn.Server):
 
 class GatedMarket:
     """A runner's market data that ends when the stop is requested: the candle loop
-    gets no candle after the stop, even one that arrives at the same moment."""
+    gets no candle after the stop, even one that arrives at the same moment.
 
-    def __init__(self, inner: MarketSource, stop: asyncio.Event) -> None:
+    When it ends at the stop it logs ``local.gate_closed`` with ``strategy`` (``name``)
+    and ``last_candles`` ({symbol: open time ms} of the last candle it handed over, the
+    newest any order of this run can be for).
+    """
+
+    def __init__(self, inner: MarketSource, stop: asyncio.Event, name: str = "") -> None:
         self.inner = inner
         self.stop = stop
         self.kind = inner.kind
+        self.name = name
+        self.handed: dict[str, int] = {}
 
     def describe(self) -> dict[str, Any]:
         return self.inner.describe()
@@ -163,9 +170,12 @@ class GatedMarket:
                     item = step.result()
                 except StopAsyncIteration:
                     return
+                self.handed[item[0]] = item[1].ts_ms
                 yield item
         finally:
             stopped.cancel()
+            if self.stop.is_set():
+                log.info("local.gate_closed", strategy=self.name, last_candles=self.handed)
             with contextlib.suppress(Exception):
                 await source.aclose()  # type: ignore[attr-defined]
 

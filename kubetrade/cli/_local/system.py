@@ -290,7 +290,7 @@ async def supervise(
                 manifest, redis=redis, keys=keys, env=env, limits_manifest=risk
             )
             parts.market = TimedMarket(
-                GatedMarket(parts.market, stop), decision_histogram().labels(name).observe,
+                GatedMarket(parts.market, stop, name), decision_histogram().labels(name).observe,
                 pace_s=env.replay_interval,
             )
             await run_runner(parts, closers, redis=redis, keys=keys, desired=desired,
