@@ -47,17 +47,11 @@ def register(subparsers: Any) -> None:
 
 def _risk_from_env(env: dict[str, str]) -> Any:
     """The runbook configures stop-loss and daily loss limit by environment variables;
-    they apply when no RiskPolicy manifest is given."""
+    they apply when no RiskPolicy manifest is given (as for the runner and local)."""
+    from kubetrade.cli._risk_env import risk_spec_from_env
     from kubetrade.resources import RiskPolicySpec
 
-    overrides: dict[str, Any] = {}
-    for var, field in (("STOP_LOSS_PCT", "stop_loss_pct"),
-                       ("DAILY_LOSS_LIMIT_PCT", "daily_loss_limit_pct"),
-                       ("MAX_POSITION_SIZE_PCT", "max_position_size_pct"),
-                       ("MAX_CONCURRENT_POSITIONS", "max_concurrent_positions")):
-        if env.get(var, "").strip():
-            overrides[field] = env[var].strip()
-    return RiskPolicySpec.model_validate(overrides)
+    return RiskPolicySpec.model_validate(risk_spec_from_env(env))
 
 
 def load_inputs(args: argparse.Namespace, env: dict[str, str]) -> tuple[Any, Any, Any]:

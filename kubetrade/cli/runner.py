@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,7 @@ def register(subparsers: Any) -> None:
 def load_file_manifests(
     strategy_file: Path, risk_file: Path | None
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    from kubetrade.cli._risk_env import risk_policy_from_env
     from kubetrade.resources import RiskPolicy, load_manifests, load_strategy_file
     from kubetrade.runner.assembly import manifest_of
 
@@ -54,7 +56,9 @@ def load_file_manifests(
     policy = next((p for p in policies if p.metadata.name == wanted), None)
     if policy is None and policies and risk_file is not None:
         policy = policies[0]
-    return manifest_of(strategy), manifest_of(policy) if policy else None
+    if policy is None:  # the runbook's STOP_LOSS_PCT etc., as preflight reads them
+        return manifest_of(strategy), risk_policy_from_env(wanted, os.environ)
+    return manifest_of(strategy), manifest_of(policy)
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
+from kubetrade.cli._risk_env import risk_policy_from_env
 from kubetrade.logs import get_logger
 from kubetrade.resources import RiskPolicy, Strategy, load_manifests
 from kubetrade.runner.assembly import manifest_of
@@ -52,7 +54,20 @@ async def seed_desired(
     out = [await _seed_strategy(desired, manifest) for manifest in strategies]
     for policy in policies:
         await _seed_policy(desired, policy)
+    for policy in _env_policies(strategies, policies):
+        await _seed_policy(desired, policy, source="environment (STOP_LOSS_PCT ...)")
     return out
+
+
+def _env_policies(
+    strategies: list[dict[str, Any]], policies: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """RiskPolicies from the runbook's STOP_LOSS_PCT etc. (``.env``) for the names the
+    Strategies refer to that no file defines (as preflight and runner read them)."""
+    given = {(p.get("metadata") or {}).get("name") for p in policies}
+    wanted = {(s.get("spec") or {}).get("riskPolicyRef") or "default" for s in strategies}
+    found = [risk_policy_from_env(name, os.environ) for name in sorted(wanted - given)]
+    return [p for p in found if p is not None]
 
 
 async def _seed_strategy(desired: LocalDesiredState, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -85,12 +100,14 @@ async def _seed_strategy(desired: LocalDesiredState, manifest: dict[str, Any]) -
     return await desired.put_strategy(manifest, actor="local")
 
 
-async def _seed_policy(desired: LocalDesiredState, policy: dict[str, Any]) -> None:
+async def _seed_policy(
+    desired: LocalDesiredState, policy: dict[str, Any], source: str = "file"
+) -> None:
     name = (policy.get("metadata") or {}).get("name") or "default"
     if await desired.has_risk_policy(name):
         log.info("local.seed_riskpolicy", policy=name, source="stored desired state",
                  note="kept as stored (changed settings survive restarts); the file's "
                  "RiskPolicy seeds it only when none is stored")
         return
-    log.info("local.seed_riskpolicy", policy=name, source="file")
+    log.info("local.seed_riskpolicy", policy=name, source=source)
     await desired.put_risk_policy(policy, actor="local")

@@ -4,12 +4,15 @@ YAML files without undoing what people changed while it ran (a dashboard toggle 
 
 from __future__ import annotations
 
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from kubetrade.cli._config import ConfigError
 from kubetrade.cli._local.seed import load_strategy_dir, seed_desired
+from kubetrade.cli.runner import load_file_manifests
 from kubetrade.domain.clock import ManualClock
 from kubetrade.resources.loader import strategy_with_defaults
 from kubetrade.state.desired import LocalDesiredState
@@ -62,3 +65,42 @@ async def test_restart_keeps_toggles_and_settings_and_applies_file_edits(
     out = capsys.readouterr().out
     assert "enabled from stored desired state" in out and "btc-a" in out
     assert "kept as stored" in out
+
+
+async def test_the_runbook_env_limits_are_the_policy_of_a_strategy_that_names_no_file(
+    redis_client: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`.env`'s STOP_LOSS_PCT=5.0 (the runbook's step 4) is what local trades under, as
+    preflight judges it, when no RiskPolicy file defines the strategy's riskPolicyRef;
+    a RiskPolicy file still wins over it."""
+    monkeypatch.setenv("STOP_LOSS_PCT", "5.0")
+    monkeypatch.setenv("DAILY_LOSS_LIMIT_PCT", "3.0")
+    desired = LocalDesiredState(
+        redis_client, Keys("kt"), ManualClock(1), check_strategy=strategy_with_defaults
+    )
+    (tmp_path / "a.yaml").write_text(STRATEGY.format(name="btc-a", fast=10))
+    await seed_desired(desired, *load_strategy_dir(tmp_path))
+    spec = (await desired.get_risk_policy("default"))["spec"]
+    assert (Decimal(spec["stopLossPct"]), Decimal(spec["dailyLossLimitPct"])) == (5, 3)
+
+    other = LocalDesiredState(
+        redis_client, Keys("kt2"), ManualClock(1), check_strategy=strategy_with_defaults
+    )
+    (tmp_path / "policy.yaml").write_text(POLICY.replace("5.0", "7.5"))
+    await seed_desired(other, *load_strategy_dir(tmp_path))
+    assert Decimal((await other.get_risk_policy("default"))["spec"]["stopLossPct"]) == 7.5
+
+
+def test_runner_from_a_file_reads_the_same_env_limits_and_refuses_a_bad_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "a.yaml"
+    path.write_text(STRATEGY.format(name="btc-a", fast=10))
+    monkeypatch.setenv("STOP_LOSS_PCT", "5.0")
+    _, risk = load_file_manifests(path, None)
+    assert risk is not None and Decimal(risk["spec"]["stopLossPct"]) == 5
+    monkeypatch.setenv("STOP_LOSS_PCT", "-1")
+    with pytest.raises(ConfigError, match=r"^STOP_LOSS_PCT=-1: .*RiskPolicy stopLossPct"):
+        load_file_manifests(path, None)
+    monkeypatch.delenv("STOP_LOSS_PCT")
+    assert load_file_manifests(path, None)[1] is None  # no variable: the defaults
