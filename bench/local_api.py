@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -161,7 +162,7 @@ async def measure(args: argparse.Namespace, base: str, metrics: str) -> None:
         await wait_trading(session, base, metrics)
         print(f"kubetrade local: {len(PATHS)} read endpoints in turn; candles every "
               f"{args.interval} s per runner; {args.seconds:g} s per phase")
-        phases = [
+        phases: list[tuple[str, str, Callable[[], Awaitable[tuple[list[float], int]]]]] = [
             ("idle", "no requests", lambda: idle(args.seconds)),
             ("unpaced", f"concurrency {args.concurrency}",
              lambda: unpaced(session, base, args.concurrency, args.seconds)),
