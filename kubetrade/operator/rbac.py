@@ -48,7 +48,11 @@ RULES: dict[str, list[Rule]] = {
         {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": [*READ, "create", "delete"]},
         # a sweep's slices report in ConfigMaps; the operator gathers them into the
         # ValidationRun's report ConfigMap
-        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "patch"]},
+        {
+            "apiGroups": [""],
+            "resources": ["configmaps"],
+            "verbs": ["get", "list", "create", "patch"],
+        },
         # per-strategy runner identities; the API server only lets the operator grant
         # what it holds itself (read of the three kinds)
         {

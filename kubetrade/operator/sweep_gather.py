@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubetrade.domain.sweeps import RANKED_BY, Gathered, gather, parameters_text
@@ -126,21 +127,33 @@ def report_config_map(
     }
 
 
+@dataclass(frozen=True)
+class Followed:
+    """What one reconcile of a sweep found: the status fields to write, the gathered
+    state, and -- when this reconcile decided -- the report and summary it wrote."""
+
+    status: dict[str, Any]
+    gathered: Gathered
+    report: dict[str, Any] | None = None
+    summary: str = ""
+    location: str = ""
+
+
 async def follow_sweep(
     kube: Kube, run: str, namespace: str, uid: str, sweep: ParameterSweep,
     status: Mapping[str, Any],
-) -> tuple[dict[str, Any], Gathered]:
-    """Gather the slices; (the status fields to write, the gathered state). Once every
-    slice is complete and no decision is written yet, the report ConfigMap is written
-    first and the decision fields come with it."""
+) -> Followed:
+    """Gather the slices. Once every slice is complete and no decision is written yet,
+    the report ConfigMap is written first and the decision fields come with it."""
     slices = await read_slices(kube, namespace, run)
     g = gathered(slices, sweep)
     new: dict[str, Any] = {"sweep": sweep_status(g, sweep), "progress": g.progress_text()}
-    if g.winner is not None and status.get("decision") not in ("GO", "NO-GO"):
-        report, summary = gathered_report(g, slices[g.winner])
-        manifest = report_config_map(run, namespace, uid, report, summary)
-        await kube.apply(manifest)
-        new.update({"decision": report.get("decision"),
-                    "reportConfigMap": manifest["metadata"]["name"],
-                    "failedCriteria": [str(x) for x in report.get("failed_criteria", [])]})
-    return new, g
+    if g.winner is None or status.get("decision") in ("GO", "NO-GO"):
+        return Followed(new, g)
+    report, summary = gathered_report(g, slices[g.winner])
+    manifest = report_config_map(run, namespace, uid, report, summary)
+    await kube.apply(manifest)
+    name = manifest["metadata"]["name"]
+    new.update({"decision": report.get("decision"), "reportConfigMap": name,
+                "failedCriteria": [str(x) for x in report.get("failed_criteria", [])]})
+    return Followed(new, g, report, summary, f"ConfigMap {namespace}/{name}")

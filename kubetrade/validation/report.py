@@ -30,6 +30,7 @@ from kubetrade.domain.gonogo import (
 )
 from kubetrade.domain.metrics import HEADLINE_METRICS
 from kubetrade.domain.models import ClosedTrade
+from kubetrade.state.validation_results import latest_summary as latest_summary
 from kubetrade.validation.curve import downsample
 
 log = logging.getLogger("kubetrade.validation")
@@ -269,19 +270,3 @@ def load_reports(report_dir: str | Path) -> list[dict[str, Any]]:
             data["_source"] = str(path)
             reports.append(data)
     return reports
-
-
-def latest_summary(report: Mapping[str, Any], location: str) -> dict[str, Any]:
-    """What keys.validation_latest holds: the verdict and where the full report is,
-    without the (possibly large) trade list and equity curve."""
-    return {
-        "decision": report["decision"],
-        "strategy": report["run"]["strategy"],
-        "namespace": report["run"].get("namespace", ""),
-        "criteria": report["criteria"],
-        "failed_criteria": report.get("failed_criteria", []),
-        "metrics": report["metrics"],
-        "run": {k: v for k, v in report["run"].items()},
-        "finished_ms": report["finished_ms"],
-        "report": location,
-    }

@@ -9,6 +9,7 @@ the report ConfigMap and the decision (:mod:`kubetrade.operator.sweep_gather`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,10 @@ from kubetrade.operator.render import label_value
 from kubetrade.operator.status import Conditions
 from kubetrade.operator.sweep_gather import follow_sweep
 from kubetrade.resources import API_VERSION, ValidationRun
+from kubetrade.state.client import RedisError
+from kubetrade.state.validation_results import publish_report
+
+log = logging.getLogger("kubetrade.operator")
 
 PLURAL = "validationruns"
 
@@ -108,9 +113,12 @@ async def reconcile(
         new.update(job_status(job))
         state = job.state
     if job is not None and run.spec.sweep is not None:
-        gathered, g = await follow_sweep(c.kube, name, namespace, meta["uid"], run.spec.sweep,
-                                         status)
-        new.update(gathered)
+        followed = await follow_sweep(c.kube, name, namespace, meta["uid"], run.spec.sweep,
+                                      status)
+        new.update(followed.status)
+        g = followed.gathered
+        if followed.report is not None:
+            await publish_decision(c, followed.report, followed.location, followed.summary)
         if str(status.get("progress", "")).startswith("failed"):
             new.pop("progress")  # a slice's reason for failing stays readable
         if state == "Succeeded" and g.winner is None:
@@ -126,6 +134,20 @@ async def reconcile(
     complete(conds, state, new["job"], decision, now)
     new["conditions"] = conds.items
     write_status(patch, status, new)
+
+
+async def publish_decision(
+    c: Clients, report: Mapping[str, Any], location: str, summary: str
+) -> None:
+    """A gathered sweep's verdict in Redis, as a ``kubetrade validate`` pod publishes its
+    own: the latest result, the notifier's alert, audit. Best effort: the decision in the
+    status and the report ConfigMap stand without it."""
+    if c.redis is None:
+        return
+    try:
+        await publish_report(c.redis, c.keys, report, location, summary)
+    except RedisError as exc:
+        log.warning("could not publish the sweep's decision to Redis: %s", exc)
 
 
 async def create_job(

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from kubetrade.operator.render_validation import DATADIR
+from kubetrade.state.keys import Keys
 from tests.e2e.validation.test_validation_run_operator import finish_job, run_job_pod
 from tests.fakes.binance import FakeBinance
 from tests.fixtures.kubetrade_operator import OperatorBed, wait_for
@@ -131,6 +133,13 @@ def test_sweep_is_one_indexed_job_whose_slices_the_operator_gathers(
 
     status = wait_for(decided, TIMEOUT, "the sweep gathered with a decision")
     sweep = status["sweep"]
+    # the operator published the gathered verdict as a validate pod does its own
+    r: Any = redis.Redis.from_url(bed.redis_url, decode_responses=True)
+    keys = Keys(bed.prefix)
+    latest = json.loads(r.get(keys.validation_latest) or "{}")
+    assert latest["decision"] == status["decision"] and latest["strategy"] == "btc-sma"
+    assert latest["report"].endswith(status["reportConfigMap"])
+    assert [f["kind"] for _, f in r.xrange(keys.alerts)].count("validation_result") == 1
     assert (sweep["slices"], sweep["slicesDone"], sweep["done"]) == (2, 2, 4)
     slices = {json.loads(cm["data"]["slice.json"])["slice"]: cm for cm in
               bed.items("configmap", "kubetrade.io/sweep-slice")}
