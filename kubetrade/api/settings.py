@@ -53,7 +53,11 @@ class ApiSettings(BaseSettings):
     ws_queue_size: int = Field(default=256, ge=4, le=100_000)
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     risk_policy: str = Field(default="default", description="RiskPolicy edited by /api/settings.")
-    trading_mode: str = Field(default="paper")
+    trading_mode: str = Field(
+        default="paper",
+        description="The runbook's TRADING_MODE, accepted and not used: each Strategy's "
+        "spec.mode decides, and GET /api/settings reports the modes the strategies have.",
+    )
     kubetrade_namespace: str | None = None
     binance_api_key: SecretStr | None = None
     binance_secret_key: SecretStr | None = None
@@ -105,7 +109,6 @@ class ApiSettings(BaseSettings):
             return MASK if v is not None else None
 
         return {
-            "tradingMode": self.trading_mode,
             "binanceTestnet": self.binance_testnet,
             "binanceApiKey": mask(self.binance_api_key),
             "binanceSecretKey": mask(self.binance_secret_key),

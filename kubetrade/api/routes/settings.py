@@ -29,12 +29,21 @@ def normalise_risk_patch(patch: BaseModel) -> dict[str, Any]:
     return out
 
 
+def trading_mode(strategies: list[dict[str, Any]]) -> str:
+    """What the strategies trade: ``paper`` or ``live`` when all agree, ``mixed``, or
+    ``none`` without strategies (spec.mode decides; the TRADING_MODE variable does not)."""
+    modes = {(m.get("spec") or {}).get("mode", "paper") for m in strategies}
+    return "none" if not modes else modes.pop() if len(modes) == 1 else "mixed"
+
+
 async def _settings_out(desired: DesiredState, settings: ApiSettings) -> s.SettingsOut:
     manifest = await desired.get_risk_policy(settings.risk_policy)
+    runtime = {"tradingMode": trading_mode(await desired.list_strategies()),
+               **settings.masked_runtime()}
     return s.SettingsOut(
         risk_policy=settings.risk_policy,
         risk=dict(manifest.get("spec") or {}),
-        runtime=settings.masked_runtime(),
+        runtime=runtime,
     )
 
 

@@ -216,9 +216,12 @@ async def test_emergency_stop_close_all_resume(make_api: MakeApi) -> None:
 
 
 async def test_settings_masked_validated_and_hot_reloaded(make_api: MakeApi) -> None:
-    api = await _seeded(make_api, binance_api_key="AKIA-very-secret-key")
+    # TRADING_MODE=live in .env (the runbook's variable) does not make paper strategies
+    # live: the settings page says what the strategies trade
+    api = await _seeded(make_api, binance_api_key="AKIA-very-secret-key", trading_mode="live")
     h = await api.auth()
     r = await api.client.get("/api/settings", headers=h)
+    assert r.json()["runtime"]["tradingMode"] == "paper"
     text = r.text
     assert "AKIA-very-secret-key" not in text and JWT_SECRET not in text
     assert API_PASSWORD not in text
