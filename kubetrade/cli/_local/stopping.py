@@ -112,7 +112,10 @@ class StopRequest:
     @contextlib.contextmanager
     def handling_signals(self) -> Iterator[None]:
         """SIGINT/SIGTERM request the stop while the block runs (the event loop's own
-        handlers: a signal never interrupts code between two statements)."""
+        handlers: a signal never interrupts code between two statements). After it, for
+        the rest of the process' end, another one ends the process at once with
+        :attr:`exit_code` (set it before leaving the block): Python's own handlers would
+        make a repeated Ctrl-C a traceback and a repeated SIGTERM a death by signal."""
         loop = asyncio.get_running_loop()
         for sig in SIGNALS:
             loop.add_signal_handler(sig, self.on_signal, sig)
@@ -121,6 +124,13 @@ class StopRequest:
         finally:
             for sig in SIGNALS:
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, self._after_the_stop)
+
+    #: The process' exit status once the stop is done (0 clean, 1 failed).
+    exit_code = 1
+
+    def _after_the_stop(self, signum: int, frame: object) -> None:
+        exit_now(self.exit_code)
 
 
 class StoppableServer(uvicorn.Server):

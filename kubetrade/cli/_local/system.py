@@ -105,11 +105,12 @@ async def run_local(options: LocalOptions) -> int:
             _uncancel()
             code, failed = 0, False  # stopped during start-up
         finally:
+            stop.exit_code = 1 if failed else 0
             stuck = await end_leftovers()
             if stuck:
                 log.error("local.exit_forced", tasks=stuck,
                           note="tasks ignored their cancel; the process ends without them")
-                exit_now(1 if failed else 0)
+                exit_now(stop.exit_code)
     return code
 
 

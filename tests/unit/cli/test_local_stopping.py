@@ -5,6 +5,8 @@ as Python 3.11's ``asyncio.wait_for`` can make it (inside redis-py)."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Mapping
 from decimal import Decimal
 from typing import Any
@@ -127,3 +129,30 @@ async def test_stop_tasks_lets_tasks_end_by_themselves_first() -> None:
     task = asyncio.create_task(finishing())
     assert await stop_tasks([task], grace_s=5, cancel_s=5) == []
     assert ended.is_set() and not task.cancelled()
+
+
+AFTER_THE_STOP = """
+import asyncio, os, signal, sys, time
+from kubetrade.cli._local.stopping import StopRequest
+
+async def main():
+    stop = StopRequest()
+    with stop.handling_signals():
+        stop.exit_code = int(sys.argv[1])
+    return stop
+
+asyncio.run(main())
+os.kill(os.getpid(), getattr(signal, sys.argv[2]))  # the process is ending: asked again
+time.sleep(30)
+sys.exit(99)
+"""
+
+
+def test_a_signal_after_the_stop_ends_the_process_with_the_stops_status() -> None:
+    # a repeated Ctrl-C during the process' last moments is no traceback, a repeated
+    # SIGTERM no death by signal: the process ends at once with the stop's own status
+    for code, sig in ((0, "SIGTERM"), (0, "SIGINT"), (1, "SIGTERM")):
+        done = subprocess.run([sys.executable, "-c", AFTER_THE_STOP, str(code), sig],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == code, (sig, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr
