@@ -145,34 +145,21 @@ class RiskLimits(BaseModel):
         "(room to fill in a falling market).",
     )
 
-    # -- the initial live period (issue 20): the paper twin and the size ramp --------
-    twin_divergence_pct: Decimal = Field(
-        default=Decimal("0"),
-        ge=0,
-        le=100,
-        description="Live strategies: alert (KubetradeLiveTwinDiverged) when live equity "
-        "and its paper twin's differ by more than this percent of the starting equity; "
-        "also what a clean size-ramp period must stay within; 0 = no threshold.",
-    )
-    size_ramp_steps: list[int] = Field(
-        default_factory=list,
-        max_length=20,
-        description="Live strategies: start at the first of these percents of the full "
-        "position size and move to the next after each clean sizeRampPeriodHours (no "
-        "reconciliation mismatch, no breaker trip, divergence within twinDivergencePct), "
-        "e.g. [10, 25, 50, 100]; increasing, 1..100; empty = no ramp (full size).",
-    )
-    size_ramp_period_hours: Decimal = Field(
-        default=Decimal("24"),
-        gt=0,
-        le=8760,
-        description="Hours of trading without incident before the size ramp steps up.",
-    )
-    size_ramp_on_incident: Literal["hold", "lower"] = Field(
-        default="hold",
-        description="What an incident does to the size ramp: hold its step (the clean "
-        "period restarts) or lower it one step.",
-    )
+    # -- the initial live period (issue 20): the paper twin and the size ramp
+    twin_divergence_pct: Decimal = Field(default=Decimal("0"), ge=0, le=100, description=(
+        "Live strategies: alert (KubetradeLiveTwinDiverged) when live equity and its paper "
+        "twin's differ by more than this percent of the starting equity; also what a clean "
+        "size-ramp period must stay within; 0 = no threshold."))
+    size_ramp_steps: list[int] = Field(default_factory=list, max_length=20, description=(
+        "Live strategies: start at the first of these percents of the full position size "
+        "and move to the next after each clean sizeRampPeriodHours (no reconciliation "
+        "mismatch, no breaker trip, divergence within twinDivergencePct), e.g. [10, 25, 50, "
+        "100]; increasing, 1..100; empty = no ramp (full size)."))
+    size_ramp_period_hours: Decimal = Field(default=Decimal("24"), gt=0, le=8760, description=(
+        "Hours of trading without incident before the size ramp steps up."))
+    size_ramp_on_incident: Literal["hold", "lower"] = Field(default="hold", description=(
+        "What an incident does to the size ramp: hold its step (the clean period restarts) "
+        "or lower it one step."))
 
     @field_validator("size_ramp_steps")
     @classmethod
