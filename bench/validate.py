@@ -16,9 +16,12 @@ processes hits both alike; the figures are the best wall time and the best CPU t
 (user+sys of the child, robust when the 2 cores are shared) of each, their ratio, and
 then ``kubetrade validate`` on 1,000,000 candles: wall, CPU and peak RSS (the child's
 ``ru_maxrss``). Targets: ratio >= 3x; 1M candles under 3 s wall and 250 MB RSS.
-Last, sweep throughput: ``kubetrade validate --sweep`` of a 4 x 4 SMA grid over the
-300,000 candles on all local cores (combinations per second of wall time, and the
-out-of-sample run included).
+``--before DIR`` adds an older kubetrade source tree (``git archive <commit> | tar -x
+-C DIR``) as a third side, run with ``PYTHONPATH=DIR`` in the same alternation, so a
+change is measured before and after under the same load.
+Last, sweep throughput (skipped with ``--no-sweep``): ``kubetrade validate --sweep`` of
+a 4 x 4 SMA grid over the 300,000 candles on all local cores (combinations per second
+of wall time, and the out-of-sample run included).
 Run: ``.venv/bin/python -m bench.validate``.
 """
 
@@ -88,15 +91,32 @@ def backtesting_process(path: Path) -> int:
     return 0
 
 
-def timed(argv: list[str], cwd: Path) -> tuple[float, float, float, int]:
+def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None
+          ) -> tuple[float, float, float, int]:
     """(wall s, CPU s of the child, peak RSS MiB of the child, exit code)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
+
+
+Side = tuple[str, list[str], dict[str, str] | None]
+
+
+def best_of(sides: list[Side], repeat: int, root: Path) -> dict[str, list[float]]:
+    """Each side run ``repeat`` times, alternating: best wall, best CPU, worst peak RSS."""
+    best = {name: [9e9, 9e9, 0.0] for name, _, _ in sides}
+    for _ in range(repeat):
+        for name, cmd, env in sides:
+            wall, cpu, rss, code = timed(cmd, root, env)
+            if code not in (0, 3):
+                raise SystemExit(f"{name} exited {code}: {' '.join(cmd)}")
+            b = best[name]
+            best[name] = [min(b[0], wall), min(b[1], cpu), max(b[2], rss)]
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,12 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--candles", type=int, default=300_000)
     ap.add_argument("--big", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--before", type=Path, help="an older kubetrade source tree to compare")
+    ap.add_argument("--no-sweep", action="store_true")
     ap.add_argument("--backtesting", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.backtesting:
         return backtesting_process(args.backtesting)
     root = Path(__file__).resolve().parents[1]
     kubetrade = [sys.executable, "-m", "kubetrade", "validate"]
+    before_env = ({**os.environ, "PYTHONPATH": str(args.before.resolve())}
+                  if args.before else None)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -122,35 +146,39 @@ def main(argv: list[str] | None = None) -> int:
         ours = [*kubetrade, "--strategy-file", str(spec), "--report-dir", str(d / "reports"),
                 "--replay"]
         theirs = [sys.executable, "-m", "bench.validate", "--backtesting", str(small)]
-        best: dict[str, list[float]] = {"ours": [9e9, 9e9], "theirs": [9e9, 9e9]}
-        for _ in range(args.repeat):
-            for side, cmd in (("ours", [*ours, str(small)]), ("theirs", theirs)):
-                wall, cpu, _, code = timed(cmd, root)
-                if code not in (0, 3):
-                    raise SystemExit(f"{side} exited {code}: {' '.join(cmd)}")
-                best[side] = [min(best[side][0], wall), min(best[side][1], cpu)]
-        (ow, oc), (tw, tc) = best["ours"], best["theirs"]
-        print(f"{args.candles:,} candles, whole process, best of {args.repeat}: "
-              f"kubetrade validate --replay wall {ow:.2f} s CPU {oc:.2f} s; "
-              f"backtesting.py wall {tw:.2f} s CPU {tc:.2f} s")
+        sides: list[Side] = [("kubetrade", [*ours, str(small)], None),
+                             ("backtesting.py", theirs, None)]
+        if before_env is not None:
+            sides.append(("kubetrade before", [*ours, str(small)], before_env))
+        best = best_of(sides, args.repeat, root)
+        print(f"{args.candles:,} candles, whole process, best of {args.repeat} (alternating):")
+        for name, (wall, cpu, rss) in best.items():
+            print(f"  {name:18s} wall {wall:6.2f} s  CPU {cpu:6.2f} s  peak RSS {rss:4.0f} MiB")
+        (ow, oc, _), (tw, tc, _) = best["kubetrade"], best["backtesting.py"]
         print(f"ratio backtesting.py / kubetrade: {tw / ow:.2f}x by wall time, "
               f"{tc / oc:.2f}x by CPU time (target >= 3x)")
-        big_best = [9e9, 9e9, 0.0]
-        for _ in range(args.repeat):
-            wall, cpu, rss, code = timed([*ours, str(big)], root)
-            big_best = [min(big_best[0], wall), min(big_best[1], cpu), max(big_best[2], rss)]
-        print(f"{args.big:,} candles: kubetrade validate --replay wall {big_best[0]:.2f} s, "
-              f"CPU {big_best[1]:.2f} s, peak RSS {big_best[2]:.0f} MiB "
-              f"(targets: < 3 s wall, < 250 MB)")
-        sweep = [*ours[:-1], "--no-html", "--sweep", "fastPeriod=5,10,15,20", "--sweep",
-                 "slowPeriod=30,40,50,60", "--replay", str(small)]
-        wall, cpu, _, code = timed(sweep, root)
-        if code not in (0, 3):
-            raise SystemExit(f"sweep exited {code}")
-        print(f"sweep of 16 combinations over {args.candles:,} candles on {os.cpu_count()} "
-              f"cores: wall {wall:.1f} s, CPU {cpu:.1f} s, {16 / wall:.2f} combinations/s")
+        big_sides: list[Side] = [("kubetrade", [*ours, str(big)], None)]
+        if before_env is not None:
+            big_sides.append(("kubetrade before", [*ours, str(big)], before_env))
+        big_best = best_of(big_sides, args.repeat, root)
+        for name, (wall, cpu, rss) in big_best.items():
+            print(f"{args.big:,} candles: {name} validate --replay wall {wall:.2f} s, "
+                  f"CPU {cpu:.2f} s, peak RSS {rss:.0f} MiB (targets: < 3 s wall, < 250 MB)")
+        if not args.no_sweep:
+            sweep_throughput(ours, small, args.candles, root)
     print(f"load average after: {os.getloadavg()[0]:.1f}")
     return 0
+
+
+def sweep_throughput(ours: list[str], small: Path, candles: int, root: Path) -> None:
+    """``kubetrade validate --sweep`` of a 4 x 4 SMA grid: combinations per second."""
+    sweep = [*ours[:-1], "--no-html", "--sweep", "fastPeriod=5,10,15,20", "--sweep",
+             "slowPeriod=30,40,50,60", "--replay", str(small)]
+    wall, cpu, _, code = timed(sweep, root)
+    if code not in (0, 3):
+        raise SystemExit(f"sweep exited {code}")
+    print(f"sweep of 16 combinations over {candles:,} candles on {os.cpu_count()} "
+          f"cores: wall {wall:.1f} s, CPU {cpu:.1f} s, {16 / wall:.2f} combinations/s")
 
 
 if __name__ == "__main__":

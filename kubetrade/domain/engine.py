@@ -31,8 +31,7 @@ candles and fills.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -48,6 +47,7 @@ from kubetrade.domain.engine_snapshot import (
 from kubetrade.domain.events import EngineEvent
 from kubetrade.domain.fills import FillBooker
 from kubetrade.domain.halts import DAY_MS, HALT_DAILY, HALT_DRAWDOWN, HALT_MANUAL, EquityGuard, Halt
+from kubetrade.domain.held import SymbolState, mark_held
 from kubetrade.domain.journal import EventJournal
 from kubetrade.domain.ledger import OrderLedger
 from kubetrade.domain.models import (
@@ -62,28 +62,12 @@ from kubetrade.domain.models import (
     from_dict,
 )
 from kubetrade.domain.portfolio import Portfolio
-from kubetrade.domain.risk import PreTradeControls, RiskLimits, _Reference, stop_price_for
+from kubetrade.domain.risk import PreTradeControls, RiskLimits, stop_price_for
 from kubetrade.domain.tracker import StrategyTracker
 
 PHASE_RUNNING = "Running"
 PHASE_HALTED = "Halted"
 PHASE_DISABLED = "Disabled"
-
-
-@dataclass(slots=True)
-class _SymbolState:
-    market: MarketInfo
-    last_ts: int | None = None
-    interval_ms: int = 0
-    step: Callable[[Candle], Side | None] | None = None
-    ref: _Reference | None = None
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"last_ts": self.last_ts, "interval_ms": self.interval_ms}
-
-    def restore(self, data: dict[str, Any]) -> None:
-        self.last_ts = data.get("last_ts")
-        self.interval_ms = int(data.get("interval_ms", 0))
 
 
 class TradingEngine:
@@ -116,8 +100,8 @@ class TradingEngine:
             limits.strategy_re_enable_check_hours,
             fee_rate,
         )
-        self._symbols: dict[str, _SymbolState] = {
-            s: _SymbolState(m) for s, m in self.markets.items()
+        self._symbols: dict[str, SymbolState] = {
+            s: SymbolState(m) for s, m in self.markets.items()
         }
         self._journal = EventJournal(strategy_name)
         self._ledger = OrderLedger(strategy_name)
@@ -308,6 +292,36 @@ class TradingEngine:
             self._guard.mark(pf.cash + pos.quantity * close)
         else:
             self._fills.mark()
+
+    def on_held_candles(
+        self, symbol: str, opens_ms: Sequence[int], closes: Sequence[Decimal]
+    ) -> list[Decimal]:
+        """What ``on_candle`` does for candles of the one position held that cannot
+        change anything but its mark (a replay's bulk path; see ``held.py``), at a
+        fraction of the cost. Returns the equity after each candle.
+
+        The caller vouches that the algorithm signals on none of them (it is not
+        stepped) and that each low is above the position's stop. Raises ``ValueError``
+        when anything else would make a candle matter: no fixed timeframe, another
+        position or dust held, an order open, a UTC day or a tracker check beginning
+        by the last close, or a candle not newer than the last one seen.
+        """
+        if not opens_ms:
+            return []
+        pf, st = self.portfolio, self._symbols[symbol]
+        pos = pf.positions.get(symbol)
+        last_close = opens_ms[-1] + (self.timeframe_ms or 0)
+        next_check = self.tracker.next_check_ms
+        if (not self.timeframe_ms or pos is None or len(pf.positions) != 1 or pf.dust
+                or self._ledger.open or st.ref is None
+                or last_close >= self._guard.next_day_ms
+                or (not self.tracker.enabled and next_check is not None
+                    and last_close >= next_check)):
+            raise ValueError(f"{symbol}: these candles need on_candle, not the held path")
+        out = mark_held(st, self._guard, self._journal, pf.cash, pos.quantity, opens_ms,
+                        closes, self.timeframe_ms)
+        self._marks[symbol] = closes[-1]
+        return out
 
     # ------------------------------------------------------------------ execution
 

@@ -9,6 +9,7 @@ source, the first offending line and the rule. No Python loop touches the rows.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -26,6 +27,28 @@ MAX_VOLUME = 1e20
 _UNIT_BANDS = (("s", 1e11), ("ms", 1e14), ("us", 1e17), ("ns", float("inf")))
 _TO_MS = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000)}
 TIME_UNITS = tuple(_TO_MS)
+
+
+# Arrow scalars built from raw bytes: pyarrow converts a Python value (a scalar argument
+# of pyarrow.compute, pa.array of a list) through its pandas shim, which imports pandas
+# (~0.3 s of every `kubetrade validate`) although nothing here uses it.
+def _raw(kind: pa.DataType, data: bytes) -> pa.Array:
+    return pa.Array.from_buffers(kind, 1, [None, pa.py_buffer(data)])
+
+
+def _f(value: float) -> pa.Scalar:
+    """``value`` as an Arrow float64 scalar."""
+    return _raw(pa.float64(), struct.pack("<d", value))[0]
+
+
+def _i(value: int) -> pa.Scalar:
+    """``value`` as an Arrow int64 scalar."""
+    return _raw(pa.int64(), struct.pack("<q", value))[0]
+
+
+_FALSE_ARRAY = _raw(pa.bool_(), b"\x00")
+_FALSE = _FALSE_ARRAY[0]
+_TRUE = _raw(pa.bool_(), b"\x01")[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +73,8 @@ class Where:
 
 def _first(mask: pa.ChunkedArray | pa.Array) -> int | None:
     """Index of the first true value of a boolean array, or None."""
-    filled = pc.fill_null(mask, False)
-    idx = pc.index(filled, True).as_py()
+    filled = pc.fill_null(mask, _FALSE)
+    idx = pc.index(filled, _TRUE).as_py()
     return None if idx is None or idx < 0 else int(idx)
 
 
@@ -68,9 +91,9 @@ def check_values(table: pa.Table, where: Where) -> None:
             i = _first(pc.is_null(table.column(name)))
             raise where.fail(table, i, "missing-value", f"{name} is empty")
     o, h, low, c, v = (table.column(n) for n in (*PRICES, "volume"))
-    ok = pc.and_(pc.greater_equal(v, 0.0), pc.less(v, MAX_VOLUME))
+    ok = pc.and_(pc.greater_equal(v, _f(0.0)), pc.less(v, _f(MAX_VOLUME)))
     for col in (o, h, low, c):  # NaN fails every comparison: caught here too
-        ok = pc.and_(ok, pc.and_(pc.greater(col, 0.0), pc.less(col, MAX_PRICE)))
+        ok = pc.and_(ok, pc.and_(pc.greater(col, _f(0.0)), pc.less(col, _f(MAX_PRICE))))
     ok = pc.and_(ok, pc.greater_equal(h, pc.max_element_wise(o, c)))
     ok = pc.and_(ok, pc.less_equal(low, pc.min_element_wise(o, c)))
     if pc.all(ok).as_py():
@@ -119,7 +142,7 @@ def normalise_time(table: pa.Table, where: Where, time_unit: str | None) -> tupl
 
     Returns the table and the unit the input was in."""
     ts = table.column("timestamp_ms")
-    i = _first(pc.less_equal(ts, 0))
+    i = _first(pc.less_equal(ts, _i(0)))
     if i is not None:
         raise where.fail(table, i, "time-unit", f"timestamp {ts[i].as_py()} is not after 1970")
     lo_unit = _unit_of(float(pc.min(ts).as_py()))
@@ -128,7 +151,7 @@ def normalise_time(table: pa.Table, where: Where, time_unit: str | None) -> tupl
         first_unit = _unit_of(float(ts[0].as_py()))
         odd = lo_unit if first_unit == hi_unit else hi_unit
         lo, hi = _band(odd)
-        i = _first(pc.and_(pc.greater_equal(ts, lo), pc.less(ts, hi)))
+        i = _first(pc.and_(pc.greater_equal(ts, _f(lo)), pc.less(ts, _f(hi))))
         raise where.fail(table, i, "time-unit",
                          f"timestamps mix units: this one looks like {_unit_name(odd)}, "
                          f"the first one like {_unit_name(first_unit)}")
@@ -145,7 +168,8 @@ def normalise_time(table: pa.Table, where: Where, time_unit: str | None) -> tupl
     if time_unit not in _TO_MS:
         raise ValueError(f"time unit {time_unit!r}: one of {', '.join(TIME_UNITS)}")
     mul, div = _TO_MS[time_unit]
-    converted = pc.divide(pc.multiply(ts, mul), div) if div > 1 else pc.multiply(ts, mul)
+    converted = (pc.divide(pc.multiply(ts, _i(mul)), _i(div)) if div > 1
+                 else pc.multiply(ts, _i(mul)))
     if _unit_of(float(pc.min(converted).as_py())) != "ms":
         raise where.fail(table, 0, "time-unit",
                          f"--time-unit {time_unit} given, but timestamp {ts[0].as_py()} looks "
@@ -179,7 +203,7 @@ def sort_by_time(table: pa.Table, where: Where) -> tuple[pa.Table, int]:
     ts = _to_array(table.column("timestamp_ms"))
     if len(ts) < 2:
         return table, 0
-    back = pc.fill_null(pc.less(pc.pairwise_diff(ts), 0), False)
+    back = pc.fill_null(pc.less(pc.pairwise_diff(ts), _i(0)), _FALSE)
     if not pc.any(back).as_py():
         return table, 0
     unsorted = int(pc.sum(pc.cast(back, pa.int64())).as_py() or 0)
@@ -221,7 +245,7 @@ def drop_duplicates(table: pa.Table, where: Where, keep_last: bool) -> tuple[pa.
             f"({where.unit} {other}: {_row_text(table, i)}; this one: {_row_text(table, i + 1)}); "
             "fix the file, or keep the later row with --duplicates last")
     # keep the last row of each run of equal times
-    keep = pc.invert(pa.concat_arrays([_to_array(same_ts), pa.array([False])]))
+    keep = pc.invert(pa.concat_arrays([_to_array(same_ts), _FALSE_ARRAY]))
     return table.filter(keep), dups - conflicts, conflicts
 
 
@@ -262,8 +286,8 @@ def check_grid(table: pa.Table, where: Where, step_ms: int) -> None:
     if len(ts) < 2:
         return
     diffs = pc.pairwise_diff(ts).slice(1)
-    i = _first(pc.not_equal(pc.subtract(diffs, pc.multiply(pc.divide(diffs, step_ms), step_ms)),
-                            0))
+    i = _first(pc.not_equal(pc.subtract(diffs, pc.multiply(pc.divide(diffs, _i(step_ms)),
+                                                           _i(step_ms))), _i(0)))
     if i is not None:
         raise where.fail(table, i + 1, "spacing",
                          f"candle {iso_ms(int(ts[i + 1].as_py()))} is "
@@ -288,11 +312,11 @@ def gaps(ts: pa.ChunkedArray | pa.Array, step_ms: int) -> Gaps:
     if len(arr) < 2:
         return Gaps()
     diffs = pc.pairwise_diff(arr).slice(1)
-    missing = pc.subtract(pc.divide(diffs, step_ms), 1)
-    is_gap = pc.greater(missing, 0)
+    missing = pc.subtract(pc.divide(diffs, _i(step_ms)), _i(1))
+    is_gap = pc.greater(missing, _i(0))
     count = int(pc.sum(pc.cast(is_gap, pa.int64())).as_py() or 0)
     if count == 0:
         return Gaps()
     at = int(pc.index(diffs, pc.max(diffs)).as_py())
-    return Gaps(count, int(pc.sum(pc.max_element_wise(missing, 0)).as_py()),
+    return Gaps(count, int(pc.sum(pc.max_element_wise(missing, _i(0))).as_py()),
                 int(diffs[at].as_py()) - step_ms, int(arr[at].as_py()))

@@ -2,32 +2,42 @@
 Decimal candle for candles that cannot change anything.
 
 ``run_replay`` builds a domain ``Candle`` (five Decimals) for every candle and passes it
-through the engine; that is most of a replay's time. Here the algorithm's own step runs
-over the float closes straight from the Arrow columns (the engine would hand it
-``float(candle.close)``, which is the same float), and a candle goes through the engine
-(as a Decimal ``Candle``, through :class:`~kubetrade.exchange.replay.CandleFeeder`, the
-very body ``run_replay`` uses) only when it can matter:
+through the engine; that is most of a replay's time. Here the algorithm's signals are
+known before the loop (:mod:`kubetrade.validation.signals`: the engine steps it on every
+candle whatever happens, and an algorithm deciding on closes sees nothing else), and a
+candle goes through the engine whole (as a Decimal ``Candle``, through
+:class:`~kubetrade.exchange.replay.CandleFeeder`, the very body ``run_replay`` uses) only
+when it can matter:
 
 * the algorithm signals on it (the engine is told that signal instead of stepping the
   algorithm a second time);
-* a position is held, an order is open, or the paper broker has resting orders (stops,
-  marks, fills, halts are decided in Decimal on every such candle);
+* an order is open, the paper broker has resting orders, or more than the one
+  position is held (or dust);
+* the held position's stop may be hit (its low within a hair of the stop: the float
+  test is conservative, the engine decides in Decimal);
 * it is the first candle of a new UTC day (daily baselines and halts roll over);
 * the strategy tracker has a re-enable check due by its close;
 * it is the first or the last candle.
 
-Any other candle, with no position and no order, changes only the last price the
-engine keeps (set again on the next candle it sees) and adds an equity point equal to
-the previous one (cash), which is appended here. Only algorithms that decide on closes
-alone (no ``on_candle``/``bind_candle``/``prepare`` of their own) and an engine with a
-fixed timeframe take this path; :func:`replay_fast` says when it cannot (None).
+Between those, a candle of the one position held changes only the mark and the equity
+the halts are judged on: ``TradingEngine.on_held_candles`` does exactly that for a run
+of them (Decimal closes only, no candle, no step). A candle with nothing held changes
+only the last price the engine keeps (set again on the next candle it sees) and adds an
+equity point equal to the previous one (cash), appended here. Only algorithms that
+decide on closes alone (no ``on_candle``/``bind_candle``/``prepare`` of their own) and
+an engine with a fixed timeframe take this path; :func:`replay_fast` says when it
+cannot (None).
 """
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable
 from decimal import Decimal
+from itertools import repeat
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -39,9 +49,13 @@ from kubetrade.domain.models import Candle, Side
 from kubetrade.exchange.paper import PaperBroker
 from kubetrade.exchange.replay import CandleFeeder, ReplayResult, finish_replay
 from kubetrade.marketdata.frame import CandleFrame
+from kubetrade.validation.curve import EquityCurve
+from kubetrade.validation.signals import signals_of
 
 _CHUNK = 8192
 _PRICES = ("open", "high", "low", "close", "volume")
+_STOP_MARGIN = 1e-9
+"""A low within this fraction above the stop goes through the engine (float noise)."""
 
 
 def decides_on_closes(engine: TradingEngine) -> bool:
@@ -53,41 +67,134 @@ def decides_on_closes(engine: TradingEngine) -> bool:
     )
 
 
-class _Chunk:
-    """One slice of the frame: times and float closes now, Decimal candles on demand
-    (decimal text of the five price columns cast once per slice, as CandleFrame does)."""
+def column_array(frame: CandleFrame, name: str, dtype: type) -> np.ndarray:
+    """A column of ``frame`` as a read-only numpy view of its Arrow buffer (the loader's
+    columns have no nulls). Arrow's own ``to_numpy`` would import pandas (~0.3 s)."""
+    arr = frame.table.column(name).combine_chunks()
+    width = np.dtype(dtype).itemsize
+    return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr),
+                         offset=arr.offset * width)
 
-    __slots__ = ("_text", "part", "start")
 
-    def __init__(self, frame: CandleFrame, start: int) -> None:
-        self.start = start
-        self.part = frame.table.slice(start, _CHUNK)
-        self._text: list[list[str]] | None = None
+class _Texts:
+    """Decimal text of the price columns (the text CandleFrame builds Decimals from):
+    the rows of ``rows`` (the candles that signal) cast by Arrow at once, any other
+    row's by slices of ``_CHUNK`` rows and one column at a time, when first needed."""
 
-    def columns(self) -> tuple[list[int], list[float]]:
-        return (self.part.column("timestamp_ms").to_pylist(),
-                self.part.column("close").to_pylist())
+    __slots__ = ("_cache", "_rows", "_table")
 
-    def candle(self, j: int, ts: int) -> Candle:
-        text = self._text
+    def __init__(self, frame: CandleFrame, rows: list[int]) -> None:
+        self._table = frame.table
+        self._cache: dict[tuple[str, int], list[str]] = {}
+        self._rows: dict[int, tuple[str, ...]] = {}
+        if rows:
+            index = pa.Array.from_buffers(pa.int64(), len(rows),
+                                          [None, pa.py_buffer(np.array(rows, np.int64))])
+            taken = self._table.take(index)
+            texts = [pc.cast(taken.column(n), pa.string()).to_pylist() for n in _PRICES]
+            self._rows = dict(zip(rows, zip(*texts, strict=True), strict=True))
+
+    def column(self, name: str, chunk: int) -> list[str]:
+        key = (name, chunk)
+        text = self._cache.get(key)
         if text is None:
-            text = self._text = [pc.cast(self.part.column(n), pa.string()).to_pylist()
-                                 for n in _PRICES]
-        o, h, low, c, v = text
-        return Candle(ts, Decimal(o[j]), Decimal(h[j]), Decimal(low[j]), Decimal(c[j]),
-                      Decimal(v[j]))
+            if len(self._cache) > 64:  # the loop only moves forward
+                self._cache.clear()
+            part = self._table.column(name).slice(chunk * _CHUNK, _CHUNK)
+            text = self._cache[key] = pc.cast(part, pa.string()).to_pylist()
+        return text
+
+    def candle(self, i: int, ts: int) -> Candle:
+        row = self._rows.get(i)
+        if row is None:
+            c, j = divmod(i, _CHUNK)
+            row = tuple(self.column(n, c)[j] for n in _PRICES)
+        o, h, low, close, v = row
+        return Candle(ts, Decimal(o), Decimal(h), Decimal(low), Decimal(close), Decimal(v))
+
+    def closes(self, start: int, stop: int) -> list[Decimal]:
+        out: list[Decimal] = []
+        while start < stop:
+            c, j = divmod(start, _CHUNK)
+            take = min(stop - start, _CHUNK - j)
+            out.extend(map(Decimal, self.column("close", c)[j:j + take]))
+            start += take
+        return out
 
 
-def _quiet_until(engine: TradingEngine, broker: PaperBroker, close_ms: int) -> int:
-    """Close time (ms) before which a candle without a signal changes nothing but the
-    last price: -1 while a position, an order or a resting order needs every candle."""
-    if engine.portfolio.positions or engine.open_orders or broker.has_resting:
-        return -1
-    until = (close_ms // DAY_MS + 1) * DAY_MS
-    tracker = engine.tracker
-    if not tracker.enabled and tracker.next_check_ms is not None:
-        until = min(until, tracker.next_check_ms)
-    return until
+class _Loop:
+    """One fast replay's state: where the next thing happens, and the loop's steps."""
+
+    def __init__(self, engine: TradingEngine, broker: PaperBroker, frame: CandleFrame,
+                 clock: ManualClock, symbol: str, result: ReplayResult) -> None:
+        self.engine, self.broker, self.symbol, self.result = engine, broker, symbol, result
+        interval = engine.timeframe_ms
+        assert interval is not None
+        opens = column_array(frame, "timestamp_ms", np.int64)
+        self.ts = opens.data
+        # the curve's times: one point per candle, at its close
+        self.close_ms = array("q", (opens + interval).tobytes())
+        self.equity: list[Decimal] = []
+        self.lows = column_array(frame, "low", np.float64).data
+        step = engine.strategy.bind(symbol)
+        where, sides = signals_of(engine.strategy, symbol, step,
+                                  column_array(frame, "close", np.float64))
+        self.signal_at: list[int] = where.tolist()
+        self.texts = _Texts(frame, self.signal_at)
+        self.sides = sides
+        self.next_signal = 0
+        self.decided: list[Side | None] = [None]
+        use_step(engine, symbol, lambda _candle: self.decided[0])
+        self.feeder = CandleFeeder(engine, broker, clock, symbol, result)
+
+    def signal_index(self, i: int) -> int:
+        """Index of the first signal at or after candle ``i`` (len when none)."""
+        at = self.signal_at
+        k = self.next_signal
+        while k < len(at) and at[k] < i:
+            k += 1
+        self.next_signal = k
+        return at[k] if k < len(at) else len(self.ts)
+
+    def feed(self, i: int) -> None:
+        """Candle ``i`` whole through the broker and the engine."""
+        at_or_after = self.signal_index(i)
+        self.decided[0] = self.sides[self.next_signal] if at_or_after == i else None
+        self.feeder.feed(self.texts.candle(i, self.ts[i]), self.close_ms[i])
+        self.equity.append(self.engine.equity)
+
+    def quiet_end(self, i: int, stop: int) -> int:
+        """After candle ``i - 1`` went through the engine: the first candle from ``i``
+        (before ``stop``) that must go through it too; ``i`` when the state needs
+        every candle."""
+        engine = self.engine
+        pf = engine.portfolio
+        if engine.open_orders or self.broker.has_resting or pf.dust or len(pf.positions) > 1:
+            return i
+        until = (self.close_ms[i - 1] // DAY_MS + 1) * DAY_MS
+        tracker = engine.tracker
+        if not tracker.enabled and tracker.next_check_ms is not None:
+            until = min(until, tracker.next_check_ms)
+        pos = pf.positions.get(self.symbol)
+        if pos is None and pf.positions:
+            return i
+        end = min(stop, self.signal_index(i), bisect_left(self.close_ms, until, i, stop))
+        if pos is not None and pos.stop_price is not None and end > i:
+            floor = float(pos.stop_price) * (1 + _STOP_MARGIN)
+            # a plain loop: held runs are short, numpy's call costs more than the scan
+            for k, low in enumerate(self.lows[i:end], i):
+                if low <= floor:
+                    return k
+        return end
+
+    def skip(self, i: int, end: int) -> None:
+        """Candles ``i .. end - 1``, quiet: marks of the one position held, or nothing."""
+        engine = self.engine
+        if engine.portfolio.positions:
+            self.equity.extend(engine.on_held_candles(self.symbol, self.ts[i:end],
+                                                      self.texts.closes(i, end)))
+        else:
+            self.equity.extend(repeat(engine.equity, end - i))
 
 
 def replay_fast(
@@ -104,40 +211,30 @@ def replay_fast(
     None (nothing done) when the algorithm or engine does not allow the fast path."""
     if not decides_on_closes(engine) or len(frame) == 0:
         return None
-    interval = engine.timeframe_ms
-    assert interval is not None
     result = ReplayResult()
-    step = engine.strategy.bind(symbol)
-    decided: list[Side | None] = [None]
-    use_step(engine, symbol, lambda _candle: decided[0])
-    feed = CandleFeeder(engine, broker, clock, symbol, result).feed
+    loop = _Loop(engine, broker, frame, clock, symbol, result)
     total = len(frame)
     last_index = total - 1
-    append = result.equity_curve.append
-    quiet = -1
-    equity = engine.equity
     next_progress = progress_every
-    close_ms = 0
-    for start in range(0, total, _CHUNK):
-        chunk = _Chunk(frame, start)
-        times, closes = chunk.columns()
-        for j, ts in enumerate(times):
-            signal = step(closes[j])
-            close_ms = ts + interval
-            i = start + j
-            if signal is not None or close_ms >= quiet or i == last_index:
-                decided[0] = signal
-                feed(chunk.candle(j, ts), close_ms)
-                quiet = _quiet_until(engine, broker, close_ms)
-                equity = engine.equity
-            append((close_ms, equity))
-            if i + 1 == next_progress:
-                next_progress += progress_every
-                clock.set(close_ms)
-                result.event_count += len(engine.drain_events())
-                if on_progress is not None:
-                    on_progress(i + 1, total)
-    last = chunk.candle(len(times) - 1, times[-1])
+    i = 0
+    while i < total:
+        end = loop.quiet_end(i, min(next_progress, last_index)) if i else 0
+        if end > i:
+            loop.skip(i, end)
+            i = end
+        else:
+            loop.feed(i)
+            i += 1
+        if i == next_progress:  # as run_replay: the time, the events drained, the call
+            next_progress += progress_every
+            clock.set(loop.close_ms[i - 1])
+            result.event_count += len(engine.drain_events())
+            if on_progress is not None:
+                on_progress(i, total)
+    close_ms = loop.close_ms[last_index]
+    last = loop.texts.candle(last_index, loop.ts[last_index])
+    # columns, not a tuple per candle (a ReplayResult's curve reads as a list of pairs)
+    result.equity_curve = EquityCurve(loop.close_ms, loop.equity)  # type: ignore[assignment]
     finish_replay(engine, broker, clock, symbol, result, last, close_ms, False)
     result.candles = total
     if on_progress is not None:
@@ -145,4 +242,4 @@ def replay_fast(
     return result
 
 
-__all__ = ["decides_on_closes", "replay_fast"]
+__all__ = ["column_array", "decides_on_closes", "replay_fast"]

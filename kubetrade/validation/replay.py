@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import pyarrow as pa
+import numpy as np
 
 from kubetrade.domain.clock import ManualClock
 from kubetrade.exchange.replay import run_replay
 from kubetrade.marketdata.filters import load_best
 from kubetrade.marketdata.frame import CandleFrame
 from kubetrade.marketdata.replay_input import replay_candles
-from kubetrade.validation.fast_replay import replay_fast
+from kubetrade.validation.fast_replay import column_array, replay_fast
 from kubetrade.validation.plan import (
     RunOutcome,
     ValidationPlan,
@@ -49,8 +49,8 @@ def replay(
         result = run_replay(engine, broker, candles, clock, on_progress=progress,
                             symbol=symbol, progress_every=every)
     return RunOutcome(
-        trades=list(result.trades),
-        equity_curve=list(result.equity_curve),
+        trades=result.trades,
+        equity_curve=result.equity_curve,  # not copied: a million points as a list is ~60 MB
         candles=result.candles,
         data_start_ms=candles[0].ts_ms,
         data_end_ms=result.equity_curve[-1][0] if result.equity_curve else candles[-1].ts_ms,
@@ -71,9 +71,8 @@ def price_points(frame: CandleFrame, limit: int = PRICE_POINTS) -> list[tuple[in
     """At most ``limit`` evenly spaced (open time ms, close) of ``frame``, plus the last."""
     n = len(frame)
     step = max(1, -(-n // limit))
-    picked = frame.table.take(pa.array(range(0, n, step), pa.int64()))
-    out = list(zip(picked.column("timestamp_ms").to_pylist(),
-                   picked.column("close").to_pylist(), strict=True))
+    out = list(zip(column_array(frame, "timestamp_ms", np.int64)[::step].tolist(),
+                   column_array(frame, "close", np.float64)[::step].tolist(), strict=True))
     if (n - 1) % step:
         out.append((frame[-1].ts_ms, float(frame[-1].close)))
     return out

@@ -73,3 +73,19 @@ def test_a_long_replay_keeps_the_report_bounded_and_the_full_curve_beside_it(
     assert all((str(p["ts_ms"]), p["equity"]) in points for p in report["equity_curve"])
     equities = [Decimal(line.split(",")[1]) for line in lines[1:]]
     assert min(Decimal(p["equity"]) for p in report["equity_curve"]) == min(equities)
+
+
+def test_a_curve_in_columns_reads_as_its_pairs() -> None:
+    from array import array
+
+    from kubetrade.validation.curve import EquityCurve
+
+    pairs = _curve(50_000)
+    columns = EquityCurve(array("q", [t for t, _ in pairs]), [e for _, e in pairs])
+    assert columns == pairs and len(columns) == len(pairs)
+    assert columns[7] == pairs[7] and columns[-1] == pairs[-1]
+    assert columns[10:20] == pairs[10:20] and list(columns) == pairs
+    assert columns != pairs[:-1] and columns != [*pairs[:-1], (1, Decimal(1))]
+    assert downsample(columns, 2000) == downsample(pairs, 2000)
+    columns.append((pairs[-1][0] + 60_000, Decimal(1)))
+    assert columns[-1] == (pairs[-1][0] + 60_000, Decimal(1))
