@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from kubetrade.api import schemas as s
+from kubetrade.domain.gonogo import SHARPE_MIN_DAYS, SHARPE_MIN_RETURNS
 from kubetrade.domain.metrics import HEADLINE_METRICS, compute_metrics
 from kubetrade.domain.models import ClosedTrade
 from kubetrade.domain.twr import combine
@@ -34,9 +35,12 @@ def metrics_out(metrics: Any) -> s.MetricsOut:
         data = dataclasses.asdict(metrics)
     else:
         data = dict(vars(metrics))
+    days, returns = float(data.get("days") or 0.0), int(data.get("returns") or 0)
     return s.MetricsOut(
         trades=int(data.get("trades") or 0),
         **{k: finite_float(data.get(k)) for k in HEADLINE_METRICS if k != "trades"},
+        sharpe_se=finite_float(data.get("sharpe_se")), days=days, returns=returns,
+        sharpe_judged=days >= SHARPE_MIN_DAYS and returns >= SHARPE_MIN_RETURNS,
     )
 
 
@@ -72,6 +76,8 @@ def analytics(
         max_points,
         measured=combined.unit,
     )
+    marked = [b.marked_pnl for b in per.values() if b.marked_pnl is not None]
+    overall.marked_pnl = sum(marked, Decimal(0)) if marked else None
     return s.AnalyticsOut(overall=overall, strategies=per)
 
 
@@ -87,6 +93,7 @@ def _block(
     return s.AnalyticsBlock(
         metrics=metrics_out(metrics),
         pnl=sum((t.pnl for t in trades), Decimal(0)),
+        marked_pnl=curve[-1].equity - curve[0].equity if curve else None,
         equity_curve=[
             s.EquityPointOut(ts_ms=p.ts_ms, equity=p.equity) for p in thin(curve, max_points)
         ],

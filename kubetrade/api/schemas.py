@@ -183,11 +183,24 @@ class MetricsOut(_Out):
     total_return: float | None = None
     profit_factor: float | None = None
     expectancy: float | None = None
+    sharpe_se: float | None = Field(
+        default=None, description="Standard error of the Sharpe ratio (Lo 2002, IID).")
+    days: float = Field(default=0.0, description="Days of equity the ratios are measured on.")
+    returns: int = Field(default=0, description="Per-period returns the Sharpe ratio uses.")
+    sharpe_judged: bool = Field(
+        default=False,
+        description="False when the sample is too small for the Sharpe ratio to mean "
+        "anything (fewer than 7 days or 30 returns, as GO/NO-GO's 'insufficient data').")
 
 
 class AnalyticsBlock(_Out):
     metrics: MetricsOut
-    pnl: Decimal
+    pnl: Decimal = Field(description="Realised P&L: closed trades, net of fees (quote).")
+    marked_pnl: Decimal | None = Field(
+        default=None,
+        description="Equity change over the curve (last - first point): realised plus the "
+        "open positions marked to market; the P&L total_return measures. Overall: the sum "
+        "of the strategies'. Null without equity points.")
     equity_curve: list[EquityPointOut]
 
 

@@ -238,7 +238,12 @@
     lastAnalytics = await api("/api/analytics?max_points=400");
     const m = lastAnalytics.overall.metrics;
     $("stat-winrate").textContent = m.trades ? pct(m.win_rate) : "–";
-    $("stat-sharpe").textContent = m.sharpe === null ? "–" : num(m.sharpe);
+    // a ratio from a few days says nothing: shown greyed with its sample, as GO/NO-GO does
+    const sharpe = $("stat-sharpe");
+    sharpe.textContent = m.sharpe === null ? "–"
+      : num(m.sharpe) + (m.sharpe_judged ? "" : " (too little data)");
+    sharpe.title = `${m.returns} returns over ${num(m.days)} days` +
+      (m.sharpe_se === null ? "" : `, standard error ${num(m.sharpe_se)}`);
     $("stat-drawdown").textContent = pct(m.max_drawdown);
     drawChart();
   }

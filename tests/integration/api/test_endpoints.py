@@ -259,6 +259,15 @@ async def test_analytics_overall_and_per_strategy(make_api: MakeApi) -> None:
     assert len(body["strategies"]["btc-sma"]["equity_curve"]) == 5
     # overall curve is the sum of both strategies' equity at each time
     assert body["overall"]["equity_curve"][-1]["equity"] == "20200"
+    # a handful of equity points: the Sharpe ratio is shown but flagged as not judged,
+    # with its sample, as GO/NO-GO does
+    sma = body["strategies"]["btc-sma"]
+    assert sma["metrics"]["sharpe_judged"] is False and sma["metrics"]["returns"] < 30
+    # realised P&L (closed trades) and the marked P&L (equity change) are both named
+    curve = [Decimal(p["equity"]) for p in sma["equity_curve"]]
+    assert Decimal(sma["marked_pnl"]) == curve[-1] - curve[0]
+    assert Decimal(body["overall"]["marked_pnl"]) == sum(
+        Decimal(b["marked_pnl"]) for b in body["strategies"].values())
 
 
 async def test_preflight_and_reconciliation(make_api: MakeApi) -> None:
