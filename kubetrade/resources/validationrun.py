@@ -111,7 +111,8 @@ class ValidationRunSpec(CRModel):
     active_deadline_seconds: int | None = Field(
         default=None,
         ge=60,
-        description="Fail the Job after this long; default: the duration plus one hour.",
+        description="Fail the Job after this long; default: the duration plus one hour "
+        "(a replay: one hour; a sweep: six hours).",
     )
 
     @model_validator(mode="after")

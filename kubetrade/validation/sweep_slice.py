@@ -114,22 +114,24 @@ class SliceWriter:
 
 
 def execute_slice(
-    plan: ValidationPlan, reporter: ClusterReporter, wall: Clock
+    plan: ValidationPlan, reporter: ClusterReporter | None, wall: Clock
 ) -> tuple[int, dict[str, Any]]:
     """Run this pod's slice of ``plan.sweep`` and report it; (exit code 0, the slice's
-    report). A failure marks the ValidationRun Failed with the reason and propagates."""
+    report). Errors propagate (a ValueError naming the slice) for the caller to mark
+    the ValidationRun Failed with the reason."""
     from kubetrade.validation.run import run_plan
     from kubetrade.validation.summary import format_summary
 
-    assert plan.sweep is not None and plan.sweep.slices is not None
-    writer = SliceWriter(reporter, plan.sweep.slice_index, plan.sweep.slices)
-    plan = replace(plan, sweep=replace(plan.sweep, watch=writer.progress))
+    sweep = plan.sweep
+    if sweep is None or sweep.slices is None or reporter is None:
+        raise ValueError("a sweep slice needs --sweep, --sweep-slices and --validation-run")
+    writer = SliceWriter(reporter, sweep.slice_index, sweep.slices)
+    plan = replace(plan, sweep=replace(sweep, watch=writer.progress))
     try:
         report = run_plan(plan, wall, wall.now_ms(), None)
         summary = format_summary(report, f"ConfigMap {reporter.namespace}/{writer.name}")
         writer.finish(report, summary)
-    except BaseException as exc:
-        reporter.fail(f"sweep slice {writer.index}: {type(exc).__name__}: {exc}")
-        raise
+    except ValueError as exc:  # the caller marks the run Failed with this message
+        raise ValueError(f"sweep slice {writer.index}: {exc}") from exc
     print(summary, flush=True)
     return 0, report

@@ -113,20 +113,7 @@ async def reconcile(
         new.update(job_status(job))
         state = job.state
     if job is not None and run.spec.sweep is not None:
-        followed = await follow_sweep(c.kube, name, namespace, meta["uid"], run.spec.sweep,
-                                      status)
-        new.update(followed.status)
-        g = followed.gathered
-        if followed.report is not None:
-            await publish_decision(c, followed.report, followed.location, followed.summary)
-        if str(status.get("progress", "")).startswith("failed"):
-            new.pop("progress")  # a slice's reason for failing stays readable
-        if state == "Succeeded" and g.winner is None:
-            # every pod exited, but a slice's report is not complete yet (or no
-            # combination could run): not done until the reports say so
-            state = "Failed" if g.complete else "Running"
-        elif g.winner is not None and state != "Failed":
-            state = "Succeeded"
+        state = await sweep_state(c, run, meta, status, new, state)
     new["phase"] = state
     decision = new.get("decision") or status.get("decision")
     if decision in ("GO", "NO-GO"):
@@ -134,6 +121,34 @@ async def reconcile(
     complete(conds, state, new["job"], decision, now)
     new["conditions"] = conds.items
     write_status(patch, status, new)
+
+
+async def sweep_state(
+    c: Clients, run: ValidationRun, meta: Mapping[str, Any], status: Mapping[str, Any],
+    new: dict[str, Any], state: str,
+) -> str:
+    """Gather a sweep's slices into ``new`` (status fields) and say its phase: Succeeded
+    once the reports decided (even before the Job's last pod is reaped), Running while
+    pods have exited but a report is missing, Failed when the Job failed or no
+    combination could run. A decided sweep is not gathered again."""
+    sweep = run.spec.sweep
+    if sweep is None:
+        return state
+    if status.get("decision") in ("GO", "NO-GO"):
+        return "Failed" if state == "Failed" else "Succeeded"
+    followed = await follow_sweep(c.kube, run.name, meta["namespace"], meta["uid"], sweep,
+                                  status)
+    new.update(followed.status)
+    if followed.report is not None:
+        await publish_decision(c, followed.report, followed.location, followed.summary)
+    if str(status.get("progress", "")).startswith("failed"):
+        new.pop("progress")  # a slice's reason for failing stays readable
+    g = followed.gathered
+    if g.winner is not None:
+        return "Failed" if state == "Failed" else "Succeeded"
+    if state == "Succeeded":
+        return "Failed" if g.complete else "Running"
+    return state
 
 
 async def publish_decision(

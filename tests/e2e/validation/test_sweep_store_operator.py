@@ -194,3 +194,29 @@ def test_store_replay_downloads_its_range_in_an_init_container(
     report = json.loads(cm["data"]["report.json"])
     assert report["run"]["source"] == "store"
     assert report["run"]["data"]["candles"] == 1440
+
+
+def test_a_failed_slice_fails_the_sweep_with_its_reason(
+    operator_bed: OperatorBed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bed = operator_bed
+    bed.start()
+    # slice 1 holds only fastPeriod 40 > slowPeriod 30: nothing in it can run
+    bed.apply(STRATEGY + "---\n" + SWEEP_RUN.replace("btc-sweep", "btc-bad").replace(
+        "{fastPeriod: [5, 10], slowPeriod: [20, 30]}", "{fastPeriod: [5, 40], slowPeriod: [30]}"))
+    job = wait_for(lambda: bed.get("job", "validation-btc-bad"), 60, "the sweep's Job")
+    assert job["spec"]["completions"] == 2
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "1")
+    assert run_job_pod(bed, job, tmp_path) == 2
+    finish_job(bed, "validation-btc-bad", ok=False)
+
+    def failed() -> dict[str, Any] | None:
+        status = (bed.get("validationrun", "btc-bad") or {}).get("status") or {}
+        return status if status.get("phase") == "Failed" else None
+
+    status = wait_for(failed, TIMEOUT, "the sweep Failed")
+    assert "decision" not in status
+    assert status["progress"].startswith("failed: ValueError: sweep slice 1: sweep: no "
+                                         "combination could run")
+    complete = bed.condition("validationrun", "btc-bad", "Complete")
+    assert complete is not None and complete["reason"] == "JobFailed"
