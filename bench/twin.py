@@ -58,10 +58,12 @@ class _FeedingSource:
 Samples = tuple[list[float], list[float], list[float], list[float]]
 
 
-async def one_run(redis_url: str, n: int, twin: bool, prefix: str) -> Samples:
+async def one_run(redis_url: str, n: int, mode: str, prefix: str) -> Samples:
     """(decision latencies, candle times) in seconds of a live runner over ``n`` candles,
     wall clock, then the same on this thread's CPU clock (what the runner itself spent,
-    without the time other processes on a busy machine took the CPU)."""
+    without the time other processes on a busy machine took the CPU). ``mode``: ``off``
+    (no twin), ``on``, or ``unsaved`` (the twin runs, its Redis write is skipped: where
+    the cost lies)."""
     from prometheus_client import CollectorRegistry
 
     from kubetrade.domain.clock import ManualClock
@@ -91,8 +93,16 @@ async def one_run(redis_url: str, n: int, twin: bool, prefix: str) -> Samples:
         market=_FeedingSource(candles, exchange, symbol), clock=clock, limits=limits,
         metrics=RunnerMetrics(CollectorRegistry()),
         options=RunnerOptions(reconcile_interval_s=0, paper=False)))
+    twin = mode != "off"
     if not twin:
         runner.live_period = None
+    elif mode == "unsaved":
+        assert runner.live_period is not None
+
+        async def no_save(*args: Any, **kwargs: Any) -> None:
+            return None
+
+        runner.live_period.store.save = no_save  # type: ignore[method-assign]
     assert (runner.live_period is not None) == twin
     decisions: list[float] = []
     per_candle: list[float] = []
@@ -140,19 +150,21 @@ def main() -> int:
         print(f"Redis: {server.kind}; load average {os.getloadavg()[0]:.2f} on "
               f"{os.cpu_count()} CPUs; {args.candles} 1m candles, live runner, "
               f"{args.rounds} rounds each, interleaved")
-        results: dict[bool, Samples] = {False: ([], [], [], []), True: ([], [], [], [])}
+        modes = ("off", "on", "unsaved")
+        results: dict[str, Samples] = {m: ([], [], [], []) for m in modes}
         for r in range(args.rounds):
-            for twin in (False, True):
-                prefix = f"bench-twin-{r}-{twin}"
-                for mine, got in zip(results[twin], asyncio.run(
-                        one_run(server.url, args.candles, twin, prefix)), strict=True):
+            for mode in modes:
+                prefix = f"bench-twin-{r}-{mode}"
+                for mine, got in zip(results[mode], asyncio.run(
+                        one_run(server.url, args.candles, mode, prefix)), strict=True):
                     mine.extend(got)
         for what, idx in (("decision latency, wall", 0), ("whole candle, wall", 1),
                           ("decision latency, CPU", 2), ("whole candle, CPU", 3)):
-            (b50, b99), (t50, t99) = _ms(results[False][idx]), _ms(results[True][idx])
-            n = len(results[True][idx])
+            (b50, b99), (t50, t99), (u50, u99) = (_ms(results[m][idx]) for m in modes)
+            n = len(results["on"][idx])
             print(f"{what} (ms, n={n}): without twin p50={b50:.3f} p99={b99:.3f}; "
-                  f"with twin p50={t50:.3f} p99={t99:.3f}; p99 {100 * (t99 / b99 - 1):+.1f} %")
+                  f"with twin p50={t50:.3f} p99={t99:.3f} ({100 * (t99 / b99 - 1):+.1f} %); "
+                  f"twin not stored p50={u50:.3f} p99={u99:.3f} ({100 * (u99 / b99 - 1):+.1f} %)")
     finally:
         server.stop()
     return 0

@@ -26,6 +26,7 @@ decision latency does not include them; ``bench/twin.py`` measures the candle.
 
 from __future__ import annotations
 
+import gc
 from typing import Any, Protocol
 
 from kubetrade.domain.algorithms import create_algorithm
@@ -133,6 +134,10 @@ class LivePeriod:
         await runner.outputs.audit("twin.start", {
             "from": "redis" if record is not None else "live state",
             "equity": str(twin.engine.equity), "size_pct": period.size_pct})
+        # the twin lives as long as the runner: out of the cyclic GC's scans, as the
+        # runner keeps what it loaded at start (its full collections showed up in the
+        # live decision latency)
+        gc.freeze()
         return period
 
     # ---------------------------------------------------------------- the size step
