@@ -163,11 +163,8 @@ class PreflightReport:
 
 @dataclass(frozen=True)
 class ApiKeyProbe:
-    """What an authenticated call to the exchange told us about the key.
-
-    `unanswered` is True when the call failed for another reason than the key (the
-    exchange unreachable, a timeout, a 5xx): the key was not judged either way.
-    """
+    """What an authenticated call to the exchange told us about the key; ``unanswered``:
+    it failed for another reason (unreachable, timeout, 5xx), so the key was not judged."""
 
     has_credentials: bool
     ok: bool
@@ -182,16 +179,11 @@ def check_api_key(probe: ApiKeyProbe) -> CheckResult:
             "no API key: set BINANCE_API_KEY and BINANCE_SECRET_KEY "
             "(or the files apiKey/secretKey in the secrets directory)",
         )
-    if not probe.ok and probe.unanswered:
-        return CheckResult(
-            API_KEY_VALIDITY, CheckStatus.FAIL,
-            f"could not check the key, the exchange did not answer: {probe.error or 'no reply'}",
-        )
     if not probe.ok:
-        return CheckResult(
-            API_KEY_VALIDITY, CheckStatus.FAIL,
-            f"exchange refused the key: {probe.error or 'authentication failed'}",
-        )
+        return CheckResult(API_KEY_VALIDITY, CheckStatus.FAIL, (
+            f"could not check the key, the exchange did not answer: {probe.error or 'no reply'}"
+            if probe.unanswered else
+            f"exchange refused the key: {probe.error or 'authentication failed'}"))
     return CheckResult(API_KEY_VALIDITY, CheckStatus.PASS, "authenticated call succeeded")
 
 
