@@ -51,6 +51,7 @@ from kubetrade.runner.outputs import OutputPort
 from kubetrade.runner.spec import RunnerSpec
 from kubetrade.runner.twin import PaperTwin, book_figures, outcome_of
 from kubetrade.runner.twin_metrics import TwinMetrics, for_registry
+from kubetrade.state.alerts import AlertKind, Severity
 from kubetrade.state.client import Redis
 from kubetrade.state.keys import Keys
 from kubetrade.state.twin import TwinRecord, TwinStore, summary_fields
@@ -100,7 +101,10 @@ class LivePeriod:
         self.live_open: dict[str, int] = {}
         self._in_incident = False
         self._seen_reconciliation_ms = -1
+        #: past the divergence threshold at the last candle (alerted once per crossing)
+        self.diverged = False
         if record is not None:
+            self.diverged = bool((record.comparison or {}).get("diverged"))
             self.started_ms = record.started_ms or self.started_ms
             self.last_change = record.ramp_change
             self.live_open = {str(k): int(v) for k, v in
@@ -184,6 +188,7 @@ class LivePeriod:
                              self.base.twin_divergence_pct)
         self.comparison = comparison
         await self._step_ramp(decided, comparison)
+        await self._alert_divergence(comparison)
         self.metrics.show(runner.name, comparison)
         self.metrics.size.labels(runner.name).set(self.size_pct)
         await self._save(candle.ts_ms + (twin.engine.timeframe_ms or 0), comparison)
@@ -241,6 +246,18 @@ class LivePeriod:
             await self.runner.outputs.audit(f"size_ramp.{change.action}", self.last_change)
             if change.action == LOWERED or self.size_pct != before:
                 self._follow_policy()
+
+    async def _alert_divergence(self, comparison: Comparison) -> None:
+        """One alert when live moves past the threshold (not again until back within)."""
+        if comparison.diverged and not self.diverged:
+            c = comparison
+            await self.runner.outputs.alert(
+                AlertKind.TWIN_DIVERGED, Severity.WARNING,
+                f"{self.runner.name}: live {c.divergence_pct} % away from its paper twin",
+                f"live P&L {c.live.pnl}, paper twin P&L {c.twin.pnl} (threshold "
+                f"{c.threshold_pct} % of the starting equity); see GET /api/live-vs-paper",
+                self.runner.clock.now_ms(), c.to_dict())
+        self.diverged = comparison.diverged
 
     async def _save(self, close_ms: int, comparison: Comparison) -> None:
         engine, broker, ledger = self.twin.snapshots()

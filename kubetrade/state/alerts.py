@@ -42,6 +42,7 @@ class AlertKind(StrEnum):
     VALIDATION_RESULT = "validation_result"
     RECONCILIATION_MISMATCH = "reconciliation_mismatch"
     RUNNER_RESTARTING = "runner_restarting"
+    TWIN_DIVERGED = "twin_diverged"  # live parted from its paper twin (issue 20)
 
 
 @dataclass(frozen=True)

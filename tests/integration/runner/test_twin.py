@@ -139,6 +139,10 @@ async def test_live_against_its_twin_shows_slippage_and_the_rejection(
     assert div is not None and threshold == 0.05 and div > threshold
     assert _gauge(registry, "kubetrade_twin_rejected_orders", strategy="cmp", book="live") == 1
     assert _gauge(registry, "kubetrade_size_ramp_pct", strategy="cmp") == 100
+    alerts: Any = await redis_client.xrange(runner.keys.alerts)
+    diverged = [f for _id, f in alerts if f.get("kind") == "twin_diverged"]
+    assert len(diverged) == 1  # once, when it crossed (it stays past the threshold)
+    assert "away from its paper twin" in diverged[0]["title"]
 
     # the twin's books equal a paper replay of the same candles from the same start
     engine = TradingEngine("cmp", create_algorithm("sma-crossover", dict(PARAMS)), LIMITS,
