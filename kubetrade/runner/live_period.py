@@ -45,6 +45,7 @@ from kubetrade.domain.ramp import (
 )
 from kubetrade.domain.risk import RiskLimits
 from kubetrade.domain.twin import LIVE, Comparison, compare
+from kubetrade.logs import get_logger
 from kubetrade.runner.halts import HaltBook
 from kubetrade.runner.metrics import RunnerMetrics
 from kubetrade.runner.outputs import OutputPort
@@ -52,9 +53,11 @@ from kubetrade.runner.spec import RunnerSpec
 from kubetrade.runner.twin import PaperTwin, book_figures, outcome_of
 from kubetrade.runner.twin_metrics import TwinMetrics, for_registry
 from kubetrade.state.alerts import AlertKind, Severity
-from kubetrade.state.client import Redis
+from kubetrade.state.client import Redis, RedisError
 from kubetrade.state.keys import Keys
 from kubetrade.state.twin import TwinRecord, TwinStore, summary_fields
+
+log = get_logger("kubetrade.runner")
 
 #: reconciliation triggers that follow an outage (the breaker tripped, or an order's
 #: outcome was lost): an incident for the ramp even when they pass
@@ -103,6 +106,8 @@ class LivePeriod:
         self._seen_reconciliation_ms = -1
         #: past the divergence threshold at the last candle (alerted once per crossing)
         self.diverged = False
+        #: why the twin stopped (None while it runs)
+        self.failed: str | None = None
         if record is not None:
             self.diverged = bool((record.comparison or {}).get("diverged"))
             self.started_ms = record.started_ms or self.started_ms
@@ -173,26 +178,52 @@ class LivePeriod:
 
     # ---------------------------------------------------------------- each candle
     async def after_candle(self, symbol: str, candle: Candle, now_ms: int | None,
-                           orders: list[Order]) -> Comparison:
+                           orders: list[Order]) -> Comparison | None:
         """The candle the live engine decided on (``now_ms`` as it was given, ``orders``
         as it returned them, sent by now): the twin's turn, the comparison, the ramp,
-        Redis. Returns the comparison."""
+        Redis. Returns the comparison (None once the twin has failed).
+
+        The twin never stops live trading: an error of its own (not Redis: the live
+        runner's own writes fail alike) is logged, audited (``twin.failed``) and ends
+        the twin until the runner restarts, when it begins again from the live state;
+        the ramp goes on without the divergence incident."""
+        runner = self.runner
+        comparison: Comparison | None = None
+        if self.failed is None:
+            try:
+                comparison = self._compare(symbol, candle, now_ms, orders)
+            except RedisError:
+                raise
+            except Exception as exc:  # the twin never stops live trading (docstring)
+                await self._fail(exc)
+        await self._step_ramp(self.twin.decision_ms(candle, now_ms), comparison)
+        self.metrics.size.labels(runner.name).set(self.size_pct)
+        if comparison is None:
+            await self.store.save_summary(summary_fields(None, self.size_pct))
+            return None
+        await self._alert_divergence(comparison)
+        self.metrics.show(runner.name, comparison)
+        await self._save(candle.ts_ms + (self.twin.engine.timeframe_ms or 0), comparison)
+        return comparison
+
+    def _compare(self, symbol: str, candle: Candle, now_ms: int | None,
+                 orders: list[Order]) -> Comparison:
+        """The twin decides on ``candle``; live and twin outcomes paired; compared."""
         twin, ledger = self.twin, self.twin.ledger
         decided = twin.on_candle(symbol, candle, now_ms)
         for order in orders:
             self.live_open[order.client_order_id] = order.created_ms
         self._collect_live()
         ledger.close_decisions(decided)
-        runner = self.runner
-        comparison = compare(book_figures(runner.engine), twin.figures(), ledger.totals,
-                             self.base.twin_divergence_pct)
-        self.comparison = comparison
-        await self._step_ramp(decided, comparison)
-        await self._alert_divergence(comparison)
-        self.metrics.show(runner.name, comparison)
-        self.metrics.size.labels(runner.name).set(self.size_pct)
-        await self._save(candle.ts_ms + (twin.engine.timeframe_ms or 0), comparison)
-        return comparison
+        self.comparison = compare(book_figures(self.runner.engine), twin.figures(),
+                                  ledger.totals, self.base.twin_divergence_pct)
+        return self.comparison
+
+    async def _fail(self, exc: Exception) -> None:
+        self.failed = f"{type(exc).__name__}: {exc}"
+        log.error("twin.failed", strategy=self.runner.name, error=self.failed)
+        await self.runner.outputs.audit("twin.failed", {"error": self.failed})
+        await self.store.reset()  # the next start begins the twin from the live state
 
     def _collect_live(self) -> None:
         """The live orders' outcomes as the router has them now (kept until terminal)."""
@@ -205,7 +236,7 @@ class LivePeriod:
             if order.status.is_terminal:
                 del self.live_open[cid]
 
-    def incidents(self, comparison: Comparison) -> list[str]:
+    def incidents(self, comparison: Comparison | None) -> list[str]:
         """What makes this candle's period not clean (see the module docstring)."""
         out: list[str] = []
         rec = self.runner.reconciler.last
@@ -220,12 +251,12 @@ class LivePeriod:
                 out.append(f"breaker trip or lost order answer (reconciliation {rec.trigger})")
         if self.runner.halts.breaker_open:
             out.append("exchange breaker open")
-        if comparison.diverged:
+        if comparison is not None and comparison.diverged:
             out.append(f"divergence from the paper twin {comparison.divergence_pct}% > "
                        f"{comparison.threshold_pct}%")
         return out
 
-    async def _step_ramp(self, now_ms: int, comparison: Comparison) -> None:
+    async def _step_ramp(self, now_ms: int, comparison: Comparison | None) -> None:
         incidents = self.incidents(comparison)
         if self.ramp is None:
             return

@@ -134,6 +134,10 @@ class TwinStore:
                 pipe.hset(self.keys.summary(self.name), mapping=dict(summary))  # type: ignore[arg-type]
             await pipe.execute()
 
+    async def save_summary(self, summary: Mapping[str, str]) -> None:
+        """Only the summary fields (the twin has stopped; the size step still shows)."""
+        await self.redis.hset(self.keys.summary(self.name), mapping=dict(summary))  # type: ignore[arg-type,misc]
+
     async def reset(self) -> None:
         """Forget the twin (tests; a twin restarted from the live state)."""
         await self.redis.delete(self.record_key, self.equity_key, self.broker_key)

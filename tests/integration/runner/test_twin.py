@@ -237,3 +237,29 @@ async def test_size_ramp_steps_up_after_clean_periods_and_holds_on_an_incident(
                    o.filled_quantity > 0), key=lambda o: o.created_ms)
     assert buys, "the strategy never bought"
     await runner.exchange.close()
+
+
+async def test_a_failing_twin_never_stops_live_trading(
+    redis_client: Redis, fake_binance: FakeBinance
+) -> None:
+    registry = CollectorRegistry()
+    runner, candles = await _runner(redis_client, fake_binance, "fails", LIMITS, registry)
+    period = runner.live_period
+    assert period is not None
+    for _ in range(5):
+        await runner.process_candle(*await anext(candles))
+
+    def broken(*args: Any) -> int:
+        raise ValueError("twin books broken")
+
+    period.twin.on_candle = broken  # type: ignore[method-assign,assignment]
+    before = runner.candles_processed
+    for _ in range(100):
+        await runner.process_candle(*await anext(candles))
+    assert runner.candles_processed == before + 100  # live went on
+    assert runner.engine.summary()["trades"] > 0
+    assert period.failed == "ValueError: twin books broken"
+    failed = await _audited(redis_client, runner.keys, "twin.failed")
+    assert len(failed) == 1
+    assert await TwinStore(redis_client, runner.keys, "fails").load() is None  # restart anew
+    await runner.exchange.close()
