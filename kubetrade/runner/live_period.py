@@ -133,7 +133,9 @@ class LivePeriod:
                 twin = PaperTwin.from_snapshots(record.engine, record.broker, record.ledger,
                                                 algorithm, runner.engine.limits,
                                                 runner.engine.markets)
-            except (KeyError, ValueError, TypeError) as exc:
+            except RedisError:
+                raise
+            except Exception as exc:  # a twin it cannot continue begins anew, live goes on
                 await runner.outputs.audit("twin.unreadable", {"error": str(exc)})
                 record, algorithm = None, create_algorithm(runner.spec.algorithm,
                                                            runner.spec.parameters)

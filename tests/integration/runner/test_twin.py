@@ -263,3 +263,18 @@ async def test_a_failing_twin_never_stops_live_trading(
     assert len(failed) == 1
     assert await TwinStore(redis_client, runner.keys, "fails").load() is None  # restart anew
     await runner.exchange.close()
+
+
+async def test_a_twin_record_it_cannot_read_begins_anew_from_the_live_state(
+    redis_client: Redis, fake_binance: FakeBinance
+) -> None:
+    keys = Keys("twin-unreadable")
+    await redis_client.set(keys.strategy("unreadable", "twin"),
+                           json.dumps({"version": 1, "engine": {"version": 99}}))
+    runner, _ = await _runner(redis_client, fake_binance, "unreadable", LIMITS,
+                              CollectorRegistry())
+    assert runner.live_period is not None
+    assert runner.live_period.twin.engine.equity == runner.engine.equity
+    audited = await _audited(redis_client, runner.keys, "twin.")
+    assert [e.action for e in audited] == ["twin.unreadable", "twin.start"]
+    await runner.exchange.close()
