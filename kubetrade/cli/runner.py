@@ -100,7 +100,7 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
+            loop.add_signal_handler(sig, lambda: stop_task(task, loop, log))
     name = str((manifest.get("metadata") or {}).get("name", "?"))
     try:
         runner, closers = await _create_until_reachable(
@@ -118,6 +118,32 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         await redis.aclose()
     return 0
+
+
+#: Seconds after a stop signal before a runner still running is cancelled again.
+STOP_RECANCEL_S = 5.0
+
+
+def stop_task(task: asyncio.Task[Any] | None, loop: asyncio.AbstractEventLoop, log: Any) -> None:
+    """Cancel the runner's task on SIGTERM/SIGINT, and again every ``STOP_RECANCEL_S``
+    while it runs on (a cancel can be lost, e.g. in Python 3.11's ``asyncio.wait_for``;
+    the pod would then run until its grace period's SIGKILL), logging where every task
+    waits (``runner.stop_slow``)."""
+    if task is None or task.done():
+        return
+    task.cancel()
+
+    def again() -> None:
+        if task.done():
+            return
+        stacks = {t.get_name(): [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}"
+                                 for f in t.get_stack(limit=8)]
+                  for t in asyncio.all_tasks(loop)}
+        log.warning("runner.stop_slow", after_s=STOP_RECANCEL_S, tasks=stacks)
+        task.cancel()
+        loop.call_later(STOP_RECANCEL_S, again)
+
+    loop.call_later(STOP_RECANCEL_S, again)
 
 
 STARTUP_RETRY_S = (2.0, 5.0, 10.0, 30.0, 60.0)

@@ -2,7 +2,8 @@
 live runner (real ccxt client, fake Binance) holding a position, move the fake's price
 through the stop, restart: the exchange closed the position at the stop, the restarted
 runner books that fill (looked up by the stop's client order id before anything else),
-and no order reached the exchange twice."""
+and no order reached the exchange twice. The same after a SIGTERM (the runner scaled to
+0 by the operator, e.g. after a config change whose pre-flight failed)."""
 
 from __future__ import annotations
 
@@ -47,9 +48,13 @@ def fake_binance() -> Iterator[FakeBinance]:
 
 
 @pytest.mark.timeout(600)
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 def test_stop_on_exchange_closes_the_position_while_the_runner_is_dead(
-    redis_url: str, tmp_path: Path, fake_binance: FakeBinance
+    redis_url: str, tmp_path: Path, fake_binance: FakeBinance, sig: signal.Signals
 ) -> None:
+    """SIGKILL: a crash. SIGTERM: the operator scaling the runner to 0 (a config change
+    whose pre-flight failed, with no passed runner to keep): the runner ends without
+    touching its stop, which goes on protecting the position on the exchange."""
     csv = bundled_candles("BTC/USDT")
     assert csv is not None
     strategy = tmp_path / "livey.yaml"
@@ -66,8 +71,8 @@ def test_stop_on_exchange_closes_the_position_while_the_runner_is_dead(
             try:
                 _wait(lambda p=proc: _resting_stop(fake_binance) or p.poll() is not None,
                       120, "a protected position")
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
+                proc.send_signal(sig)
+                proc.wait(30)
             finally:
                 if proc.poll() is None:
                     proc.kill()
