@@ -211,12 +211,15 @@ def test_a_failed_slice_fails_the_sweep_with_its_reason(
     finish_job(bed, "validation-btc-bad", ok=False)
 
     def failed() -> dict[str, Any] | None:
-        status = (bed.get("validationrun", "btc-bad") or {}).get("status") or {}
-        return status if status.get("phase") == "Failed" else None
+        # the pod marks the run Failed itself at once; wait for the operator's view of
+        # the failed Job too
+        complete = bed.condition("validationrun", "btc-bad", "Complete") or {}
+        if complete.get("reason") != "JobFailed":
+            return None
+        status: dict[str, Any] = (bed.get("validationrun", "btc-bad") or {})["status"]
+        return status
 
     status = wait_for(failed, TIMEOUT, "the sweep Failed")
-    assert "decision" not in status
+    assert status["phase"] == "Failed" and "decision" not in status
     assert status["progress"].startswith("failed: ValueError: sweep slice 1: sweep: no "
                                          "combination could run")
-    complete = bed.condition("validationrun", "btc-bad", "Complete")
-    assert complete is not None and complete["reason"] == "JobFailed"
