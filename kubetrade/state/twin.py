@@ -22,10 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from redis.asyncio import Redis
 
 from kubetrade.state.keys import Keys
+from kubetrade.state.reader import EquityPoint, StateReader, TailCache
 from kubetrade.state.schema import dumps, loads_dict
 
 TWIN_PART = "twin"
@@ -149,6 +151,31 @@ async def read_twin(redis: Redis, keys: Keys, name: str) -> dict[str, Any] | Non
     return None if record is None else record.public()
 
 
+def _point(fields: dict[str, str]) -> EquityPoint | None:
+    """One entry of the twin's equity stream (None when it does not parse)."""
+    try:
+        return EquityPoint(int(fields["ts"]), Decimal(fields["equity"]))
+    except (KeyError, ValueError, ArithmeticError):
+        return None
+
+
+_TWIN_TAILS: WeakKeyDictionary[StateReader, dict[str, TailCache[EquityPoint]]] = (
+    WeakKeyDictionary())
+
+
+async def cached_twin_equity(reader: StateReader, name: str,
+                             max_points: int = TWIN_EQUITY_MAXLEN) -> list[EquityPoint]:
+    """The twin's whole equity curve, oldest first, read incrementally like the live
+    one (``StateReader.cached_equity``): a dashboard refreshed on every candle reads
+    only the points added since (shared list: do not modify)."""
+    tails = _TWIN_TAILS.setdefault(reader, {})
+    tail = tails.get(name)
+    if tail is None:
+        key = reader.keys.strategy(name, TWIN_EQUITY_PART)
+        tail = tails[name] = TailCache(reader.redis, key, _point, max_points)
+    return await tail.refresh()
+
+
 async def read_twin_equity(redis: Redis, keys: Keys, name: str,
                            count: int = 2000) -> list[tuple[int, str]]:
     """The newest ``count`` points of the twin's equity curve, oldest first: (ts ms,
@@ -162,4 +189,5 @@ async def read_twin_equity(redis: Redis, keys: Keys, name: str,
     return out
 
 
-__all__ = ["TwinRecord", "TwinStore", "read_twin", "read_twin_equity", "summary_fields"]
+__all__ = ["TwinRecord", "TwinStore", "cached_twin_equity", "read_twin", "read_twin_equity",
+           "summary_fields"]

@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from kubetrade.api.deps import Ctx, Reader, User
 from kubetrade.api.routes.common import AUTH_RESPONSES, BAD, NAME_PATTERN
 from kubetrade.state.reader import EquityPoint
-from kubetrade.state.twin import read_twin, read_twin_equity
+from kubetrade.state.twin import cached_twin_equity, read_twin
 
 router = APIRouter()
 
@@ -107,10 +107,11 @@ async def live_vs_paper(
         if twin is None:
             continue
         live_curve: list[EquityPoint] = await reader.cached_equity(name)
-        live = [(p.ts_ms, str(p.equity)) for p in live_curve]
-        paper = await read_twin_equity(ctx.redis, ctx.keys, name, count=200_000)
+        twin_curve = await cached_twin_equity(reader, name)
+        paper = [(p.ts_ms, str(p.equity)) for p in twin_curve]
         since = paper[0][0] if paper else None
-        live = [p for p in live if since is None or p[0] >= since]
+        live = [(p.ts_ms, str(p.equity)) for p in live_curve
+                if since is None or p.ts_ms >= since]
         out.append(LiveVsPaperOut(
             name=name, **twin,
             equity={"live": _thin(live, points), "twin": _thin(paper, points)},
