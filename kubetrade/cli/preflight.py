@@ -100,6 +100,21 @@ def make_exchange(strategy: Any, credentials: Any, env: dict[str, str]) -> Any:
     )
 
 
+def budgeted(exchange: Any, redis: Any, keys: Any, strategy: Any, env: dict[str, str],
+             clock: Any) -> Any:
+    """``exchange`` spending the request weight of the egress IP (KUBETRADE_EGRESS_IP)
+    and the order budget of the Strategy's account (its credentialsSecret) that every
+    runner spends from (``exchange/budgeted.py``)."""
+    from kubetrade.exchange.budgeted import BudgetedExchange
+    from kubetrade.exchange.ratelimit import BudgetGate, budget_plan
+    from kubetrade.state.budgets import RedisBudget
+
+    account = strategy.spec.exchange.credentials_secret or "default"
+    budget = RedisBudget(redis, keys, ip=env.get("KUBETRADE_EGRESS_IP") or "default",
+                         account=account, plan=budget_plan)
+    return BudgetedExchange(exchange, BudgetGate(budget, clock))
+
+
 async def _reports(args: argparse.Namespace, api: Any, redis: Any, keys: Any) -> list[Any]:
     from kubetrade.state.reports import read_validation_latest
     from kubetrade.validation.cluster import cluster_validation_reports
@@ -133,8 +148,10 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
     keys = keys_from_env()
     if env.get("REDIS_URL"):
         redis = aioredis.from_url(env["REDIS_URL"], decode_responses=True)
-    exchange = make_exchange(strategy, credentials, env)
     clock = SystemClock()
+    exchange = make_exchange(strategy, credentials, env)
+    if redis is not None:  # its calls spend the runners' shared rate budgets
+        exchange = budgeted(exchange, redis, keys, strategy, env, clock)
     try:
         reports = await _reports(args, api, redis, keys)
         report = await pf.preflight_strategy(
