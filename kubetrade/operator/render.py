@@ -87,6 +87,8 @@ def config_hash(strategy: Strategy, settings: OperatorSettings) -> str:
         "env": sorted(settings.passthrough.items()),
         "redis": [settings.redis_url, settings.redis_secret, settings.redis_prefix],
     }
+    if settings.candle_claim:  # only when set: installs without one keep their hashes
+        material["candleClaim"] = settings.candle_claim
     digest = hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:16]
 
@@ -305,6 +307,26 @@ def _runner_container(strategy: Strategy, namespace: str, settings: OperatorSett
     return container
 
 
+#: Where pods mount the chart's candle store (``--datadir``, KUBETRADE_DATADIR).
+CANDLE_DATADIR = "/data/candles"
+CANDLE_VOLUME = "candle-data"
+
+
+def _with_candle_store(
+    container: Manifest, volumes: list[Manifest], settings: OperatorSettings
+) -> None:
+    """With the chart's candle-data claim (``settings.candle_claim``), the runner records
+    every exchange candle it consumes into it (KUBETRADE_DATADIR), one writer per series
+    through the Redis lease (docs/marketdata.md). Runners on several nodes need the
+    claim ReadWriteMany."""
+    if not settings.candle_claim:
+        return
+    volumes.append({"name": CANDLE_VOLUME,
+                    "persistentVolumeClaim": {"claimName": settings.candle_claim}})
+    container["volumeMounts"].append({"name": CANDLE_VOLUME, "mountPath": CANDLE_DATADIR})
+    container["env"].append({"name": "KUBETRADE_DATADIR", "value": CANDLE_DATADIR})
+
+
 def runner_deployment(
     strategy: Strategy, uid: str, replicas: int, settings: OperatorSettings
 ) -> Manifest:
@@ -315,6 +337,7 @@ def runner_deployment(
     secret = strategy.spec.exchange.credentials_secret
     volumes, _ = _volumes(secret)
     container = _runner_container(strategy, namespace, settings)
+    _with_candle_store(container, volumes, settings)
     pod_labels = labels(name, "runner", strategy.spec.mode)
     return {
         "apiVersion": "apps/v1",

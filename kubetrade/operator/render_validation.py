@@ -18,6 +18,8 @@ from decimal import Decimal
 
 from kubetrade.domain.sweeps import slice_count
 from kubetrade.operator.render import (
+    CANDLE_DATADIR,
+    CANDLE_VOLUME,
     JOB_LABEL,
     VALIDATION_LABEL,
     Manifest,
@@ -33,9 +35,8 @@ from kubetrade.resources import ValidationRun
 from kubetrade.resources.common import as_number
 from kubetrade.resources.validationrun_sweep import ParameterSweep, StoreRange
 
-#: Where a Job mounts the candle store (``--datadir``, KUBETRADE_DATADIR).
-DATADIR = "/data/candles"
-CANDLE_VOLUME = "candle-data"
+#: Where a Job mounts the candle store (``--datadir``), as the runners do.
+DATADIR = CANDLE_DATADIR
 
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

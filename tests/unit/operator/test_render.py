@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -266,3 +267,25 @@ def test_the_runner_is_ready_only_while_its_trading_loop_beats(tmp_path: Path) -
     old = time.time() - render.READY_MAX_AGE_S - 1
     os.utime(beat, (old, old))
     assert run() == 1
+
+
+def test_runners_record_into_the_charts_candle_claim_when_there_is_one() -> None:
+    """Issue 13 item 4 in a cluster: with the chart's candleData claim, each runner pod
+    mounts it at KUBETRADE_DATADIR and records what it consumes (one writer per series
+    through the Redis lease); without it nothing changes, the config hash included (an
+    operator upgrade must not roll every runner)."""
+    s = strategy()
+    plain = deployment(s)
+    with_claim = dataclasses.replace(SETTINGS, candle_claim="kt-kubetrade-candles")
+    d = render.runner_deployment(s, "uid-1", 1, with_claim)
+    pod = d["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert {"name": "candle-data",
+            "persistentVolumeClaim": {"claimName": "kt-kubetrade-candles"}} in pod["volumes"]
+    assert {"name": "candle-data", "mountPath": "/data/candles"} in c["volumeMounts"]
+    assert {"name": "KUBETRADE_DATADIR", "value": "/data/candles"} in c["env"]
+    plain_pod = plain["spec"]["template"]["spec"]
+    assert all(v["name"] != "candle-data" for v in plain_pod["volumes"])
+    assert all(e["name"] != "KUBETRADE_DATADIR" for e in plain_pod["containers"][0]["env"])
+    assert render.config_hash(s, SETTINGS) == "b766868d3d31a34c"  # as before claims existed
+    assert render.config_hash(s, with_claim) != render.config_hash(s, SETTINGS)
