@@ -6,8 +6,15 @@ WORKDIR /src
 RUN python -m venv /opt/kubetrade
 COPY pyproject.toml README.md ./
 COPY kubetrade ./kubetrade
+# Bytecode is compiled here, once: the pods run on a read-only root filesystem (and with
+# PYTHONDONTWRITEBYTECODE), so Python can never cache what it compiles, and without .pyc
+# files every pod start (operator, runner, pre-flight/validation Job) compiled kubetrade,
+# ccxt, kubernetes, ... from source again (seen on the test bed's node). unchecked-hash:
+# the .pyc files do not depend on file times (COPY, reproducible builds).
 RUN /opt/kubetrade/bin/pip install --no-compile . \
-    && find /opt/kubetrade -name '__pycache__' -prune -exec rm -rf {} +
+    && find /opt/kubetrade -name '__pycache__' -prune -exec rm -rf {} + \
+    && /opt/kubetrade/bin/python -m compileall -q -j 0 --invalidation-mode unchecked-hash \
+       /opt/kubetrade/lib
 
 FROM python:3.11-slim-bookworm
 LABEL org.opencontainers.image.title="kubetrade" \

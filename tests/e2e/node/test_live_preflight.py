@@ -7,10 +7,11 @@ against the same fake; a key the exchange refuses is a FAIL in the status and no
 The fake runs in this test process and listens on the node's address only (pods reach
 it through the bridge's gateway; nothing is routed off the machine); the operator hands
 KUBETRADE_EXCHANGE_URL (set with the chart's operator.extraEnv) on to the Job and
-runner pods, as the operator e2e does. The chart's NetworkPolicy that lets runners and
-pre-flight Jobs reach the exchange (TCP 443 to networkPolicy.egressCIDRs) is NOT
-enforced on this node (the CNI bridge plugin has no policy engine), so the fake's
-port is not checked against it here.
+runner pods, as the operator e2e does. The RiskPolicy is the chart's `default` (its
+stop-loss and daily loss limit make a live Strategy admissible). The fake listens on
+port 443, which the chart's NetworkPolicy opens for runners and pre-flight Jobs (TCP
+443 to networkPolicy.egressCIDRs), but that policy is NOT enforced on this node (the
+CNI bridge plugin has no policy engine): nothing here shows it would let them through.
 """
 
 from __future__ import annotations
@@ -28,12 +29,6 @@ from tests.fakes.binance import FakeBinance
 # The first test of a session pays for starting the node (and building a stale image).
 pytestmark = [pytest.mark.node, pytest.mark.timeout(1500)]
 
-RISK = """
-apiVersion: kubetrade.io/v1alpha1
-kind: RiskPolicy
-metadata: {name: default}
-spec: {stopLossPct: 5, dailyLossLimitPct: 3}
-"""
 STRATEGY = """
 apiVersion: v1
 kind: Secret
@@ -55,9 +50,10 @@ spec:
 
 @pytest.fixture(scope="module")
 def fake(node: Node) -> Iterator[FakeBinance]:
-    """The fake exchange on the node's address; its market is the recording replayed as
+    """The fake exchange on the node's address, port 443 (the port the chart's egress
+    policy opens to the exchange; plain HTTP); its market is the recording replayed as
     now (for a runner on the system clock), 10,000 USDT on the account."""
-    fake = FakeBinance(host=node.ip).start()
+    fake = FakeBinance(host=node.ip, port=443).start()
     fake.run_market_live()
     try:
         yield fake
@@ -68,7 +64,6 @@ def fake(node: Node) -> Iterator[FakeBinance]:
 @pytest.fixture(scope="module")
 def live(node: Node, fake: FakeBinance) -> Iterator[Release]:
     with installed(node, {"KUBETRADE_EXCHANGE_URL": fake.url}, "kubetrade-live") as rel:
-        rel.kubectl("apply", "-f", "-", input=RISK)
         yield rel
 
 
