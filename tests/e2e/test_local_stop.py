@@ -68,20 +68,28 @@ def strategies(tmp_path: Path) -> Path:
     return directory
 
 
+def local_command(strategies: Path, redis_url: str, port: int,
+                  prefix: str) -> tuple[list[str], dict[str, str]]:
+    """The arguments (after ``kubetrade``) and environment of one fast-trading
+    `kubetrade local` on ``redis_url`` under ``prefix``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KUBETRADE_MARKET_DATA", "TELEGRAM_BOT_TOKEN", "METRICS_PORT")}
+    env.update(KUBETRADE_REDIS_PREFIX=prefix, PYTHONUNBUFFERED="1", REDIS_URL=redis_url)
+    argv = ["local", "--port", str(port), "--market-data", "replay:bundled",
+            "--replay-interval", "0.01", "--strategies", str(strategies)]
+    return argv, env
+
+
 class Local:
     """One `kubetrade local` process, its JSON log and its Redis prefix."""
 
     def __init__(self, strategies: Path, redis_url: str, port: int, log: Path) -> None:
         self.prefix = f"stop-{uuid.uuid4().hex[:8]}"
         self.log = log
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("KUBETRADE_MARKET_DATA", "TELEGRAM_BOT_TOKEN", "METRICS_PORT")}
-        env.update(KUBETRADE_REDIS_PREFIX=self.prefix, PYTHONUNBUFFERED="1",
-                   REDIS_URL=redis_url)
+        argv, env = local_command(strategies, redis_url, port, self.prefix)
         self.proc = subprocess.Popen(
-            [KUBETRADE, "local", "--port", str(port), "--market-data", "replay:bundled",
-             "--replay-interval", "0.01", "--strategies", str(strategies)],
-            cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            [KUBETRADE, *argv], cwd=REPO, env=env, stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
 
     def events(self) -> list[dict[str, Any]]:
@@ -218,12 +226,7 @@ class ForkedLocal:
         self.forker = forker
         self.prefix = f"stop-{uuid.uuid4().hex[:8]}"
         self.log = log
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("KUBETRADE_MARKET_DATA", "TELEGRAM_BOT_TOKEN", "METRICS_PORT")}
-        env.update(KUBETRADE_REDIS_PREFIX=self.prefix, PYTHONUNBUFFERED="1",
-                   REDIS_URL=redis_url)
-        argv = ["local", "--port", str(port), "--market-data", "replay:bundled",
-                "--replay-interval", "0.01", "--strategies", str(strategies)]
+        argv, env = local_command(strategies, redis_url, port, self.prefix)
         self.pid = int(forker.call(op="spawn", argv=argv, env=env, log=str(log))["pid"])
         self.code: int | None = None
 

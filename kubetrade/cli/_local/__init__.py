@@ -10,4 +10,8 @@ together, which this assembly does.
 - :mod:`.seed` — the Strategy/RiskPolicy files of ``--strategies`` into desired state.
 - :mod:`.market` — live Binance market data or the paced replay of bundled candles.
 - :mod:`.system` — runners, notifier and API started together and stopped together.
+- :mod:`.api_thread` — the API on its own thread and event loop, its desired state (the
+  kill switch) run on the runners' loop.
+- :mod:`.stopping` — SIGINT/SIGTERM: no new candle at once, a bounded exit.
+- :mod:`.latency` — the runners' decision latency per candle (candle due -> done).
 """

@@ -1,8 +1,10 @@
 """``kubetrade local``: runners, notifier and API/dashboard in one process.
 
 Every Strategy YAML of a directory trades in paper mode (one runner each, as tasks of
-one event loop), the API/dashboard serves on http://127.0.0.1:8000, desired state lives
-in Redis (:class:`LocalDesiredState`), and the Telegram notifier runs when configured.
+the main event loop, with the kill switch and the Telegram notifier when configured),
+desired state lives in Redis (:class:`LocalDesiredState`), and the API/dashboard serves
+on http://127.0.0.1:8000 from its own thread and event loop (:mod:`.api_thread`), so a
+burst of dashboard requests does not hold up the runners' loop.
 
 It needs nothing installed: without ``REDIS_URL`` an embedded Redis holds the state (see
 :mod:`.embedded_redis`); without internet the market data is a paced replay of real
