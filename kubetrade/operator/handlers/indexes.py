@@ -60,7 +60,11 @@ def strategies_in(index: StrategyIndex | None, namespace: str | None) -> list[St
 
 
 def job_state(status: Mapping[str, Any]) -> str:
-    """Pending, Running, Succeeded or Failed, from a Job's status."""
+    """Pending, Running, Succeeded or Failed, from a Job's status.
+
+    The Job controller's conditions decide; without one, a pod still active means
+    Running (an Indexed Job with one index done, or a pod retried after a failure, is
+    not finished), then the counts."""
     for cond in status.get("conditions") or []:
         if cond.get("status") != "True":
             continue
@@ -68,12 +72,12 @@ def job_state(status: Mapping[str, Any]) -> str:
             return "Succeeded"
         if cond.get("type") in ("Failed", "FailureTarget"):
             return "Failed"
+    if status.get("active"):
+        return "Running"
     if status.get("succeeded"):
         return "Succeeded"
     if status.get("failed"):
         return "Failed"
-    if status.get("active"):
-        return "Running"
     return "Pending"
 
 
