@@ -17,8 +17,9 @@ processes hits both alike; the figures are the best wall time and the best CPU t
 then ``kubetrade validate`` on 1,000,000 candles: wall, CPU and peak RSS (the child's
 ``ru_maxrss``). Targets: ratio >= 3x; 1M candles under 3 s wall and 250 MB RSS.
 ``--before DIR`` adds an older kubetrade source tree (``git archive <commit> | tar -x
--C DIR``) as a third side, run with ``PYTHONPATH=DIR`` in the same alternation, so a
-change is measured before and after under the same load.
+-C DIR``) as a third side, run from DIR (``python -m`` imports from the working
+directory first) in the same alternation, so a change is measured before and after
+under the same load.
 Last, sweep throughput (skipped with ``--no-sweep``): ``kubetrade validate --sweep`` of
 a 4 x 4 SMA grid over the 300,000 candles on all local cores (combinations per second
 of wall time, and the out-of-sample run included).
@@ -103,15 +104,16 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None
     return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode
 
 
-Side = tuple[str, list[str], dict[str, str] | None]
+Side = tuple[str, list[str], Path]
+"""(name, command, directory it runs in: ``python -m kubetrade`` imports from there)."""
 
 
-def best_of(sides: list[Side], repeat: int, root: Path) -> dict[str, list[float]]:
+def best_of(sides: list[Side], repeat: int) -> dict[str, list[float]]:
     """Each side run ``repeat`` times, alternating: best wall, best CPU, worst peak RSS."""
     best = {name: [9e9, 9e9, 0.0] for name, _, _ in sides}
     for _ in range(repeat):
-        for name, cmd, env in sides:
-            wall, cpu, rss, code = timed(cmd, root, env)
+        for name, cmd, cwd in sides:
+            wall, cpu, rss, code = timed(cmd, cwd)
             if code not in (0, 3):
                 raise SystemExit(f"{name} exited {code}: {' '.join(cmd)}")
             b = best[name]
@@ -132,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return backtesting_process(args.backtesting)
     root = Path(__file__).resolve().parents[1]
     kubetrade = [sys.executable, "-m", "kubetrade", "validate"]
-    before_env = ({**os.environ, "PYTHONPATH": str(args.before.resolve())}
-                  if args.before else None)
+    before = args.before.resolve() if args.before else None
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
@@ -146,21 +147,21 @@ def main(argv: list[str] | None = None) -> int:
         ours = [*kubetrade, "--strategy-file", str(spec), "--report-dir", str(d / "reports"),
                 "--replay"]
         theirs = [sys.executable, "-m", "bench.validate", "--backtesting", str(small)]
-        sides: list[Side] = [("kubetrade", [*ours, str(small)], None),
-                             ("backtesting.py", theirs, None)]
-        if before_env is not None:
-            sides.append(("kubetrade before", [*ours, str(small)], before_env))
-        best = best_of(sides, args.repeat, root)
+        sides: list[Side] = [("kubetrade", [*ours, str(small)], root),
+                             ("backtesting.py", theirs, root)]
+        if before is not None:
+            sides.append(("kubetrade before", [*ours, str(small)], before))
+        best = best_of(sides, args.repeat)
         print(f"{args.candles:,} candles, whole process, best of {args.repeat} (alternating):")
         for name, (wall, cpu, rss) in best.items():
             print(f"  {name:18s} wall {wall:6.2f} s  CPU {cpu:6.2f} s  peak RSS {rss:4.0f} MiB")
         (ow, oc, _), (tw, tc, _) = best["kubetrade"], best["backtesting.py"]
         print(f"ratio backtesting.py / kubetrade: {tw / ow:.2f}x by wall time, "
               f"{tc / oc:.2f}x by CPU time (target >= 3x)")
-        big_sides: list[Side] = [("kubetrade", [*ours, str(big)], None)]
-        if before_env is not None:
-            big_sides.append(("kubetrade before", [*ours, str(big)], before_env))
-        big_best = best_of(big_sides, args.repeat, root)
+        big_sides: list[Side] = [("kubetrade", [*ours, str(big)], root)]
+        if before is not None:
+            big_sides.append(("kubetrade before", [*ours, str(big)], before))
+        big_best = best_of(big_sides, args.repeat)
         for name, (wall, cpu, rss) in big_best.items():
             print(f"{args.big:,} candles: {name} validate --replay wall {wall:.2f} s, "
                   f"CPU {cpu:.2f} s, peak RSS {rss:.0f} MiB (targets: < 3 s wall, < 250 MB)")

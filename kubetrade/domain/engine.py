@@ -25,8 +25,9 @@ sized or a fill is booked.
 Where the parts live: equity and the halts in ``halts.py`` (EquityGuard), open orders,
 client ids and seen trades in ``ledger.py`` (OrderLedger), entry and exit decisions in
 ``decisions.py`` (OrderDesk), the event queue and the engine's time in ``journal.py``,
-the snapshot format in ``engine_snapshot.py``. This class wires them and feeds them
-candles and fills.
+the snapshot format in ``engine_snapshot.py``, the per-symbol state and the held
+position's bulk marking (``on_held_candles``, for replays) in ``held.py``. This class
+wires them and feeds them candles and fills.
 """
 
 from __future__ import annotations

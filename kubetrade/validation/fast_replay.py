@@ -76,39 +76,35 @@ def column_array(frame: CandleFrame, name: str, dtype: type) -> np.ndarray:
                          offset=arr.offset * width)
 
 
-class _Texts:
-    """Decimal text of the price columns (the text CandleFrame builds Decimals from):
-    the rows of ``rows`` (the candles that signal) cast by Arrow at once, any other
-    row's by slices of ``_CHUNK`` rows and one column at a time, when first needed."""
+def _index(rows: list[int]) -> pa.Array:
+    """Row numbers as an Arrow int64 array, from raw bytes (``pa.array`` of a list goes
+    through pyarrow's pandas shim and imports pandas)."""
+    return pa.Array.from_buffers(pa.int64(), len(rows),
+                                 [None, pa.py_buffer(np.array(rows, np.int64))])
 
-    __slots__ = ("_cache", "_rows", "_table")
+
+class _Texts:
+    """Decimal text of the price columns, as Arrow casts it (the text CandleFrame builds
+    Decimals from): the rows of ``rows`` (those known to go through the engine) cast at
+    once, any other row alone when asked, and the closes of held runs one slice of
+    ``_CHUNK`` rows at a time (the loop only moves forward: one slice is kept)."""
+
+    __slots__ = ("_closes", "_rows", "_table")
 
     def __init__(self, frame: CandleFrame, rows: list[int]) -> None:
         self._table = frame.table
-        self._cache: dict[tuple[str, int], list[str]] = {}
-        self._rows: dict[int, tuple[str, ...]] = {}
-        if rows:
-            index = pa.Array.from_buffers(pa.int64(), len(rows),
-                                          [None, pa.py_buffer(np.array(rows, np.int64))])
-            taken = self._table.take(index)
-            texts = [pc.cast(taken.column(n), pa.string()).to_pylist() for n in _PRICES]
-            self._rows = dict(zip(rows, zip(*texts, strict=True), strict=True))
+        self._closes: tuple[int, list[str]] = (-1, [])
+        self._rows = self._cast(rows)
 
-    def column(self, name: str, chunk: int) -> list[str]:
-        key = (name, chunk)
-        text = self._cache.get(key)
-        if text is None:
-            if len(self._cache) > 64:  # the loop only moves forward
-                self._cache.clear()
-            part = self._table.column(name).slice(chunk * _CHUNK, _CHUNK)
-            text = self._cache[key] = pc.cast(part, pa.string()).to_pylist()
-        return text
+    def _cast(self, rows: list[int]) -> dict[int, tuple[str, ...]]:
+        if not rows:
+            return {}
+        taken = self._table.take(_index(rows))
+        texts = [pc.cast(taken.column(n), pa.string()).to_pylist() for n in _PRICES]
+        return dict(zip(rows, zip(*texts, strict=True), strict=True))
 
     def candle(self, i: int, ts: int) -> Candle:
-        row = self._rows.get(i)
-        if row is None:
-            c, j = divmod(i, _CHUNK)
-            row = tuple(self.column(n, c)[j] for n in _PRICES)
+        row = self._rows.pop(i, None) or self._cast([i])[i]
         o, h, low, close, v = row
         return Candle(ts, Decimal(o), Decimal(h), Decimal(low), Decimal(close), Decimal(v))
 
@@ -116,8 +112,11 @@ class _Texts:
         out: list[Decimal] = []
         while start < stop:
             c, j = divmod(start, _CHUNK)
+            if self._closes[0] != c:
+                part = self._table.column("close").slice(c * _CHUNK, _CHUNK)
+                self._closes = (c, pc.cast(part, pa.string()).to_pylist())
             take = min(stop - start, _CHUNK - j)
-            out.extend(map(Decimal, self.column("close", c)[j:j + take]))
+            out.extend(map(Decimal, self._closes[1][j:j + take]))
             start += take
         return out
 
@@ -140,11 +139,15 @@ class _Loop:
         where, sides = signals_of(engine.strategy, symbol, step,
                                   column_array(frame, "close", np.float64))
         self.signal_at: list[int] = where.tolist()
-        self.texts = _Texts(frame, self.signal_at)
+        # the rows known to go through the engine: signals, each UTC day's first close
+        days = (opens + interval) // DAY_MS
+        day_starts = (np.flatnonzero(days[1:] != days[:-1]) + 1).tolist()
+        self.texts = _Texts(frame, sorted({0, len(opens) - 1, *self.signal_at, *day_starts}))
         self.sides = sides
         self.next_signal = 0
-        self.decided: list[Side | None] = [None]
-        use_step(engine, symbol, lambda _candle: self.decided[0])
+        decided: list[Side | None] = [None]
+        self.decided = decided  # the engine's step answers it (no cycle through self)
+        use_step(engine, symbol, lambda _candle: decided[0])
         self.feeder = CandleFeeder(engine, broker, clock, symbol, result)
 
     def signal_index(self, i: int) -> int:

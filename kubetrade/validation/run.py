@@ -21,7 +21,7 @@ from kubetrade.validation.analysis import (
     period_returns,
     slippage_paid,
 )
-from kubetrade.validation.curve import write_curve_csv
+from kubetrade.validation.curve import EquityCurve, write_curve_csv
 from kubetrade.validation.plan import RunOutcome, ValidationPlan
 from kubetrade.validation.progress import Progress
 from kubetrade.validation.replay import load_plan_candles, replay
@@ -77,7 +77,9 @@ def analyse(plan: ValidationPlan, outcome: RunOutcome, metrics: Any) -> dict[str
     """The report's ``analysis``: breakdowns, further figures, friction paid, benchmark."""
     trades, curve = outcome.trades, outcome.equity_curve
     out: dict[str, Any] = breakdowns(trades)
-    eq = [float(e) for _, e in curve]
+    # a replay's curve is columns: its values converted without a pair per point
+    eq = list(map(float, curve.values if isinstance(curve, EquityCurve) else
+                  (e for _, e in curve)))
     closes = day_closes(curve, eq)
     out["returns_by"] = {p: period_returns(closes, p) for p in ("day", "week", "month")}
     out.update(figures(trades, curve, eq, metrics.max_drawdown, metrics.periods_per_year))
