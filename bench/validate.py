@@ -147,8 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         ours = [*kubetrade, "--strategy-file", str(spec), "--report-dir", str(d / "reports"),
                 "--replay"]
         theirs = [sys.executable, "-m", "bench.validate", "--backtesting", str(small)]
+        # backtesting.py's process computes and prints; ours also draws an HTML page with
+        # three plots by default: the page-less figure is shown beside it
         sides: list[Side] = [("kubetrade", [*ours, str(small)], root),
-                             ("backtesting.py", theirs, root)]
+                             ("backtesting.py", theirs, root),
+                             ("kubetrade --no-html", [*ours[:-1], "--no-html", "--replay",
+                                                      str(small)], root)]
         if before is not None:
             sides.append(("kubetrade before", [*ours, str(small)], before))
         best = best_of(sides, args.repeat)
@@ -158,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         (ow, oc, _), (tw, tc, _) = best["kubetrade"], best["backtesting.py"]
         print(f"ratio backtesting.py / kubetrade: {tw / ow:.2f}x by wall time, "
               f"{tc / oc:.2f}x by CPU time (target >= 3x)")
+        nw, nc, _ = best["kubetrade --no-html"]
+        print(f"ratio backtesting.py / kubetrade --no-html: {tw / nw:.2f}x by wall time, "
+              f"{tc / nc:.2f}x by CPU time")
         big_sides: list[Side] = [("kubetrade", [*ours, str(big)], root)]
         if before is not None:
             big_sides.append(("kubetrade before", [*ours, str(big)], before))

@@ -55,11 +55,12 @@ def signals_of(algorithm: Algorithm[Any, Any], symbol: str, step: Step,
 def _stepped(step: Step, closes: np.ndarray) -> Signals:
     where: list[int] = []
     sides: list[Side] = []
-    for i, close in enumerate(closes.tolist()):
-        side = step(close)
-        if side is not None:
-            where.append(i)
-            sides.append(side)
+    for start in range(0, len(closes), _BLOCK):  # a slice of Python floats at a time
+        for i, close in enumerate(closes[start:start + _BLOCK].tolist(), start):
+            side = step(close)
+            if side is not None:
+                where.append(i)
+                sides.append(side)
     return np.array(where, dtype=np.int64), sides
 
 

@@ -61,3 +61,11 @@ def test_prices_beyond_exact_integers_fall_back_to_the_step() -> None:
 def test_other_algorithms_are_stepped(algorithm: str, params: Mapping[str, float]) -> None:
     closes = _series()[0]
     assert _bulk(algorithm, params, closes) == _stepped(algorithm, params, closes)
+
+
+def test_series_longer_than_a_block_agree_across_the_seams() -> None:
+    rng = np.random.default_rng(11)
+    closes = np.round(50_000 + np.cumsum(rng.normal(0, 5, 150_000)), 2)
+    for algorithm, params in (("sma-crossover", {"fastPeriod": 10, "slowPeriod": 30}),
+                              ("rsi-mean-reversion", {"period": 14})):
+        assert _bulk(algorithm, params, closes) == _stepped(algorithm, params, closes)
