@@ -159,7 +159,7 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
             namespace=args.namespace if api is not None else "",
         )
         if redis is not None and not args.no_publish:
-            await pf.publish(redis, keys, report)
+            await pf.publish(redis, keys, report, env.get("KUBETRADE_CONFIG_HASH", ""))
         return report
     finally:
         await exchange.close()

@@ -5,15 +5,13 @@ balance) against the account's free balance. The operator holds no exchange keys
 Strategy's credentials Secret is mounted only into its pre-flight Job and its runner),
 so it does not call the exchange: the verdict is the pre-flight's "Capital Allocation"
 check, which the pre-flight Job stores per strategy in Redis
-(``state.reports.read_strategy_preflight``). A report counts for the configuration in
-force when it was made after that configuration's pre-flight Job started (or the
-configuration already passed). The flip to False is posted as a warning Event and
-audited (``plan.WARNED_CONDITIONS``).
+(``state.reports.read_strategy_preflight``) with the configuration hash its Job was
+given (``KUBETRADE_CONFIG_HASH``): a report counts only for that configuration. The
+flip to False is posted as a warning Event and audited (``plan.WARNED_CONDITIONS``).
 """
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,17 +28,10 @@ _VERDICTS: dict[str, tuple[bool | None, str]] = {
 }
 
 
-def rfc3339_ms(stamp: str | None) -> int | None:
-    """An RFC 3339 time (a Job's status.startTime) as epoch ms; None if absent."""
-    if not stamp:
-        return None
-    return int(datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() * 1000)
-
-
-def capital_check(report: Mapping[str, Any] | None, since_ms: int | None) -> dict[str, Any] | None:
-    """The "Capital Allocation" check of ``report`` when the report was made at or after
-    ``since_ms`` (None: any time); else None."""
-    if not report or (since_ms is not None and int(report.get("ts_ms") or 0) < since_ms):
+def capital_check(report: Mapping[str, Any] | None, config_hash: str) -> dict[str, Any] | None:
+    """The "Capital Allocation" check of ``report`` when the report is of the
+    configuration ``config_hash``; else None."""
+    if not report or report.get("config_hash") != config_hash:
         return None
     for check in report.get("checks") or []:
         if isinstance(check, dict) and check.get("name") == CHECK:

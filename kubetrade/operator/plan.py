@@ -33,7 +33,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kubetrade.operator import render
-from kubetrade.operator.capital import capital_check, rfc3339_ms, set_capital_condition
+from kubetrade.operator.capital import capital_check, set_capital_condition
 from kubetrade.operator.checks import symbols_not_allowed
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.operator.status import Conditions, fold_summary
@@ -291,19 +291,6 @@ def _phase(
     return "Starting"
 
 
-def _capital(
-    strategy: Strategy, observed: StrategyObserved, chash: str, conds: Conditions
-) -> None:
-    """``CapitalAllocated`` from the pre-flight report of the configuration in force
-    (``operator/capital.py``)."""
-    job = next((j for j in observed.preflight_jobs if j.config_hash == chash), None)
-    passed = observed.status.get("preflightPassedHash") == chash
-    since = None if passed or job is None else (rfc3339_ms(job.start_time) or observed.now_ms)
-    set_capital_condition(conds, live=strategy.spec.mode == "live",
-                          check=capital_check(observed.preflight_report, since),
-                          now_ms=observed.now_ms)
-
-
 def held_runner(
     strategy: Strategy, observed: StrategyObserved, preflight: str | None, blocked: bool
 ) -> DeploymentObserved | None:
@@ -411,7 +398,8 @@ def plan_strategy(
     risk_ok = _risk(strategy, observed, conds)  # the condition is set in either mode
     blocked = spec.mode == "live" and not risk_ok
     pre = _preflight(strategy, observed, chash, blocked, conds, settings)
-    _capital(strategy, observed, chash, conds)
+    set_capital_condition(conds, live=spec.mode == "live",
+                          check=capital_check(observed.preflight_report, chash), now_ms=now)
     held = held_runner(strategy, observed, pre.state, blocked)
     allowed = spec.enabled and not blocked and (spec.mode != "live" or pre.state == "Succeeded")
     replicas, disabling, drain_status = _replicas(strategy, observed, allowed, settings)

@@ -391,6 +391,8 @@ def preflight_job(strategy: Strategy, uid: str, chash: str, settings: OperatorSe
         secret,
         settings,
     )
+    # its report names the configuration it checked (the CapitalAllocated condition)
+    container["env"].append({"name": "KUBETRADE_CONFIG_HASH", "value": chash})
     job_labels = {**labels(name, "preflight", strategy.spec.mode), JOB_LABEL: "preflight"}
     return {
         "apiVersion": "batch/v1",

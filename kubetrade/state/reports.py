@@ -14,14 +14,18 @@ from kubetrade.state.keys import Keys
 
 
 async def write_preflight(
-    redis: Redis, keys: Keys, report_json: str, strategy: str = ""
+    redis: Redis, keys: Keys, report_json: str, strategy: str = "", config_hash: str = ""
 ) -> None:
     """Store the pre-flight report (its JSON form) as the latest one, and as the latest
-    of ``strategy`` (``{p}:strategy:{s}:preflight``: the operator's CapitalAllocated
-    condition reads it)."""
+    of ``strategy`` (``{p}:strategy:{s}:preflight``, with ``config_hash``, the
+    configuration checked, when given: the operator's CapitalAllocated condition)."""
     await redis.set(keys.preflight, report_json)
     if strategy:
-        await redis.set(keys.strategy(strategy, "preflight"), report_json)
+        own = report_json
+        if config_hash:
+            own = json.dumps({**json.loads(report_json), "config_hash": config_hash},
+                             sort_keys=True)
+        await redis.set(keys.strategy(strategy, "preflight"), own)
 
 
 async def read_strategy_preflight(redis: Redis, keys: Keys, strategy: str) -> dict[str, Any] | None:

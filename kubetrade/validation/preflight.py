@@ -269,9 +269,11 @@ async def preflight_strategy(
 # -- publishing -------------------------------------------------------------------------
 
 
-async def publish(redis: Any, keys: Any, report: PreflightReport) -> None:
-    """keys.preflight for /api/preflight, an alert per WARN/FAIL, and an audit entry."""
-    await write_preflight(redis, keys, report.to_json(), report.strategy)
+async def publish(redis: Any, keys: Any, report: PreflightReport, config_hash: str = "") -> None:
+    """keys.preflight for /api/preflight (and the strategy's own copy, with the
+    ``config_hash`` of the configuration checked when the operator's Job gave one), an
+    alert per WARN/FAIL, and an audit entry."""
+    await write_preflight(redis, keys, report.to_json(), report.strategy, config_hash)
     for r in report.results:
         if r.status is CheckStatus.PASS:
             continue

@@ -10,8 +10,8 @@ from tests.unit.operator.builders import strategy
 from tests.unit.operator.test_plan import FIT, NOW, SETTINGS, chash, cond, observed, up_to_date
 
 
-def _report(status: str, message: str, ts_ms: int = NOW) -> dict[str, Any]:
-    return {"strategy": "btc-sma", "ts_ms": ts_ms, "status": status,
+def _report(status: str, message: str, config_hash: str) -> dict[str, Any]:
+    return {"strategy": "btc-sma", "ts_ms": NOW, "status": status, "config_hash": config_hash,
             "checks": [{"name": "API Key", "status": "PASS", "message": "ok"},
                        {"name": "Capital Allocation", "status": status, "message": message}]}
 
@@ -32,9 +32,9 @@ def test_a_budget_above_the_free_balance_is_a_false_condition_and_an_event() -> 
     s = strategy(mode="live", initialCapital=5000)
     msg = ("budget 5000 USDT (initialCapital; 5000 still to spend) is more than the "
            "account's free 500 USDT: lower the budget or fund the account")
-    job = JobObserved("preflight-btc-sma", chash(s), "Failed", start_time="2023-11-14T22:13:00Z")
-    plan = plan_strategy(s, observed(preflight_jobs=(job,), preflight_report=_report("FAIL", msg)),
-                         SETTINGS)
+    job = JobObserved("preflight-btc-sma", chash(s), "Failed")
+    report = _report("FAIL", msg, chash(s))
+    plan = plan_strategy(s, observed(preflight_jobs=(job,), preflight_report=report), SETTINGS)
     c = cond(plan, "CapitalAllocated")
     assert (c["status"], c["reason"], c["message"]) == ("False", "BudgetExceedsFreeBalance", msg)
     # the flip to False is posted as a warning Event (and audited) by the handler
@@ -45,15 +45,17 @@ def test_a_budget_that_fits_is_true() -> None:
     s = strategy(mode="live", capitalPctOfAccount=25)
     msg = "budget 125 USDT (25% of the account) fits in the free 500 USDT"
     plan = plan_strategy(s, observed(status={"preflightPassedHash": chash(s)},
-                                     preflight_report=_report("PASS", msg)), SETTINGS)
+                                     preflight_report=_report("PASS", msg, chash(s))),
+                         SETTINGS)
     c = cond(plan, "CapitalAllocated")
     assert (c["status"], c["reason"], c["message"]) == ("True", "BudgetFits", msg)
 
 
-def test_a_report_older_than_the_configurations_preflight_does_not_count() -> None:
+def test_the_report_of_another_configuration_does_not_count() -> None:
     s = strategy(mode="live")
-    job = JobObserved("preflight-btc-sma", chash(s), "Running", start_time="2023-11-14T22:13:20Z")
-    old = _report("PASS", "fits", ts_ms=NOW - 3_600_000)  # an earlier configuration's
+    earlier = strategy(mode="live", initialCapital=50)
+    job = JobObserved("preflight-btc-sma", chash(s), "Running")
+    old = _report("PASS", "fits", chash(earlier))  # an earlier configuration's
     plan = plan_strategy(s, observed(preflight_jobs=(job,), preflight_report=old), SETTINGS)
     assert cond(plan, "CapitalAllocated")["reason"] == "WaitingForPreflight"
 
