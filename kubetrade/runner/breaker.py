@@ -109,7 +109,9 @@ class BreakerWatch:
                 async with self.lock:
                     # orders whose answers were lost during the outage are looked up first
                     await self.catch_up()
-            if self.halts.awaiting_reconciliation:
+            if self.account_held:  # another runner's trip of the account still holds it
+                self.log.warning("breaker.closed_account_still_open")
+            elif self.halts.awaiting_reconciliation:
                 self.log.error("breaker.closed_but_reconciliation_failed")
             else:
                 await self._mark_account("closed", now)

@@ -290,3 +290,33 @@ async def test_a_budget_as_a_share_of_the_account_is_taken_at_the_first_start(
     again = await start()
     assert again.engine.portfolio.starting_cash == Decimal(2500)
     await again.exchange.close()
+
+
+async def test_a_trip_left_by_a_runner_that_never_came_back_is_lifted_by_another(
+    redis_client: Redis, fake_binance: FakeBinance
+) -> None:
+    """A runner tripped the account and died: the others hold, then (after
+    ACCOUNT_TRIP_STALE_MS, its own breaker closed) one lifts it through its own
+    reconciliation, and the account is closed for everyone."""
+    clock = VirtualClock(fake_binance)
+    desk = await _desk(redis_client, fake_binance, clock)
+    alpha, beta, _ = desk.runners
+    books = AccountBooks(redis_client, desk.keys, ACCOUNT)
+    await books.set_breaker("open", "ghost", clock.now_ms())
+    await desk.step(alpha)
+    assert alpha.breaker_open and alpha.awaiting_reconciliation  # held by the account
+    for _ in range(10):
+        clock.advance(60)
+        await desk.step(alpha)
+        if not (alpha.breaker_open or alpha.awaiting_reconciliation):
+            break
+    assert not (alpha.breaker_open or alpha.awaiting_reconciliation)
+    clock.advance(60)
+    await desk.step(alpha)  # the next candle marks the account closed
+    assert (await books.breaker())["state"] == "closed"
+    await desk.step(beta)
+    assert not beta.breaker_open
+    actions = [(a["strategy"], a["action"]) for a in await desk.audit()]
+    assert ("alpha", "breaker.account_resumed") in actions
+    assert ("alpha", "trading.resumed_after_reconciliation") in actions
+    await desk.close()
