@@ -78,12 +78,20 @@ def mark_held(
             state.interval_ms = smallest
     out: list[Decimal] = []
     append = out.append
-    mark = guard.mark
+    # EquityGuard.mark inlined: its no-news case (above both floors, not above the peak)
+    # only sets the equity, done once at the end; anything else goes through check()
+    dd_floor, peak, day_floor = guard.dd_floor, guard.peak, guard.day_floor
+    equity = guard.equity
     for open_ms, close in zip(opens_ms, closes, strict=True):
-        journal.now_ms = open_ms + timeframe_ms
-        mark(cash + quantity * close)
-        append(guard.equity)
+        equity = cash + quantity * close
+        if not (dd_floor < equity <= peak and equity > day_floor):
+            journal.now_ms = open_ms + timeframe_ms  # the time a halt event carries
+            guard.check(equity)
+            dd_floor, peak, day_floor = guard.dd_floor, guard.peak, guard.day_floor
+        append(equity)
+    guard.equity = equity
     last_close_ms = opens_ms[-1] + timeframe_ms
+    journal.now_ms = last_close_ms
     state.last_ts = opens_ms[-1]
     ref = state.ref
     if ref is not None and last_close_ms >= ref.ts_ms:
