@@ -71,7 +71,8 @@ class RunnerMetrics:
         )
         self.reconciliation_mismatches = gauge(
             "kubetrade_reconciliation_mismatches",
-            "Mismatches found by the latest reconciliation.", *S)
+            "Mismatches found by the latest reconciliation (the strategy's own plus its "
+            "account's unattributed differences).", *S)
         self.reconciliations = counter("kubetrade_reconciliations_total",
                                        "Reconciliations run, by outcome.", *S, "outcome")
         self.emergency = counter("kubetrade_emergency_actions_total",

@@ -50,6 +50,15 @@ class ReconciliationResult:
         return not self.mismatches and not self.error and self.account_status == "ok"
 
     @property
+    def mismatch_count(self) -> int:
+        """The strategy's own mismatches plus its account's unattributed differences:
+        what ``kubetrade_reconciliation_mismatches`` counts (so the PrometheusRule's
+        KubetradeReconciliationMismatch fires for an account difference too)."""
+        account = (len(self.account.get("differences") or [])
+                   if self.account and self.account_status == "mismatch" else 0)
+        return len(self.mismatches) + account
+
+    @property
     def status(self) -> str:
         """ok | error | mismatch (ours or the account's unattributed) | pending."""
         if self.ok:

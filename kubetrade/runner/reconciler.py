@@ -99,7 +99,7 @@ class Reconciler:
         data = result.to_dict()
         await self.store.write_reconciliation(data)
         await self.outputs.event(EventType.RECONCILIATION, now, data)
-        self.outputs.reconciled(len(result.mismatches), data["status"])
+        self.outputs.reconciled(result.mismatch_count, data["status"])
         await self._foreign(result)
         if result.ok:
             await self._passed(trigger)

@@ -15,7 +15,7 @@ from kubetrade.domain.models import (
     Side,
     make_client_order_id,
 )
-from kubetrade.runner.reconcile import client_id_prefix, reconcile
+from kubetrade.runner.reconcile import ReconciliationResult, client_id_prefix, reconcile
 
 MARKETS = {
     "BTC/USDT": MarketInfo(
@@ -104,3 +104,18 @@ def test_open_order_with_an_earlier_id_scheme_is_still_ours() -> None:
     missing = _run(client_id_prefix=qualified, exchange_orders=[other])
     kinds = [m["kind"] for m in missing["mismatches"]]
     assert kinds == ["order_missing_on_exchange"]
+
+
+def test_the_mismatch_gauge_counts_the_accounts_unattributed_differences() -> None:
+    """An account difference (a deposit nothing explains) must reach the Prometheus
+    alert too, not only Telegram: the count is ours plus the account's differences."""
+    diff = {"asset": "BTC", "expected": "0.1", "actual": "0.6"}
+
+    def result(account: dict[str, Any] | None) -> ReconciliationResult:
+        return ReconciliationResult("a", 1, "periodic", account=account)
+
+    mismatch = result({"account": "ns/keys", "status": "mismatch", "differences": [diff]})
+    assert mismatch.status == "mismatch" and mismatch.mismatch_count == 1
+    assert result({"account": "ns/keys", "status": "pending", "differences": [diff]}
+                  ).mismatch_count == 0
+    assert result(None).mismatch_count == 0
