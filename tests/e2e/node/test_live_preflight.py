@@ -97,7 +97,7 @@ def _job_pod(rel: Release, job: str) -> dict[str, Any]:
     return dict(pods[0])
 
 
-def test_a_live_strategy_passes_preflight_in_a_pod_and_its_runner_trades_on_the_fake(
+def test_a_live_strategy_passes_preflight_in_a_pod_and_its_runner_reads_the_fake(
     node: Node, live: Release, fake: FakeBinance
 ) -> None:
     manifests = STRATEGY.format(name="btc-live", key=fake.api_key, secret=fake.secret)
@@ -119,8 +119,8 @@ def test_a_live_strategy_passes_preflight_in_a_pod_and_its_runner_trades_on_the_
     assert status.get("preflightPassedHash")
     # the live runner: its pod Ready (restore, reconciliation against the fake, then the
     # loop's heartbeat) and reading the fake's market
-    wait_for(
-        lambda: any(ready(p) for p in live.runner_pods("btc-live")),
+    runner: dict[str, Any] = wait_for(
+        lambda: next((p for p in live.runner_pods("btc-live") if ready(p)), None),
         240, "the live runner pod Ready",
         lambda: live.why() + live.kubectl("logs", "deploy/kubetrade-runner-btc-live",
                                           "--tail", "30", check=False),
@@ -128,7 +128,6 @@ def test_a_live_strategy_passes_preflight_in_a_pod_and_its_runner_trades_on_the_
     klines = fake.count("GET", "/api/v3/klines")
     wait_for(lambda: fake.count("GET", "/api/v3/klines") > klines, 180,
              "the runner to poll the fake's candles", live.why)  # fmt: skip
-    (runner,) = live.runner_pods("btc-live")
     env = {e["name"]: e.get("value") for e in runner["spec"]["containers"][0]["env"]}
     assert env["KUBETRADE_EXCHANGE_URL"] == fake.url
     assert env["BINANCE_TESTNET"] == "false"
