@@ -116,13 +116,21 @@ def budgeted(exchange: Any, redis: Any, keys: Any, strategy: Any, env: dict[str,
 
 
 async def _reports(args: argparse.Namespace, api: Any, redis: Any, keys: Any) -> list[Any]:
+    from kubetrade.logs import get_logger
+    from kubetrade.state.client import RedisError
     from kubetrade.state.reports import read_validation_latest
     from kubetrade.validation.cluster import cluster_validation_reports
     from kubetrade.validation.report import load_reports
 
     reports: list[Any] = list(load_reports(args.report_dir))
     if redis is not None:
-        latest = await read_validation_latest(redis, keys)
+        try:
+            latest = await read_validation_latest(redis, keys)
+        except RedisError as exc:  # an input among others: judged without it, said so
+            get_logger("kubetrade.cli.preflight").warning(
+                "preflight.redis_unavailable", error=str(exc),
+                note="the latest validation result in Redis was not read")
+            latest = None
         if latest:
             try:
                 data = json.loads(latest)
@@ -159,7 +167,7 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
             namespace=args.namespace if api is not None else "",
         )
         if redis is not None and not args.no_publish:
-            await pf.publish(redis, keys, report, env.get("KUBETRADE_CONFIG_HASH", ""))
+            await _publish(pf, redis, keys, report, env.get("KUBETRADE_CONFIG_HASH", ""))
         return report
     finally:
         await exchange.close()
@@ -167,6 +175,20 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
             await redis.aclose()
         if api is not None:
             api.close()
+
+
+async def _publish(pf: Any, redis: Any, keys: Any, report: Any, config_hash: str) -> None:
+    """Store the results for /api/preflight and the operator; a Redis that does not
+    answer leaves the verdict as it is (printed, and the exit code) and says so."""
+    from kubetrade.logs import get_logger
+    from kubetrade.state.client import RedisError
+
+    try:
+        await pf.publish(redis, keys, report, config_hash)
+    except RedisError as exc:
+        get_logger("kubetrade.cli.preflight").warning(
+            "preflight.not_published", error=str(exc),
+            note="results not stored in Redis (GET /api/preflight keeps the previous ones)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -132,6 +132,23 @@ def test_an_unreachable_exchange_is_not_reported_as_a_refused_key(
     assert key["message"].startswith("could not check the key, the exchange did not answer"), key
 
 
+def test_a_redis_that_does_not_answer_leaves_the_verdict_and_says_so(
+    setup: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis is an input of the pre-flight Job (latest validation, shared budgets) and
+    where it stores results; a blip must not turn a PASS into a traceback and a FAIL."""
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{port}/0")
+    code = main(["preflight", "--strategy-file", str(setup["spec"]),
+                 "--report-dir", str(setup["reports"]), "--json"])
+    out = capsys.readouterr()
+    report = json.loads(out.out)
+    assert code == 0 and report["status"] == "PASS", out.err
+    assert "preflight.not_published" in out.err and "Traceback" not in out.err
+
+
 def test_missing_api_key_fails(setup: dict[str, Any], capsys: pytest.CaptureFixture[str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BINANCE_API_KEY")
