@@ -8,6 +8,7 @@ generated from the models.
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -123,6 +124,8 @@ def test_helm_lint_is_clean(kube_bin: Binaries) -> None:
         ("redis.enabled=false", "/redis"),
         ("api.corsOrigins[0]=*", "/api/corsOrigins/0"),
         ("api.forwardedAllowIps=the-ingress", "/api/forwardedAllowIps"),
+        ("api.forwardedAllowIps=10.244.0.0/33", "/api/forwardedAllowIps"),
+        ("api.forwardedAllowIps=999.1.1.1", "/api/forwardedAllowIps"),
         ("redisPrefix=has space", "/redisPrefix"),
         ("notify.enabled=true", "/notify"),
     ],
@@ -144,8 +147,23 @@ def test_trusted_proxies_reach_the_api_command_only_when_set(kube_bin: Binaries)
         return args
 
     assert "--forwarded-allow-ips" not in api_args()
-    args = api_args("api.forwardedAllowIps=10.244.0.0/16\\,10.0.0.5")
-    assert args[args.index("--forwarded-allow-ips") + 1] == "10.244.0.0/16,10.0.0.5"
+    args = api_args("api.forwardedAllowIps=10.244.0.0/16\\,10.0.0.5\\,fd00::/8")
+    assert args[args.index("--forwarded-allow-ips") + 1] == "10.244.0.0/16,10.0.0.5,fd00::/8"
+
+
+def test_without_a_password_one_is_generated_so_the_api_can_serve(kube_bin: Binaries) -> None:
+    """`kubetrade api --host 0.0.0.0` refuses to serve without DASHBOARD_PASSWORD (no
+    unauthenticated API on a pod address), so a chart installed without one must not
+    hand it an empty one: its API pod would crash-loop. A given password is kept."""
+
+    def password(*sets: str) -> str:
+        secret = next(o for o in render(kube_bin, "kt", *sets) if o["kind"] == "Secret"
+                      and "dashboard-password" in (o.get("data") or {}))
+        return base64.b64decode(secret["data"]["dashboard-password"]).decode()
+
+    generated = password()
+    assert len(generated) == 24 and generated.isalnum()
+    assert password("api.auth.dashboardPassword=Corr3ct-Horse") == "Corr3ct-Horse"
 
 
 def test_notes_never_print_secrets(
