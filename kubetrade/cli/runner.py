@@ -64,10 +64,12 @@ def load_file_manifests(
 async def _run(args: argparse.Namespace) -> int:
     from redis.asyncio import Redis
 
+    from kubetrade.exchange.base import TransientError
     from kubetrade.logs import get_logger
     from kubetrade.runner.assembly import RunnerEnv, create_runner, run_runner
     from kubetrade.runner.core import RunnerOptions
     from kubetrade.runner.metrics import serve_metrics
+    from kubetrade.state.client import RedisError, ping
     from kubetrade.state.keys import keys_from_env
 
     log = get_logger("kubetrade.cli.runner")
@@ -102,11 +104,15 @@ async def _run(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, lambda: stop_task(task, loop, log))
     name = str((manifest.get("metadata") or {}).get("name", "?"))
+    if not env.redis_url:
+        log.warning("runner.redis_default", url="redis://127.0.0.1:6379/0",
+                    note="REDIS_URL is not set; state goes to the local default")
     try:
-        runner, closers = await _create_until_reachable(
+        await _until_reachable(lambda: ping(redis), name, "redis", (RedisError, OSError))
+        runner, closers = await _until_reachable(
             lambda: create_runner(manifest, redis=redis, keys=keys, env=env,
                                   limits_manifest=risk, options=options, namespace=namespace),
-            name,
+            name, "exchange", (TransientError,),
         )
         options.paper = runner.paper is not None
         log.info("runner.starting", strategy=runner.name, mode=runner.spec.mode,
@@ -150,22 +156,25 @@ STARTUP_RETRY_S = (2.0, 5.0, 10.0, 30.0, 60.0)
 """Waits between start attempts while the exchange does not answer (then 60 s each)."""
 
 
-async def _create_until_reachable(create: Callable[[], Awaitable[_T]], strategy: str) -> _T:
-    """``create()``, retried while the exchange is unreachable (TransientError), with one
-    log line per attempt instead of a traceback; a signal cancels the wait. Anything
-    else (a bad spec, a refused key) is raised at once."""
-    from kubetrade.exchange.base import TransientError
+async def _until_reachable(
+    call: Callable[[], Awaitable[_T]], strategy: str, what: str,
+    transient: tuple[type[BaseException], ...],
+) -> _T:
+    """``call()``, retried while ``what`` (redis, exchange) does not answer (one of
+    ``transient``), with one ``runner.<what>_unreachable`` line per attempt instead of a
+    traceback; a signal cancels the wait. Anything else (a bad spec, a refused key) is
+    raised at once."""
     from kubetrade.logs import get_logger
 
     log = get_logger("kubetrade.cli.runner")
     attempt = 0
     while True:
         try:
-            return await create()
-        except TransientError as exc:
+            return await call()
+        except transient as exc:
             wait = STARTUP_RETRY_S[min(attempt, len(STARTUP_RETRY_S) - 1)]
             attempt += 1
-            log.warning("runner.exchange_unreachable", strategy=strategy, error=str(exc),
+            log.warning(f"runner.{what}_unreachable", strategy=strategy, error=str(exc),
                         attempt=attempt, retry_in_s=wait)
             await asyncio.sleep(wait)
 
