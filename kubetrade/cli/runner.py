@@ -108,12 +108,19 @@ async def _run(args: argparse.Namespace) -> int:
         log.warning("runner.redis_default", url="redis://127.0.0.1:6379/0",
                     note="REDIS_URL is not set; state goes to the local default")
     try:
-        await _until_reachable(lambda: ping(redis), name, "redis", (RedisError, OSError))
+        # the spec and keys are checked first (a bad one exits 2 at once), then the
+        # exchange and Redis are waited for
         runner, closers = await _until_reachable(
             lambda: create_runner(manifest, redis=redis, keys=keys, env=env,
                                   limits_manifest=risk, options=options, namespace=namespace),
             name, "exchange", (TransientError,),
         )
+        try:
+            await _until_reachable(lambda: ping(redis), name, "redis", (RedisError, OSError))
+        except BaseException:
+            for client in closers:
+                await client.close()
+            raise
         options.paper = runner.paper is not None
         log.info("runner.starting", strategy=runner.name, mode=runner.spec.mode,
                  pod=env.pod_name, market_data=env.market_data)
