@@ -62,8 +62,6 @@ def load_file_manifests(
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from redis.asyncio import Redis
-
     from kubetrade.exchange.base import TransientError
     from kubetrade.logs import get_logger
     from kubetrade.runner.assembly import RunnerEnv, create_runner, run_runner
@@ -81,20 +79,12 @@ async def _run(args: argparse.Namespace) -> int:
     if args.strategy_file is not None:
         manifest, risk = load_file_manifests(args.strategy_file, args.risk_policy_file)
     else:
-        from kubetrade.runner.kube import get_object, load_kube_config
+        from kubetrade.runner.kube import load_kube_config
 
         namespace = args.namespace or "default"
         api_client = load_kube_config()
-        manifest = await asyncio.to_thread(
-            get_object, namespace, "strategies", args.strategy, api_client
-        )
-        ref = (manifest.get("spec") or {}).get("riskPolicyRef", "default")
-        try:
-            risk = await asyncio.to_thread(get_object, namespace, "riskpolicies", ref, api_client)
-        except Exception as exc:  # a missing policy means defaults, said loudly
-            log.warning("risk.policy_unavailable", policy=ref, error=str(exc))
-            risk = None
-    redis = Redis.from_url(env.redis_url or "redis://127.0.0.1:6379/0", decode_responses=True)
+        manifest, risk = await _cluster_manifests(args.strategy, namespace, api_client)
+    redis = _redis_client(env.redis_url)
     keys = keys_from_env()
     options = RunnerOptions(reconcile_interval_s=env.reconcile_interval,
                             max_candles=args.max_candles)
@@ -104,9 +94,6 @@ async def _run(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, lambda: stop_task(task, loop, log))
     name = str((manifest.get("metadata") or {}).get("name", "?"))
-    if not env.redis_url:
-        log.warning("runner.redis_default", url="redis://127.0.0.1:6379/0",
-                    note="REDIS_URL is not set; state goes to the local default")
     try:
         # the spec and keys are checked first (a bad one exits 2 at once), then the
         # exchange and Redis are waited for
@@ -131,6 +118,42 @@ async def _run(args: argparse.Namespace) -> int:
     finally:
         await redis.aclose()
     return 0
+
+
+def _redis_client(url: str | None) -> Any:
+    """A client for REDIS_URL; unset, the local default, said once (runner.redis_default)."""
+    from kubetrade.logs import get_logger
+    from kubetrade.state.client import connect
+
+    if not url:
+        get_logger("kubetrade.cli.runner").warning(
+            "runner.redis_default", url=DEFAULT_REDIS_URL,
+            note="REDIS_URL is not set; state goes to the local default")
+    return connect(url or DEFAULT_REDIS_URL)
+
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+async def _cluster_manifests(
+    name: str, namespace: str, api_client: Any
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(the Strategy, its RiskPolicy or None: a missing policy means the defaults, said
+    loudly) from the cluster."""
+    from kubetrade.logs import get_logger
+    from kubetrade.runner.kube import get_object
+
+    manifest: dict[str, Any] = await asyncio.to_thread(
+        get_object, namespace, "strategies", name, api_client)
+    ref = (manifest.get("spec") or {}).get("riskPolicyRef", "default")
+    try:
+        risk: dict[str, Any] | None = await asyncio.to_thread(
+            get_object, namespace, "riskpolicies", ref, api_client)
+    except Exception as exc:
+        get_logger("kubetrade.cli.runner").warning(
+            "risk.policy_unavailable", policy=ref, error=str(exc))
+        risk = None
+    return manifest, risk
 
 
 #: Seconds after a stop signal before a runner still running is cancelled again.
