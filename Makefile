@@ -20,7 +20,7 @@ run: $(STAMP)
 
 ## make test: installs what the tests need, builds/caches the control plane, runs every test
 test: $(STAMP) system-deps testbed
-	$(BIN)/pytest tests -n 2 --dist loadgroup --durations=40
+	BIN=$(BIN) scripts/test.sh
 
 system-deps:
 	scripts/system-deps.sh
