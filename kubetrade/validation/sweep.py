@@ -88,6 +88,16 @@ def with_parameters(plan: ValidationPlan, params: dict[str, Any]) -> ValidationP
     return replace(plan, strategy=plan.strategy.model_copy(update={"spec": new_spec}))
 
 
+def _one_line(exc: ValueError) -> str:
+    """``exc`` as one line: a pydantic error as ``field: rule; ...`` (no URLs, no
+    newlines), anything else as its text."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
+                         for e in errors())
+    return " ".join(str(exc).split())
+
+
 _WORK: tuple[ValidationPlan, CandleFrame] | None = None
 """The plan and in-sample candles, set before the worker processes fork."""
 
@@ -100,7 +110,7 @@ def _score(params: dict[str, Any]) -> dict[str, Any]:
         trial.strategy.spec.validated_parameters()
         outcome = replay(trial, None, frame)
     except ValueError as exc:  # e.g. fastPeriod >= slowPeriod: refused, not ranked
-        return {"parameters": params, "error": str(exc)}
+        return {"parameters": params, "error": _one_line(exc)}
     m = compute_metrics(outcome.trades, outcome.equity_curve)
     return {"parameters": params, "sharpe": m.sharpe, "total_return": m.total_return,
             "trades": m.trades, "max_drawdown": m.max_drawdown}
@@ -153,7 +163,10 @@ def walk_forward(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec,
     outside = CandleFrame(frame.table.slice(cut), frame.report)
     ranking = rank(plan, inside, spec, on_update)
     if not ranking or "error" in ranking[0]:
-        raise ValueError(f"sweep: no combination could run: {ranking[:1]}")
+        first: dict[str, Any] = ranking[0] if ranking else {"parameters": {}, "error": "-"}
+        shown = " ".join(f"{k}={v}" for k, v in first["parameters"].items())
+        raise ValueError(f"sweep: none of the {len(ranking)} combinations could run; "
+                         f"{shown}: {first['error']}")
     best_plan = with_parameters(plan, ranking[0]["parameters"])
     outcome = replay(best_plan, None, outside)
     section = {

@@ -67,3 +67,20 @@ def test_random_samples_of_the_grid_are_seeded() -> None:
 def test_malformed_sweep_items_are_refused(item: str) -> None:
     with pytest.raises(ValueError, match="--sweep"):
         parse_grid([item])
+
+
+def test_a_sweep_whose_every_combination_is_refused_says_why_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt parameter in --sweep: exit 2 and one line naming the combination, the
+    field and the rule (it printed a Python list repr with pydantic's newlines and URL)."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(strategy_yaml("sw", "rsi-mean-reversion",
+                                  "{period: 14, oversold: 30, overbought: 70}", "LTC/BTC", "5m"))
+    code = main(["validate", "--strategy-file", str(spec), "--replay", str(shared_data(LTC)),
+                 "--report-dir", str(tmp_path / "r"), "--no-html", "--datadir",
+                 str(filters_dir(tmp_path)), "--sweep", "periood=5,14"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert code == 2
+    assert err == ("kubetrade validate: sweep: none of the 2 combinations could run; "
+                   "periood=5: periood: Extra inputs are not permitted"), err
