@@ -93,9 +93,15 @@ def _one_line(exc: ValueError) -> str:
     newlines), anything else as its text."""
     errors = getattr(exc, "errors", None)
     if callable(errors):
-        return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"
-                         for e in errors())
+        return "; ".join(_pydantic_error(e) for e in errors())
     return " ".join(str(exc).split())
+
+
+def _pydantic_error(error: dict[str, Any]) -> str:
+    """``field: rule``, or the rule alone for a model-level check."""
+    msg = str(error.get("msg", "")).removeprefix("Value error, ")
+    where = ".".join(str(p) for p in error.get("loc", ()))
+    return f"{where}: {msg}" if where else msg
 
 
 _WORK: tuple[ValidationPlan, CandleFrame] | None = None

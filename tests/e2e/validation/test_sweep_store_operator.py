@@ -221,5 +221,6 @@ def test_a_failed_slice_fails_the_sweep_with_its_reason(
 
     status = wait_for(failed, TIMEOUT, "the sweep Failed")
     assert status["phase"] == "Failed" and "decision" not in status
-    assert status["progress"].startswith("failed: ValueError: sweep slice 1: sweep: no "
-                                         "combination could run")
+    assert status["progress"] == (
+        "failed: ValueError: sweep slice 1: sweep: none of the 1 combinations could run; "
+        "fastPeriod=40 slowPeriod=30: slowPeriod (30) must be greater than fastPeriod (40)")
