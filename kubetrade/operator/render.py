@@ -377,6 +377,27 @@ def runner_deployment(
     }
 
 
+def job_pod_template(
+    job_labels: Manifest, container: Manifest, volumes: list[Manifest],
+    settings: OperatorSettings, **pod: Any,
+) -> Manifest:
+    """The pod template every Job of the operator runs (pre-flight, validation): never
+    restarted, the Jobs' service account, restricted security context; ``pod`` adds
+    fields (init containers)."""
+    return {
+        "metadata": {"labels": job_labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "serviceAccountName": settings.job_service_account,
+            "enableServiceLinks": False,
+            "securityContext": pod_security_context(),
+            **pod,
+            "containers": [container],
+            "volumes": volumes,
+        },
+    }
+
+
 def preflight_job(strategy: Strategy, uid: str, chash: str, settings: OperatorSettings) -> Manifest:
     """The live pre-flight as a Job; named after the config hash so a new config gets a
     fresh check and an operator restart finds the one it already started."""
@@ -408,16 +429,6 @@ def preflight_job(strategy: Strategy, uid: str, chash: str, settings: OperatorSe
             "backoffLimit": 0,
             "activeDeadlineSeconds": 600,
             "ttlSecondsAfterFinished": 86400,
-            "template": {
-                "metadata": {"labels": job_labels},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "serviceAccountName": settings.job_service_account,
-                    "enableServiceLinks": False,
-                    "securityContext": pod_security_context(),
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
+            "template": job_pod_template(job_labels, container, volumes, settings),
         },
     }

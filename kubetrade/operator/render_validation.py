@@ -24,10 +24,10 @@ from kubetrade.operator.render import (
     VALIDATION_LABEL,
     Manifest,
     _container,
+    job_pod_template,
     label_value,
     labels,
     owner_reference,
-    pod_security_context,
     validation_job_name,
 )
 from kubetrade.operator.settings import OperatorSettings
@@ -169,18 +169,7 @@ def validation_job(
     if sweep is not None and slices is not None:
         job_spec.update({"completionMode": "Indexed", "completions": slices,
                          "parallelism": min(sweep.parallelism, slices)})
-    job_spec["template"] = {
-        "metadata": {"labels": job_labels},
-        "spec": {
-            "restartPolicy": "Never",
-            "serviceAccountName": settings.job_service_account,
-            "enableServiceLinks": False,
-            "securityContext": pod_security_context(),
-            **pod,
-            "containers": [container],
-            "volumes": volumes,
-        },
-    }
+    job_spec["template"] = job_pod_template(job_labels, container, volumes, settings, **pod)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
