@@ -293,9 +293,28 @@ class AlertDispatcher:
         delivered = await self._send_with_retry(out)
         if not delivered:
             return  # stopping: the entries stay pending and are re-read on restart
-        await self.inbox.mark_sent(out.alert_ids)
+        await self._record_sent(out)
         self.messages_sent += 1
         self.alerts_sent += len(out.alert_ids)
+
+    async def _record_sent(self, out: Outgoing) -> None:
+        """Mark a message Telegram confirmed as ``sent``, retrying through a Redis
+        outage: this process knows it was delivered, so a lost connection here must
+        not turn into a re-send. Only a stop (or crash) before the mark lands leaves
+        the alerts ``sending``, to be re-sent flagged as a possible repeat."""
+        attempt = 0
+        while True:
+            try:
+                await self.inbox.mark_sent(out.alert_ids)  # SET + XACK: idempotent
+                return
+            except RedisError as exc:
+                if self.stopping:
+                    raise
+                attempt += 1
+                wait = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 20))
+                log.warning("alert dispatcher: marking %d alert(s) sent failed (%s); "
+                            "retrying in %.1f s", len(out.alert_ids), type(exc).__name__, wait)
+                await self._pause(wait)
 
     async def _send_with_retry(self, out: Outgoing) -> bool:
         attempt = 0

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis.asyncio as aioredis
@@ -27,6 +28,7 @@ from kubetrade.notify.dispatcher import (
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
 from kubetrade.state.keys import ALERTS_GROUP, Keys
 from tests.fakes.telegram import FakeTelegram
+from tests.fixtures.tcp_cut import tcp_cut
 from tests.integration.notify._util import eventually
 
 CHAT = -100123
@@ -332,6 +334,42 @@ async def test_lost_redis_connections_do_not_lose_or_repeat_alerts(
                 await raise_alert(redis_client, KEYS, alert(n))
             await eventually(lambda: _pending_zero(redis_client))
     assert sorted(titles_in(fake_telegram)) == [f"alert-{n:04d}" for n in range(10)]
+
+
+async def test_redis_lost_between_telegram_confirming_and_the_mark_repeats_nothing(
+    redis_url: str, redis_client: aioredis.Redis, fake_telegram: FakeTelegram,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The race the connection-kill test above can hit by chance, made certain: Redis
+    goes away right after Telegram confirmed a message, before it is marked sent. The
+    dispatcher knows it was delivered, so it must keep the mark, not send it again."""
+    url = urlsplit(redis_url)
+    async with tcp_cut(url.hostname or "127.0.0.1", url.port or 6379) as link:
+        own = aioredis.from_url(f"redis://127.0.0.1:{link.port}{url.path}",
+                                decode_responses=True)
+        async with own, bot_for(fake_telegram) as bot:
+            inner = bot_sender(bot, CHAT)
+            cuts: list[str] = []
+
+            async def send(text: str) -> None:
+                await inner(text)
+                if "alert-0002" in text and not cuts:
+                    cuts.append(text)
+                    link.cut()  # confirmed by Telegram; the mark has not reached Redis
+
+            dispatcher = make(own, send, linger_seconds=0)
+            async with running(dispatcher):
+                for n in range(3):
+                    await raise_alert(redis_client, KEYS, alert(n))
+                    await fake_telegram.wait_for(
+                        lambda: len(fake_telegram.messages_to(CHAT)) == n + 1)  # noqa: B023
+                await eventually(lambda: "ConnectionError" in caplog.text)
+                link.restore()
+                await eventually(lambda: _pending_zero(redis_client))
+                await raise_alert(redis_client, KEYS, alert(3))
+                await eventually(lambda: _pending_zero(redis_client))
+    assert sorted(titles_in(fake_telegram)) == [f"alert-{n:04d}" for n in range(4)]
+    assert not [m for m in fake_telegram.messages_to(CHAT) if "may be a repeat" in m.text]
 
 
 async def test_a_deleted_stream_is_recreated_and_delivery_goes_on(
