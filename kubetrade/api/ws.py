@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from dataclasses import dataclass, field
 
 from starlette.websockets import WebSocket
 
@@ -53,18 +54,18 @@ class Client:
             await self.ws.send_text(message)
 
 
+@dataclass(eq=False)
 class EventHub:
-    def __init__(
-        self, redis: RedisClient, keys: Keys, clock: Clock, queue_size: int, metrics: ApiMetrics
-    ) -> None:
-        self._redis = redis
-        self._keys = keys
-        self._clock = clock
-        self.queue_size = queue_size
-        self._metrics = metrics
-        self.clients: set[Client] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+    """The API process's one events subscription and its clients (see the module doc)."""
+
+    redis: RedisClient
+    keys: Keys
+    clock: Clock
+    queue_size: int
+    metrics: ApiMetrics
+    clients: set[Client] = field(default_factory=set, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _ready: asyncio.Event = field(default_factory=asyncio.Event, init=False)
 
     def ensure_started(self) -> None:
         if self._task is None or self._task.done():
@@ -87,14 +88,14 @@ class EventHub:
     def broadcast(self, message: str) -> None:
         for client in list(self.clients):
             if not client.offer(message):
-                self._metrics.ws_dropped.inc()
+                self.metrics.ws_dropped.inc()
 
     async def _run(self) -> None:
         backoff = 0.2
-        events, emergency = self._keys.events_channel, self._keys.emergency_channel
+        events, emergency = self.keys.events_channel, self.keys.emergency_channel
         while True:
             try:
-                async with Subscription(self._redis, events, emergency) as subscription:
+                async with Subscription(self.redis, events, emergency) as subscription:
                     if backoff > 0.2:  # reconnected: clients may have missed events
                         self.broadcast(RESYNC)
                     self._ready.set()
@@ -105,7 +106,7 @@ class EventHub:
                             continue
                         data = msg.data
                         if msg.channel == emergency:
-                            data = _emergency_event(data, self._clock.now_ms())
+                            data = _emergency_event(data, self.clock.now_ms())
                         self.broadcast(data)
             except asyncio.CancelledError:
                 raise

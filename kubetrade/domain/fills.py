@@ -9,6 +9,7 @@ is counted, audited and reported to the strategy tracker.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 from kubetrade.domain import events as ev
@@ -21,45 +22,21 @@ from kubetrade.domain.risk import RiskLimits, stop_price_for
 from kubetrade.domain.tracker import StrategyTracker
 
 
+@dataclass(eq=False, kw_only=True, slots=True)
 class FillBooker:
     """Books fills into the portfolio and keeps equity marked; counts closed trades."""
 
-    __slots__ = (
-        "guard",
-        "journal",
-        "ledger",
-        "limits",
-        "markets",
-        "marks",
-        "portfolio",
-        "tracker",
-        "trades",
-        "wins",
-    )
-
-    def __init__(
-        self,
-        *,
-        markets: Mapping[str, MarketInfo],
-        limits: RiskLimits,
-        portfolio: Portfolio,
-        marks: dict[str, Decimal],
-        tracker: StrategyTracker,
-        guard: EquityGuard,
-        ledger: OrderLedger,
-        journal: EventJournal,
-    ) -> None:
-        self.markets = markets
-        self.limits = limits
-        self.portfolio = portfolio
-        #: Last price per symbol (shared with the engine, which marks candles into it).
-        self.marks = marks
-        self.tracker = tracker
-        self.guard = guard
-        self.ledger = ledger
-        self.journal = journal
-        self.trades = 0
-        self.wins = 0
+    markets: Mapping[str, MarketInfo]
+    limits: RiskLimits
+    portfolio: Portfolio
+    #: Last price per symbol (shared with the engine, which marks candles into it).
+    marks: dict[str, Decimal]
+    tracker: StrategyTracker
+    guard: EquityGuard
+    ledger: OrderLedger
+    journal: EventJournal
+    trades: int = field(default=0, init=False)
+    wins: int = field(default=0, init=False)
 
     def mark(self) -> None:
         """Equity = cash + everything held at its mark; the halts follow."""

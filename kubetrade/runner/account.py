@@ -21,7 +21,7 @@ comparison is done again (``ATTEMPTS`` times, then reported ``pending``, not a m
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -78,20 +78,22 @@ class _Attributed:
     flagged: list[dict[str, str]] = field(default_factory=list)
 
 
+@dataclass(eq=False)
 class AccountCheck:
     """One runner's view of its account (see the module doc). ``member``: this
     strategy; ``markets``: its markets (the assets it checks, their tolerance)."""
 
-    def __init__(
-        self, books: AccountBooks, member: Member, *, exchange: ExchangeClient,
-        markets: Mapping[str, MarketInfo], clock: Clock,
-    ) -> None:
-        self.books = books
-        self.member = member
-        self.exchange = exchange
-        self.markets = markets
-        self.clock = clock
-        self.assets = sorted({m.base for s, m in markets.items() if s in member.symbols})
+    books: AccountBooks
+    member: Member
+    _: KW_ONLY
+    exchange: ExchangeClient
+    markets: Mapping[str, MarketInfo]
+    clock: Clock
+    assets: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        symbols = self.member.symbols
+        self.assets = sorted({m.base for s, m in self.markets.items() if s in symbols})
 
     async def join(self) -> None:
         """Register this strategy on the account (every start)."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Mapping
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from typing import Any
 
 from kubetrade.domain.clock import Clock
@@ -35,28 +36,29 @@ from kubetrade.state.store import Changes, StateStore
 REDIS_EMERGENCY_TIMEOUT_S = 2.0
 
 
+@dataclass(eq=False)
 class HaltController:
     """Applies person-made halts to the book, the engine and the open orders."""
 
-    def __init__(
-        self, name: str, engine: TradingEngine, *, halts: HaltBook, router: OrderRouter,
-        store: StateStore, outputs: OutputPort, clock: Clock, lock: asyncio.Lock,
-        last_emergency: str | None = None,
-    ) -> None:
-        self.engine = engine
-        self.halts = halts
-        self.router = router
-        self.store = store
-        self.outputs = outputs
-        self.clock = clock
-        self.lock = lock
-        #: The emergency action this runner last applied: a later ``none`` is a resume
-        #: only when it follows a stop/close-all.
-        self.last_emergency = last_emergency
-        #: the Emergency generation this runner last acknowledged
-        self.acked_generation: int | None = None
-        self.ack_owed = False  # applied, but its ack was not written (Redis down)
-        self.log = get_logger("kubetrade.runner", strategy=name, mode=outputs.mode)
+    name: InitVar[str]
+    engine: TradingEngine
+    _: KW_ONLY
+    halts: HaltBook
+    router: OrderRouter
+    store: StateStore
+    outputs: OutputPort
+    clock: Clock
+    lock: asyncio.Lock
+    #: The emergency action this runner last applied: a later ``none`` is a resume
+    #: only when it follows a stop/close-all.
+    last_emergency: str | None = None
+    #: the Emergency generation this runner last acknowledged
+    acked_generation: int | None = field(default=None, init=False)
+    ack_owed: bool = field(default=False, init=False)  # applied, ack not written (Redis down)
+    log: Any = field(init=False)
+
+    def __post_init__(self, name: str) -> None:
+        self.log = get_logger("kubetrade.runner", strategy=name, mode=self.outputs.mode)
 
     def restore(self, snapshot: Mapping[str, Any] | None) -> None:
         """At start: which person-made sources hold the engine's manual halt, so the

@@ -11,6 +11,7 @@ touches a metric, a stream or a channel directly. What the summary says is
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import KW_ONLY, dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -100,24 +101,25 @@ class OutputPort(Protocol):
     def reconciled(self, mismatches: int, outcome: str) -> None: ...
 
 
+@dataclass(eq=False)
 class RunnerOutputs(OutputPort):
     """Summary, events, audit, alerts and metrics of one strategy's runner."""
 
-    def __init__(
-        self, name: str, mode: str, *, redis: Redis, keys: Keys, store: StateStore,
-        clock: Clock, metrics: RunnerMetrics,
-    ) -> None:
-        self.name = name
-        self.mode = mode
-        self.redis = redis
-        self.keys = keys
-        self.store = store
-        self.clock = clock
-        self.metrics = metrics
-        self.log = get_logger("kubetrade.runner", strategy=name, mode=mode)
-        self._peak_equity: Decimal | None = None
-        self._last_candles: dict[str, int] = {}
-        self._market: dict[str, str] = {}
+    name: str
+    mode: str
+    _: KW_ONLY
+    redis: Redis
+    keys: Keys
+    store: StateStore
+    clock: Clock
+    metrics: RunnerMetrics
+    log: Any = field(init=False)
+    _peak_equity: Decimal | None = field(default=None, init=False)
+    _last_candles: dict[str, int] = field(default_factory=dict, init=False)
+    _market: dict[str, str] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.log = get_logger("kubetrade.runner", strategy=self.name, mode=self.mode)
 
     # ---- audit, alerts, events ------------------------------------------------------------
     async def audit(self, action: str, detail: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import KW_ONLY, InitVar, dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -35,6 +36,7 @@ from kubetrade.state.schema import ReconciliationBaseline
 from kubetrade.state.store import StateStore
 
 
+@dataclass(eq=False)
 class Reconciler:
     """Reconciliation of one strategy with the exchange (see module doc).
 
@@ -42,29 +44,28 @@ class Reconciler:
     client order id shared by this strategy's orders.
     """
 
-    def __init__(
-        self, name: str, symbols: list[str], engine: TradingEngine, *,
-        exchange: ExchangeClient, markets: dict[str, MarketInfo], store: StateStore,
-        outputs: OutputPort, halts: HaltBook, clock: Clock,
-        local_orders: Callable[[], list[Order]], client_id_prefix: str,
-        account: AccountCheck | None = None,
-    ) -> None:
-        self.name = name
-        self.symbols = symbols
-        self.engine = engine
-        self.exchange = exchange
-        self.markets = markets
-        self.store = store
-        self.outputs = outputs
-        self.halts = halts
-        self.clock = clock
-        self.local_orders = local_orders
+    name: str
+    symbols: list[str]
+    engine: TradingEngine
+    _: KW_ONLY
+    exchange: ExchangeClient
+    markets: dict[str, MarketInfo]
+    store: StateStore
+    outputs: OutputPort
+    halts: HaltBook
+    clock: Clock
+    local_orders: Callable[[], list[Order]]
+    client_id_prefix: InitVar[str]
+    account: AccountCheck | None = None
+    prefix: str = field(init=False)
+    baseline: dict[str, Decimal] = field(default_factory=dict, init=False)
+    last: ReconciliationResult | None = field(default=None, init=False)
+    foreign_seen: set[str] = field(default_factory=set, init=False)  # foreign order ids reported
+    log: Any = field(init=False)
+
+    def __post_init__(self, client_id_prefix: str) -> None:
         self.prefix = client_id_prefix
-        self.account = account
-        self.baseline: dict[str, Decimal] = {}
-        self.last: ReconciliationResult | None = None
-        self.foreign_seen: set[str] = set()  # foreign order ids already reported
-        self.log = get_logger("kubetrade.runner", strategy=name, mode=outputs.mode)
+        self.log = get_logger("kubetrade.runner", strategy=self.name, mode=self.outputs.mode)
 
     async def load_baseline(self, *, paper: bool) -> None:
         """The stored baseline; else (first start) a live runner's is the account's

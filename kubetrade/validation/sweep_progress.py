@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from kubetrade.domain.clock import Clock
@@ -51,30 +51,28 @@ class SweepTick:
         return out
 
 
+@dataclass(eq=False)
 class SweepProgress:
     """Counts scored combinations and reports ticks (see the module's text).
 
     ``wall`` is a wall clock: the ETA is about CPU time still needed."""
 
-    def __init__(
-        self,
-        total: int,
-        wall: Clock,
-        on_update: OnUpdate | None = None,
-        watch: Callable[[SweepTick], None] | None = None,
-        step_pct: float = 5.0,
-        min_interval_s: float = 10.0,
-    ) -> None:
-        self.total = total
-        self.wall = wall
-        self.on_update = on_update
-        self.watch = watch
-        self.step_pct = step_pct
+    total: int
+    wall: Clock
+    on_update: OnUpdate | None = None
+    watch: Callable[[SweepTick], None] | None = None
+    step_pct: float = 5.0
+    min_interval_s: InitVar[float] = 10.0
+    min_interval_ms: int = field(init=False)
+    started_ms: int = field(init=False)
+    _last_ms: int = field(init=False)
+    _last_bucket: int = field(default=0, init=False)
+    done: int = field(default=0, init=False)
+    best: dict[str, Any] | None = field(default=None, init=False)
+
+    def __post_init__(self, min_interval_s: float) -> None:
         self.min_interval_ms = int(min_interval_s * 1000)
-        self.started_ms = self._last_ms = wall.now_ms()
-        self._last_bucket = 0
-        self.done = 0
-        self.best: dict[str, Any] | None = None
+        self.started_ms = self._last_ms = self.wall.now_ms()
 
     def add(self, result: Mapping[str, Any]) -> None:
         """One more combination scored (``result`` as ranked by the sweep)."""
