@@ -83,6 +83,11 @@ def run_download(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"kubetrade data download: {e}", file=sys.stderr)
         return EXIT_USAGE
+    from kubetrade.logs import configure_logging
+
+    # stdout carries the JSON progress lines; what the exchange client logs on the way
+    # (retries, the circuit breaker) goes to stderr as JSON too, not as bare text
+    configure_logging(stream=sys.stderr)
     return asyncio.run(_download(args, symbols, timeframes, since, until))
 
 

@@ -213,3 +213,23 @@ def test_cli_unknown_symbol_is_a_usage_error(fake_binance: FakeBinance, tmp_path
                  "--datadir", str(tmp_path), "--progress", "json"])
     assert code == 2
     assert "NOPE/USDT" in capsys.readouterr().err
+
+
+def test_cli_download_in_an_outage_says_so_in_json_and_exits_1(fake_binance: FakeBinance,
+                                                               tmp_path: Path) -> None:
+    """Binance unreachable: the exchange client's retries and the circuit breaker are
+    JSON log lines on stderr (no bare text among them), stdout stays JSON progress, and
+    the last stderr line says what failed and that running again resumes."""
+    fake_binance.start_outage("503")
+    env = {**os.environ, "KUBETRADE_EXCHANGE_URL": fake_binance.url}
+    run = kubetrade("data", "download", "--symbols", "BTC/USDT", "--since", "2024-09-21",
+                    "--until", "2024-09-21T23:59", "--datadir", str(tmp_path),
+                    "--progress", "json", env=env)
+    assert run.returncode == 1, run.stderr
+    for line in run.stdout.splitlines():
+        json.loads(line)
+    *logs, last = run.stderr.splitlines()
+    events = [json.loads(line) for line in logs]  # every line before the verdict is JSON
+    assert any("circuit breaker closed -> open" in e["event"] for e in events), logs
+    assert last.startswith("kubetrade data download: exchange failed: ")
+    assert last.endswith("(run again to resume)")
