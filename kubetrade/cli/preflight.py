@@ -162,10 +162,9 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
         exchange = budgeted(exchange, redis, keys, strategy, env, clock)
     try:
         reports = await _reports(args, api, redis, keys)
+        sources = pf.PreflightSources(risk, exchange, credentials, env, reports, clock)
         report = await pf.preflight_strategy(
-            strategy, risk, exchange, credentials, env, reports, clock,
-            namespace=args.namespace if api is not None else "",
-        )
+            strategy, sources, namespace=args.namespace if api is not None else "")
         if redis is not None and not args.no_publish:
             await _publish(pf, redis, keys, report, env.get("KUBETRADE_CONFIG_HASH", ""))
         return report

@@ -19,7 +19,7 @@ from pathlib import Path
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.events import EngineEvent
-from kubetrade.domain.models import Candle, ClosedTrade, Order, OrderStatus
+from kubetrade.domain.models import Candle, ClosedTrade, Fill, Order, OrderStatus
 from kubetrade.exchange.base import OrderRejected, TransientError
 from kubetrade.exchange.paper import PaperBroker
 
@@ -191,17 +191,26 @@ class CandleFeeder:
     def _submit(self, orders: list[Order], close_ms: int) -> None:
         engine, result = self.engine, self.result
         for order in orders:
-            try:
-                updated, fills = self.broker.submit(order, close_ms)
-            except (OrderRejected, TransientError) as exc:
-                order.status = OrderStatus.REJECTED
-                order.reason = f"{order.reason}: {getattr(exc, 'reason', 'rejected')}: {exc}"
-                updated, fills = order, []
+            updated, fills, refused = submit_paper(self.broker, order, close_ms)
+            if refused:
                 result.rejected += 1
             engine.on_order_update(updated)
             for f in fills:
                 result.trades.extend(engine.on_fill(f))
             result.orders.append(updated)
+
+
+def submit_paper(broker: PaperBroker, order: Order, ts_ms: int) -> tuple[Order, list[Fill], bool]:
+    """``order`` sent to the paper ``broker`` at ``ts_ms``: (the order as it now is, its
+    fills, whether it was refused). A refusal (``OrderRejected``, ``TransientError``)
+    marks ``order`` REJECTED, its reason extended by the broker's."""
+    try:
+        updated, fills = broker.submit(order, ts_ms)
+    except (OrderRejected, TransientError) as exc:
+        order.status = OrderStatus.REJECTED
+        order.reason = f"{order.reason}: {getattr(exc, 'reason', 'rejected')}: {exc}"
+        return order, [], True
+    return updated, fills, False
 
 
 def finish_replay(engine: TradingEngine, broker: PaperBroker, clock: ManualClock, symbol: str,

@@ -20,16 +20,17 @@ then the engine, orders to the broker), so a replay of the same candles through
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from kubetrade.domain.algorithms import Algorithm
 from kubetrade.domain.engine import TradingEngine
-from kubetrade.domain.models import Candle, MarketInfo, Order, OrderStatus
+from kubetrade.domain.models import Candle, MarketInfo, Order
 from kubetrade.domain.risk import RiskLimits
 from kubetrade.domain.twin import TWIN, BookFigures, OrderOutcome, TwinLedger
-from kubetrade.exchange.base import OrderRejected, TransientError
 from kubetrade.exchange.paper import PaperBroker
+from kubetrade.exchange.replay import submit_paper
 
 #: Orders and fills of the twin's broker kept in its snapshot (enough for a restart)
 #: and fills kept in memory.
@@ -53,17 +54,17 @@ def broker_from(engine: TradingEngine) -> PaperBroker:
     return PaperBroker(engine.markets, balances, max_fills_kept=BROKER_HISTORY)
 
 
+@dataclass(eq=False)
 class PaperTwin:
     """The twin's engine and broker, fed one candle at a time (``on_candle``)."""
 
-    def __init__(self, engine: TradingEngine, broker: PaperBroker, ledger: TwinLedger) -> None:
-        self.engine = engine
-        self.broker = broker
-        self.ledger = ledger
-        self.events = 0
-        self.rejected = 0
-        #: the broker changed since ``snapshots`` last gave it (an order or a fill)
-        self.broker_changed = True
+    engine: TradingEngine
+    broker: PaperBroker
+    ledger: TwinLedger
+    events: int = field(default=0, init=False)
+    rejected: int = field(default=0, init=False)
+    #: the broker changed since ``snapshots`` last gave it (an order or a fill)
+    broker_changed: bool = field(default=True, init=False)
 
     @classmethod
     def from_live(cls, live: TradingEngine, algorithm: Algorithm[Any, Any]) -> PaperTwin:
@@ -112,12 +113,8 @@ class PaperTwin:
 
     def _submit(self, order: Order, decided: int) -> None:
         engine = self.engine
-        try:
-            updated, fills = self.broker.submit(order, decided)
-        except (OrderRejected, TransientError) as exc:
-            order.status = OrderStatus.REJECTED
-            order.reason = f"{order.reason}: {getattr(exc, 'reason', 'rejected')}: {exc}"
-            updated, fills = order, []
+        updated, fills, refused = submit_paper(self.broker, order, decided)
+        if refused:
             self.rejected += 1
         engine.on_order_update(updated)
         for fill in fills:

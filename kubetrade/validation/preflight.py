@@ -164,30 +164,39 @@ def _rate_limit(limits: Any, env: Mapping[str, str]) -> RateLimitConfig:
     )
 
 
+@dataclass(frozen=True)
+class PreflightSources:
+    """Where the checks look: ``limits`` (anything with the RiskLimits fields:
+    RiskPolicySpec or RiskLimits), the exchange and its credentials, the environment,
+    the validation reports found, and a clock."""
+
+    limits: Any
+    exchange: Any
+    credentials: Credentials
+    env: Mapping[str, str]
+    reports: Sequence[Mapping[str, Any]]
+    clock: Any
+
+
 async def gather_inputs(
+    sources: PreflightSources,
     *,
     strategy: str,
     mode: str,
     symbols: Sequence[str],
-    limits: Any,
-    exchange: Any,
-    credentials: Credentials,
-    env: Mapping[str, str],
-    reports: Sequence[Mapping[str, Any]],
-    clock: Any,
     namespace: str = "",
     strategy_config: Mapping[str, Any] | None = None,
     allocation: AllocationInputs | None = None,
 ) -> PreflightInputs:
     """Ask the exchange what the checks need; every failure becomes an input, not a crash.
 
-    ``limits`` is anything with the RiskLimits fields (RiskPolicySpec or RiskLimits);
     ``allocation`` (the strategy's budget on the account) adds the Capital Allocation
     check against the balances read here.
     """
-    markets, markets_error = await _load_markets(exchange)
-    key = await _ask_with_key(exchange, credentials)
-    local_ms, server_ms, server_error = await _server_time(exchange, clock)
+    limits, env = sources.limits, sources.env
+    markets, markets_error = await _load_markets(sources.exchange)
+    key = await _ask_with_key(sources.exchange, sources.credentials)
+    local_ms, server_ms, server_error = await _server_time(sources.exchange, sources.clock)
     return PreflightInputs(
         strategy=strategy,
         namespace=namespace,
@@ -202,7 +211,7 @@ async def gather_inputs(
         stop_loss_pct=getattr(limits, "stop_loss_pct", None),
         daily_loss_limit_pct=getattr(limits, "daily_loss_limit_pct", None),
         dashboard_password=env.get("DASHBOARD_PASSWORD"),
-        reports=tuple(reports),
+        reports=tuple(sources.reports),
         permissions=key.permissions,
         local_ms=local_ms,
         server_ms=server_ms,
@@ -214,12 +223,7 @@ async def gather_inputs(
 
 async def preflight_strategy(
     strategy: Any,
-    limits: Any,
-    exchange: Any,
-    credentials: Credentials,
-    env: Mapping[str, str],
-    reports: Sequence[Mapping[str, Any]],
-    clock: Any,
+    sources: PreflightSources,
     namespace: str = "",
     *,
     committed: Decimal = Decimal(0),
@@ -246,16 +250,11 @@ async def preflight_strategy(
             reserved_by_others=reserved_by_others,
         )
     inputs = await gather_inputs(
+        sources,
         strategy=strategy.metadata.name,
         namespace=namespace,
         mode=spec.mode,
         symbols=spec.symbols,
-        limits=limits,
-        exchange=exchange,
-        credentials=credentials,
-        env=env,
-        reports=reports,
-        clock=clock,
         strategy_config={
             "algorithm": spec.algorithm,
             "parameters": spec.validated_parameters(),
@@ -263,7 +262,7 @@ async def preflight_strategy(
         },
         allocation=allocation,
     )
-    return run_checks(inputs, ts_ms=clock.now_ms())
+    return run_checks(inputs, ts_ms=sources.clock.now_ms())
 
 
 # -- publishing -------------------------------------------------------------------------
