@@ -21,6 +21,7 @@ import fcntl
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -86,21 +87,25 @@ class FileLease:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
 
+@dataclass(eq=False)
 class Tenure:
     """What one recorder (``token``) knows of its leases, on its ``clock``; see the
     module doc. ``ttl_ms``: the lease's length; renewals are due every third of it."""
 
-    def __init__(self, lease: WriterLease, token: str, clock: Clock, ttl_ms: int) -> None:
-        if ttl_ms < 1000:
-            raise ValueError(f"lease TTL must be at least 1000 ms, got {ttl_ms}")
-        self.lease = lease
-        self.token = token
-        self.clock = clock
-        self.ttl_ms = ttl_ms
-        self.margin_ms = ttl_ms // 5
-        self.errors = 0
-        self._until: dict[str, int] = {}  # series -> writing is safe before this (clock ms)
-        self._failing = False
+    lease: WriterLease
+    token: str
+    clock: Clock
+    ttl_ms: int
+    margin_ms: int = field(init=False)
+    errors: int = field(default=0, init=False)
+    #: series -> writing is safe before this (clock ms)
+    _until: dict[str, int] = field(default_factory=dict, init=False)
+    _failing: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        if self.ttl_ms < 1000:
+            raise ValueError(f"lease TTL must be at least 1000 ms, got {self.ttl_ms}")
+        self.margin_ms = self.ttl_ms // 5
 
     @property
     def renew_every_s(self) -> float:
