@@ -22,6 +22,7 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import Any
 
 from telegram import (
@@ -91,34 +92,33 @@ ACK_WAIT_SECONDS = 30.0
 MAX_COMMAND_AGE_SECONDS = 120.0
 
 
+@dataclass(eq=False)
 class NotifyBot:
     """The command side of ``kubetrade notify``. ``build()`` returns the PTB Application."""
 
-    def __init__(
-        self,
-        settings: NotifySettings,
-        redis: Redis,
-        keys: Keys,
-        desired: DesiredState,
-        clock: Clock | None = None,
-    ) -> None:
-        self.settings = settings
-        self.redis = redis
-        self.keys = keys
-        self.desired = desired
-        self.clock: Clock = clock or SystemClock()
-        self.target = ChatTarget(settings.telegram_chat_id)
-        self.allowed_users = frozenset(settings.telegram_allowed_user_ids)
-        self.confirm_ms = settings.telegram_confirm_seconds * 1000
-        self.ack_wait_seconds = ACK_WAIT_SECONDS
-        self.max_command_age_seconds = MAX_COMMAND_AGE_SECONDS
+    settings: NotifySettings
+    redis: Redis
+    keys: Keys
+    desired: DesiredState
+    clock: Clock = field(default_factory=SystemClock)
+    target: ChatTarget = field(init=False)
+    allowed_users: frozenset[int] = field(init=False)
+    confirm_ms: int = field(init=False)
+    ack_wait_seconds: float = field(default=ACK_WAIT_SECONDS, init=False)
+    max_command_age_seconds: float = field(default=MAX_COMMAND_AGE_SECONDS, init=False)
+    reject_limiter: RejectAuditLimiter = field(init=False)
+    _pending: dict[str, PendingConfirm] = field(default_factory=dict, init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _closing: bool = field(default=False, init=False)
+    # figures: which handlers ran, how many updates were turned away
+    handled: Counter[str] = field(default_factory=Counter, init=False)
+    rejected: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.target = ChatTarget(self.settings.telegram_chat_id)
+        self.allowed_users = frozenset(self.settings.telegram_allowed_user_ids)
+        self.confirm_ms = self.settings.telegram_confirm_seconds * 1000
         self.reject_limiter = RejectAuditLimiter(self.clock)
-        self._pending: dict[str, PendingConfirm] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
-        # figures: which handlers ran, how many updates were turned away
-        self.handled: Counter[str] = Counter()
-        self.rejected = 0
 
     # -- wiring -------------------------------------------------------------------
     def build(self, builder: ApplicationBuilder[Any, Any, Any, Any, Any, Any] | None = None) -> App:
