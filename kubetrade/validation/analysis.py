@@ -15,9 +15,11 @@ import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from itertools import pairwise
 from typing import Any
 
+import numpy as np
+
+from kubetrade.domain.metrics import equity_values, float_columns, simple_returns
 from kubetrade.domain.models import ZERO, ClosedTrade
 from kubetrade.validation.report import iso
 
@@ -70,23 +72,16 @@ def _by_exit(label: Callable[[int], str]) -> Callable[[ClosedTrade], str]:
     return lambda t: label(t.exit_ms)
 
 
-def day_closes(curve: Sequence[tuple[int, Decimal]], eq: Sequence[float]
-               ) -> list[tuple[int, float]]:
-    """(UTC day start ms, last equity of that day) for each day of the curve, in order,
-    preceded by (first point ms, first equity) as the base of the first day."""
-    if not curve:
+def day_closes(ts: np.ndarray, eq: np.ndarray) -> list[tuple[int, float]]:
+    """(UTC day start ms, last equity of that day) for each day of the curve (times
+    ``ts`` ms, equity ``eq`` as floats), in order, preceded by (first point ms, first
+    equity) as the base of the first day."""
+    if not len(ts):
         return []
-    out = [(curve[0][0], eq[0])]
-    day = curve[0][0] // DAY_MS
-    last = eq[0]
-    for (ts, _), e in zip(curve, eq, strict=True):
-        d = ts // DAY_MS
-        if d != day:
-            out.append((day * DAY_MS, last))
-            day = d
-        last = e
-    out.append((day * DAY_MS, last))
-    return out
+    days = ts // DAY_MS
+    last = np.r_[np.flatnonzero(days[1:] != days[:-1]), len(ts) - 1]
+    return [(int(ts[0]), float(eq[0])), *zip((days[last] * DAY_MS).tolist(),
+                                               eq[last].tolist(), strict=True)]
 
 
 def period_returns(closes: Sequence[tuple[int, float]], period: str) -> dict[str, float]:
@@ -109,25 +104,40 @@ def period_returns(closes: Sequence[tuple[int, float]], period: str) -> dict[str
     return out
 
 
-def _longest_drawdown(curve: Sequence[tuple[int, Decimal]]) -> dict[str, Any] | None:
+def _at_peaks(eq: np.ndarray, exact: Sequence[Decimal]) -> list[int]:
+    """Indices of the points at or above every earlier point (by the exact equity).
+    Floats find them: a point above every earlier float is one; one equal to the
+    highest earlier float is checked against the exact peak (rounding keeps order)."""
+    before = np.maximum.accumulate(np.r_[-np.inf, eq[:-1]])
+    out: list[int] = [0]
+    peak = exact[0]
+    for i, above in zip(np.flatnonzero(eq >= before)[1:].tolist(),
+                        (eq > before)[eq >= before][1:].tolist(), strict=True):
+        e = exact[i]
+        if above or e >= peak:
+            out.append(i)
+            peak = e
+    return out
+
+
+def _longest_drawdown(ts: np.ndarray, eq: np.ndarray, exact: Sequence[Decimal]
+                      ) -> dict[str, Any] | None:
     """Longest span from a peak of the equity until it is back at that peak (or the end
-    of the run, ``recovered`` false); None when the equity never fell below a peak."""
-    if not curve:
+    of the run, ``recovered`` false); None when the equity never fell below a peak.
+    ``ts``, ``eq``: the curve's times and equity as floats; ``exact`` its equity."""
+    if not len(ts):
         return None
-    peak_ms, peak = curve[0]
-    under = False
+    at = np.array(_at_peaks(eq, exact), dtype=np.int64)
     best: tuple[int, int, int, bool] | None = None  # (length, start, end, recovered)
-    for ts, eq in curve:
-        if eq >= peak:
-            if under and (best is None or ts - peak_ms > best[0]):
-                best = (ts - peak_ms, peak_ms, ts, True)
-            under = False
-            peak_ms, peak = ts, eq
-        else:
-            under = True
-    end_ms = curve[-1][0]
-    if under and (best is None or end_ms - peak_ms > best[0]):
-        best = (end_ms - peak_ms, peak_ms, end_ms, False)
+    under = np.flatnonzero(at[1:] > at[:-1] + 1)  # a fall between two peaks
+    if len(under):
+        spans = ts[at[under + 1]] - ts[at[under]]
+        k = int(np.argmax(spans))  # the first longest
+        best = (int(spans[k]), int(ts[at[under[k]]]), int(ts[at[under[k] + 1]]), True)
+    end_ms = int(ts[-1])
+    last_peak = int(ts[at[-1]])
+    if at[-1] < len(ts) - 1 and (best is None or end_ms - last_peak > best[0]):
+        best = (end_ms - last_peak, last_peak, end_ms, False)
     if best is None:
         return None
     length, start, end, recovered = best
@@ -143,21 +153,22 @@ def _stats(values: Sequence[float]) -> tuple[float, float]:
 
 
 def figures(trades: Sequence[ClosedTrade], curve: Sequence[tuple[int, Decimal]],
-            eq: Sequence[float], max_drawdown: float, periods_per_year: float
-            ) -> dict[str, Any]:
-    """CAGR, Sortino, Calmar, profit factor, expectancy, SQN, longest drawdown, fees;
-    ``eq`` is the curve's equity as floats."""
+            max_drawdown: float, periods_per_year: float) -> dict[str, Any]:
+    """CAGR, Sortino, Calmar, profit factor, expectancy, SQN, longest drawdown, fees."""
+    ts, eq = float_columns(curve)
     out: dict[str, Any] = {"cagr": None, "sortino": None, "calmar": None, "sqn": None}
     if len(curve) >= 2 and curve[0][1] > 0:
         days = (curve[-1][0] - curve[0][0]) / DAY_MS
         growth = float(curve[-1][1] / curve[0][1])
         if days > 0 and growth > 0:
             out["cagr"] = growth ** (365 / days) - 1
-        rets = [b / a - 1.0 for a, b in pairwise(eq) if a > 0]
-        if rets and periods_per_year > 0:
-            downside = math.sqrt(math.fsum(min(r, 0.0) ** 2 for r in rets) / len(rets))
+        rets = simple_returns(eq)
+        if len(rets) and periods_per_year > 0:
+            # exact sums (math.fsum) of the float terms numpy computes
+            downside = math.sqrt(math.fsum((np.minimum(rets, 0.0) ** 2).tolist())
+                                 / len(rets))
             if downside > 0:
-                out["sortino"] = math.fsum(rets) / len(rets) / downside * math.sqrt(
+                out["sortino"] = math.fsum(rets.tolist()) / len(rets) / downside * math.sqrt(
                     periods_per_year)
         if out["cagr"] is not None and max_drawdown > 0:
             out["calmar"] = out["cagr"] / max_drawdown
@@ -172,7 +183,7 @@ def figures(trades: Sequence[ClosedTrade], curve: Sequence[tuple[int, Decimal]],
     out["expectancy"] = str((sum((t.pnl for t in trades), ZERO) / len(trades)).quantize(
         Decimal("1e-8"))) if trades else "0"
     out["fees_paid"] = str(sum((t.fees for t in trades), ZERO))
-    out["longest_drawdown"] = _longest_drawdown(curve)
+    out["longest_drawdown"] = _longest_drawdown(ts, eq, equity_values(curve))
     return out
 
 

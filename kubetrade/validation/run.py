@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from kubetrade.domain.clock import Clock
-from kubetrade.domain.metrics import compute_metrics
+from kubetrade.domain.metrics import compute_metrics, float_columns
 from kubetrade.validation.analysis import (
     breakdowns,
     buy_and_hold,
@@ -21,7 +21,7 @@ from kubetrade.validation.analysis import (
     period_returns,
     slippage_paid,
 )
-from kubetrade.validation.curve import EquityCurve, write_curve_csv
+from kubetrade.validation.curve import write_curve_csv
 from kubetrade.validation.plan import RunOutcome, ValidationPlan
 from kubetrade.validation.progress import Progress
 from kubetrade.validation.replay import load_plan_candles, replay
@@ -77,12 +77,10 @@ def analyse(plan: ValidationPlan, outcome: RunOutcome, metrics: Any) -> dict[str
     """The report's ``analysis``: breakdowns, further figures, friction paid, benchmark."""
     trades, curve = outcome.trades, outcome.equity_curve
     out: dict[str, Any] = breakdowns(trades)
-    # a replay's curve is columns: its values converted without a pair per point
-    eq = list(map(float, curve.values if isinstance(curve, EquityCurve) else
-                  (e for _, e in curve)))
-    closes = day_closes(curve, eq)
+    # a replay's curve is columns: converted to floats once (with the metrics)
+    closes = day_closes(*float_columns(curve))
     out["returns_by"] = {p: period_returns(closes, p) for p in ("day", "week", "month")}
-    out.update(figures(trades, curve, eq, metrics.max_drawdown, metrics.periods_per_year))
+    out.update(figures(trades, curve, metrics.max_drawdown, metrics.periods_per_year))
     out["slippage_paid_estimate"] = str(slippage_paid(trades, plan.friction.slippage_bps))
     capital = Decimal(plan.strategy.spec.initial_capital)
     out["buy_and_hold"] = (

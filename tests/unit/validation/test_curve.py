@@ -89,3 +89,52 @@ def test_a_curve_in_columns_reads_as_its_pairs() -> None:
     assert downsample(columns, 2000) == downsample(pairs, 2000)
     columns.append((pairs[-1][0] + 60_000, Decimal(1)))
     assert columns[-1] == (pairs[-1][0] + 60_000, Decimal(1))
+
+
+def _reference_downsample(curve: list[tuple[int, Decimal]], max_points: int
+                          ) -> list[tuple[int, Decimal]]:
+    """The plain loop ``downsample`` replaced (per bucket the first lowest and highest
+    value by ``min``/``max``), to check the vectorised one picks the very same points."""
+    n = len(curve)
+    if n <= max_points:
+        return list(curve)
+    values = [e for _, e in curve]
+    buckets = (max_points - 2) // 2
+    out = [curve[0]]
+    for b in range(buckets):
+        lo = 1 + (n - 2) * b // buckets
+        hi = 1 + (n - 2) * (b + 1) // buckets
+        if lo >= hi:
+            continue
+        first, second = sorted((min(range(lo, hi), key=values.__getitem__),
+                                max(range(lo, hi), key=values.__getitem__)))
+        out.append(curve[first])
+        if second != first:
+            out.append(curve[second])
+    out.append(curve[-1])
+    return out
+
+
+def test_downsample_picks_the_points_of_the_plain_loop_ties_included() -> None:
+    import random
+    from array import array
+
+    from kubetrade.validation.curve import EquityCurve
+
+    rng = random.Random(7)
+    base = Decimal("10000.000000000000001")
+    for n, points in ((5_000, 100), (5_000, 1_000), (4_999, 7), (20_000, 2_000)):
+        # flat runs (cash), equal values, and values equal as floats but not exactly
+        values: list[Decimal] = []
+        while len(values) < n:
+            v = base + Decimal(rng.randint(-50, 50)) / 10
+            if rng.random() < 0.3:
+                v += Decimal("1e-15") * rng.randint(0, 3)
+            values.extend([v] * rng.choice((1, 1, 2, 40)))
+        pairs = [(60_000 * i, v) for i, v in enumerate(values[:n])]
+        want = _reference_downsample(pairs, points)
+        assert downsample(pairs, points) == want
+        cols = EquityCurve(array("q", [t for t, _ in pairs]), [v for _, v in pairs])
+        assert downsample(cols, points) == want
+        floats = [(t, float(v)) for t, v in pairs]
+        assert downsample(floats, points) == _reference_downsample(floats, points)  # type: ignore[arg-type]
