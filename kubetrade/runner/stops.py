@@ -22,7 +22,9 @@ The rules:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import MarketInfo, Order, OrderStatus, OrderType, Side
@@ -54,21 +56,21 @@ def terms_of(order: Order) -> StopTerms:
     return order.quantity, order.stop_price or Decimal(0), order.price or Decimal(0)
 
 
+@dataclass(eq=False)
 class ExchangeStops:
     """The on-exchange stops of one live strategy (see the module doc). ``router`` is
     the strategy's ``OrderRouter`` (it sends, persists and books); ``prefix`` its client
     order id prefix (``kt-<digest>-``). Attached to the router (``router.stops``)."""
 
-    def __init__(
-        self, router: OrderRouter, engine: TradingEngine, markets: Mapping[str, MarketInfo],
-        prefix: str,
-    ) -> None:
-        self.router = router
-        self.engine = engine
-        self.markets = markets
-        self.prefix = prefix
-        self.log = get_logger("kubetrade.runner.stops", strategy=engine.name)
-        router.stops = self
+    router: OrderRouter
+    engine: TradingEngine
+    markets: Mapping[str, MarketInfo]
+    prefix: str
+    log: Any = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = get_logger("kubetrade.runner.stops", strategy=self.engine.name)
+        self.router.stops = self
 
     def active(self, symbol: str) -> Order | None:
         """The stop of ``symbol`` not yet terminal (the newest when several)."""
