@@ -377,6 +377,17 @@ def runner_deployment(
     }
 
 
+def job_failure_policy() -> Manifest:
+    """The ``podFailurePolicy`` of every Job of the operator (with ``backoffLimit: 0``):
+    a pod taken away by a node drain, a preemption or an eviction (pod condition
+    ``DisruptionTarget``) is replaced without counting as a failure, so only the
+    command's own failure fails the Job. Kubernetes: "Handling Pod and container
+    failures", pod failure policy (batch/v1, GA in 1.31); needs ``restartPolicy: Never``.
+    """
+    return {"rules": [{"action": "Ignore",
+                       "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]}
+
+
 def job_pod_template(
     job_labels: Manifest, container: Manifest, volumes: list[Manifest],
     settings: OperatorSettings, **pod: Any,
@@ -427,6 +438,7 @@ def preflight_job(strategy: Strategy, uid: str, chash: str, settings: OperatorSe
         },
         "spec": {
             "backoffLimit": 0,
+            "podFailurePolicy": job_failure_policy(),
             "activeDeadlineSeconds": 600,
             "ttlSecondsAfterFinished": 86400,
             "template": job_pod_template(job_labels, container, volumes, settings),

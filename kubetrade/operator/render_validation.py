@@ -24,6 +24,7 @@ from kubetrade.operator.render import (
     VALIDATION_LABEL,
     Manifest,
     _container,
+    job_failure_policy,
     job_pod_template,
     label_value,
     labels,
@@ -165,7 +166,8 @@ def validation_job(
         JOB_LABEL: "validation",
         VALIDATION_LABEL: label_value(run.name),
     }
-    job_spec: Manifest = {"backoffLimit": 0, "activeDeadlineSeconds": _deadline(run)}
+    job_spec: Manifest = {"backoffLimit": 0, "podFailurePolicy": job_failure_policy(),
+                          "activeDeadlineSeconds": _deadline(run)}
     if sweep is not None and slices is not None:
         job_spec.update({"completionMode": "Indexed", "completions": slices,
                          "parallelism": min(sweep.parallelism, slices)})

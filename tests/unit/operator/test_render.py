@@ -119,6 +119,10 @@ def test_preflight_job_is_named_after_the_config() -> None:
     ]
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
+    # a node drain that evicts the check is not a failed check: it runs again
+    assert job["spec"]["podFailurePolicy"] == {"rules": [{
+        "action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget",
+                                                 "status": "True"}]}]}
 
 
 def test_validation_job_args_and_no_keys() -> None:

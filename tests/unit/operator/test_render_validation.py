@@ -42,6 +42,8 @@ def test_a_sweep_is_one_indexed_job_of_slices() -> None:
     assert spec["completionMode"] == "Indexed"
     assert (spec["completions"], spec["parallelism"]) == (3, 3)
     assert spec["backoffLimit"] == 0 and spec["activeDeadlineSeconds"] == 6 * 3600
+    # a slice whose pod a node drain evicted runs again; only its own failure counts
+    assert [r["action"] for r in spec["podFailurePolicy"]["rules"]] == ["Ignore"]
     (c,) = pod(job)["containers"]
     cmd = c["command"]
     assert flag(cmd, "--sweep-slices") == ["3"] and flag(cmd, "--jobs") == ["1"]
