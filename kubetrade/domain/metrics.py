@@ -154,6 +154,14 @@ def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
     return max(0.0, float(_drawdowns(e)[1].max()))
 
 
+def _take(values: Sequence[Decimal], indices: list[int]) -> dict[int, Decimal]:
+    """``values`` at ``indices`` by index, read at once when the sequence can (a
+    replay's :class:`~kubetrade.validation.equity_values.EquityValues`)."""
+    take = getattr(values, "take", None)
+    got = take(indices) if take is not None else [values[i] for i in indices]
+    return dict(zip(indices, got, strict=True))
+
+
 def _exact_max_drawdown(equity: Sequence[Decimal], floats: np.ndarray) -> float:
     """``max_drawdown`` with the worst point(s) recomputed in Decimal.
 
@@ -170,21 +178,31 @@ def _exact_max_drawdown(equity: Sequence[Decimal], floats: np.ndarray) -> float:
     if worst <= 0:
         return worst
     near = worst - worst * 1e-9
+    cands = np.flatnonzero((peak_f > 0) & (dd >= near))
+    tops = peak_f[cands]
+    # the candidates of one float peak are consecutive (the peak never decreases); the
+    # points at that peak from its first one to their last are the peak's ties
+    bounds = np.r_[np.flatnonzero(tops[1:] != tops[:-1]) + 1, len(cands)].tolist()
+    groups: list[tuple[list[int], list[int]]] = []
+    start = 0
+    for stop in bounds:
+        top, last = peak_f[cands[start]], int(cands[stop - 1])
+        first = int(np.searchsorted(peak_f, top, side="left"))
+        ties = (first + np.flatnonzero(floats[first:last + 1] == top)).tolist()
+        groups.append((ties, cands[start:stop].tolist()))
+        start = stop
+    exact = _take(equity, sorted({i for g in groups for part in g for i in part}))
     best = ZERO
-    peak_d: dict[float, tuple[int, Decimal]] = {}  # float peak: (last index seen, best)
-    for i in np.flatnonzero((peak_f > 0) & (dd >= near)).tolist():
-        top = float(peak_f[i])
-        start, high = peak_d.get(top, (-1, ZERO))
-        if start < 0:  # the first point at this float peak
-            start = int(np.searchsorted(peak_f, top, side="left"))
-            high = equity[start]
-        for j in (start + 1 + np.flatnonzero(floats[start + 1:i + 1] == top)).tolist():
-            if equity[j] > high:
-                high = equity[j]
-        peak_d[top] = (i, high)
-        d = (high - equity[i]) / high
-        if d > best:
-            best = d
+    for ties, points in groups:
+        k, high = 0, exact[ties[0]]
+        for i in points:
+            while k < len(ties) and ties[k] <= i:
+                if exact[ties[k]] > high:
+                    high = exact[ties[k]]
+                k += 1
+            d = (high - exact[i]) / high
+            if d > best:
+                best = d
     return float(best)
 
 

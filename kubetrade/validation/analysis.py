@@ -69,7 +69,18 @@ def breakdowns(trades: Sequence[ClosedTrade]) -> dict[str, Any]:
 
 
 def _by_exit(label: Callable[[int], str]) -> Callable[[ClosedTrade], str]:
-    return lambda t: label(t.exit_ms)
+    """The label of a trade's exit time, computed once per UTC day (all three periods
+    are whole days)."""
+    days: dict[int, str] = {}
+
+    def key(t: ClosedTrade) -> str:
+        day = t.exit_ms // DAY_MS
+        name = days.get(day)
+        if name is None:
+            name = days[day] = label(day * DAY_MS)
+        return name
+
+    return key
 
 
 def day_closes(ts: np.ndarray, eq: np.ndarray) -> list[tuple[int, float]]:
@@ -107,16 +118,27 @@ def period_returns(closes: Sequence[tuple[int, float]], period: str) -> dict[str
 def _at_peaks(eq: np.ndarray, exact: Sequence[Decimal]) -> list[int]:
     """Indices of the points at or above every earlier point (by the exact equity).
     Floats find them: a point above every earlier float is one; one equal to the
-    highest earlier float is checked against the exact peak (rounding keeps order)."""
+    highest earlier float is checked against the exact peak (rounding keeps order),
+    so exact values are read for such ties only."""
     before = np.maximum.accumulate(np.r_[-np.inf, eq[:-1]])
-    out: list[int] = [0]
-    peak = exact[0]
-    for i, above in zip(np.flatnonzero(eq >= before)[1:].tolist(),
-                        (eq > before)[eq >= before][1:].tolist(), strict=True):
-        e = exact[i]
-        if above or e >= peak:
+    cand = np.flatnonzero(eq >= before)
+    tie = eq[cand] == before[cand]
+    if not tie.any():
+        return cand.tolist()  # type: ignore[no-any-return]
+    out: list[int] = []
+    last = 0  # the last point at a peak: its exact value is the peak
+    peak: Decimal | None = None
+    for i, level in zip(cand.tolist(), tie.tolist(), strict=True):
+        if not level:
             out.append(i)
-            peak = e
+            last, peak = i, None
+            continue
+        if peak is None:
+            peak = exact[last]
+        e = exact[i]
+        if e >= peak:
+            out.append(i)
+            last, peak = i, e
     return out
 
 

@@ -17,6 +17,8 @@ from typing import Any, TypeVar, overload
 
 import numpy as np
 
+from kubetrade.validation.equity_values import EquityValues
+
 MAX_POINTS = 20_000
 """Largest equity curve written into a report (about 1.5 MB of JSON)."""
 
@@ -26,14 +28,16 @@ E = TypeVar("E", Decimal, float)
 
 class EquityCurve(Sequence[tuple[int, Decimal]]):
     """An equity curve kept as two columns: ``times`` (ms, e.g. an ``array('q')``) and
-    ``values`` (Decimal, in the quote asset). It reads as the sequence of
-    ``(ms, equity)`` pairs the metrics and the report take, without a tuple per point
+    ``values`` (Decimal, in the quote asset: a list, or a replay's :class:`EquityValues`
+    runs). It reads as the sequence of ``(ms, equity)`` pairs the metrics and the
+    report take, without a tuple per point
     (a million points as tuples hold ~60 MB more and slow every garbage collection);
     equal to any sequence of the same pairs."""
 
     __slots__ = ("_floats", "times", "values")
 
-    def __init__(self, times: MutableSequence[int], values: MutableSequence[Decimal]) -> None:
+    def __init__(self, times: MutableSequence[int],
+                 values: MutableSequence[Decimal] | EquityValues) -> None:
         if len(times) != len(values):
             raise ValueError(f"{len(times)} times for {len(values)} values")
         self.times = times
@@ -47,10 +51,18 @@ class EquityCurve(Sequence[tuple[int, Decimal]]):
         cols = self._floats
         if cols is None or len(cols[0]) != len(self.values):
             n = len(self.values)
+            kept = getattr(self.values, "floats", None)  # EquityValues keeps them
             cols = (np.array(self.times, dtype=np.int64),
+                    np.array(kept, dtype=np.float64) if kept is not None else
                     np.fromiter(map(float, self.values), np.float64, n))
             self._floats = cols
         return cols
+
+    def points(self, indices: Sequence[int]) -> list[tuple[int, Decimal]]:
+        """The points at ``indices``, their values read at once."""
+        take = getattr(self.values, "take", None)
+        values = take(indices) if take is not None else [self.values[i] for i in indices]
+        return list(zip([self.times[i] for i in indices], values, strict=True))
 
     def __len__(self) -> int:
         return len(self.values)
@@ -95,14 +107,25 @@ def _first_extreme(f: np.ndarray, lo: np.ndarray, hi: np.ndarray, top: bool,
     bucket = np.repeat(np.arange(len(lo)), hi - lo)
     at = np.flatnonzero(body == ext[bucket]) + lo[0]
     of = bucket[at - lo[0]]
+    if exact is not None:
+        # a tie in the same run of one value as the tie before it never comes first
+        repeats = getattr(exact, "repeats", None)
+        if repeats is not None:
+            keep = ~(repeats(at) & np.r_[False, of[1:] == of[:-1]])
+            at, of = at[keep], of[keep]
     starts = np.flatnonzero(np.r_[True, of[1:] != of[:-1]])
     first = at[starts].tolist()
     if exact is not None:
         counts = np.diff(np.r_[starts, len(at)])
-        pick: Callable[[int], Any] = exact.__getitem__
-        for k in np.flatnonzero(counts > 1).tolist():
-            ties = at[starts[k]:starts[k] + counts[k]].tolist()
-            first[k] = max(ties, key=pick) if top else min(ties, key=pick)
+        tied = np.flatnonzero(counts > 1).tolist()
+        ties = [at[starts[k]:starts[k] + counts[k]].tolist() for k in tied]
+        take = getattr(exact, "take", None)
+        flat = [i for group in ties for i in group]
+        value = dict(zip(flat, take(flat) if take is not None else
+                         [exact[i] for i in flat], strict=True))
+        pick: Callable[[int], Any] = value.__getitem__
+        for k, group in zip(tied, ties, strict=True):
+            first[k] = max(group, key=pick) if top else min(group, key=pick)
     return first  # type: ignore[no-any-return]
 
 
@@ -128,15 +151,17 @@ def downsample(curve: Sequence[tuple[int, E]], max_points: int = MAX_POINTS
     bounds = 1 + (n - 2) * np.arange(buckets + 1, dtype=np.int64) // buckets
     keep = bounds[:-1] < bounds[1:]
     lo, hi = bounds[:-1][keep], bounds[1:][keep]
-    out = [curve[0]]
+    picked = [0]
     for a, b in zip(_first_extreme(f, lo, hi, False, exact),
                     _first_extreme(f, lo, hi, True, exact), strict=True):
         first, second = (a, b) if a <= b else (b, a)
-        out.append(curve[first])
+        picked.append(first)
         if second != first:
-            out.append(curve[second])
-    out.append(curve[-1])
-    return out
+            picked.append(second)
+    picked.append(n - 1)
+    if isinstance(curve, EquityCurve):
+        return curve.points(picked)  # type: ignore[return-value]
+    return [curve[i] for i in picked]
 
 
 def write_curve_csv(curve: Sequence[tuple[int, Decimal]], path: Path) -> Path:

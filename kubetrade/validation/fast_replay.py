@@ -35,7 +35,6 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable
 from decimal import Decimal
-from itertools import repeat
 
 import numpy as np
 import pyarrow as pa
@@ -50,6 +49,7 @@ from kubetrade.exchange.paper import PaperBroker
 from kubetrade.exchange.replay import CandleFeeder, ReplayResult, finish_replay
 from kubetrade.marketdata.frame import CandleFrame
 from kubetrade.validation.curve import EquityCurve
+from kubetrade.validation.equity_values import EquityValues
 from kubetrade.validation.signals import signals_of
 
 _CHUNK = 8192
@@ -133,7 +133,7 @@ class _Loop:
         self.ts = opens.data
         # the curve's times: one point per candle, at its close
         self.close_ms = array("q", (opens + interval).tobytes())
-        self.equity: list[Decimal] = []
+        self.equity = EquityValues(frame.table.column("close"))
         self.lows = column_array(frame, "low", np.float64).data
         step = engine.strategy.bind(symbol)
         where, sides = signals_of(engine.strategy, symbol, step,
@@ -193,11 +193,15 @@ class _Loop:
     def skip(self, i: int, end: int) -> None:
         """Candles ``i .. end - 1``, quiet: marks of the one position held, or nothing."""
         engine = self.engine
-        if engine.portfolio.positions:
-            self.equity.extend(engine.on_held_candles(self.symbol, self.ts[i:end],
-                                                      self.texts.closes(i, end)))
+        pf = engine.portfolio
+        if pf.positions:  # the one held, this symbol's (quiet_end): equity per candle is
+            # cash + quantity * close, kept as such (EquityValues), not as Decimals
+            cash, quantity = pf.cash, pf.positions[self.symbol].quantity
+            held = engine.on_held_candles(self.symbol, self.ts[i:end],
+                                          self.texts.closes(i, end))
+            self.equity.add_held(cash, quantity, held)
         else:
-            self.equity.extend(repeat(engine.equity, end - i))
+            self.equity.add(engine.equity, end - i)
 
 
 def replay_fast(

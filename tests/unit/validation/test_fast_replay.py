@@ -81,6 +81,15 @@ def test_fast_replay_makes_exactly_what_run_replay_makes(
             for o in fast.orders] == [(o.client_order_id, o.status, o.filled_quantity,
                                        o.average_price, o.reason) for o in slow.orders]
     assert fast.equity_curve == slow.equity_curve
+    # the fast curve keeps held runs as cash + quantity * close (EquityValues): read in
+    # order, one by one and in bulk, each value is the engine's, to the last digit
+    want = [str(e) for _, e in slow.equity_curve]
+    values = fast.equity_curve.values  # type: ignore[attr-defined]
+    assert [str(e) for e in values] == want
+    some = list(range(len(want) - 1, -1, -7))
+    assert [str(values[i]) for i in some] == [want[i] for i in some]
+    assert [str(e) for e in values.take(some)] == [want[i] for i in some]
+    assert list(values.floats) == [float(e) for _, e in slow.equity_curve]
     assert (fast.candles, fast.rejected, fast.event_count) == (
         slow.candles, slow.rejected, slow.event_count)
     assert fast_engine.equity == slow_engine.equity
