@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from kubetrade.domain.metrics import equity_values, float_columns, simple_returns
+from kubetrade.domain.metrics import equity_values, exact_sum, float_columns, simple_returns
 from kubetrade.domain.models import ZERO, ClosedTrade
 from kubetrade.validation.report import iso
 
@@ -187,10 +187,9 @@ def figures(trades: Sequence[ClosedTrade], curve: Sequence[tuple[int, Decimal]],
         rets = simple_returns(eq)
         if len(rets) and periods_per_year > 0:
             # exact sums (math.fsum) of the float terms numpy computes
-            downside = math.sqrt(math.fsum((np.minimum(rets, 0.0) ** 2).tolist())
-                                 / len(rets))
+            downside = math.sqrt(exact_sum(np.minimum(rets, 0.0) ** 2) / len(rets))
             if downside > 0:
-                out["sortino"] = math.fsum(rets.tolist()) / len(rets) / downside * math.sqrt(
+                out["sortino"] = exact_sum(rets) / len(rets) / downside * math.sqrt(
                     periods_per_year)
         if out["cagr"] is not None and max_drawdown > 0:
             out["calmar"] = out["cagr"] / max_drawdown
