@@ -90,6 +90,15 @@ def analyse(plan: ValidationPlan, outcome: RunOutcome, metrics: Any) -> dict[str
     return out
 
 
+def release_arrow_memory() -> None:
+    """Hand back to the system what Arrow's allocator kept after the candles were
+    freed (their columns, the CSV parser's buffers: ~100 MB for a million rows): it
+    keeps freed memory for Arrow alone, and the report is made of Python objects."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def run_plan(
     plan: ValidationPlan,
     wall: Clock,
@@ -109,6 +118,7 @@ def run_plan(
     if plan.mode == "replay":
         progress = Progress(1, wall, on_update=on_update)
         outcome = replay(plan, progress.update_of)
+        release_arrow_memory()
         symbols = [plan.symbol or plan.strategy.spec.symbols[0]]
     else:
         progress = Progress(plan.duration_s * 1000, wall, on_update=on_update,
