@@ -172,14 +172,26 @@ def stop_task(task: asyncio.Task[Any] | None, loop: asyncio.AbstractEventLoop, l
     def again() -> None:
         if task.done():
             return
-        stacks = {t.get_name(): [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}"
-                                 for f in t.get_stack(limit=8)]
-                  for t in asyncio.all_tasks(loop)}
+        stacks = {t.get_name(): awaiting(t) for t in asyncio.all_tasks(loop)}
         log.warning("runner.stop_slow", after_s=STOP_RECANCEL_S, tasks=stacks)
         task.cancel()
         loop.call_later(STOP_RECANCEL_S, again)
 
     loop.call_later(STOP_RECANCEL_S, again)
+
+
+def awaiting(task: asyncio.Task[Any], limit: int = 16) -> list[str]:
+    """Where ``task`` waits: its coroutine and each coroutine or async generator it
+    awaits in turn, outermost first (``Task.get_stack`` gives only the outermost frame
+    of a suspended task), as ``file:line function``."""
+    out: list[str] = []
+    node: Any = task.get_coro()
+    while node is not None and len(out) < limit:
+        frame = getattr(node, "cr_frame", None) or getattr(node, "ag_frame", None)
+        if frame is not None:
+            out.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        node = getattr(node, "cr_await", None) or getattr(node, "ag_await", None)
+    return out
 
 
 STARTUP_RETRY_S = (2.0, 5.0, 10.0, 30.0, 60.0)
