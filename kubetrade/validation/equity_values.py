@@ -56,7 +56,10 @@ class EquityValues(Sequence[Decimal]):
         if not (self._runs and self._runs[-1][1] is None and self._runs[-1][0] is value):
             self._starts.append(len(self.floats))
             self._runs.append((value, None))
-        self.floats.extend(repeat(float(value), count))
+        if count == 1:  # a candle through the engine: most calls
+            self.floats.append(float(value))
+        else:
+            self.floats.extend(repeat(float(value), count))
 
     def add_held(self, cash: Decimal, quantity: Decimal, values: Sequence[Decimal]) -> None:
         """Points of the one position held: ``values[k]`` is ``cash + quantity *
