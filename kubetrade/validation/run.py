@@ -26,7 +26,6 @@ from kubetrade.validation.plan import RunOutcome, ValidationPlan
 from kubetrade.validation.progress import Progress
 from kubetrade.validation.replay import load_plan_candles, replay
 from kubetrade.validation.report import RunInfo, build_report
-from kubetrade.validation.sweep import walk_forward
 
 
 def run_info(plan: ValidationPlan, symbols: list[str]) -> RunInfo:
@@ -109,6 +108,10 @@ def run_plan(
     ``plan.duration_s``) and return its report. ``on_update(percent, eta_s, text)`` gets
     the progress; ``started_ms`` (wall clock) goes into the report."""
     if plan.mode == "replay" and plan.sweep is not None:
+        # imported here: the sweep's process pool (multiprocessing, concurrent.futures)
+        # is not needed by a single replay
+        from kubetrade.validation.sweep import walk_forward
+
         best, outcome, section = walk_forward(plan, load_plan_candles(plan), plan.sweep,
                                               on_update)
         report = finish_report(best, outcome, [plan.symbol or plan.strategy.spec.symbols[0]],
