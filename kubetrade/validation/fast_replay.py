@@ -224,12 +224,19 @@ def replay_fast(
     last_index = total - 1
     next_progress = progress_every
     i = 0
+    # candle i is known to need the engine: the first one, or the end of a skip that
+    # stopped short of its bound (a signal, a new day or check, a low near the stop:
+    # quiet_end would answer i again, the skip changed none of what it looks at)
+    due = True
     while i < total:
-        end = loop.quiet_end(i, min(next_progress, last_index)) if i else 0
+        bound = min(next_progress, last_index)
+        end = i if due else loop.quiet_end(i, bound)
         if end > i:
             loop.skip(i, end)
+            due = end < bound
             i = end
         else:
+            due = False
             loop.feed(i)
             i += 1
         if i == next_progress:  # as run_replay: the time, the events drained, the call
