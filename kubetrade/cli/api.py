@@ -83,13 +83,13 @@ def _kubernetes_client(kubeconfig: str | None) -> Any:
 
 
 async def _serve(args: argparse.Namespace, host: str) -> int:
-    import redis.asyncio as aioredis
     import uvicorn
 
     from kubetrade.api.app import create_app
     from kubetrade.api.settings import ApiSettings
     from kubetrade.domain.clock import SystemClock
     from kubetrade.resources.loader import strategy_with_defaults
+    from kubetrade.state.client import connect
     from kubetrade.state.desired import DesiredState, LocalDesiredState
     from kubetrade.state.desired_k8s import KubernetesDesiredState
     from kubetrade.state.keys import keys_from_env
@@ -100,10 +100,7 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     # A bounded pool: under a burst, requests queue for a connection instead of opening
     # one each until the process runs out of file descriptors.
-    pool = aioredis.BlockingConnectionPool.from_url(
-        redis_url, decode_responses=True, max_connections=64, timeout=10
-    )
-    redis = aioredis.Redis(connection_pool=pool)
+    redis = connect(redis_url, max_connections=64, pool_timeout_s=10)
     api_client = None if args.local else _kubernetes_client(args.kubeconfig)
     desired: DesiredState
     if api_client is not None:

@@ -95,9 +95,8 @@ def _desired(args: argparse.Namespace, redis: Any, keys: Any) -> Any:
 
 
 async def _main(args: argparse.Namespace, settings: Any) -> int:
-    import redis.asyncio as aioredis
-
     from kubetrade.notify.service import Notifier
+    from kubetrade.state.client import connect
     from kubetrade.state.keys import keys_from_env
 
     url = os.environ.get("REDIS_URL")
@@ -105,7 +104,7 @@ async def _main(args: argparse.Namespace, settings: Any) -> int:
         print("kubetrade notify: REDIS_URL: required (alerts are read from Redis)",
               file=sys.stderr)
         return EXIT_CONFIG
-    redis = aioredis.from_url(url, decode_responses=True)
+    redis = connect(url)
     keys = keys_from_env()
     try:
         desired = _desired(args, redis, keys)

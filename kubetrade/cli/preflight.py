@@ -144,9 +144,8 @@ async def _reports(args: argparse.Namespace, api: Any, redis: Any, keys: Any) ->
 
 
 async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
-    import redis.asyncio as aioredis
-
     from kubetrade.domain.clock import SystemClock
+    from kubetrade.state.client import connect
     from kubetrade.state.keys import keys_from_env
     from kubetrade.validation import preflight as pf
 
@@ -155,7 +154,7 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
     redis = None
     keys = keys_from_env()
     if env.get("REDIS_URL"):
-        redis = aioredis.from_url(env["REDIS_URL"], decode_responses=True)
+        redis = connect(env["REDIS_URL"])
     clock = SystemClock()
     exchange = make_exchange(strategy, credentials, env)
     if redis is not None:  # its calls spend the runners' shared rate budgets

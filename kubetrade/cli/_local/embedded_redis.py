@@ -26,10 +26,11 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from redis import Redis as SyncRedis
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from kubetrade.logs import get_logger
+from kubetrade.state.client import connect
 
 log = get_logger("kubetrade.local")
 
@@ -285,10 +286,5 @@ def bounded_redis(url: str, strategies: int, burst: int = POOL_CONNECTIONS) -> R
     ``burst`` plus :data:`POOL_CONNECTIONS_PER_STRATEGY` per strategy. The process has
     two (the API's, ``burst`` = :data:`API_POOL_CONNECTIONS`, and everything else's),
     together within ``POOL_CONNECTIONS`` + that per strategy."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        max_connections=burst + POOL_CONNECTIONS_PER_STRATEGY * strategies,
-        timeout=10,
-    )
-    return Redis(connection_pool=pool)
+    return connect(url, max_connections=burst + POOL_CONNECTIONS_PER_STRATEGY * strategies,
+                   pool_timeout_s=10)

@@ -3,7 +3,7 @@
 Cancelling is how a runner obeys SIGTERM and how ``kubetrade local`` stops; on Python
 3.11 ``asyncio.wait_for`` (which redis-py 8 sends every command under) swallowed a
 cancel that arrived as a send completed, and the task ran on: 54-58 of 100 cancels were
-lost in this very test before :mod:`kubetrade.cancellation`.
+lost in this very test before ``kubetrade.state.client``'s cancel-safe connections.
 """
 
 from __future__ import annotations
