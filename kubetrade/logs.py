@@ -15,20 +15,7 @@ import sys
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, TextIO
 
-# structlog imports rich at import time (structlog.dev's console renderer and
-# structlog.tracebacks' locals) when it is installed: ~50 ms of CPU for every kubetrade
-# command, though configure_logging renders JSON with plain tracebacks
-# (format_exc_info) and nothing here uses structlog's console renderer or
-# dict_tracebacks. So structlog is imported with rich hidden (unless something loaded
-# rich already); rich stays importable afterwards (the data download's progress bar).
-_HIDE_RICH = "rich" not in sys.modules and "structlog" not in sys.modules
-if _HIDE_RICH:
-    sys.modules["rich"] = None  # type: ignore[assignment]  # "import rich" fails
-try:
-    import structlog
-finally:
-    if _HIDE_RICH:
-        del sys.modules["rich"]
+import structlog
 
 MASK = "***"
 
