@@ -65,9 +65,8 @@ async def _send_keeping_cancels(connection: AbstractConnection, send: Awaitable[
     The request is still counted (``Task.cancelling()``), so it is raised here, after
     closing the connection: its reply is still to be read, and the next command on it
     would read that reply as its own (as redis-py itself disconnects when a send is
-    interrupted). Measured
-    with a task looping ``INCR``: 54-58 of 100 cancels lost before, 0 after
-    (tests/integration/state/test_cancellation.py)."""
+    interrupted). Measured with a task looping ``INCR``: 54-58 of 100 cancels lost
+    before, 0 after (tests/integration/state/test_cancellation.py)."""
     task = asyncio.current_task()
     before = task.cancelling() if task is not None else 0
     await send
