@@ -89,7 +89,7 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
     from kubetrade.api.settings import ApiSettings
     from kubetrade.domain.clock import SystemClock
     from kubetrade.resources.loader import strategy_with_defaults
-    from kubetrade.state.client import connect
+    from kubetrade.state.client import DEFAULT_URL, connect
     from kubetrade.state.desired import DesiredState, LocalDesiredState
     from kubetrade.state.desired_k8s import KubernetesDesiredState
     from kubetrade.state.keys import keys_from_env
@@ -97,7 +97,7 @@ async def _serve(args: argparse.Namespace, host: str) -> int:
     settings = ApiSettings()
     clock = SystemClock()
     keys = keys_from_env()
-    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    redis_url = os.environ.get("REDIS_URL", DEFAULT_URL)
     # A bounded pool: under a burst, requests queue for a connection instead of opening
     # one each until the process runs out of file descriptors.
     redis = connect(redis_url, max_connections=64, pool_timeout_s=10)

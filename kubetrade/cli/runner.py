@@ -123,16 +123,13 @@ async def _run(args: argparse.Namespace) -> int:
 def _redis_client(url: str | None) -> Any:
     """A client for REDIS_URL; unset, the local default, said once (runner.redis_default)."""
     from kubetrade.logs import get_logger
-    from kubetrade.state.client import connect
+    from kubetrade.state.client import DEFAULT_URL, connect
 
     if not url:
         get_logger("kubetrade.cli.runner").warning(
-            "runner.redis_default", url=DEFAULT_REDIS_URL,
+            "runner.redis_default", url=DEFAULT_URL,
             note="REDIS_URL is not set; state goes to the local default")
-    return connect(url or DEFAULT_REDIS_URL)
-
-
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+    return connect(url or DEFAULT_URL)
 
 
 async def _cluster_manifests(

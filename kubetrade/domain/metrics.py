@@ -38,11 +38,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import chain
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from kubetrade.domain.models import ZERO, ClosedTrade, to_dict
+
+_V = TypeVar("_V")
 
 YEAR_MS = 365 * 86_400_000
 
@@ -175,12 +177,12 @@ def max_drawdown(equity: Sequence[float] | np.ndarray) -> float:
     return max(0.0, float(_drawdowns(e)[1].max()))
 
 
-def _take(values: Sequence[Decimal], indices: list[int]) -> dict[int, Decimal]:
-    """``values`` at ``indices`` by index, read at once when the sequence can (a
-    replay's :class:`~kubetrade.validation.equity_values.EquityValues`)."""
+def values_at(values: Sequence[_V], indices: Sequence[int]) -> list[_V]:
+    """``values`` at ``indices``, read at once when the sequence can (``take``: a
+    replay's :class:`~kubetrade.validation.equity_values.EquityValues` casts the closes
+    of its held points together), else one by one."""
     take = getattr(values, "take", None)
-    got = take(indices) if take is not None else [values[i] for i in indices]
-    return dict(zip(indices, got, strict=True))
+    return take(indices) if take is not None else [values[i] for i in indices]  # type: ignore[no-any-return]
 
 
 def _exact_max_drawdown(equity: Sequence[Decimal], floats: np.ndarray) -> float:
@@ -212,7 +214,8 @@ def _exact_max_drawdown(equity: Sequence[Decimal], floats: np.ndarray) -> float:
         ties = (first + np.flatnonzero(floats[first:last + 1] == top)).tolist()
         groups.append((ties, cands[start:stop].tolist()))
         start = stop
-    exact = _take(equity, sorted({i for g in groups for part in g for i in part}))
+    wanted = sorted({i for g in groups for part in g for i in part})
+    exact = dict(zip(wanted, values_at(equity, wanted), strict=True))
     best = ZERO
     for ties, points in groups:
         k, high = 0, exact[ties[0]]
@@ -294,4 +297,5 @@ __all__ = [
     "sharpe_ratio",
     "sharpe_standard_error",
     "simple_returns",
+    "values_at",
 ]

@@ -17,6 +17,7 @@ from typing import Any, TypeVar, overload
 
 import numpy as np
 
+from kubetrade.domain.metrics import values_at
 from kubetrade.validation.equity_values import EquityValues
 
 MAX_POINTS = 20_000
@@ -60,9 +61,8 @@ class EquityCurve(Sequence[tuple[int, Decimal]]):
 
     def points(self, indices: Sequence[int]) -> list[tuple[int, Decimal]]:
         """The points at ``indices``, their values read at once."""
-        take = getattr(self.values, "take", None)
-        values = take(indices) if take is not None else [self.values[i] for i in indices]
-        return list(zip([self.times[i] for i in indices], values, strict=True))
+        return list(zip([self.times[i] for i in indices], values_at(self.values, indices),
+                        strict=True))
 
     def __len__(self) -> int:
         return len(self.values)
@@ -119,10 +119,8 @@ def _first_extreme(f: np.ndarray, lo: np.ndarray, hi: np.ndarray, top: bool,
         counts = np.diff(np.r_[starts, len(at)])
         tied = np.flatnonzero(counts > 1).tolist()
         ties = [at[starts[k]:starts[k] + counts[k]].tolist() for k in tied]
-        take = getattr(exact, "take", None)
         flat = [i for group in ties for i in group]
-        value = dict(zip(flat, take(flat) if take is not None else
-                         [exact[i] for i in flat], strict=True))
+        value = dict(zip(flat, values_at(exact, flat), strict=True))
         pick: Callable[[int], Any] = value.__getitem__
         for k, group in zip(tied, ties, strict=True):
             first[k] = max(group, key=pick) if top else min(group, key=pick)

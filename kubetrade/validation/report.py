@@ -35,16 +35,6 @@ from kubetrade.validation.curve import downsample
 
 log = logging.getLogger("kubetrade.validation")
 
-
-def __getattr__(name: str) -> Any:
-    """``latest_summary`` (moved to kubetrade.state.validation_results), imported when
-    asked: kubetrade.state imports redis (~0.09 s), which a replay never needs."""
-    if name == "latest_summary":
-        from kubetrade.state.validation_results import latest_summary
-
-        return latest_summary
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 REPORT_KIND = "kubetrade.io/validation-report"
 REPORT_VERSION = 1
 METRIC_FIELDS = HEADLINE_METRICS

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e.validation.test_preflight_operator import (
-    MANIFESTS,
     mount_secret,
     preflight_job,
     replicas,
+    start_live_strategy,
     strategy_status,
 )
 from tests.e2e.validation.test_validation_run_operator import finish_job, run_job_pod
@@ -35,9 +35,7 @@ def test_a_budget_change_the_account_cannot_cover_keeps_the_old_runner(
     operator_bed: OperatorBed, fake_binance: FakeBinance, tmp_path: Path
 ) -> None:
     bed = operator_bed
-    fake_binance.set_balance("USDT", "500")
-    bed.start(KUBETRADE_EXCHANGE_URL=fake_binance.url)
-    bed.apply(MANIFESTS.format(key=fake_binance.api_key, secret=fake_binance.secret, fast=10))
+    start_live_strategy(bed, fake_binance, "500")
     first = preflight_job(bed, set())
     mount_secret(bed, first, tmp_path / "keys-1")
     assert run_job_pod(bed, first, tmp_path) == 0  # 400 USDT fits in 500 (WARNs only)

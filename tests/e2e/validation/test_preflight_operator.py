@@ -68,6 +68,14 @@ def preflight_job(bed: OperatorBed, exclude: set[str]) -> dict[str, Any]:
     return job
 
 
+def start_live_strategy(bed: OperatorBed, fake: FakeBinance, usdt: str) -> None:
+    """The operator on the bed, reaching the fake Binance whose account holds ``usdt``
+    USDT free, and the live Strategy ``btc-live`` applied (its pre-flight Job follows)."""
+    fake.set_balance("USDT", usdt)
+    bed.start(KUBETRADE_EXCHANGE_URL=fake.url)
+    bed.apply(MANIFESTS.format(key=fake.api_key, secret=fake.secret, fast=10))
+
+
 def strategy_status(bed: OperatorBed) -> dict[str, Any]:
     return dict((bed.get("strategy", "btc-live") or {}).get("status") or {})
 
@@ -81,9 +89,7 @@ def test_preflight_fail_blocks_the_live_runner_and_pass_starts_it(
     operator_bed: OperatorBed, fake_binance: FakeBinance, tmp_path: Path
 ) -> None:
     bed = operator_bed
-    fake_binance.set_balance("USDT", "50")
-    bed.start(KUBETRADE_EXCHANGE_URL=fake_binance.url)
-    bed.apply(MANIFESTS.format(key=fake_binance.api_key, secret=fake_binance.secret, fast=10))
+    start_live_strategy(bed, fake_binance, "50")
     r: Any = redis.Redis.from_url(bed.redis_url, decode_responses=True)
     keys = Keys(bed.prefix)
 
