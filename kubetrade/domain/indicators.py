@@ -193,21 +193,16 @@ class WilderRSI:
         rs = self._avg_gain / self._avg_loss
         return 100.0 - 100.0 / (1.0 + rs)
 
+    #: The float sums a snapshot holds, each kept as ``_<name>`` (restored as 0.0 when absent).
+    _SUMS = ("seed_gain", "seed_loss", "avg_gain", "avg_loss")
+
     def snapshot(self) -> dict[str, Any]:
-        return {
-            "prev": self._prev,
-            "count": self._count,
-            "seed_gain": self._seed_gain,
-            "seed_loss": self._seed_loss,
-            "avg_gain": self._avg_gain,
-            "avg_loss": self._avg_loss,
-        }
+        state: dict[str, Any] = {"prev": self._prev, "count": self._count}
+        return state | {name: getattr(self, "_" + name) for name in self._SUMS}
 
     def restore(self, data: dict[str, Any]) -> None:
         prev = data.get("prev")
         self._prev = None if prev is None else float(prev)
         self._count = int(data.get("count", 0))
-        self._seed_gain = float(data.get("seed_gain", 0.0))
-        self._seed_loss = float(data.get("seed_loss", 0.0))
-        self._avg_gain = float(data.get("avg_gain", 0.0))
-        self._avg_loss = float(data.get("avg_loss", 0.0))
+        for name in self._SUMS:
+            setattr(self, "_" + name, float(data.get(name, 0.0)))

@@ -233,6 +233,10 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return out
 
 
+def fields_of(obj: object, *names: str) -> dict[str, Any]:
+    """``{name: obj.<name>}`` for ``names``, in that order: the attributes a ``to_dict``
+    or ``snapshot`` passes through as they are, beside the keys it converts or computes."""
+    return {name: getattr(obj, name) for name in names}
 
 
 def from_dict(cls: type[_T], data: dict[str, Any]) -> _T:

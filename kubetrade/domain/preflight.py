@@ -21,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from kubetrade.domain.allocation import AllocationInputs, allocation_verdict
-from kubetrade.domain.models import Balance, MarketInfo
+from kubetrade.domain.models import Balance, MarketInfo, fields_of
 
 
 class CheckStatus(StrEnum):
@@ -124,10 +124,7 @@ class PreflightReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "strategy": self.strategy,
-            "namespace": self.namespace,
-            "mode": self.mode,
-            "ts_ms": self.ts_ms,
+            **fields_of(self, "strategy", "namespace", "mode", "ts_ms"),
             "status": self.status.value,
             "passed": self.passed,
             "summary": {

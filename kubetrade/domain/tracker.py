@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from kubetrade.domain.models import ZERO
+from kubetrade.domain.models import ZERO, fields_of
 
 
 @dataclass(slots=True)
@@ -181,12 +181,8 @@ class StrategyTracker:
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "enabled": self.enabled,
-            "consecutive_losses": self.consecutive_losses,
-            "total_wins": self.total_wins,
-            "total_losses": self.total_losses,
-            "disabled_at_ms": self.disabled_at_ms,
-            "next_check_ms": self.next_check_ms,
+            **fields_of(self, "enabled", "consecutive_losses", "total_wins", "total_losses",
+                        "disabled_at_ms", "next_check_ms"),
             "shadow_entries": {k: str(v) for k, v in self.shadow_entries.items()},
             "shadow_trades": self.shadow_trades,
             "shadow_return": str(self.shadow_return),

@@ -22,7 +22,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from kubetrade.domain.models import ZERO, Balance, MarketInfo, Mismatch, Order, Position
+from kubetrade.domain.models import (
+    ZERO,
+    Balance,
+    MarketInfo,
+    Mismatch,
+    Order,
+    Position,
+    fields_of,
+)
 
 
 @dataclass
@@ -71,13 +79,8 @@ class ReconciliationResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "strategy": self.strategy,
-            "ts_ms": self.ts_ms,
-            "trigger": self.trigger,
-            "status": self.status,
-            "ok": self.ok,
-            "positions_checked": self.positions_checked,
-            "orders_checked": self.orders_checked,
+            **fields_of(self, "strategy", "ts_ms", "trigger", "status", "ok",
+                        "positions_checked", "orders_checked"),
             "mismatches": [m.to_dict() for m in self.mismatches],
             "error": self.error,
             "foreign_orders": list(self.foreign),
