@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubetrade.cli._command import add_cluster_arguments, add_command
 from kubetrade.cli._http import add_http_arguments, check_host, uvicorn_config
 
 log = logging.getLogger("kubetrade.cli.api")
@@ -24,29 +25,20 @@ SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "api",
-        help="serve the REST API, WebSocket and dashboard",
-        description="Serve the REST API, the live WebSocket and the dashboard (default "
-        "port 8000). Env: REDIS_URL, KUBETRADE_REDIS_PREFIX, DASHBOARD_PASSWORD, "
-        "JWT_SECRET, CORS_ORIGINS, KUBECONFIG.",
-    )
-    p.add_argument(
-        "--host",
-        default=None,
-        help="address to bind (default 0.0.0.0 when DASHBOARD_PASSWORD is set, "
-        "else 127.0.0.1; without a password only loopback is allowed)",
-    )
+    p = add_command(subparsers, "api", run, "serve the REST API, WebSocket and dashboard",
+                    "Serve the REST API, the live WebSocket and the dashboard (default "
+                    "port 8000). Env: REDIS_URL, KUBETRADE_REDIS_PREFIX, DASHBOARD_PASSWORD, "
+                    "JWT_SECRET, CORS_ORIGINS, KUBECONFIG.")
+    p.add_argument("--host", default=None,
+                   help="address to bind (default 0.0.0.0 when DASHBOARD_PASSWORD is set, "
+                   "else 127.0.0.1; without a password only loopback is allowed)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
-    p.add_argument("--namespace", default=None, help="namespace of the custom resources")
-    p.add_argument("--kubeconfig", default=None, help="kubeconfig (default $KUBECONFIG)")
-    p.add_argument(
-        "--local",
-        action="store_true",
-        help="use the local desired state in Redis even when a cluster is reachable",
+    add_cluster_arguments(
+        p, (None, "namespace of the custom resources"), short=False,
+        kubeconfig="kubeconfig (default $KUBECONFIG)",
+        local="use the local desired state in Redis even when a cluster is reachable",
     )
     add_http_arguments(p)
-    p.set_defaults(func=run)
 
 
 def choose_host(requested: str | None, auth_enabled: bool) -> str:

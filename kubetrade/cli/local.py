@@ -8,17 +8,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kubetrade.cli._command import add_command
 from kubetrade.cli._http import add_http_arguments
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "local",
-        help="paper-trade every Strategy in a directory, with the dashboard (no cluster)",
-        description="Runs every Strategy YAML in --strategies in paper mode, plus the "
-        "API/dashboard. Needs no Redis (REDIS_URL optional: else a Redis server of its "
-        "own keeps state in --data-dir), no cluster and no internet "
-        "(replays bundled real candles when Binance is unreachable).",
+    p = add_command(
+        subparsers, "local", main,
+        "paper-trade every Strategy in a directory, with the dashboard (no cluster)",
+        "Runs every Strategy YAML in --strategies in paper mode, plus the API/dashboard. "
+        "Needs no Redis (REDIS_URL optional: else a Redis server of its own keeps state in "
+        "--data-dir), no cluster and no internet (replays bundled real candles when Binance "
+        "is unreachable).",
     )
     p.add_argument(
         "--strategies", type=Path, default=Path("examples/strategies"),
@@ -44,7 +45,6 @@ def register(subparsers: Any) -> None:
         "trades, settings and the kill switch survive a restart (default ./data)",
     )
     add_http_arguments(p)
-    p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:

@@ -17,30 +17,24 @@ import signal
 import sys
 from typing import Any
 
+from kubetrade.cli._command import add_cluster_arguments, add_command
+
 EXIT_CONFIG = 2
 SA_NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "notify",
-        help="run the Telegram bot and alert dispatcher",
-        description="Telegram commands /stop /closeall /resume /status /pnl /positions /help "
-        "for the configured chat, and delivery of every alert in the Redis alert stream.",
+    p = add_command(subparsers, "notify", run, "run the Telegram bot and alert dispatcher",
+                    "Telegram commands /stop /closeall /resume /status /pnl /positions /help "
+                    "for the configured chat, and delivery of every alert in the Redis alert "
+                    "stream.")
+    add_cluster_arguments(
+        p, (_default_namespace(), "act on the Emergency resource in this namespace (default: "
+            "$KUBETRADE_NAMESPACE, $POD_NAMESPACE, or the pod's own namespace when running in "
+            "a cluster; none = local desired state in Redis)"),
+        local="use the local desired state in Redis even inside a cluster",
     )
-    p.add_argument(
-        "--namespace", "-n",
-        default=_default_namespace(),
-        help="act on the Emergency resource in this namespace (default: $KUBETRADE_NAMESPACE, "
-        "$POD_NAMESPACE, or the pod's own namespace when running in a cluster; none = local "
-        "desired state in Redis)",
-    )
-    p.add_argument("--local", action="store_true",
-                   help="use the local desired state in Redis even inside a cluster")
-    p.add_argument("--kubeconfig", default=None,
-                   help="kubeconfig (default: in-cluster, then $KUBECONFIG)")
     p.add_argument("--log-level", default=None, help="default: $LOG_LEVEL or INFO")
-    p.set_defaults(func=run)
 
 
 def _default_namespace() -> str | None:

@@ -15,25 +15,23 @@ import os
 import sys
 from typing import Any
 
+from kubetrade.cli._command import add_cluster_arguments, add_command, pod_namespace
+
 EXIT_FAIL = 1
 EXIT_USAGE = 2
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "preflight",
-        help="run the pre-flight checks a live strategy must pass",
-        description="Run the runbook's eight pre-flight checks (plus ours) for a strategy. "
-        "Exit code 1 when any check FAILs.",
-    )
+    p = add_command(subparsers, "preflight", run,
+                    "run the pre-flight checks a live strategy must pass",
+                    "Run the runbook's eight pre-flight checks (plus ours) for a strategy. "
+                    "Exit code 1 when any check FAILs.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--strategy-file", metavar="FILE",
                      help="Strategy YAML (may also hold its RiskPolicy)")
     src.add_argument("--strategy", metavar="NAME", help="Strategy in the cluster")
-    p.add_argument("--namespace", "-n", default=os.environ.get("POD_NAMESPACE", "default"),
-                   help="namespace of --strategy (default: $POD_NAMESPACE or default)")
-    p.add_argument("--kubeconfig", default=None,
-                   help="kubeconfig (default: in-cluster, then $KUBECONFIG)")
+    add_cluster_arguments(p, (pod_namespace(), "namespace of --strategy (default: "
+                              "$POD_NAMESPACE or default)"))
     p.add_argument("--risk-policy-file", metavar="FILE",
                    help="RiskPolicy YAML (default: the one named by the strategy in "
                    "--strategy-file, else defaults with STOP_LOSS_PCT/DAILY_LOSS_LIMIT_PCT)")
@@ -42,7 +40,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--no-publish", action="store_true",
                    help="do not store results/alerts in Redis even when REDIS_URL is set")
-    p.set_defaults(func=run)
 
 
 def _risk_from_env(env: dict[str, str]) -> Any:

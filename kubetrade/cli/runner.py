@@ -12,32 +12,26 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kubetrade.cli._command import add_cluster_arguments, add_command
+
 _T = TypeVar("_T")
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "runner",
-        help="run one strategy (a runner pod's command)",
-        description="Trade one Strategy: from the cluster (--strategy NAME --namespace NS) "
-        "or from a file (--strategy-file FILE). State lives in Redis (REDIS_URL) and "
-        "survives restarts; see docs for the environment variables.",
-    )
+    p = add_command(subparsers, "runner", main, "run one strategy (a runner pod's command)",
+                    "Trade one Strategy: from the cluster (--strategy NAME --namespace NS) "
+                    "or from a file (--strategy-file FILE). State lives in Redis (REDIS_URL) "
+                    "and survives restarts; see docs for the environment variables.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--strategy", help="name of the Strategy custom resource")
     src.add_argument("--strategy-file", type=Path, help="Strategy YAML (no cluster needed)")
-    p.add_argument("--namespace", default=None, help="namespace of the Strategy resource")
-    p.add_argument(
-        "--risk-policy-file",
-        type=Path,
-        default=None,
-        help="RiskPolicy YAML for --strategy-file (default: a RiskPolicy in the same file, "
-        "else the defaults)",
-    )
-    p.add_argument(
-        "--max-candles", type=int, default=None, help="stop after this many candles (testing)"
-    )
-    p.set_defaults(func=main)
+    add_cluster_arguments(p, (None, "namespace of the Strategy resource"), short=False,
+                          kubeconfig=None)
+    p.add_argument("--risk-policy-file", type=Path, default=None,
+                   help="RiskPolicy YAML for --strategy-file (default: a RiskPolicy in the "
+                   "same file, else the defaults)")
+    p.add_argument("--max-candles", type=int, default=None,
+                   help="stop after this many candles (testing)")
 
 
 def load_file_manifests(
