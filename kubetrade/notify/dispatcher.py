@@ -27,6 +27,7 @@ import random
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -45,8 +46,9 @@ from kubetrade.state.keys import Keys
 log = logging.getLogger(__name__)
 
 # the delivery marks, as the notifier's tests and tools know them from here
-__all__ = ["SENDING", "SENT", "SENT_TTL_SECONDS", "AlertDispatcher", "ChatTarget", "RateLimiter",
-           "bot_sender", "retry_after_seconds", "sent_key", "telegram_limits"]
+__all__ = ["SENDING", "SENT", "SENT_TTL_SECONDS", "AlertDispatcher", "ChatTarget",
+           "DispatcherOptions", "RateLimiter", "bot_sender", "retry_after_seconds", "sent_key",
+           "telegram_limits"]
 
 Send = Callable[[str], Awaitable[None]]
 
@@ -140,6 +142,30 @@ def retry_after_seconds(exc: RetryAfter) -> float:
     return float(value)
 
 
+@dataclass(frozen=True)
+class DispatcherOptions:
+    """How the dispatcher batches, reads, claims and backs off."""
+
+    linger_seconds: float = 1.0
+    """After a batch's first alert, how long to wait for the ones that fired with it."""
+    max_batch: int = 200
+    """Alerts read (and grouped) at most at once."""
+    block_ms: int = 2000
+    """How long one stream read waits for a new alert."""
+    claim_idle_ms: int = 60_000
+    """An entry another consumer left pending this long is claimed."""
+    claim_every_seconds: float = 30.0
+    """How often to look for such entries."""
+    backoff_base: float = 0.5
+    """The first wait after a failed send or read, doubled each time ..."""
+    backoff_cap: float = 60.0
+    """... up to this (seconds)."""
+
+    def backoff(self, attempt: int) -> float:
+        """The wait before retry ``attempt`` (1 for the first)."""
+        return min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 20))
+
+
 class AlertDispatcher:
     """The loop that drains ``keys.alerts`` into Telegram. ``run()`` until ``stop()``."""
 
@@ -150,14 +176,9 @@ class AlertDispatcher:
         send: Send,
         consumer: str,
         clock: Clock | None = None,
+        *,
         limiter: RateLimiter | None = None,
-        linger_seconds: float = 1.0,
-        max_batch: int = 200,
-        block_ms: int = 2000,
-        claim_idle_ms: int = 60_000,
-        claim_every_seconds: float = 30.0,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 60.0,
+        options: DispatcherOptions = DispatcherOptions(),
     ) -> None:
         self.redis: Any = redis  # decode_responses=True: replies are str
         self.keys = keys
@@ -166,13 +187,8 @@ class AlertDispatcher:
         self.consumer = consumer
         self.clock: Clock = clock or SystemClock()
         self.limiter = limiter or RateLimiter(self.clock, telegram_limits())
-        self.linger_seconds = linger_seconds
-        self.max_batch = max_batch
-        self.block_ms = block_ms
-        self.claim_idle_ms = claim_idle_ms
-        self.claim_every_ms = int(claim_every_seconds * 1000)
-        self.backoff_base = backoff_base
-        self.backoff_cap = backoff_cap
+        self.options = options
+        self.claim_every_ms = int(options.claim_every_seconds * 1000)
         self._stopping = asyncio.Event()
         self._own_pending_done = False
         self._last_claim_ms: int | None = None
@@ -209,7 +225,7 @@ class AlertDispatcher:
                     grouped = False
                 # a batch may have been sent but not acked: re-read our own pending first
                 self._own_pending_done = False
-                await self._pause(max(self.backoff_cap / 4, 0.05))
+                await self._pause(max(self.options.backoff_cap / 4, 0.05))
 
     async def step(self) -> int:
         """Read one batch and deliver it; returns the number of alerts handled."""
@@ -229,9 +245,9 @@ class AlertDispatcher:
         self._last_claim_ms = now
         claimed: list[Any] = []
         start = "0-0"
-        while len(claimed) < self.max_batch:
+        while len(claimed) < self.options.max_batch:
             start, entries = await self.inbox.autoclaim(
-                self.consumer, self.claim_idle_ms, start, self.max_batch
+                self.consumer, self.options.claim_idle_ms, start, self.options.max_batch
             )
             claimed.extend(entries)
             if start == "0-0":
@@ -241,23 +257,23 @@ class AlertDispatcher:
     async def _next_batch(self) -> list[Any]:
         if not self._own_pending_done:
             # entries this consumer read before a restart and never acked
-            own = await self._read("0", self.max_batch, None)
+            own = await self._read("0", self.options.max_batch, None)
             if own:
                 return own
             self._own_pending_done = True
         claimed = await self._claim()
         if claimed:
             return claimed
-        first = await self._read(">", self.max_batch, self.block_ms)
+        first = await self._read(">", self.options.max_batch, self.options.block_ms)
         if not first:
             return []
-        if self.linger_seconds > 0 and len(first) < self.max_batch:
-            await self._pause(self.linger_seconds)
+        if self.options.linger_seconds > 0 and len(first) < self.options.max_batch:
+            await self._pause(self.options.linger_seconds)
         # also wait for a send slot before grouping: what fires meanwhile joins the group
         await self._wait_turn()
-        more = await self._read(">", self.max_batch - len(first), None) if len(
+        more = await self._read(">", self.options.max_batch - len(first), None) if len(
             first
-        ) < self.max_batch else []
+        ) < self.options.max_batch else []
         return first + more
 
     # -- delivering ---------------------------------------------------------------
@@ -311,7 +327,7 @@ class AlertDispatcher:
                 if self.stopping:
                     raise
                 attempt += 1
-                wait = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 20))
+                wait = self.options.backoff(attempt)
                 log.warning("alert dispatcher: marking %d alert(s) sent failed (%s); "
                             "retrying in %.1f s", len(out.alert_ids), type(exc).__name__, wait)
                 await self._pause(wait)
@@ -353,7 +369,7 @@ class AlertDispatcher:
                     text += "\n(re-sent after a timeout; may be a repeat)"
                     flagged = True
                 attempt += 1
-                wait = min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 20))
+                wait = self.options.backoff(attempt)
                 wait = wait * (0.5 + random.random() / 2)
                 log.warning(
                     "Telegram send failed (%s: %s); attempt %d, retrying in %.1f s",

@@ -13,14 +13,14 @@ import contextlib
 import logging
 import os
 import socket
-from typing import Any
+from dataclasses import replace
 
 from telegram.error import InvalidToken, TelegramError
 
 from kubetrade.domain.clock import Clock, SystemClock
 from kubetrade.notify.announce import EmergencyAnnouncer
 from kubetrade.notify.bot import App, NotifyBot
-from kubetrade.notify.dispatcher import AlertDispatcher, bot_sender
+from kubetrade.notify.dispatcher import AlertDispatcher, DispatcherOptions, bot_sender
 from kubetrade.notify.redact import install_secret_redaction
 from kubetrade.notify.settings import NotifySettings
 from kubetrade.state.client import Redis
@@ -46,24 +46,26 @@ class Notifier:
         desired: DesiredState,
         clock: Clock | None = None,
         consumer: str | None = None,
-        dispatcher_options: dict[str, Any] | None = None,
+        dispatcher_options: DispatcherOptions | None = None,
         poll_timeout: int = 10,
     ) -> None:
+        """``dispatcher_options``: the alert dispatcher's pacing, but for its linger,
+        which is always ``settings.telegram_alert_linger_seconds``."""
         install_secret_redaction(settings.telegram_bot_token.get_secret_value())
         self.settings = settings
         self.poll_timeout = poll_timeout  # long-poll seconds; also how long stop() may take
         self.clock: Clock = clock or SystemClock()
         self.bot = NotifyBot(settings, redis, keys, desired, self.clock)
         self.app: App = self.bot.build()
-        options: dict[str, Any] = {"linger_seconds": settings.telegram_alert_linger_seconds}
-        options.update(dispatcher_options or {})
+        options = replace(dispatcher_options or DispatcherOptions(),
+                          linger_seconds=settings.telegram_alert_linger_seconds)
         self.dispatcher = AlertDispatcher(
             redis,
             keys,
             bot_sender(self.app.bot, self.bot.target),
             consumer or consumer_name(),
             clock=self.clock,
-            **options,
+            options=options,
         )
         self.announcer = EmergencyAnnouncer(redis, keys, self.clock)
         self._stop = asyncio.Event()

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from kubetrade.domain.clock import Clock, ManualClock
+from kubetrade.notify.dispatcher import DispatcherOptions
 from kubetrade.notify.service import Notifier
 from kubetrade.notify.settings import NotifySettings
 from kubetrade.state.desired import DesiredState, LocalDesiredState
@@ -67,7 +68,7 @@ async def start_notifier(
             desired,
             clock=clock,
             consumer="notify-test",
-            dispatcher_options={"block_ms": 100, "backoff_base": 0.02, "backoff_cap": 0.2},
+            dispatcher_options=DispatcherOptions(block_ms=100, backoff_base=0.02, backoff_cap=0.2),
             poll_timeout=1,
         )
         notifier.bot.ack_wait_seconds = 30.0

@@ -16,11 +16,12 @@ import pytest
 import redis.asyncio as aioredis
 import telegram
 
-from kubetrade.domain.clock import ManualClock, SystemClock
+from kubetrade.domain.clock import Clock, ManualClock, SystemClock
 from kubetrade.notify.dispatcher import (
     SENDING,
     SENT,
     AlertDispatcher,
+    DispatcherOptions,
     RateLimiter,
     bot_sender,
     sent_key,
@@ -72,13 +73,19 @@ async def running(dispatcher: AlertDispatcher) -> AsyncIterator[asyncio.Task[Non
 
 
 def make(
-    redis: aioredis.Redis, send: Any, consumer: str = "notify-0", **kw: Any
+    redis: aioredis.Redis,
+    send: Any,
+    consumer: str = "notify-0",
+    clock: Clock | None = None,
+    limiter: RateLimiter | None = None,
+    **options: Any,
 ) -> AlertDispatcher:
-    kw.setdefault("linger_seconds", 0.05)
-    kw.setdefault("block_ms", 100)
-    kw.setdefault("backoff_base", 0.02)
-    kw.setdefault("backoff_cap", 0.2)
-    return AlertDispatcher(redis, KEYS, send, consumer, **kw)
+    """A dispatcher that lingers, blocks and backs off briefly (``options`` override)."""
+    fast = {"linger_seconds": 0.05, "block_ms": 100, "backoff_base": 0.02, "backoff_cap": 0.2}
+    return AlertDispatcher(
+        redis, KEYS, send, consumer, clock,
+        limiter=limiter, options=DispatcherOptions(**(fast | options)),
+    )
 
 
 async def pending_count(redis: aioredis.Redis) -> int:
