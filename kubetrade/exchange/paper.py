@@ -19,11 +19,16 @@ Execution model (documented because validation results depend on it):
 * Rejections mirror Binance: InsufficientFunds when free balance cannot pay (fees
   included), OrderRejected(reason="lot_size"/"min_notional") below the exchange
   minimums, DuplicateOrder for a reused client order id, BadSymbol for an unknown one.
+  The broker remembers every open order and the last ``max_orders_kept`` orders (and
+  ``max_fills_kept`` fills) for ``get_order``/``fills``/``snapshot`` and the duplicate
+  check: Binance refuses a client order id again only among open orders, and answers
+  for old orders from its history, which this bound stands for.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any
 
@@ -112,11 +117,14 @@ class PaperBroker:
         slippage_bps: Decimal = DEFAULT_SLIPPAGE_BPS,
         participation: Decimal = DEFAULT_PARTICIPATION,
         max_fills_kept: int = 100_000,
+        max_orders_kept: int = 100_000,
     ) -> None:
         if fee_rate < 0 or slippage_bps < 0:
             raise ValueError("fee_rate and slippage_bps must be >= 0")
         if not ZERO < participation <= 1:
             raise ValueError(f"participation must be in (0, 1], got {participation}")
+        if max_orders_kept < 1:
+            raise ValueError(f"max_orders_kept must be >= 1, got {max_orders_kept}")
         self.markets = dict(markets)
         self.fee_rate = fee_rate
         self.slippage_bps = slippage_bps
@@ -129,6 +137,7 @@ class PaperBroker:
         self._orders: dict[str, Order] = {}
         self._resting: dict[str, Order] = {}
         self._fills: deque[Fill] = deque(maxlen=max_fills_kept)
+        self._max_orders = max_orders_kept
         self._order_seq = 0
         self._trade_seq = 0
         self.now_ms = 0
@@ -198,6 +207,9 @@ class PaperBroker:
         mine.created_ms = order.created_ms or now
         mine.updated_ms = now
         self._orders[mine.client_order_id] = mine
+        if len(self._orders) > self._max_orders:
+            for cid in list(self._oldest_done(len(self._orders) - self._max_orders)):
+                del self._orders[cid]
         if marketable:
             fill = self._execute(mine, order.quantity, exec_price, locked=False, now=now)
             return _clone(mine), [fill]
@@ -208,6 +220,15 @@ class PaperBroker:
             self._move(market.base, order.quantity, lock=True)
         self._resting[mine.client_order_id] = mine
         return _clone(mine), []
+
+    def _oldest_done(self, count: int) -> Iterator[str]:
+        """The ids of the ``count`` oldest orders that are done (open ones are kept)."""
+        for cid, order in self._orders.items():
+            if count == 0:
+                return
+            if order.status.is_terminal:
+                count -= 1
+                yield cid
 
     def _admit(self, order: Order) -> tuple[MarketInfo, Decimal]:
         """The order's market and last price, after the symbol, id and lot checks."""

@@ -101,7 +101,9 @@ class CandleFrame(Sequence[Candle]):
     __slots__ = ("report", "table")
 
     def __init__(self, table: pa.Table, report: LoadReport) -> None:
-        self.table = table.select(list(COLUMNS)).cast(SCHEMA)
+        # one chunk per column: numpy views of a column (the replay's) are then free,
+        # where a column of many chunks (one per CSV block) is copied at every view
+        self.table = table.select(list(COLUMNS)).cast(SCHEMA).combine_chunks()
         self.report = report
 
     # ---- columns ----------------------------------------------------------------

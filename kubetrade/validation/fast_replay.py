@@ -70,7 +70,9 @@ def decides_on_closes(engine: TradingEngine) -> bool:
 def column_array(frame: CandleFrame, name: str, dtype: type) -> np.ndarray:
     """A column of ``frame`` as a read-only numpy view of its Arrow buffer (the loader's
     columns have no nulls). Arrow's own ``to_numpy`` would import pandas (~0.3 s)."""
-    arr = frame.table.column(name).combine_chunks()
+    column = frame.table.column(name)
+    # a CandleFrame's columns are one chunk each: viewed, not concatenated (a copy)
+    arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     width = np.dtype(dtype).itemsize
     return np.frombuffer(arr.buffers()[1], dtype=dtype, count=len(arr),
                          offset=arr.offset * width)
@@ -85,27 +87,38 @@ def _index(rows: list[int]) -> pa.Array:
 
 class _Texts:
     """Decimal text of the price columns, as Arrow casts it (the text CandleFrame builds
-    Decimals from): the rows of ``rows`` (those known to go through the engine) cast at
-    once, any other row alone when asked, and the closes of held runs one slice of
-    ``_CHUNK`` rows at a time (the loop only moves forward: one slice is kept)."""
+    Decimals from): the rows of ``rows`` (those known to go through the engine) cast
+    ``_CHUNK`` at a time as the loop reaches them, any other row alone when asked, and
+    the closes of held runs one slice of ``_CHUNK`` rows at a time (the loop only moves
+    forward: one batch of each is kept, not the text of every row at once)."""
 
-    __slots__ = ("_closes", "_rows", "_table")
+    __slots__ = ("_closes", "_known", "_next", "_rows", "_table")
 
     def __init__(self, frame: CandleFrame, rows: list[int]) -> None:
         self._table = frame.table
         self._closes: tuple[int, list[str]] = (-1, [])
-        self._rows = self._cast(rows)
+        self._known = rows
+        self._next = 0  # the first of ``rows`` not cast yet
+        self._rows: dict[int, tuple[str, ...]] = {}
 
     def _cast(self, rows: list[int]) -> dict[int, tuple[str, ...]]:
-        if not rows:
-            return {}
         taken = self._table.take(_index(rows))
         texts = [pc.cast(taken.column(n), pa.string()).to_pylist() for n in _PRICES]
         return dict(zip(rows, zip(*texts, strict=True), strict=True))
 
+    def _row(self, i: int) -> tuple[str, ...]:
+        row = self._rows.pop(i, None)
+        if row is not None:
+            return row
+        k = bisect_left(self._known, i, self._next)
+        if k == len(self._known) or self._known[k] != i:
+            return self._cast([i])[i]
+        self._next = min(len(self._known), k + _CHUNK)
+        self._rows = self._cast(self._known[k:self._next])
+        return self._rows.pop(i)
+
     def candle(self, i: int, ts: int) -> Candle:
-        row = self._rows.pop(i, None) or self._cast([i])[i]
-        o, h, low, close, v = row
+        o, h, low, close, v = self._row(i)
         return Candle(ts, Decimal(o), Decimal(h), Decimal(low), Decimal(close), Decimal(v))
 
     def closes(self, start: int, stop: int) -> list[Decimal]:
@@ -125,7 +138,8 @@ class _Loop:
     """One fast replay's state: where the next thing happens, and the loop's steps."""
 
     def __init__(self, engine: TradingEngine, broker: PaperBroker, frame: CandleFrame,
-                 clock: ManualClock, symbol: str, result: ReplayResult) -> None:
+                 clock: ManualClock, symbol: str, result: ReplayResult,
+                 keep_orders: bool) -> None:
         self.engine, self.broker, self.symbol, self.result = engine, broker, symbol, result
         interval = engine.timeframe_ms
         assert interval is not None
@@ -148,7 +162,8 @@ class _Loop:
         decided: list[Side | None] = [None]
         self.decided = decided  # the engine's step answers it (no cycle through self)
         use_step(engine, symbol, lambda _candle: decided[0])
-        self.feeder = CandleFeeder(engine, broker, clock, symbol, result)
+        self.feeder = CandleFeeder(engine, broker, clock, symbol, result,
+                                   keep_orders=keep_orders)
 
     def signal_index(self, i: int) -> int:
         """Index of the first signal at or after candle ``i`` (len when none)."""
@@ -212,14 +227,16 @@ def replay_fast(
     symbol: str,
     on_progress: Callable[[int, int], None] | None = None,
     progress_every: int = 10_000,
+    keep_orders: bool = False,
 ) -> ReplayResult | None:
     """``run_replay(engine, broker, frame, clock, on_progress, symbol=symbol,
-    progress_every=progress_every)`` with the same trades, orders and equity curve, or
-    None (nothing done) when the algorithm or engine does not allow the fast path."""
+    progress_every=progress_every)`` with the same trades and equity curve (and orders,
+    when ``keep_orders``: a validation reads none), or None (nothing done) when the
+    algorithm or engine does not allow the fast path."""
     if not decides_on_closes(engine) or len(frame) == 0:
         return None
     result = ReplayResult()
-    loop = _Loop(engine, broker, frame, clock, symbol, result)
+    loop = _Loop(engine, broker, frame, clock, symbol, result, keep_orders)
     total = len(frame)
     last_index = total - 1
     next_progress = progress_every

@@ -18,6 +18,7 @@ Either way the algorithm's state afterwards is what stepping every close leaves.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -65,19 +66,22 @@ def _stepped(step: Step, closes: np.ndarray) -> Signals:
 
 
 def _sma_signals(closes: np.ndarray, fast: int, slow: int) -> Signals | None:
-    """SmaCrossover's signals in bulk, or None when its integers could overflow int64."""
+    """SmaCrossover's signals in bulk, or None when its integers could overflow int64.
+
+    Scaled one block at a time (``_BLOCK`` closes plus the window): no temporary the
+    size of the series, which would stay in the process's heap after it is freed."""
     n = len(closes)
-    scaled = closes * PRICE_SCALE
-    if not np.isfinite(scaled).all() or float(np.abs(scaled).max()) >= _LIMIT:
+    # NaN and inf stay in min/max; x = rint(close * scale) is monotonic in close
+    lo, hi = float(closes.min()) * PRICE_SCALE, float(closes.max()) * PRICE_SCALE
+    if not (math.isfinite(lo) and math.isfinite(hi)) or max(-lo, hi) >= _LIMIT:
         return None
-    x = np.rint(scaled).astype(np.int64)
-    spread = int(x.max()) - int(x.min())
-    if spread * max(_BLOCK + slow, fast * slow) >= _LIMIT:
+    if (int(np.rint(hi)) - int(np.rint(lo))) * max(_BLOCK + slow, fast * slow) >= _LIMIT:
         return None
     above = np.empty(n - slow + 1, dtype=bool)  # above[k]: candle slow - 1 + k
     for start in range(slow - 1, n, _BLOCK):
         stop = min(n, start + _BLOCK)
-        part = x[start - slow + 1:stop] - x[start - slow + 1]
+        part = np.rint(closes[start - slow + 1:stop] * PRICE_SCALE).astype(np.int64)
+        part -= part[0]
         sums = np.concatenate(([0], np.cumsum(part)))
         ends = np.arange(slow, len(part) + 1)
         fast_sum = sums[ends] - sums[ends - fast]

@@ -83,6 +83,23 @@ def test_exchange_minimums_duplicates_and_unknown_symbols() -> None:
         b.submit(o)
 
 
+def test_the_order_history_keeps_open_orders_and_the_last_done_ones() -> None:
+    b = broker(max_orders_kept=3)
+    b.submit(order("rest", Side.BUY, "0.01", OrderType.LIMIT, "50000"))  # stays open
+    for n in range(5):
+        b.submit(order(f"m{n}", Side.BUY, "0.001"))
+    # the oldest done orders are forgotten; the open one, oldest of all, is kept
+    assert [cid for cid in ("rest", "m0", "m1", "m2", "m3", "m4")
+            if b.get_order(cid) is not None] == ["rest", "m3", "m4"]
+    with pytest.raises(DuplicateOrder):  # an id among those kept is refused again
+        b.submit(order("m4", Side.BUY, "0.001"))
+    with pytest.raises(DuplicateOrder):
+        b.submit(order("rest", Side.BUY, "0.001"))
+    assert b.cancel("rest").status is OrderStatus.CANCELED
+    with pytest.raises(ValueError, match="max_orders_kept must be >= 1"):
+        broker(max_orders_kept=0)
+
+
 def test_limit_order_rests_locks_funds_and_fills_partially_by_volume() -> None:
     b2 = broker(fee_rate=Decimal("0.001"))
     with pytest.raises(InsufficientFunds):  # 2 BTC at 59000 is more than the cash

@@ -23,6 +23,7 @@ from kubetrade.exchange.replay import ReplayResult, run_replay
 from kubetrade.marketdata.filters import load_filters
 from kubetrade.marketdata.loader import LoadOptions, load_candles
 from kubetrade.marketdata.timeframes import timeframe_ms
+from kubetrade.validation import fast_replay
 from kubetrade.validation.fast_replay import decides_on_closes, replay_fast
 from tests.unit.validation._data import shared_data
 
@@ -60,7 +61,7 @@ def _run(case: tuple[str, str, str, str, dict[str, int]], limits: str,
     seen: list[tuple[int, int]] = []
     if fast:
         result = replay_fast(engine, broker, frame, clock, symbol,
-                             lambda d, t: seen.append((d, t)), 100)
+                             lambda d, t: seen.append((d, t)), 100, keep_orders=True)
         assert result is not None
     else:
         result = run_replay(engine, broker, frame, clock, lambda d, t: seen.append((d, t)),
@@ -69,11 +70,16 @@ def _run(case: tuple[str, str, str, str, dict[str, int]], limits: str,
     return result, engine
 
 
+@pytest.mark.parametrize("chunk", [8192, 7], ids=["one-batch", "batches-of-7"])
 @pytest.mark.parametrize("limits", sorted(LIMITS))
 @pytest.mark.parametrize("case", CASES, ids=[c[3] + "-" + c[2] for c in CASES])
 def test_fast_replay_makes_exactly_what_run_replay_makes(
-    case: tuple[str, str, str, str, dict[str, int]], limits: str
+    case: tuple[str, str, str, str, dict[str, int]], limits: str, chunk: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # the rows the engine needs are cast to text a batch at a time (8,192 on a real
+    # run: more than these files hold), and the closes of held runs a slice at a time
+    monkeypatch.setattr(fast_replay, "_CHUNK", chunk)
     slow, slow_engine = _run(case, limits, fast=False)
     fast, fast_engine = _run(case, limits, fast=True)
     assert fast.trades == slow.trades
