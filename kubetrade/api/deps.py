@@ -9,6 +9,7 @@ so nothing here is a module-level singleton.
 
 import logging
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -159,36 +160,22 @@ async def get_context(conn: HTTPConnection) -> ApiContext:
 Ctx = Annotated[ApiContext, Depends(get_context)]
 
 
-async def get_reader(ctx: Ctx) -> StateReader:
-    return ctx.reader
+def _part(name: str) -> Callable[[ApiContext], Awaitable[Any]]:
+    """The getter of ``ctx.<name>`` (the alias that depends on it gives its type)."""
+
+    async def get(ctx: Ctx) -> Any:
+        return getattr(ctx, name)
+
+    get.__name__ = f"get_{name}"
+    return get
 
 
-async def get_desired(ctx: Ctx) -> DesiredState:
-    return ctx.desired
-
-
-async def get_api_settings(ctx: Ctx) -> ApiSettings:
-    return ctx.settings
-
-
-async def get_clock(ctx: Ctx) -> Clock:
-    return ctx.clock
-
-
-async def get_auditor(ctx: Ctx) -> Auditor:
-    return ctx.audit
-
-
-async def get_hub(ctx: Ctx) -> EventHub:
-    return ctx.hub
-
-
-Reader = Annotated[StateReader, Depends(get_reader)]
-Desired = Annotated[DesiredState, Depends(get_desired)]
-Settings = Annotated[ApiSettings, Depends(get_api_settings)]
-ClockDep = Annotated[Clock, Depends(get_clock)]
-Audit = Annotated[Auditor, Depends(get_auditor)]
-Hub = Annotated[EventHub, Depends(get_hub)]
+Reader = Annotated[StateReader, Depends(_part("reader"))]
+Desired = Annotated[DesiredState, Depends(_part("desired"))]
+Settings = Annotated[ApiSettings, Depends(_part("settings"))]
+ClockDep = Annotated[Clock, Depends(_part("clock"))]
+Audit = Annotated[Auditor, Depends(_part("audit"))]
+Hub = Annotated[EventHub, Depends(_part("hub"))]
 
 
 # -- authentication ----------------------------------------------------------------------
