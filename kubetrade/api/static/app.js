@@ -13,17 +13,7 @@
   let flushTimer = null;
 
   // -- helpers ----------------------------------------------------------------
-  function el(tag, text, cls) {
-    const e = document.createElement(tag);
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    if (cls) e.className = cls;
-    return e;
-  }
-  function num(v, digits = 2) {
-    if (v === null || v === undefined || v === "") return "–";
-    const n = Number(v);
-    return Number.isFinite(n) ? n.toLocaleString(undefined, { maximumFractionDigits: digits }) : String(v);
-  }
+  const { el, num } = window.ktDom;
   function pct(v) {
     return v === null || v === undefined ? "–" : (Number(v) * 100).toFixed(1) + " %";
   }

@@ -4,17 +4,8 @@
 "use strict";
 
 (function () {
-  function el(tag, text, cls) {
-    const e = document.createElement(tag);
-    if (text !== undefined && text !== null) e.textContent = String(text);
-    if (cls) e.className = cls;
-    return e;
-  }
-  function num(v, digits = 2) {
-    if (v === null || v === undefined || v === "") return "–";
-    const n = Number(v);
-    return Number.isFinite(n) ? n.toLocaleString(undefined, { minimumFractionDigits: digits, maximumFractionDigits: digits }) : String(v);
-  }
+  const el = window.ktDom.el;
+  const num = (v, digits = 2) => window.ktDom.num(v, digits, true);  // figures side by side
   function pctOf(fraction) {
     return fraction === null || fraction === undefined ? "–" : (fraction * 100).toFixed(2) + " %";
   }

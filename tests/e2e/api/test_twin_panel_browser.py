@@ -58,6 +58,7 @@ def test_twin_panel_renders_figures_and_both_curves(tmp_path: Path) -> None:
         f"{(STATIC / 'style.css').as_uri()}'></head><body><main>"
         "<section class='card'><div id='live-vs-paper'></div></section></main>"
         f"<script src='{(STATIC / 'chart.js').as_uri()}'></script>"
+        f"<script src='{(STATIC / 'dom.js').as_uri()}'></script>"
         f"<script src='{(STATIC / 'twin.js').as_uri()}'></script>"
         f"<script>renderLiveVsPaper(document.getElementById('live-vs-paper'), "
         f"{json.dumps([_row()])});</script></body></html>")

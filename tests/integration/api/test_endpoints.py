@@ -363,7 +363,7 @@ async def test_dashboard_page_served_without_cdn(make_api: MakeApi) -> None:
     r = await api.client.get("/")
     assert r.status_code == 200
     assert "<canvas" in r.text or "<svg" in r.text
-    for asset in ("/static/app.js", "/static/chart.js", "/static/style.css"):
+    for asset in ("/static/app.js", "/static/chart.js", "/static/dom.js", "/static/style.css"):
         a = await api.client.get(asset)
         assert a.status_code == 200
         assert "https://" not in a.text and "http://" not in a.text
