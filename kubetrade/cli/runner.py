@@ -105,8 +105,7 @@ async def _run(args: argparse.Namespace) -> int:
         options.paper = runner.paper is not None
         log.info("runner.starting", strategy=runner.name, mode=runner.spec.mode,
                  pod=env.pod_name, market_data=env.market_data)
-        await run_runner(runner, closers, redis=redis, keys=keys, namespace=namespace,
-                         api_client=api_client)
+        await run_runner(runner, closers, namespace=namespace, api_client=api_client)
     except asyncio.CancelledError:
         log.info("runner.stopped", strategy=name, reason="signal")
     finally:

@@ -367,8 +367,6 @@ async def run_runner(
     parts: RunnerParts,
     closers: list[Any],
     *,
-    redis: Redis,
-    keys: Keys,
     desired: DesiredState | None = None,
     namespace: str | None = None,
     api_client: Any | None = None,
@@ -389,7 +387,7 @@ async def run_runner(
             note="live candles from the exchange" if runner.market.kind == "exchange"
             else "replay of recorded real candles (accelerated)",
         )
-        cmd = await read_redis_emergency(redis, keys)
+        cmd = await read_redis_emergency(runner.redis, runner.keys)
         if cmd is not None:
             # "none" resumes only if this runner last applied a stop/close-all (lifted
             # while it was down); otherwise it changes nothing
@@ -401,8 +399,7 @@ async def run_runner(
             # must not trade; in a cluster the Strategy watch follows later changes
             await runner.set_enabled(runner.spec.enabled, "spec")
         tasks = background_tasks(
-            runner, redis, keys, SystemClock(), desired=desired, namespace=namespace,
-            api_client=api_client,
+            runner, desired=desired, namespace=namespace, api_client=api_client
         )
         await runner.run(tasks)
         return runner

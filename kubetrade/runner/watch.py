@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kubetrade.domain.clock import Clock
+from kubetrade.domain.clock import SystemClock
 from kubetrade.logs import get_logger
 from kubetrade.runner.core import Runner
 from kubetrade.runner.emergency import listen_redis, read_redis_emergency, watch_kubernetes
@@ -88,16 +88,15 @@ async def watch_cluster_desired(namespace: str, runner: Runner, api_client: Any)
 
 def background_tasks(
     runner: Runner,
-    redis: RedisClient,
-    keys: Keys,
-    clock: Clock,
     *,
     desired: DesiredState | None = None,
     namespace: str | None = None,
     api_client: Any | None = None,
 ) -> list[Any]:
     """The coroutines that run beside the candle loop: every listener supervised
-    (restarted with backoff forever, the state in force re-read once subscribed)."""
+    (restarted with backoff forever, the state in force re-read once subscribed), on
+    the runner's own Redis and keys; the cluster's watch backs off in wall time."""
+    redis, keys = runner.redis, runner.keys
 
     async def resync_emergency() -> None:
         cmd = await read_redis_emergency(redis, keys)
@@ -121,7 +120,9 @@ def background_tasks(
     if namespace is not None:
         tasks.append(supervised(
             "emergency-resource", name,
-            lambda _sub: watch_kubernetes(namespace, runner.apply_emergency, clock, api_client),
+            lambda _sub: watch_kubernetes(
+                namespace, runner.apply_emergency, SystemClock(), api_client
+            ),
             nothing,
         ))
         tasks.append(supervised(

@@ -296,7 +296,7 @@ async def supervise(
                 GatedMarket(parts.market, stop, name), decision_histogram().labels(name).observe,
                 pace_s=env.replay_interval,
             )
-            await run_runner(parts, closers, redis=redis, keys=keys, desired=desired,
+            await run_runner(parts, closers, desired=desired,
                              on_runner=lambda r: desired.register(name, r.apply_emergency))
             return
         except asyncio.CancelledError:

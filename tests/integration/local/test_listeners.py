@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 import redis.asyncio as aioredis
 
-from kubetrade.domain.clock import SystemClock
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.watch import background_tasks
 from kubetrade.state.desired import write_emergency
@@ -23,8 +22,9 @@ from tests.e2e.test_local_outage import RedisServer
 class Recorder:
     """The part of a Runner the emergency listener calls."""
 
-    def __init__(self, fail_first: bool = False) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, fail_first: bool = False) -> None:
         self.name = "r1"
+        self.redis, self.keys = redis, keys
         self.spec = SimpleNamespace(risk_policy_ref="default")
         self.seen: list[EmergencyCommand] = []
         self.fail_first = fail_first
@@ -71,8 +71,8 @@ async def test_after_a_redis_restart_a_stop_written_meanwhile_applies(
 ) -> None:
     keys = Keys("listen")
     client = aioredis.Redis.from_url(server.url, decode_responses=True)
-    runner = Recorder()
-    [listen] = background_tasks(runner, client, keys, SystemClock())  # type: ignore[arg-type]
+    runner = Recorder(client, keys)
+    [listen] = background_tasks(runner)  # type: ignore[arg-type]
     task = asyncio.create_task(listen)
     try:
         await _subscribed(client, keys)  # listening before the outage
@@ -95,8 +95,8 @@ async def test_after_a_redis_restart_a_stop_written_meanwhile_applies(
 async def test_a_handler_that_raises_does_not_end_the_listener(server: RedisServer) -> None:
     keys = Keys("listen2")
     client = aioredis.Redis.from_url(server.url, decode_responses=True)
-    runner = Recorder(fail_first=True)
-    [listen] = background_tasks(runner, client, keys, SystemClock())  # type: ignore[arg-type]
+    runner = Recorder(client, keys, fail_first=True)
+    [listen] = background_tasks(runner)  # type: ignore[arg-type]
     task = asyncio.create_task(listen)
     try:
         await write_emergency(client, keys, "stop", "test", "first")

@@ -166,7 +166,7 @@ async def test_emergency_in_redis_at_start_is_applied(redis_client: Redis) -> No
         manifest(), redis=redis_client, keys=keys, env=env, clock=ManualClock(1),
         options=RunnerOptions(reconcile_interval_s=0, max_candles=300),
     )
-    runner = await run_runner(parts, closers, redis=redis_client, keys=keys)
+    runner = await run_runner(parts, closers)
     assert runner.engine is not None and runner.engine.is_halted
     assert not runner.orders  # halted from the first candle: not one order
     assert await _ack_action(redis_client, keys, "stop")
@@ -329,7 +329,7 @@ async def test_strategy_file_with_enabled_false_does_not_trade(redis_client: Red
         body, redis=redis_client, keys=keys, env=env, clock=ManualClock(1_800_000_000_000),
         options=RunnerOptions(reconcile_interval_s=0, max_candles=400),
     )
-    runner = await run_runner(parts, closers, redis=redis_client, keys=keys)
+    runner = await run_runner(parts, closers)
     assert runner.candles_processed == 400
     assert runner.engine is not None and runner.engine.is_halted
     assert not [o for o in runner.orders.values() if o.status is OrderStatus.FILLED]
