@@ -184,6 +184,14 @@ def check_api_key(probe: ApiKeyProbe) -> CheckResult:
     return CheckResult(API_KEY_VALIDITY, CheckStatus.PASS, "authenticated call succeeded")
 
 
+def _unanswered(
+    name: str, status: CheckStatus, what: str, error: str, ours: bool = False
+) -> CheckResult:
+    """The check ``name`` when the exchange did not give what it needs: "could not
+    <what>", with the error when there is one."""
+    return CheckResult(name, status, f"could not {what}{': ' + error if error else ''}", ours)
+
+
 def usd_balance(balances: Mapping[str, Balance]) -> Decimal:
     """Free balance in USD-like assets: what a long-only spot strategy can spend."""
     return sum((b.free for a, b in balances.items() if a.upper() in USD_ASSETS), Decimal(0))
@@ -195,10 +203,7 @@ def check_balance(
     error: str = "",
 ) -> CheckResult:
     if balances is None:
-        return CheckResult(
-            SUFFICIENT_BALANCE, CheckStatus.FAIL,
-            f"could not read balances{': ' + error if error else ''}",
-        )
+        return _unanswered(SUFFICIENT_BALANCE, CheckStatus.FAIL, "read balances", error)
     total = usd_balance(balances)
     held = ", ".join(
         f"{a} {b.free}" for a, b in sorted(balances.items()) if a.upper() in USD_ASSETS and b.free
@@ -218,9 +223,8 @@ def check_symbols(
     symbols: Sequence[str], markets: Mapping[str, MarketInfo] | None, error: str = ""
 ) -> CheckResult:
     if markets is None:
-        return CheckResult(
-            SYMBOL_AVAILABILITY, CheckStatus.FAIL,
-            f"could not load the exchange's markets{': ' + error if error else ''}",
+        return _unanswered(
+            SYMBOL_AVAILABILITY, CheckStatus.FAIL, "load the exchange's markets", error
         )
     if not symbols:
         return CheckResult(SYMBOL_AVAILABILITY, CheckStatus.FAIL, "the strategy lists no symbols")
@@ -408,10 +412,8 @@ def check_clock_skew(
     error: str = "",
 ) -> CheckResult:
     if server_ms is None:
-        return CheckResult(
-            CLOCK_SKEW, CheckStatus.WARN,
-            f"could not read the exchange's time{': ' + error if error else ''}",
-            ours=True,
+        return _unanswered(
+            CLOCK_SKEW, CheckStatus.WARN, "read the exchange's time", error, ours=True
         )
     skew = local_ms - server_ms
     text = f"local clock is {abs(skew)} ms {'ahead of' if skew >= 0 else 'behind'} the exchange"

@@ -163,7 +163,7 @@ class DispatcherOptions:
 
     def backoff(self, attempt: int) -> float:
         """The wait before retry ``attempt`` (1 for the first)."""
-        return min(self.backoff_cap, self.backoff_base * 2 ** min(attempt, 20))
+        return min(self.backoff_cap, self.backoff_base * 2.0 ** min(attempt, 20))
 
 
 class AlertDispatcher:
