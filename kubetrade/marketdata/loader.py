@@ -21,10 +21,9 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
 from kubetrade.domain.models import Candle
-from kubetrade.marketdata import checks
+from kubetrade.marketdata import checks, parquet
 from kubetrade.marketdata.checks import COLUMNS, Where
 from kubetrade.marketdata.errors import CandleDataError
 from kubetrade.marketdata.frame import SCHEMA, CandleFrame, LoadReport
@@ -121,7 +120,7 @@ def _locate(path: Path, message: str) -> CandleDataError:
 def read_parquet(path: Path) -> pa.Table:
     """The Parquet table's six columns, typed (errors name rows from 1).
     Timestamp columns (Arrow timestamp types) are taken as ms since the epoch."""
-    table = pq.read_table(path)
+    table = parquet.read_table(path)
     missing = [c for c in COLUMNS if c not in table.column_names]
     if missing:
         raise CandleDataError(str(path), None, "columns",

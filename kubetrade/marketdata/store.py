@@ -20,9 +20,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from kubetrade.marketdata import checks
+from kubetrade.marketdata import checks, parquet
 from kubetrade.marketdata.atomic import replace_atomically
 from kubetrade.marketdata.checks import COLUMNS, Where
 from kubetrade.marketdata.frame import SCHEMA, CandleFrame
@@ -94,14 +93,14 @@ class CandleStore:
         p = self.path(key)
         if not p.is_file():
             return None
-        return pq.read_table(p).cast(SCHEMA)
+        return parquet.read_table(p).cast(SCHEMA)
 
     def last_ms(self, key: SeriesKey) -> int | None:
         """Open time of the newest stored candle (resume point of a download)."""
         p = self.path(key)
         if not p.is_file():
             return None
-        ts = pq.read_table(p, columns=["timestamp_ms"]).column("timestamp_ms")
+        ts = parquet.read_table(p, columns=["timestamp_ms"]).column("timestamp_ms")
         return int(pc.max(ts).as_py()) if len(ts) else None
 
     def load(self, key: SeriesKey, since_ms: int | None = None,
@@ -152,7 +151,7 @@ class CandleStore:
     def info(self, key: SeriesKey) -> SeriesInfo:
         """Count, first, last and gaps of one series (reads the time column only)."""
         p = self.path(key)
-        ts = pq.read_table(p, columns=["timestamp_ms"]).column("timestamp_ms")
+        ts = parquet.read_table(p, columns=["timestamp_ms"]).column("timestamp_ms")
         g = checks.gaps(ts, timeframe_ms(key.timeframe))
         first = int(ts[0].as_py()) if len(ts) else None
         last = int(ts[-1].as_py()) if len(ts) else None
@@ -196,7 +195,7 @@ def _merge(old: pa.Table, new: pa.Table) -> tuple[pa.Table, int, int]:
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    replace_atomically(path, lambda tmp: pq.write_table(table.cast(SCHEMA), tmp,
+    replace_atomically(path, lambda tmp: parquet.write_table(table.cast(SCHEMA), tmp,
                                                          compression="zstd"))
 
 

@@ -12,6 +12,7 @@ longest time from a peak of the marked-to-market equity until it is regained.
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -22,6 +23,9 @@ import numpy as np
 from kubetrade.domain.metrics import equity_values, exact_sum, float_columns, simple_returns
 from kubetrade.domain.models import ZERO, ClosedTrade
 from kubetrade.validation.report import iso
+
+_CHUNK = 1 << 16
+"""Points read into Python objects at a time (ties of the longest drawdown)."""
 
 DAY_MS = 86_400_000
 
@@ -115,31 +119,37 @@ def period_returns(closes: Sequence[tuple[int, float]], period: str) -> dict[str
     return out
 
 
-def _at_peaks(eq: np.ndarray, exact: Sequence[Decimal]) -> list[int]:
-    """Indices of the points at or above every earlier point (by the exact equity).
-    Floats find them: a point above every earlier float is one; one equal to the
-    highest earlier float is checked against the exact peak (rounding keeps order),
-    so exact values are read for such ties only."""
-    before = np.maximum.accumulate(np.r_[-np.inf, eq[:-1]])
+def _at_peaks(eq: np.ndarray, exact: Sequence[Decimal]) -> np.ndarray:
+    """Indices (int64) of the points at or above every earlier point (by the exact
+    equity). Floats find them: a point above every earlier float is one; one equal to
+    the highest earlier float is checked against the exact peak (rounding keeps order),
+    so exact values are read for such ties only. No list of a Python int per point is
+    made (a flat million-point curve would be ~36 MB of them)."""
+    before = np.empty_like(eq)  # before[i]: the highest of eq[:i]
+    before[:1] = -np.inf
+    np.maximum.accumulate(eq[:-1], out=before[1:])
     cand = np.flatnonzero(eq >= before)
     tie = eq[cand] == before[cand]
+    del before
     if not tie.any():
-        return cand.tolist()  # type: ignore[no-any-return]
-    out: list[int] = []
+        return cand
+    out = array("q")
     last = 0  # the last point at a peak: its exact value is the peak
     peak: Decimal | None = None
-    for i, level in zip(cand.tolist(), tie.tolist(), strict=True):
-        if not level:
-            out.append(i)
-            last, peak = i, None
-            continue
-        if peak is None:
-            peak = exact[last]
-        e = exact[i]
-        if e >= peak:
-            out.append(i)
-            last, peak = i, e
-    return out
+    for start in range(0, len(cand), _CHUNK):
+        part = slice(start, start + _CHUNK)
+        for i, level in zip(cand[part].tolist(), tie[part].tolist(), strict=True):
+            if not level:
+                out.append(i)
+                last, peak = i, None
+                continue
+            if peak is None:
+                peak = exact[last]
+            e = exact[i]
+            if e >= peak:
+                out.append(i)
+                last, peak = i, e
+    return np.frombuffer(out, dtype=np.int64)
 
 
 def _longest_drawdown(ts: np.ndarray, eq: np.ndarray, exact: Sequence[Decimal]
@@ -149,7 +159,7 @@ def _longest_drawdown(ts: np.ndarray, eq: np.ndarray, exact: Sequence[Decimal]
     ``ts``, ``eq``: the curve's times and equity as floats; ``exact`` its equity."""
     if not len(ts):
         return None
-    at = np.array(_at_peaks(eq, exact), dtype=np.int64)
+    at = _at_peaks(eq, exact)
     best: tuple[int, int, int, bool] | None = None  # (length, start, end, recovered)
     under = np.flatnonzero(at[1:] > at[:-1] + 1)  # a fall between two peaks
     if len(under):
@@ -187,7 +197,9 @@ def figures(trades: Sequence[ClosedTrade], curve: Sequence[tuple[int, Decimal]],
         rets = simple_returns(eq)
         if len(rets) and periods_per_year > 0:
             # exact sums (math.fsum) of the float terms numpy computes
-            downside = math.sqrt(exact_sum(np.minimum(rets, 0.0) ** 2) / len(rets))
+            losses = np.minimum(rets, 0.0)
+            losses *= losses  # squared in place: one series-sized temporary, not two
+            downside = math.sqrt(exact_sum(losses) / len(rets))
             if downside > 0:
                 out["sortino"] = exact_sum(rets) / len(rets) / downside * math.sqrt(
                     periods_per_year)

@@ -140,7 +140,7 @@ def test_a_failed_write_is_kept_for_the_next_flush(tmp_path: Path, minutes: list
     def broken(*_a: object, **_k: object) -> None:
         raise OSError("read-only file system")
 
-    monkeypatch.setattr("kubetrade.marketdata.store.pq.write_table", broken)
+    monkeypatch.setattr("kubetrade.marketdata.parquet.write_table", broken)
     assert rec.flush() == 0 and rec.stats.failures == 1
     monkeypatch.undo()
     assert rec.flush() == 10

@@ -61,7 +61,7 @@ def test_failed_write_leaves_the_old_file_whole(tmp_path: Path, minutes: list[Ca
     def broken(*_a: object, **_k: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("kubetrade.marketdata.store.pq.write_table", broken)
+    monkeypatch.setattr("kubetrade.marketdata.parquet.write_table", broken)
     with pytest.raises(OSError, match="disk full"):
         store.append(KEY, frame_from_candles(minutes[10:20], "b"))
     monkeypatch.undo()
