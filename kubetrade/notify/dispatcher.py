@@ -39,9 +39,8 @@ from kubetrade.notify.paging import MAX_MESSAGE, pages
 from kubetrade.notify.text import Outgoing, group_alerts
 from kubetrade.state.alert_inbox import SENDING, SENT, SENT_TTL_SECONDS, AlertInbox, sent_key
 from kubetrade.state.alerts import Alert
-from kubetrade.state.audit import AuditEntry, write_audit
-from kubetrade.state.client import Redis, RedisError
-from kubetrade.state.keys import Keys
+from kubetrade.state.audit import AuditEntry
+from kubetrade.state.client import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +159,8 @@ class DispatcherOptions:
     """The first wait after a failed send or read, doubled each time ..."""
     backoff_cap: float = 60.0
     """... up to this (seconds)."""
+    send_limits: tuple[tuple[int, float], ...] = telegram_limits()
+    """(sends, seconds) windows: at most that many sends in any such span."""
 
     def backoff(self, attempt: int) -> float:
         """The wait before retry ``attempt`` (1 for the first)."""
@@ -171,22 +172,17 @@ class AlertDispatcher:
 
     def __init__(
         self,
-        redis: Redis,
-        keys: Keys,
+        inbox: AlertInbox,
         send: Send,
         consumer: str,
         clock: Clock | None = None,
-        *,
-        limiter: RateLimiter | None = None,
         options: DispatcherOptions = DispatcherOptions(),
     ) -> None:
-        self.redis: Any = redis  # decode_responses=True: replies are str
-        self.keys = keys
-        self.inbox = AlertInbox(redis, keys)
+        self.inbox = inbox
         self.send = send
         self.consumer = consumer
         self.clock: Clock = clock or SystemClock()
-        self.limiter = limiter or RateLimiter(self.clock, telegram_limits())
+        self.limiter = RateLimiter(self.clock, options.send_limits)
         self.options = options
         self.claim_every_ms = int(options.claim_every_seconds * 1000)
         self._stopping = asyncio.Event()
@@ -380,15 +376,13 @@ class AlertDispatcher:
 
     async def _undeliverable(self, out: Outgoing, reason: str) -> None:
         log.error("alert(s) %s undeliverable: %s", ", ".join(out.alert_ids), reason)
-        await write_audit(
-            self.redis,
-            self.keys,
+        await self.inbox.audit(
             AuditEntry(
                 ts_ms=self.clock.now_ms(),
                 actor="notify",
                 action="alert.undeliverable",
                 detail={"alert_ids": list(out.alert_ids), "reason": reason},
-            ),
+            )
         )
 
     async def _wait_turn(self) -> None:

@@ -23,6 +23,7 @@ from kubetrade.notify.bot import App, NotifyBot
 from kubetrade.notify.dispatcher import AlertDispatcher, DispatcherOptions, bot_sender
 from kubetrade.notify.redact import install_secret_redaction
 from kubetrade.notify.settings import NotifySettings
+from kubetrade.state.alert_inbox import AlertInbox
 from kubetrade.state.client import Redis
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.keys import Keys
@@ -60,8 +61,7 @@ class Notifier:
         options = replace(dispatcher_options or DispatcherOptions(),
                           linger_seconds=settings.telegram_alert_linger_seconds)
         self.dispatcher = AlertDispatcher(
-            redis,
-            keys,
+            AlertInbox(redis, keys),
             bot_sender(self.app.bot, self.bot.target),
             consumer or consumer_name(),
             clock=self.clock,

@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.keys import ALERTS_GROUP, Keys
 
 SENT_TTL_SECONDS = 7 * 24 * 3600
@@ -35,6 +36,10 @@ class AlertInbox:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self.redis: Any = redis  # decode_responses=True: replies are str
         self.keys = keys
+
+    async def audit(self, entry: AuditEntry) -> None:
+        """Append ``entry`` to the audit stream (e.g. alerts given up on)."""
+        await write_audit(self.redis, self.keys, entry)
 
     async def ensure_group(self) -> None:
         """Create the consumer group at the start of the stream (id 0), so alerts

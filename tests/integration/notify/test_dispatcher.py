@@ -16,16 +16,16 @@ import pytest
 import redis.asyncio as aioredis
 import telegram
 
-from kubetrade.domain.clock import Clock, ManualClock, SystemClock
+from kubetrade.domain.clock import Clock, ManualClock
 from kubetrade.notify.dispatcher import (
     SENDING,
     SENT,
     AlertDispatcher,
     DispatcherOptions,
-    RateLimiter,
     bot_sender,
     sent_key,
 )
+from kubetrade.state.alert_inbox import AlertInbox
 from kubetrade.state.alerts import Alert, AlertKind, Severity, raise_alert
 from kubetrade.state.keys import ALERTS_GROUP, Keys
 from tests.fakes.telegram import FakeTelegram
@@ -77,14 +77,12 @@ def make(
     send: Any,
     consumer: str = "notify-0",
     clock: Clock | None = None,
-    limiter: RateLimiter | None = None,
     **options: Any,
 ) -> AlertDispatcher:
     """A dispatcher that lingers, blocks and backs off briefly (``options`` override)."""
     fast = {"linger_seconds": 0.05, "block_ms": 100, "backoff_base": 0.02, "backoff_cap": 0.2}
     return AlertDispatcher(
-        redis, KEYS, send, consumer, clock,
-        limiter=limiter, options=DispatcherOptions(**(fast | options)),
+        AlertInbox(redis, KEYS), send, consumer, clock, DispatcherOptions(**(fast | options))
     )
 
 
@@ -284,7 +282,6 @@ async def test_rate_limit_holds_twenty_per_minute_to_the_chat(
     redis_client: aioredis.Redis, fake_telegram: FakeTelegram
 ) -> None:
     clock = RecordingClock()
-    limiter = RateLimiter(clock, ((20, 60.0), (30, 1.0)))
     sent_at: list[int] = []
     async with bot_for(fake_telegram) as bot:
         inner = bot_sender(bot, CHAT)
@@ -293,7 +290,8 @@ async def test_rate_limit_holds_twenty_per_minute_to_the_chat(
             sent_at.append(clock.now_ms())
             await inner(text)
 
-        dispatcher = make(redis_client, send, clock=clock, limiter=limiter, linger_seconds=0)
+        dispatcher = make(redis_client, send, clock=clock, linger_seconds=0,
+                          send_limits=((20, 60.0), (30, 1.0)))
         await dispatcher.ensure_group()
         for n in range(45):  # one at a time: each its own batch, no grouping possible
             await raise_alert(redis_client, KEYS, alert(n))
@@ -398,8 +396,8 @@ async def test_stop_does_not_wait_for_the_rate_limiter(
 ) -> None:
     async with bot_for(fake_telegram) as bot:
         # one message per hour: the second alert would wait an hour for its slot
-        limiter = RateLimiter(SystemClock(), ((1, 3600.0),))
-        dispatcher = make(redis_client, bot_sender(bot, CHAT), limiter=limiter)
+        dispatcher = make(redis_client, bot_sender(bot, CHAT), send_limits=((1, 3600.0),))
+        limiter = dispatcher.limiter
         task = asyncio.create_task(dispatcher.run())
         await raise_alert(redis_client, KEYS, alert(1))
         await eventually(lambda: len(titles_in(fake_telegram)) == 1)
