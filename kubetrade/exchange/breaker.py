@@ -30,6 +30,22 @@ class BreakerTransition:
     ts_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerPolicy:
+    """When a breaker trips and how long it stays open (checked when made)."""
+
+    failure_threshold: int = 5
+    """Consecutive failures that open it (at least 1)."""
+    cooldown_s: float = 30.0
+    """Seconds it stays open before one probe call is let through."""
+
+    def __post_init__(self) -> None:
+        if self.failure_threshold < 1:
+            raise ValueError(f"failure_threshold must be >= 1, got {self.failure_threshold}")
+        if self.cooldown_s <= 0:
+            raise ValueError(f"cooldown_s must be > 0, got {self.cooldown_s}")
+
+
 class CircuitBreaker:
     """Trips after ``failure_threshold`` consecutive failures; after ``cooldown_s`` one
     probe call is let through (half-open): success closes it, failure re-opens it for
@@ -39,17 +55,12 @@ class CircuitBreaker:
     def __init__(
         self,
         clock: Clock,
-        failure_threshold: int = 5,
-        cooldown_s: float = 30.0,
+        policy: BreakerPolicy = BreakerPolicy(),
         on_change: Callable[[BreakerTransition], None] | None = None,
     ) -> None:
-        if failure_threshold < 1:
-            raise ValueError(f"failure_threshold must be >= 1, got {failure_threshold}")
-        if cooldown_s <= 0:
-            raise ValueError(f"cooldown_s must be > 0, got {cooldown_s}")
         self.clock = clock
-        self.failure_threshold = failure_threshold
-        self.cooldown_ms = int(cooldown_s * 1000)
+        self.failure_threshold = policy.failure_threshold
+        self.cooldown_ms = int(policy.cooldown_s * 1000)
         self.on_change = on_change
         self._state = BreakerState.CLOSED
         self._failures = 0

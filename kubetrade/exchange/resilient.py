@@ -56,7 +56,12 @@ from kubetrade.exchange.base import (
     RateLimited,
     TransientError,
 )
-from kubetrade.exchange.breaker import BreakerState, BreakerTransition, CircuitBreaker
+from kubetrade.exchange.breaker import (
+    BreakerPolicy,
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+)
 from kubetrade.exchange.ratelimit import (
     CLOSING_REASONS,
     KIND_ORDERS,
@@ -110,7 +115,9 @@ class ResilientExchange(GuardedExchange):
         self.default_retry_after_s = default_retry_after_s
         self.lookup_attempts = lookup_attempts
         self.not_found_confirm_s = not_found_confirm_s
-        self.breaker = CircuitBreaker(clock, failure_threshold, cooldown_s, self._on_breaker)
+        self.breaker = CircuitBreaker(
+            clock, BreakerPolicy(failure_threshold, cooldown_s), self._on_breaker
+        )
         self.limiter = WeightLimiter(
             clock, weight_limit_per_minute, weight_budget, on_pause=self._on_pause
         )

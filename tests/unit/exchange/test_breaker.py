@@ -6,14 +6,19 @@ from __future__ import annotations
 import pytest
 
 from kubetrade.domain.clock import ManualClock
-from kubetrade.exchange.breaker import BreakerState, BreakerTransition, CircuitBreaker
+from kubetrade.exchange.breaker import (
+    BreakerPolicy,
+    BreakerState,
+    BreakerTransition,
+    CircuitBreaker,
+)
 
 
 def make(threshold: int = 3, cooldown: float = 30.0) -> tuple[CircuitBreaker, ManualClock,
                                                                list[BreakerTransition]]:
     clock = ManualClock(1_000_000)
     seen: list[BreakerTransition] = []
-    return CircuitBreaker(clock, threshold, cooldown, seen.append), clock, seen
+    return CircuitBreaker(clock, BreakerPolicy(threshold, cooldown), seen.append), clock, seen
 
 
 def test_trips_after_consecutive_failures_only() -> None:
@@ -68,6 +73,6 @@ def test_failed_probe_reopens_for_a_new_cooldown() -> None:
 
 def test_rejects_nonsense_settings() -> None:
     with pytest.raises(ValueError, match="failure_threshold"):
-        CircuitBreaker(ManualClock(), 0)
+        BreakerPolicy(0)
     with pytest.raises(ValueError, match="cooldown_s"):
-        CircuitBreaker(ManualClock(), 1, 0)
+        BreakerPolicy(1, 0)
