@@ -13,7 +13,7 @@ an actual exactly as printed, with no float rounding at the boundary.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Protocol
@@ -372,10 +372,9 @@ def _judge(result: CriterionResult, metrics: MetricsLike, z: Decimal | None) -> 
         note = (f"the threshold is within {z} standard errors of the estimate "
                 f"(not decidable at this confidence)")
     judged = not note
-    return CriterionResult(
-        result.key, result.name, result.comparison, result.threshold, result.actual,
-        result.passed and judged, result.shortfall if judged else None, result.description,
-        judged=judged, sample=sample, standard_error=se, note=note)
+    return replace(result, passed=result.passed and judged,
+                   shortfall=result.shortfall if judged else None,
+                   judged=judged, sample=sample, standard_error=se, note=note)
 
 
 CRITERIA_BY_KEY = {c.key: c for c in CRITERIA}
