@@ -76,7 +76,8 @@ class EventHub:
         """Wait (up to 5 s) until the Redis subscription is live, so a client that got
         ``hello`` receives everything published after it."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._ready.wait(), 5.0)
+            async with asyncio.timeout(5.0):
+                await self._ready.wait()
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -216,7 +216,8 @@ class RecordingSource:
                 await asyncio.wait([keeper], timeout=5)
             self.recorder.flush()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.recorder.release(), timeout=5)
+                async with asyncio.timeout(5):
+                    await self.recorder.release()
 
     async def _keep(self) -> None:
         tenure = self.recorder.tenure

@@ -94,6 +94,7 @@ class EmergencyAnnouncer:
                 log.warning("emergency announcer: Redis error %s; retrying",
                             type(exc).__name__)
                 try:
-                    await asyncio.wait_for(self._stop.wait(), 5.0)
+                    async with asyncio.timeout(5.0):
+                        await self._stop.wait()
                 except TimeoutError:
                     pass

@@ -89,7 +89,8 @@ class Notifier:
                 log.warning("Telegram not reachable at start (%s); retrying in %.0f s",
                             type(exc).__name__, delay)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._stop.wait()
                 delay = min(delay * 2, 60.0)
         return False
 
@@ -125,8 +126,10 @@ class Notifier:
             await asyncio.wait({announcer}, timeout=2.0)  # bounded: see NotifyBot.aclose
             self.dispatcher.stop()
             if not dispatcher.done():
+                await asyncio.wait({dispatcher}, timeout=10)
+                dispatcher.cancel()  # after 10 s; a no-op when it ended
                 with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.wait_for(dispatcher, 10)
+                    await dispatcher
 
 
 async def run_notify(

@@ -155,8 +155,8 @@ class HaltController:
         """Does Redis hold stop/close-all? False when Redis cannot answer: the Kubernetes
         path must work while Redis is down."""
         try:
-            state = await asyncio.wait_for(self.store.read_emergency(),
-                                           REDIS_EMERGENCY_TIMEOUT_S)
+            async with asyncio.timeout(REDIS_EMERGENCY_TIMEOUT_S):
+                state = await self.store.read_emergency()
         except (RedisError, OSError, TimeoutError) as exc:
             self.log.warning("emergency.redis_unreadable", error=str(exc))
             return False

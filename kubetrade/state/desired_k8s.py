@@ -93,9 +93,8 @@ class KubernetesDesiredState:
     # -- plumbing ---------------------------------------------------------------------
     async def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(fn, *args, _request_timeout=TIMEOUT, **kwargs), TIMEOUT + 2
-            )
+            async with asyncio.timeout(TIMEOUT + 2):
+                return await asyncio.to_thread(fn, *args, _request_timeout=TIMEOUT, **kwargs)
         except ApiException as exc:
             if exc.status == 404:
                 raise NotFoundError(f"{what} not found") from None

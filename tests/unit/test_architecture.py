@@ -147,3 +147,36 @@ def test_only_kubetrade_state_calls_redis() -> None:
         "Redis called outside kubetrade/state/ (add a typed reader/writer there, see "
         "docs/architecture.md):\n" + "\n".join(found)
     )
+
+
+def wait_for_calls(source: str) -> list[int]:
+    """Lines of ``source`` that call ``asyncio.wait_for`` (as ``asyncio.wait_for`` or a
+    name imported from asyncio)."""
+    tree = ast.parse(source)
+    imported = {alias.asname or alias.name for node in ast.walk(tree)
+                if isinstance(node, ast.ImportFrom) and node.module == "asyncio"
+                for alias in node.names if alias.name == "wait_for"}
+    return sorted(
+        node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call) and (
+            (isinstance(node.func, ast.Attribute) and node.func.attr == "wait_for"
+             and ast.unparse(node.func.value) == "asyncio")
+            or (isinstance(node.func, ast.Name) and node.func.id in imported)))
+
+
+def test_the_scan_finds_wait_for() -> None:
+    source = ("import asyncio\nfrom asyncio import wait_for as wf\n"
+              "async def f(e):\n    await asyncio.wait_for(e.wait(), 1)\n"
+              "    await wf(e.wait(), 1)\n    await e.wait_for(1)\n")
+    assert wait_for_calls(source) == [4, 5]
+
+
+def test_no_asyncio_wait_for_in_kubetrade() -> None:
+    """Python 3.11's ``asyncio.wait_for`` returns the result and drops a cancellation
+    that arrives as the awaited operation finishes (CPython gh-86296, fixed in 3.12):
+    a runner or ``kubetrade local`` told to stop then runs on. ``asyncio.timeout()``
+    keeps the cancellation; use it (or ``asyncio.wait`` for a task)."""
+    found = [f"{path.relative_to(ROOT).as_posix()}:{line}"
+             for path in sorted((ROOT / "kubetrade").rglob("*.py"))
+             for line in wait_for_calls(path.read_text())]
+    assert not found, "asyncio.wait_for in kubetrade/ (use asyncio.timeout):\n" + "\n".join(
+        found)

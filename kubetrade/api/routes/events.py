@@ -35,7 +35,8 @@ async def _first_message_token(ws: WebSocket, wait_seconds: float) -> str | None
     """The token of an ``{"type": "auth"}`` first message; None when the client sends
     something else, nothing within ``wait_seconds``, or goes away."""
     try:
-        msg = json.loads(await asyncio.wait_for(ws.receive_text(), wait_seconds))
+        async with asyncio.timeout(wait_seconds):
+            msg = json.loads(await ws.receive_text())
     except (TimeoutError, ValueError, WebSocketDisconnect, RuntimeError):
         return None
     if isinstance(msg, dict) and msg.get("type") == "auth":

@@ -36,7 +36,8 @@ async def _kubernetes_state(desired: DesiredState) -> str:
     if ping is None:
         return "not-configured"
     try:
-        return "ok" if await asyncio.wait_for(ping(), 3.0) else "unreachable"
+        async with asyncio.timeout(3.0):
+            return "ok" if await ping() else "unreachable"
     except Exception:
         return "unreachable"
 
@@ -48,7 +49,8 @@ async def health(ctx: Ctx, request: Request) -> JSONResponse:
     """Redis and (in a cluster) Kubernetes reachability. No auth. ``status`` is
     ``degraded`` when either is unreachable; the code is 503 only when neither is."""
     try:
-        await asyncio.wait_for(ping_redis(ctx.redis), 2.0)
+        async with asyncio.timeout(2.0):
+            await ping_redis(ctx.redis)
         redis_state = "ok"
     except (RedisError, OSError, TimeoutError):
         redis_state = "unreachable"

@@ -265,7 +265,8 @@ async def check_reachable(redis: Redis, where: str, timeout_s: float = 5.0) -> N
     from kubetrade.cli._config import ConfigError
 
     try:
-        await asyncio.wait_for(redis.ping(), timeout_s)  # type: ignore[arg-type]
+        async with asyncio.timeout(timeout_s):
+            await redis.ping()
     except (RedisError, OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
         raise ConfigError(f"{where} is unreachable: {reason}") from None

@@ -94,7 +94,8 @@ class LocalKillSwitch(LocalDesiredState):
     @staticmethod
     async def _apply_one(name: str, handler: Handler, cmd: EmergencyCommand) -> bool:
         try:
-            await asyncio.wait_for(handler(cmd), APPLY_TIMEOUT_S)
+            async with asyncio.timeout(APPLY_TIMEOUT_S):
+                await handler(cmd)
         except TimeoutError:  # (an OSError too): its lock was held; Redis' path reaches it
             log.error("local.emergency_apply_timeout", strategy=name, timeout_s=APPLY_TIMEOUT_S)
             return False

@@ -5,11 +5,13 @@ text), so the change that lifts one lifts exactly that one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from decimal import Decimal
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from kubetrade.domain.clock import ManualClock
@@ -18,6 +20,8 @@ from kubetrade.runner.assembly import RunnerEnv, create_runner
 from kubetrade.runner.core import Runner, RunnerOptions
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halts import SNAPSHOT_KEY, HaltSource
+from kubetrade.state.client import connect
+from kubetrade.state.desired import write_emergency
 from kubetrade.state.keys import Keys
 
 CSV = bundled_candles("BTC/USDT")
@@ -107,3 +111,40 @@ async def test_a_tracker_pause_is_said_in_status_and_ended_by_a_person_enabling(
     await runner.set_enabled(True, "dashboard")
     assert runner.engine.tracker.enabled
     assert await redis_client.hget(keys.summary(NAME), "halted_reason") in ("", None)
+
+
+
+async def test_a_stop_that_arrives_as_redis_answers_is_not_lost(redis_url: str) -> None:
+    """The runner's task cancelled (SIGTERM) just as Redis answers the emergency read a
+    Kubernetes ``none`` makes it do: Python 3.11's ``asyncio.wait_for`` returned the
+    answer and dropped the cancellation (CPython gh-86296), and the runner went on
+    until a second signal. The cancellation must reach the runner's next await. Redis
+    holds the stop (written through Redis while the resource could not be), so the
+    runner also stays halted."""
+    keys = Keys(f"kt-{uuid.uuid4().hex[:8]}")
+    redis = connect(redis_url)  # the runner's own kind of client
+    try:
+        runner = await _runner(redis, keys)
+        await write_emergency(redis, keys, "stop", "ops", "drill")
+        await runner.apply_emergency(EmergencyCommand("stop", 1, "ops", "drill", "redis"))
+        read = runner.store.read_emergency
+        told_to_stop: list[asyncio.Task[str]] = []
+
+        async def read_as_sigterm_arrives() -> dict[str, Any]:
+            state = await read()
+            told_to_stop[0].cancel()
+            return state
+
+        runner.store.read_emergency = read_as_sigterm_arrives  # type: ignore[method-assign]
+
+        async def kubernetes_says_none() -> str:
+            await runner.apply_emergency(EmergencyCommand("none", 2, "ops", "", "kubernetes"))
+            await asyncio.sleep(0)  # the runner's next await
+            return "ran on"
+
+        told_to_stop.append(asyncio.create_task(kubernetes_says_none()))
+        with pytest.raises(asyncio.CancelledError):
+            await told_to_stop[0]
+        assert runner.engine.is_halted
+    finally:
+        await redis.aclose()
