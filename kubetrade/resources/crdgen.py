@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from kubetrade.resources.chart_schema import render_values_schema
 from kubetrade.resources.common import GROUP, VERSION
 from kubetrade.resources.crdparams import parameters_schema
 from kubetrade.resources.emergency import EMERGENCY_NAME, Emergency
@@ -270,15 +271,25 @@ def targets(outdir: Path) -> list[Path]:
     return dirs
 
 
+def generated(outdir: Path) -> dict[Path, str]:
+    """Every file ``make crds`` writes, with its text: the CRDs in each of
+    :func:`targets`, and with the chart, its values.schema.json, whose default
+    RiskPolicy spec gets the CRD's rules (:mod:`kubetrade.resources.chart_schema`)."""
+    files = render()
+    out = {target / name: text for target in targets(outdir) for name, text in files.items()}
+    for target in targets(outdir)[1:]:  # the chart's crds/
+        values = target.parent / "values.schema.json"
+        riskpolicy = next(k for k in KINDS if k.kind == "RiskPolicy")
+        out[values] = render_values_schema(values, crd(riskpolicy))
+    return out
+
+
 def write(outdir: Path) -> list[Path]:
     written: list[Path] = []
-    files = render()
-    for target in targets(outdir):
-        target.mkdir(parents=True, exist_ok=True)
-        for name, text in files.items():
-            path = target / name
-            path.write_text(text, encoding="utf-8")
-            written.append(path)
+    for path, text in generated(outdir).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
     return written
 
 
@@ -291,10 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.check:
         stale = [
-            str(d / name)
-            for d in targets(args.outdir)
-            for name, text in render().items()
-            if not (d / name).is_file() or (d / name).read_text(encoding="utf-8") != text
+            str(path)
+            for path, text in generated(args.outdir).items()
+            if not path.is_file() or path.read_text(encoding="utf-8") != text
         ]
         for name in stale:
             print(f"out of date: {name} (run `make crds`)", file=sys.stderr)
@@ -311,6 +321,7 @@ __all__ = [
     "SchemaError",
     "convert",
     "crd",
+    "generated",
     "main",
     "model_schema",
     "parameters_schema",

@@ -128,6 +128,12 @@ def test_helm_lint_is_clean(kube_bin: Binaries) -> None:
         ("api.forwardedAllowIps=999.1.1.1", "/api/forwardedAllowIps"),
         ("redisPrefix=has space", "/redisPrefix"),
         ("notify.enabled=true", "/notify"),
+        # the default RiskPolicy, refused before anything is applied: a value out of the
+        # CRD's range, and a misspelt field the API server would prune without a word
+        ("defaults.riskPolicy.spec.stopLossPct=-1", "/defaults/riskPolicy/spec/stopLossPct"),
+        ("defaults.riskPolicy.spec.maxPositionSizePct=0",
+         "/defaults/riskPolicy/spec/maxPositionSizePct"),
+        ("defaults.riskPolicy.spec.stoplossPct=2", "'stoplossPct' not allowed"),
     ],
 )
 def test_bad_values_fail_naming_the_value(kube_bin: Binaries, value: str, named: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import pytest
 import yaml
 
 from kubetrade.resources import crdgen
+from kubetrade.resources.chart_schema import draft7
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -22,6 +24,30 @@ def test_committed_crds_match_the_models(where: str) -> None:
         assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run `make crds`"
     extra = {p.name for p in (ROOT / where).glob("*.yaml")} - set(rendered)
     assert not extra, f"{where} has files crdgen does not produce: {extra}"
+
+
+def test_the_charts_values_schema_is_what_make_crds_writes() -> None:
+    """values.schema.json checks the chart's default RiskPolicy with the CRD's rules."""
+    for path, text in crdgen.generated(ROOT / "crds").items():
+        assert path.read_text(encoding="utf-8") == text, f"{path} is stale: run `make crds`"
+    schema = json.loads((ROOT / "charts/kubetrade/values.schema.json").read_text())
+    spec = schema["properties"]["defaults"]["properties"]["riskPolicy"]["properties"]["spec"]
+    assert spec["additionalProperties"] is False
+    assert spec["properties"]["stopLossPct"] | {"description": ""} == {
+        "minimum": 0, "exclusiveMaximum": 100, "type": "number", "default": 5,
+        "description": ""}
+    assert spec["properties"]["maxPositionSizePct"]["exclusiveMinimum"] == 0
+
+
+def test_openapi_bounds_become_draft7_bounds() -> None:
+    assert draft7({"type": "object", "properties": {
+        "a": {"type": "number", "minimum": 0, "exclusiveMinimum": True, "maximum": 9,
+              "exclusiveMaximum": False},
+        "b": {"type": "array", "items": {"type": "string"}, "x-kubernetes-list-type": "set"},
+    }}) == {"type": "object", "additionalProperties": False, "properties": {
+        "a": {"type": "number", "exclusiveMinimum": 0, "maximum": 9},
+        "b": {"type": "array", "items": {"type": "string"}},
+    }}
 
 
 def _crds() -> dict[str, dict[str, Any]]:
