@@ -7,11 +7,13 @@ and the field, the way the API server would report it.
 
 from __future__ import annotations
 
+from difflib import get_close_matches
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from kubetrade.resources.common import API_VERSION
 from kubetrade.resources.emergency import Emergency
@@ -33,13 +35,56 @@ class ManifestError(ValueError):
     """A manifest that is not a valid kubetrade resource; the message names file and field."""
 
 
-def _format(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}" if loc else msg)
-    return "; ".join(parts)
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds (``X``, ``X | None``, ``list[X]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def known_fields(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names, as a manifest spells them, of the object at ``loc`` (list
+    indexes skipped) inside ``model``; empty when that is not a model (a map)."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            return []
+        if isinstance(part, int):
+            continue
+        field = next((f for n, f in current.model_fields.items()
+                      if part in (n, f.alias)), None)
+        current = _model_in(field.annotation) if field is not None else None
+    if current is None:
+        return []
+    return [f.alias or n for n, f in current.model_fields.items()]
+
+
+def _message(err: ErrorDetails, model: type[BaseModel] | None) -> str:
+    """One pydantic error as ``field: rule``; an unknown field says which known one it
+    is probably a misspelling of."""
+    loc = ".".join(str(p) for p in err["loc"])
+    msg: str = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden" and err["loc"]:
+        msg = "unknown field"
+        if model is not None:
+            near = get_close_matches(str(err["loc"][-1]),
+                                     known_fields(model, tuple(err["loc"][:-1])), n=1)
+            if near:
+                msg += f" (did you mean {near[0]!r}?)"
+    if not loc or msg.startswith((f"{loc}.", f"{loc}:")):  # a model check naming its field
+        return msg
+    return f"{loc}: {msg}"
+
+
+def _format(exc: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """The errors of ``exc`` (raised validating ``model``), unknown fields first: a
+    misspelt field also makes the one it meant missing, and the typo is the cause."""
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+    return "; ".join(_message(err, model) for err in errors)
 
 
 def parse_manifest(doc: dict[str, Any], source: str = "<manifest>") -> AnyResource:
@@ -56,7 +101,7 @@ def parse_manifest(doc: dict[str, Any], source: str = "<manifest>") -> AnyResour
         return model.model_validate(doc)
     except ValidationError as exc:
         name = (doc.get("metadata") or {}).get("name", "?")
-        raise ManifestError(f"{source}: {kind} {name}: {_format(exc)}") from None
+        raise ManifestError(f"{source}: {kind} {name}: {_format(exc, model)}") from None
 
 
 def strategy_with_defaults(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -77,6 +122,22 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
+def _where(file: Path, exc: yaml.YAMLError) -> str:
+    """``file:line:column`` of a YAML error (``file`` when it has no position)."""
+    mark = getattr(exc, "problem_mark", None)
+    return f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line: what was wrong, and while reading what (PyYAML's own
+    text spans several lines and names the input ``<unicode string>``)."""
+    problem = getattr(exc, "problem", None)
+    if problem is None:
+        return " ".join(str(exc).split())
+    context = getattr(exc, "context", None)
+    return f"{problem} ({context})" if context else str(problem)
+
+
 def load_manifests(path: str | Path) -> list[AnyResource]:
     """Every kubetrade resource in a YAML file or in the *.yaml/*.yml files of a directory
     (multi-document files allowed, empty documents skipped)."""
@@ -85,7 +146,8 @@ def load_manifests(path: str | Path) -> list[AnyResource]:
         try:
             docs = list(yaml.safe_load_all(file.read_text(encoding="utf-8")))
         except yaml.YAMLError as exc:
-            raise ManifestError(f"{file}: not valid YAML: {exc}") from None
+            raise ManifestError(f"{_where(file, exc)}: not valid YAML: {_yaml_problem(exc)}"
+                                ) from None
         for index, doc in enumerate(docs):
             if doc is None:
                 continue

@@ -159,3 +159,44 @@ def test_load_errors_name_file_and_document(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="exactly one Strategy, found 0"):
         (tmp_path / "rp.yaml").write_text("kind: RiskPolicy\nmetadata: {name: default}\n")
         load_strategy_file(tmp_path / "rp.yaml")
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        # a misspelt field: the error leads with it and names the field meant
+        ({"spce": "x"}, "s1: spce: unknown field (did you mean 'spec'?); spec: Field required"),
+        ({"spec": {"algoritm": "sma-crossover", "symbols": ["BTC/USDT"]}},
+         "spec.algoritm: unknown field (did you mean 'algorithm'?)"),
+        ({"spec": {**strategy_doc()["spec"], "exchange": {"nmae": "binance"}}},  # type: ignore[dict-item]
+         "spec.exchange.nmae: unknown field (did you mean 'name'?)"),
+        # nothing near: no guess
+        ({"spec": {**strategy_doc()["spec"], "colour": "red"}},  # type: ignore[dict-item]
+         "s1: spec.colour: unknown field"),
+        # a check of the whole spec names its own field once
+        ({"spec": {**strategy_doc()["spec"], "parameters": {"fastPeriod": 10,  # type: ignore[dict-item]
+                                                             "slowperiod": 30}}},
+         "s1: spec.parameters.slowperiod: not a parameter of sma-crossover"),
+    ],
+)
+def test_unknown_fields_are_named_with_the_field_meant(change: dict[str, object],
+                                                       says: str) -> None:
+    doc = strategy_doc()
+    if "spec" not in change:
+        del doc["spec"]
+    doc.update(change)
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(doc, "f.yaml")
+    assert says in str(info.value)
+    if "did you mean" not in says:
+        assert "did you mean" not in str(info.value)
+
+
+def test_yaml_errors_name_file_line_and_column_on_one_line(tmp_path: Path) -> None:
+    f = tmp_path / "broken.yaml"
+    f.write_text("kind: Strategy\nspec:\n  symbols: [\"BTC/USDT\"\n")
+    with pytest.raises(ManifestError) as info:
+        load_manifests(f)
+    assert str(info.value) == (
+        f"{f}:4:1: not valid YAML: expected ',' or ']', but got '<stream end>' "
+        "(while parsing a flow sequence)")
