@@ -8,6 +8,21 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def _refused(sweep: dict[str, Any]) -> str:
+    """`` (N refused, e.g. "fastPeriod=30 slowPeriod=10: ...")`` when any combination
+    could not run; they are not ranked, and a reader must not take the count for
+    combinations that traded."""
+    refused = [t for t in sweep.get("top", []) if "error" in t]
+    count = sweep.get("refused", len(refused))
+    if not count:
+        return ""
+    example = ""
+    if refused:
+        shown = " ".join(f"{k}={v}" for k, v in refused[0]["parameters"].items())
+        example = f", e.g. {shown}: {refused[0]['error']}"
+    return f" ({count} refused{example})"
+
+
 def _pct(value: float | int | str | None) -> str:
     return "n/a" if value is None else f"{float(value) * 100:.2f}%"
 
@@ -35,7 +50,7 @@ def format_summary(report: Mapping[str, Any], location: str = "") -> str:
     sweep = report.get("sweep")
     if sweep:
         lines.append(
-            f"  sweep: {sweep['combinations']} combinations ranked on "
+            f"  sweep: {sweep['combinations']} combinations{_refused(sweep)} ranked on "
             f"{sweep['in_sample']['candles']} in-sample candles, best "
             f"{json.dumps(sweep['best']['parameters'])} (in-sample Sharpe "
             f"{_fix(sweep['best'].get('sharpe'))}); verdict from the "

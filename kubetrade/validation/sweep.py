@@ -175,8 +175,10 @@ def walk_forward(plan: ValidationPlan, frame: CandleFrame, spec: SweepSpec,
                          f"{shown}: {first['error']}")
     best_plan = with_parameters(plan, ranking[0]["parameters"])
     outcome = replay(best_plan, None, outside)
+    refused = [r for r in ranking if "error" in r]
     section = {
         "combinations": len(ranking),
+        "refused": len(refused),
         "ranked_by": RANKED_BY,
         "in_sample": {"candles": cut, "start_ms": inside.first_ms, "end_ms": inside.last_ms},
         "out_of_sample": {"candles": len(frame) - cut, "start_ms": outside.first_ms,

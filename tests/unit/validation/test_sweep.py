@@ -84,3 +84,23 @@ def test_a_sweep_whose_every_combination_is_refused_says_why_in_one_line(
     assert code == 2
     assert err == ("kubetrade validate: sweep: none of the 2 combinations could run; "
                    "periood=5: periood: Extra inputs are not permitted"), err
+
+
+def test_refused_combinations_are_counted_apart_in_the_report_and_the_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # oversold=65 is not below overbought=60: 2 of the 12 combinations cannot run
+    spec = tmp_path / "s.yaml"
+    spec.write_text(strategy_yaml("sw", "rsi-mean-reversion",
+                                  "{period: 14, oversold: 30, overbought: 70}", "LTC/BTC", "5m"))
+    main(["validate", "--strategy-file", str(spec), "--replay", str(shared_data(LTC)),
+          "--report-dir", str(tmp_path / "r"), "--no-html", "--datadir",
+          str(filters_dir(tmp_path)), "--sweep", "period=5,14", "--sweep",
+          "oversold=20,25,65", "--sweep", "overbought=60,70", "--jobs", "1", "--sweep-top", "20"])
+    (path,) = (tmp_path / "r").glob("validation_report_*.json")
+    sweep = json.loads(path.read_text())["sweep"]
+    assert (sweep["combinations"], sweep["refused"]) == (12, 2)
+    assert [t["parameters"]["oversold"] for t in sweep["top"] if "error" in t] == [65, 65]
+    out = capsys.readouterr().out
+    assert ("sweep: 12 combinations (2 refused, e.g. overbought=60 oversold=65 period=5: "
+            "overbought (60.0) must be greater than oversold (65.0)) ranked on") in out
