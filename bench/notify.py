@@ -23,7 +23,8 @@ import time
 import redis.asyncio as aioredis
 import telegram
 
-from kubetrade.notify.dispatcher import AlertDispatcher, bot_sender
+from kubetrade.notify.dispatcher import AlertDispatcher, DispatcherOptions, bot_sender
+from kubetrade.state.alert_inbox import AlertInbox
 from kubetrade.state.alerts import Alert, AlertKind, Severity
 from kubetrade.state.keys import ALERTS_GROUP, Keys
 from tests.bed.redis import start_redis
@@ -40,9 +41,11 @@ async def outage_drain(url: str, alerts: int, outage: float) -> None:
     await fake.start()
     bot = telegram.Bot(fake.token, base_url=fake.base_url)
     async with bot:
-        dispatcher = AlertDispatcher(redis, keys, bot_sender(bot, CHAT), "bench",
-                                     linger_seconds=0.2, block_ms=200,
-                                     backoff_base=0.1, backoff_cap=1.0)
+        dispatcher = AlertDispatcher(
+            AlertInbox(redis, keys), bot_sender(bot, CHAT), "bench",
+            options=DispatcherOptions(linger_seconds=0.2, block_ms=200,
+                                      backoff_base=0.1, backoff_cap=1.0),
+        )
         task = asyncio.create_task(dispatcher.run())
         await fake.go_down()
         t0 = time.perf_counter()
