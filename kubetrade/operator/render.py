@@ -176,8 +176,11 @@ def _volumes(secret: str | None) -> tuple[list[Manifest], list[Manifest]]:
 
 
 def _container(
-    name: str, args: list[str], testnet: bool, secret: str | None, settings: OperatorSettings
+    name: str, args: list[str], testnet: bool, secret: str | None, settings: OperatorSettings,
+    resources: Manifest,
 ) -> Manifest:
+    """A kubetrade container running ``kubetrade *args`` with ``resources`` (the runner's,
+    or the Jobs' ``settings.job_resources``)."""
     _, mounts = _volumes(secret)
     return {
         "name": name,
@@ -185,7 +188,7 @@ def _container(
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["kubetrade", *args],
         "env": _env(testnet, settings),
-        "resources": settings.runner_resources,
+        "resources": resources,
         "securityContext": container_security_context(),
         "volumeMounts": mounts,
     }
@@ -292,6 +295,7 @@ def _runner_container(strategy: Strategy, namespace: str, settings: OperatorSett
         strategy.spec.exchange.testnet,
         strategy.spec.exchange.credentials_secret,
         settings,
+        settings.runner_resources,
     )
     if strategy.spec.image:
         container["image"] = strategy.spec.image
@@ -422,6 +426,7 @@ def preflight_job(strategy: Strategy, uid: str, chash: str, settings: OperatorSe
         strategy.spec.exchange.testnet,
         secret,
         settings,
+        settings.job_resources,
     )
     # its report names the configuration it checked (the CapitalAllocated condition)
     container["env"].append({"name": "KUBETRADE_CONFIG_HASH", "value": chash})

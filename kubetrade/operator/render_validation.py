@@ -108,7 +108,7 @@ def download_container(
             "--since", store.since, "--datadir", DATADIR, "--progress", "json"]
     if store.until:
         args += ["--until", store.until]
-    container = _container("download", args, False, None, settings)
+    container = _container("download", args, False, None, settings, settings.job_resources)
     container["volumeMounts"] = [*container["volumeMounts"],
                                  {"name": CANDLE_VOLUME, "mountPath": DATADIR}]
     return container
@@ -149,7 +149,7 @@ def validation_job(
     slices = slices_of(sweep) if sweep is not None else None
     # Validation trades paper only: market data, never the exchange keys.
     container = _container("validate", validate_args(run, namespace, slices), True, None,
-                           settings)
+                           settings, settings.job_resources)
     volumes: list[Manifest] = [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}]
     pod: Manifest = {}
     if spec.replay == "store":

@@ -24,6 +24,12 @@ DEFAULT_RESOURCES: dict[str, Any] = {
     "requests": {"cpu": "100m", "memory": "128Mi"},
     "limits": {"cpu": "1", "memory": "256Mi"},
 }
+#: Pre-flight and validation Jobs (and a sweep's slice pods): a replay holds its candles
+#: in memory, ~230 MiB at its peak for a million one-minute candles (bench/validate.py)
+DEFAULT_JOB_RESOURCES: dict[str, Any] = {
+    "requests": {"cpu": "250m", "memory": "256Mi"},
+    "limits": {"cpu": "1", "memory": "1Gi"},
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,7 @@ class OperatorSettings:
     runner_rbac: str = "per-strategy"
     job_service_account: str = "kubetrade-jobs"
     runner_resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    job_resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_JOB_RESOURCES))
     redis_url: str | None = None
     redis_secret: str | None = None
     redis_secret_key: str = "redis-url"  # noqa: S105 (a key name, not a value)
@@ -60,6 +67,7 @@ class OperatorSettings:
     ) -> OperatorSettings:
         env = os.environ if environ is None else environ
         resources = env.get("KUBETRADE_RUNNER_RESOURCES")
+        job_resources = env.get("KUBETRADE_JOB_RESOURCES")
         return cls(
             namespace=namespace or env.get("POD_NAMESPACE", "default"),
             image=env.get("KUBETRADE_RUNNER_IMAGE", cls.image),
@@ -73,6 +81,8 @@ class OperatorSettings:
             ),
             job_service_account=env.get("KUBETRADE_JOB_SERVICE_ACCOUNT", cls.job_service_account),
             runner_resources=json.loads(resources) if resources else dict(DEFAULT_RESOURCES),
+            job_resources=(json.loads(job_resources) if job_resources
+                           else dict(DEFAULT_JOB_RESOURCES)),
             redis_url=env.get("REDIS_URL") or None,
             redis_secret=env.get("KUBETRADE_REDIS_SECRET") or None,
             redis_secret_key=env.get("KUBETRADE_REDIS_SECRET_KEY", cls.redis_secret_key),

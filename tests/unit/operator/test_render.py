@@ -157,6 +157,28 @@ def test_validation_job_args_and_no_keys() -> None:
     assert args[-2:] == ["--replay", "/data/btc.csv"]
 
 
+def test_jobs_get_the_job_resources_and_runners_the_runners() -> None:
+    """A replay holds its candles in memory (~230 MiB for a million): the Jobs have
+    their own resources (the chart's ``jobs.resources``), not the runner's 256Mi."""
+    settings = OperatorSettings.from_env("trading", {
+        "KUBETRADE_RUNNER_RESOURCES": '{"limits": {"memory": "200Mi"}}',
+        "KUBETRADE_JOB_RESOURCES": '{"limits": {"memory": "2Gi"}}'})
+    run = ValidationRun.model_validate({
+        "metadata": {"name": "v1", "namespace": "trading"},
+        "spec": {"strategyRef": "btc-sma", "replay": "store",
+                 "storeRange": {"since": "2024-01-01", "download": True}}})
+    pod = render_validation.validation_job(run, "uid-2", settings, ("BTC/USDT", "1m"))[
+        "spec"]["template"]["spec"]
+    preflight = render.preflight_job(strategy(), "uid-1", "abc", settings)
+    for c in [*pod["containers"], *pod["initContainers"],
+              *preflight["spec"]["template"]["spec"]["containers"]]:
+        assert c["resources"] == {"limits": {"memory": "2Gi"}}, c["name"]
+    runner = render.runner_deployment(strategy(), "uid-1", 1, settings)
+    assert runner["spec"]["template"]["spec"]["containers"][0]["resources"] == {
+        "limits": {"memory": "200Mi"}}
+    assert OperatorSettings.from_env("t", {}).job_resources["limits"]["memory"] == "1Gi"
+
+
 def test_summary_fold_formats_for_kubectl_get() -> None:
     folded = fold_summary(
         {
