@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from kubetrade.cli._command import add_cluster_arguments, add_command, pod_namespace
+from kubetrade.exchange.testnet import testnet_setting
 
 EXIT_FAIL = 1
 EXIT_USAGE = 2
@@ -85,9 +86,8 @@ def make_exchange(strategy: Any, credentials: Any, env: dict[str, str]) -> Any:
     from kubetrade.domain.clock import SystemClock
     from kubetrade.exchange.binance import BinanceExchange
 
-    testnet_env = env.get("BINANCE_TESTNET", "").strip().lower()
-    testnet = (testnet_env in ("1", "true", "yes") if testnet_env
-               else bool(strategy.spec.exchange.testnet))
+    setting = testnet_setting(env.get("BINANCE_TESTNET"))
+    testnet = setting if setting is not None else bool(strategy.spec.exchange.testnet)
     return BinanceExchange(
         api_key=credentials.api_key or None,
         secret=credentials.secret or None,

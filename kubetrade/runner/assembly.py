@@ -26,6 +26,7 @@ from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.exchange.base import ExchangeClient
 from kubetrade.exchange.paper import PaperBroker, PaperExchange, default_market
 from kubetrade.exchange.ratelimit import RateBudget, budget_plan
+from kubetrade.exchange.testnet import testnet_setting
 from kubetrade.logs import get_logger, redactor
 from kubetrade.runner.core import Runner, RunnerOptions, RunnerParts, RunnerSpec
 from kubetrade.runner.emergency import read_redis_emergency
@@ -48,12 +49,6 @@ def manifest_of(model: Any) -> dict[str, Any]:
     """A resource model as the manifest dict (CR spelling) that desired state stores."""
     data: dict[str, Any] = model.model_dump(mode="json", by_alias=True, exclude_none=True)
     return data
-
-
-def _truthy(value: str | None, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
 @dataclass
@@ -93,8 +88,7 @@ class RunnerEnv:
             redis_url=env.get("REDIS_URL") or None,
             api_key=api_key,
             secret_key=secret,
-            testnet=_truthy(env["BINANCE_TESTNET"], True) if env.get("BINANCE_TESTNET")
-            else None,
+            testnet=testnet_setting(env.get("BINANCE_TESTNET")),
             exchange_url=env.get("KUBETRADE_EXCHANGE_URL") or None,
             market_data=env.get("KUBETRADE_MARKET_DATA") or "exchange",
             replay_interval=float(env.get("KUBETRADE_REPLAY_INTERVAL") or 1.0),

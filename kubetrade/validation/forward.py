@@ -20,6 +20,7 @@ from kubetrade.exchange.base import ExchangeError
 from kubetrade.exchange.binance import BinanceExchange
 from kubetrade.exchange.paper import PaperBroker
 from kubetrade.exchange.replay import run_replay
+from kubetrade.exchange.testnet import testnet_setting
 from kubetrade.marketdata.timeframes import timeframe_ms
 from kubetrade.validation.plan import (
     RunOutcome,
@@ -199,9 +200,8 @@ async def forward_on_binance(
     given): the testnet when BINANCE_TESTNET says so, else as the strategy says;
     KUBETRADE_EXCHANGE_URL overrides the address. Sets ``plan.source``."""
     env = os.environ
-    testnet_env = env.get("BINANCE_TESTNET", "").strip().lower()
-    testnet = (testnet_env in ("1", "true", "yes") if testnet_env
-               else bool(plan.strategy.spec.exchange.testnet))
+    setting = testnet_setting(env.get("BINANCE_TESTNET"))
+    testnet = setting if setting is not None else bool(plan.strategy.spec.exchange.testnet)
     url = env.get("KUBETRADE_EXCHANGE_URL") or None
     clock = SystemClock()
     # public market data only: no keys are needed, so none are given
