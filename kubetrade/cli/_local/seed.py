@@ -22,12 +22,36 @@ def load_strategy_dir(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, 
     """
     if not path.is_dir():
         raise ValueError(f"--strategies: {path} is not a directory")
-    resources = load_manifests(path)
+    found = [(file, r) for file in sorted(path.iterdir())
+             if file.is_file() and file.suffix in (".yaml", ".yml")
+             for r in load_manifests(file)]
+    _refuse_duplicate_names(found)
+    resources = [r for _, r in found]
     strategies = [manifest_of(r) for r in resources if isinstance(r, Strategy)]
     policies = [manifest_of(r) for r in resources if isinstance(r, RiskPolicy)]
     if not strategies:
         raise ValueError(f"--strategies: no Strategy manifest in {path}")
     return strategies, policies
+
+
+def _refuse_duplicate_names(found: list[tuple[Path, Any]]) -> None:
+    """ValueError naming both files when two Strategies share a name (one name is one
+    runner and one set of books in Redis: two runners of it would both trade and book
+    each other's fills, e.g. a copied example left unrenamed), or two RiskPolicies share
+    a name with different specs (which one holds would depend on the file order)."""
+    seen: dict[tuple[str, str], tuple[Path, Any]] = {}
+    for file, resource in found:
+        if not isinstance(resource, Strategy | RiskPolicy):
+            continue
+        kind = type(resource).__name__
+        key = (kind, resource.metadata.name)
+        first = seen.setdefault(key, (file, resource))
+        if first[1] is resource or (kind == "RiskPolicy" and first[1].spec == resource.spec):
+            continue
+        why = ("one name is one runner and one set of books" if kind == "Strategy"
+               else "their specs differ")
+        raise ValueError(f"--strategies: {kind} {key[1]!r} is in both {first[0].name} and "
+                         f"{file.name}: each {kind} needs its own metadata.name ({why})")
 
 
 def load_risk_policy_file(path: Path | None) -> list[dict[str, Any]]:
