@@ -9,6 +9,18 @@ import os
 from typing import Any
 
 
+def _port(text: str) -> int:
+    """A TCP port for --metrics-port / $METRICS_PORT (0 = off)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port (0-65535, 0 = off; from --metrics-port or $METRICS_PORT)")
+    return port
+
+
 def register(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "operator",
@@ -45,8 +57,10 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument(
         "--metrics-port",
-        type=int,
-        default=int(os.environ.get("METRICS_PORT") or 0),
+        type=_port,
+        # a string default goes through _port only when the operator is run: a bad
+        # METRICS_PORT must not break every other command's start (or --help)
+        default=os.environ.get("METRICS_PORT") or "0",
         help="serve Prometheus /metrics on this port (default $METRICS_PORT; 0 = off)",
     )
     p.add_argument("--verbose", "-v", action="store_true", help="log every handler call")

@@ -51,6 +51,15 @@ def manifest_of(model: Any) -> dict[str, Any]:
     return data
 
 
+def _metrics_port(text: str) -> int | None:
+    """``METRICS_PORT`` as a TCP port (0: no metrics server, None); ValueError naming
+    the variable otherwise."""
+    port = int(text) if text.strip().isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"METRICS_PORT={text!r} is not a TCP port (1-65535, or 0 = off)")
+    return port or None
+
+
 @dataclass
 class RunnerEnv:
     """The runner's environment (names in the RUNNER contract)."""
@@ -92,7 +101,7 @@ class RunnerEnv:
             exchange_url=env.get("KUBETRADE_EXCHANGE_URL") or None,
             market_data=env.get("KUBETRADE_MARKET_DATA") or "exchange",
             replay_interval=float(env.get("KUBETRADE_REPLAY_INTERVAL") or 1.0),
-            metrics_port=int(port) if port else None,
+            metrics_port=_metrics_port(port) if port else None,
             pod_name=env.get("POD_NAME", ""),
             reconcile_interval=float(env.get("KUBETRADE_RECONCILE_INTERVAL") or 300.0),
             rate_limit=client_throttle_enabled(env),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from kubetrade.exchange import testnet
-from kubetrade.runner.assembly import RunnerEnv
 
 
 @pytest.mark.parametrize(("value", "meaning"), [
@@ -22,10 +21,3 @@ def test_anything_else_is_refused_not_taken_for_the_real_exchange(value: str) ->
     with pytest.raises(ValueError, match=rf"BINANCE_TESTNET='{value}' is neither yes nor no"):
         testnet.testnet_setting(value)
 
-
-def test_the_runner_reads_it_the_same_way() -> None:
-    # "on" was the testnet to the runner and the real exchange to the pre-flight
-    assert RunnerEnv.from_env({"BINANCE_TESTNET": "on"}).testnet is True
-    assert RunnerEnv.from_env({"BINANCE_TESTNET": "off"}).testnet is False
-    with pytest.raises(ValueError, match="BINANCE_TESTNET"):
-        RunnerEnv.from_env({"BINANCE_TESTNET": "maybe"})

@@ -1,0 +1,39 @@
+"""The runner's environment: values that decide where it trades are read strictly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from kubetrade.runner.assembly import RunnerEnv
+
+
+def test_the_runner_reads_it_the_same_way() -> None:
+    # "on" was the testnet to the runner and the real exchange to the pre-flight
+    assert RunnerEnv.from_env({"BINANCE_TESTNET": "on"}).testnet is True
+    assert RunnerEnv.from_env({"BINANCE_TESTNET": "off"}).testnet is False
+    with pytest.raises(ValueError, match="BINANCE_TESTNET"):
+        RunnerEnv.from_env({"BINANCE_TESTNET": "maybe"})
+
+
+def test_a_bad_metrics_port_is_refused_naming_the_variable() -> None:
+    assert RunnerEnv.from_env({"METRICS_PORT": "9100"}).metrics_port == 9100
+    assert RunnerEnv.from_env({"METRICS_PORT": "0"}).metrics_port is None
+    with pytest.raises(ValueError, match=r"METRICS_PORT='abc' is not a TCP port"):
+        RunnerEnv.from_env({"METRICS_PORT": "abc"})
+
+
+def test_a_bad_metrics_port_breaks_no_other_command() -> None:
+    # the operator's --metrics-port default was int($METRICS_PORT), computed while the
+    # parser was built: METRICS_PORT=abc made every command, --help included, a traceback
+    env = {"METRICS_PORT": "abc", "PATH": "/usr/bin:/bin"}
+    ok = subprocess.run([sys.executable, "-m", "kubetrade", "--help"], env=env,
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0 and "usage: kubetrade" in ok.stdout, ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "kubetrade", "operator"], env=env,
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2
+    assert "argument --metrics-port: 'abc' is not a port" in bad.stderr
+    assert "Traceback" not in bad.stderr
