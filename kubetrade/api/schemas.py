@@ -70,11 +70,12 @@ class StrategyStatusOut(_Out):
 
 
 class StatusOut(_Out):
-    status: Literal["running", "stopping", "stopped", "halted", "idle"] = Field(
+    status: Literal["running", "stopping", "stopped", "halted", "stale", "idle"] = Field(
         description="running: at least one runner trades; stopping: an emergency stop or "
         "close-all is in force but not every runner has acknowledged carrying it out (see "
-        "strategies[].emergency_applied); stopped: every runner has; halted: every runner "
-        "is halted; idle: no runner state yet."
+        "strategies[].emergency_applied); stopped: every runner has; stale: none trades and "
+        "a runner has not been heard of for over 60 s (its phase Stale: dead, frozen or "
+        "stopped); halted: every runner is halted; idle: no runner state yet."
     )
     emergency: EmergencyAction
     strategies: list[StrategyStatusOut]

@@ -9,6 +9,7 @@ from kubetrade.api.analytics import finite_float
 from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.domain.models import ClosedTrade
 from kubetrade.domain.timeframes import TIMEFRAME_MS
+from kubetrade.state.liveness import STALE, shown_phase
 from kubetrade.state.reader import summary_decimal, summary_int
 from kubetrade.state.schema import decode_last_candles
 
@@ -29,17 +30,20 @@ def is_running(phase: str | None) -> bool:
     return (phase or "").lower() in {"running", "trading"}
 
 
-Status = Literal["running", "stopping", "stopped", "halted", "idle"]
+Status = Literal["running", "stopping", "stopped", "halted", "stale", "idle"]
 
 
 def overall_status(action: str, items: list[s.StrategyStatusOut]) -> Status:
     """Under an emergency ``stopped`` once every runner applied it, ``stopping`` until
-    then; else ``running`` when a strategy trades unhalted, ``halted`` when none does,
-    ``idle`` with no strategy."""
+    then; else ``running`` when a strategy trades unhalted, ``stale`` when none does
+    and a runner has gone silent (its phase ``Stale``), ``halted`` when every runner
+    is halted, ``idle`` with no strategy."""
     if action != "none":
         return "stopped" if all(i.emergency_applied for i in items) else "stopping"
     if any(is_running(i.phase) and not i.halted_reason for i in items):
         return "running"
+    if any(i.phase == STALE for i in items):
+        return "stale"
     return "halted" if items else "idle"
 
 
@@ -79,12 +83,13 @@ def last_candles_out(summary: dict[str, str], now_ms: int) -> list[s.LastCandleO
     return out
 
 
-def strategy_stats(summary: dict[str, str] | None) -> s.StrategyStatsOut | None:
-    """A runner's Redis summary as stats; None when it never wrote one."""
+def strategy_stats(summary: dict[str, str] | None, now_ms: int) -> s.StrategyStatsOut | None:
+    """A runner's Redis summary as stats (its phase as of ``now_ms``:
+    :func:`~kubetrade.state.liveness.shown_phase`); None when it never wrote one."""
     if not summary:
         return None
     return s.StrategyStatsOut(
-        phase=summary.get("phase") or None,
+        phase=shown_phase(summary, now_ms),
         equity=summary_decimal(summary, "equity"),
         pnl=summary_decimal(summary, "pnl"),
         trades=summary_int(summary, "trades"),

@@ -58,10 +58,9 @@ from kubetrade.notify.settings import NotifySettings
 from kubetrade.notify.text import (
     HELP,
     emergency_line,
-    money,
     pnl_lines,
     position_lines,
-    signed,
+    runner_line,
     twin_line,
     when,
 )
@@ -285,12 +284,8 @@ class NotifyBot:
         if not ov.summaries:
             lines.append("No runners have reported yet.")
         for name, s in sorted(ov.summaries.items()):
-            halted = f", halted: {s['halted_reason']}" if s.get("halted_reason") else ""
-            lines.append(
-                f"[{name}] {s.get('phase', '?')}, equity {money(s.get('equity', '?'))}, "
-                f"P&L {signed(s.get('pnl', '0'))}, open positions "
-                f"{s.get('open_positions', len(ov.positions.get(name, [])))}{halted}"
-            )
+            lines.append(runner_line(name, s, len(ov.positions.get(name, [])),
+                                     self.clock.now_ms()))
             if (twin := twin_line(s)) is not None:
                 lines.append(twin)
         positions = position_lines(ov.positions)

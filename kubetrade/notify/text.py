@@ -18,6 +18,7 @@ from kubetrade.domain.emergency import EmergencyAction
 from kubetrade.notify.paging import MAX_MESSAGE as MAX_MESSAGE  # re-exported
 from kubetrade.notify.paging import fit
 from kubetrade.state.alerts import Alert, Severity
+from kubetrade.state.liveness import shown_phase
 
 _BUDGET = 3900  # headroom for the header and a "(continued)" marker
 _PER_ALERT_IN_GROUP = 400
@@ -155,6 +156,17 @@ def position_lines(positions: dict[str, list[dict[str, Any]]]) -> list[str]:
                 + (f" stop {money(p['stop_price'])}" if p.get("stop_price") else "")
             )
     return lines
+
+
+def runner_line(name: str, summary: dict[str, str], positions: int, now_ms: int) -> str:
+    """/status's line of one runner: its phase as of ``now_ms`` (``Stale`` once it has
+    not been heard of for 60 s: dead, frozen or stopped, whatever it last wrote),
+    equity, P&L, open positions (the summary's count, else ``positions``) and why it
+    is halted."""
+    halted = f", halted: {summary['halted_reason']}" if summary.get("halted_reason") else ""
+    return (f"[{name}] {shown_phase(summary, now_ms) or '?'}, equity "
+            f"{money(summary.get('equity', '?'))}, P&L {signed(summary.get('pnl', '0'))}, "
+            f"open positions {summary.get('open_positions', positions)}{halted}")
 
 
 def pnl_lines(summaries: dict[str, dict[str, str]]) -> list[str]:

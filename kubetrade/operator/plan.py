@@ -38,6 +38,7 @@ from kubetrade.operator.checks import symbols_not_allowed
 from kubetrade.operator.settings import OperatorSettings
 from kubetrade.operator.status import Conditions, fold_summary
 from kubetrade.resources import RiskPolicySpec, Strategy
+from kubetrade.state.liveness import heard_ms
 
 Manifest = dict[str, Any]
 
@@ -333,18 +334,6 @@ def _deployed(
     if pre is not None:
         status = {"True": True, "False": False}.get(str(pre["status"]))
         conds.set("PreflightPassed", status, str(pre["reason"]), f"{pre['message']}; {keep}", now)
-
-
-def heard_ms(summary: Mapping[str, str]) -> int:
-    """When the runner was last heard of: the later of its summary's ``updated_ms`` and
-    its ``heartbeat_ms`` (written every few seconds while its loop runs); 0: never."""
-    best = 0
-    for key in ("updated_ms", "heartbeat_ms"):
-        try:
-            best = max(best, int(float(summary.get(key) or 0)))
-        except ValueError:
-            continue
-    return best
 
 
 def current_summary(observed: StrategyObserved, replicas: int) -> Mapping[str, str]:

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Body
 from fastapi import Path as PathParam
 
 from kubetrade.api import schemas as s
-from kubetrade.api.deps import Desired, Reader, User
+from kubetrade.api.deps import ClockDep, Desired, Reader, User
 from kubetrade.api.routes.common import AUTH_RESPONSES, BAD, NAME_PATTERN
 from kubetrade.api.views import strategy_stats
 
@@ -15,7 +15,7 @@ router = APIRouter()
 
 
 def _strategy_out(
-    name: str, manifest: dict[str, Any] | None, summary: dict[str, str] | None
+    name: str, manifest: dict[str, Any] | None, summary: dict[str, str] | None, now_ms: int
 ) -> s.StrategyOut:
     """One row: ``manifest`` is None for a strategy with state but no Strategy."""
     spec = (manifest or {}).get("spec") or {}
@@ -29,7 +29,7 @@ def _strategy_out(
         timeframe=spec.get("timeframe"),
         parameters=dict(spec.get("parameters") or {}),
         risk_policy_ref=spec.get("riskPolicyRef"),
-        stats=strategy_stats(summary),
+        stats=strategy_stats(summary, now_ms),
     )
 
 
@@ -39,7 +39,8 @@ def _strategy_out(
     tags=["strategies"],
     responses={**AUTH_RESPONSES, **BAD},
 )
-async def strategies(user: User, desired: Desired, reader: Reader) -> list[s.StrategyOut]:
+async def strategies(user: User, desired: Desired, reader: Reader,
+                     clock: ClockDep) -> list[s.StrategyOut]:
     """Every configured strategy with its live stats (and any with state but no
     Strategy any more)."""
     manifests = {
@@ -49,7 +50,8 @@ async def strategies(user: User, desired: Desired, reader: Reader) -> list[s.Str
     state_names = await reader.strategy_names()
     names = sorted(set(manifests) | set(state_names))
     summaries = await reader.summaries(names)
-    return [_strategy_out(n, manifests.get(n), summaries.get(n)) for n in names]
+    now = clock.now_ms()
+    return [_strategy_out(n, manifests.get(n), summaries.get(n), now) for n in names]
 
 
 @router.post(

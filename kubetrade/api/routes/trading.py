@@ -29,6 +29,7 @@ from kubetrade.api.views import (
     trade_out,
 )
 from kubetrade.domain.models import ClosedTrade
+from kubetrade.state.liveness import shown_phase
 from kubetrade.state.reader import EquityPoint, summary_decimal, summary_int
 
 router = APIRouter(tags=["state"], responses={**AUTH_RESPONSES, **BAD})
@@ -54,7 +55,7 @@ async def status(user: User, reader: Reader, clock: ClockDep) -> s.StatusOut:
     items = [
         s.StrategyStatusOut(
             name=n,
-            phase=summaries[n].get("phase") or None,
+            phase=shown_phase(summaries[n], now),
             halted_reason=summaries[n].get("halted_reason") or None,
             updated_ms=summary_int(summaries[n], "updated_ms"),
             heartbeat_ms=summary_int(summaries[n], "heartbeat_ms"),
@@ -106,9 +107,10 @@ async def trades(
     "/api/portfolio",
     response_model=s.PortfolioOut,
 )
-async def portfolio(user: User, reader: Reader) -> s.PortfolioOut:
+async def portfolio(user: User, reader: Reader, clock: ClockDep) -> s.PortfolioOut:
     """Equity and P&L over every strategy, and the open positions."""
     summaries, positions = await reader.overview()
+    now = clock.now_ms()
     equity, pnl = Decimal(0), Decimal(0)
     rows: list[s.StrategyPortfolioOut] = []
     updated: list[int] = []
@@ -121,7 +123,7 @@ async def portfolio(user: User, reader: Reader) -> s.PortfolioOut:
         rows.append(
             s.StrategyPortfolioOut(
                 name=name,
-                phase=summary.get("phase") or None,
+                phase=shown_phase(summary, now),
                 equity=eq,
                 pnl=pl,
                 open_positions=len(positions.get(name, [])),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -56,7 +57,10 @@ async def seed_strategy(
     pnl: str = "100",
     position: bool = True,
     phase: str = "Running",
+    heartbeat_ms: int | None = None,
 ) -> None:
+    """A runner's state as it would write it; alive (``heartbeat_ms`` now, the wall
+    clock) unless an older beat is given."""
     store = StateStore(redis, keys, name)
     changes = Changes(
         closed_trades=[trade(name, symbol, i, pnl="2" if i % 3 else "-1") for i in range(n_trades)],
@@ -82,6 +86,7 @@ async def seed_strategy(
             "win_rate": "0.66",
             "open_positions": 1 if position else 0,
             "updated_ms": T0,
+            "heartbeat_ms": int(time.time() * 1000) if heartbeat_ms is None else heartbeat_ms,
             "halted_reason": "",
         },
     )

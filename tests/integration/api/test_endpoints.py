@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -417,3 +418,27 @@ async def test_redis_down_is_503_with_a_plain_message() -> None:
         assert r.status_code == 503
         assert r.json() == {"detail": "state store (Redis) unavailable"}
     await dead.aclose()
+
+
+async def test_a_runner_not_heard_of_for_a_minute_is_shown_stale(make_api: MakeApi) -> None:
+    """Its last phase is history: a runner that died, froze or was stopped must not
+    read as Running on the dashboard (found by a new-user trial: a frozen kubetrade
+    local showed Running for 77 s and more)."""
+    api = await _seeded(make_api)
+    silent_since = int(time.time() * 1000) - 61_000
+    await seed_strategy(api.redis, api.keys, "btc-sma", "BTC/USDT", heartbeat_ms=silent_since)
+    await seed_strategy(api.redis, api.keys, "eth-rsi", "ETH/USDT", heartbeat_ms=silent_since)
+    h = await api.auth()
+    rows = {s["name"]: s for s in (await api.client.get("/api/strategies", headers=h)).json()}
+    assert rows["btc-sma"]["stats"]["phase"] == "Stale"
+    status = (await api.client.get("/api/status", headers=h)).json()
+    assert status["status"] == "stale"
+    assert {s["name"]: s["phase"] for s in status["strategies"]} == {
+        "btc-sma": "Stale", "eth-rsi": "Stale"}
+    portfolio = (await api.client.get("/api/portfolio", headers=h)).json()
+    assert {s["name"]: s["phase"] for s in portfolio["strategies"]} == {
+        "btc-sma": "Stale", "eth-rsi": "Stale"}
+    # one beat brings it back
+    await seed_strategy(api.redis, api.keys, "btc-sma", "BTC/USDT")
+    status = (await api.client.get("/api/status", headers=h)).json()
+    assert status["status"] == "running"
