@@ -33,7 +33,9 @@ import asyncio
 import contextlib
 import gc
 import os
+import socket
 import time
+import uuid
 from collections.abc import Coroutine
 from decimal import Decimal
 from pathlib import Path
@@ -220,7 +222,12 @@ class Runner:
 
     # ------------------------------------------------------------------ loop
     async def run(self, extra_tasks: list[Coroutine[Any, Any, None]] | None = None) -> None:
-        """Trade until cancelled (or ``options.max_candles``)."""
+        """Trade until cancelled (or ``options.max_candles``). First this runner claims
+        the strategy (:meth:`StateStore.claim`): a runner of it still running elsewhere
+        on this Redis (a second ``kubetrade local``, a ``kubetrade runner`` beside it)
+        has every later commit refused, so it stops before its next order
+        (``Superseded``, raised from here in that one)."""
+        await self._claim()
         tasks: list[asyncio.Task[None]] = [asyncio.create_task(t) for t in (extra_tasks or [])]
         tasks.append(asyncio.create_task(self._heartbeat()))
         if self.options.reconcile_interval_s > 0:
@@ -241,6 +248,15 @@ class Runner:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+
+    async def _claim(self) -> None:
+        holder = {"id": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
+                  "started_ms": self.clock.now_ms()}
+        previous = await self.store.claim(holder)
+        if previous is not None:
+            self.log.info("runner.claimed", previous=previous, holder=holder,
+                          note="a runner of this strategy still running there stops at "
+                          "its next commit")
 
     async def _heartbeat(self) -> None:
         """Every ``HEARTBEAT_S``: wall time into the summary (the operator's ``Ready``

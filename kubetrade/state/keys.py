@@ -23,6 +23,9 @@ key                                         type     holds
 {p}:strategy:{s}:paper                      string   JSON snapshot of the paper broker (paper mode)
 {p}:strategy:{s}:cursor                     hash     symbol -> open time of the last candle done
 {p}:strategy:{s}:baseline                   string   JSON of the reconciliation baseline
+{p}:strategy:{s}:instance                   string   JSON {id, host, pid, started_ms} of the one
+                                                     runner that trades it (the last started;
+                                                     every commit of another one is refused)
 {p}:trades                                  stream   closed trades of all strategies (API pages it)
 {p}:audit                                   stream   ts, actor, action, strategy, detail (JSON)
 {p}:alerts                                  stream   alerts; consumer group ``notify`` sends them
@@ -106,6 +109,9 @@ class Keys:
 
     def paper_broker(self, name: str) -> str:
         return self.strategy(name, "paper")
+
+    def runner_instance(self, name: str) -> str:
+        return self.strategy(name, "instance")
 
     def candle_cursor(self, name: str) -> str:
         return self.strategy(name, "cursor")

@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from kubetrade.domain.models import ClosedTrade, Fill, Order, Position, from_dict, to_dict
 from kubetrade.state.keys import Keys
@@ -45,6 +46,19 @@ from kubetrade.state.schema import (
     dumps,
     summary_hash,
 )
+
+
+class Superseded(RuntimeError):
+    """Another runner of this strategy claimed it after this one (``holder``: who, as
+    far as it said): this one must stop trading, or both would send the same orders."""
+
+    def __init__(self, name: str, holder: dict[str, Any]) -> None:
+        by = ", ".join(f"{k} {holder[k]}" for k in ("host", "pid", "started_ms")
+                       if k in holder) or "another runner"
+        super().__init__(f"{name}: another runner of this strategy started ({by}); this "
+                         "one stops: two runners of one strategy would both trade")
+        self.holder = holder
+
 
 TRADES_MAXLEN = 1_000_000
 EQUITY_MAXLEN = 200_000
@@ -124,6 +138,29 @@ class StateStore:
         self.redis = redis
         self.keys = keys
         self.name = name
+        #: this runner's id once it claimed the strategy (:meth:`claim`); from then on
+        #: every commit is refused (:class:`Superseded`) when another runner claimed it
+        self.instance: str | None = None
+
+    async def claim(self, holder: dict[str, Any]) -> dict[str, Any] | None:
+        """Make this process the strategy's one runner: ``holder`` (``id`` and what
+        names the process: host, pid, started_ms) replaces whoever held it, and is
+        checked by every later :meth:`commit`. Returns the previous holder (None when
+        there was none): a runner still running there stops at its next commit."""
+        raw: Any = await self.redis.set(self.keys.runner_instance(self.name), _dumps(holder),
+                                        get=True)
+        self.instance = str(holder["id"])
+        return json.loads(raw) if raw else None
+
+    async def _fence(self, pipe: Any) -> None:
+        """WATCH the instance key and check it is still ours (see :meth:`claim`)."""
+        key = self.keys.runner_instance(self.name)
+        await pipe.watch(key)
+        raw = await pipe.get(key)
+        holder = json.loads(raw) if raw else {}
+        if holder.get("id") != self.instance:
+            raise Superseded(self.name, holder)
+        pipe.multi()
 
     @property
     def paper_key(self) -> str:
@@ -139,6 +176,8 @@ class StateStore:
             return
         k, name = self.keys, self.name
         async with self.redis.pipeline(transaction=True) as pipe:
+            if self.instance is not None:
+                await self._fence(pipe)
             pipe.sadd(k.strategies, name)
             if changes.orders:
                 pipe.hset(
@@ -174,7 +213,10 @@ class StateStore:
                 )
             if changes.summary is not None:
                 pipe.hset(k.summary(name), mapping=summary_hash(changes.summary))  # type: ignore[arg-type]
-            await pipe.execute()
+            try:
+                await pipe.execute()
+            except WatchError:  # claimed by another runner between the check and EXEC
+                raise Superseded(name, {}) from None
 
     async def fills_seen(self, trade_ids: list[str]) -> set[str]:
         """The subset of ``trade_ids`` already applied."""

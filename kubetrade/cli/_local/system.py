@@ -59,6 +59,7 @@ from kubetrade.runner.assembly import RunnerEnv, create_runner, run_runner
 from kubetrade.runner.metrics import serve_metrics
 from kubetrade.state.desired import LocalDesiredState
 from kubetrade.state.keys import Keys, keys_from_env
+from kubetrade.state.store import Superseded
 
 log = get_logger("kubetrade.local")
 
@@ -301,6 +302,10 @@ async def supervise(
             return
         except asyncio.CancelledError:
             raise
+        except Superseded as exc:  # restarting it would take the strategy back: both trade
+            log.error("local.runner_superseded", strategy=name, error=str(exc),
+                      note="not restarted; stop the other runner and restart this process")
+            return
         except Exception as exc:
             if stop.is_set():
                 log.warning("local.runner_stopped_with_error", strategy=name, error=str(exc))
