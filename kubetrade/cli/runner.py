@@ -213,6 +213,7 @@ async def _until_reachable(
 
 def main(args: argparse.Namespace) -> int:
     from kubetrade.logs import configure_logging, get_logger
+    from kubetrade.state.store import Superseded
 
     configure_logging()
     try:
@@ -221,3 +222,7 @@ def main(args: argparse.Namespace) -> int:
         get_logger("kubetrade.cli.runner").error("runner.failed", error=str(exc))
         print(f"kubetrade runner: {exc}", file=sys.stderr)
         return 2
+    except Superseded as exc:  # another runner of the strategy started: it trades now
+        get_logger("kubetrade.cli.runner").error("runner.superseded", error=str(exc))
+        print(f"kubetrade runner: {exc}", file=sys.stderr)
+        return 1
