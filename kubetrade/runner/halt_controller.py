@@ -24,6 +24,7 @@ from typing import Any
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.emergency import HALTING_ACTIONS, EmergencyAction
 from kubetrade.domain.engine import HALT_MANUAL, TradingEngine
+from kubetrade.domain.halts import HALT_DRAWDOWN
 from kubetrade.logs import get_logger
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halts import HaltBook, HaltSource
@@ -31,6 +32,17 @@ from kubetrade.runner.orders import OrderRouter
 from kubetrade.runner.outputs import OutputPort
 from kubetrade.state.client import RedisError
 from kubetrade.state.store import Changes, StateStore
+
+#: Who writes ``none`` without a person asking: the operator when the Emergency object
+#: is deleted (a runner's own start and watch events have their own ``source``).
+MACHINE_ACTORS = frozenset({"", "kubernetes"})
+
+
+def _asked_by_a_person(cmd: EmergencyCommand) -> bool:
+    """A new change written by a person (API, dashboard, Telegram; in process or through
+    Redis), not the state read at start or the first event of a Kubernetes watch."""
+    return cmd.source in ("local", "redis") and cmd.by not in MACHINE_ACTORS
+
 
 #: How long to wait for Redis when deciding whether it still holds a stop (seconds).
 REDIS_EMERGENCY_TIMEOUT_S = 2.0
@@ -89,6 +101,17 @@ class HaltController:
     async def apply_emergency(self, cmd: EmergencyCommand) -> None:
         """Stop / close-all / resume, once per change of action (see module doc)."""
         async with self.lock:
+            if (cmd.action == EmergencyAction.NONE and _asked_by_a_person(cmd)
+                    and self.last_emergency not in HALTING_ACTIONS
+                    and HALT_DRAWDOWN in self.engine.halts):
+                # no stop to lift: the resume a person asked for is the max-drawdown
+                # halt's "until a person resumes" (a disabled strategy stays halted)
+                self.log.warning("emergency.resume_lifts_drawdown", by=cmd.by,
+                                 source=cmd.source)
+                self.last_emergency = cmd.action
+                await self.set_halt(HaltSource.EMERGENCY_STOP, None, cmd.by)
+                await self._ack(cmd, [])
+                return
             # ack_owed: the last apply broke off (Redis down mid-way): redo it whole
             if cmd.action == self.last_emergency and cmd.source != "start" \
                     and not self.ack_owed:

@@ -148,3 +148,29 @@ async def test_a_stop_that_arrives_as_redis_answers_is_not_lost(redis_url: str) 
         assert runner.engine.is_halted
     finally:
         await redis.aclose()
+
+
+async def test_a_persons_resume_lifts_the_max_drawdown_halt(redis_client: Redis) -> None:
+    """The max-drawdown halt holds "until a person resumes": the dashboard's, the API's
+    or Telegram's resume, with no stop in force, lifts it (before, it answered 'applied'
+    and the strategy stayed halted: a new-user trial). The state read at start and the
+    operator's 'none' when the Emergency is deleted do not."""
+    keys = Keys(f"kt-{uuid.uuid4().hex[:8]}")
+    runner = await _runner(redis_client, keys)
+    await runner.update_limits(runner.limits.model_copy(
+        update={"max_drawdown_pct": Decimal("0.01"), "stop_loss_pct": Decimal(0)}), "test")
+    candles = runner.market.candles(runner.cursor)
+    for _ in range(1440):
+        symbol, candle = await anext(candles)
+        await runner.process_candle(symbol, candle)
+        if "max_drawdown" in runner.engine.halts:
+            break
+    assert "max_drawdown" in runner.engine.halts
+    await runner.apply_emergency(EmergencyCommand("none", 1, "", "", "start"))
+    await runner.apply_emergency(EmergencyCommand("none", 2, "kubernetes",
+                                                  "Emergency deleted", "redis"))
+    assert "max_drawdown" in runner.engine.halts
+    await runner.apply_emergency(EmergencyCommand("none", 3, "api:admin", "", "redis"))
+    assert not runner.engine.is_halted
+    # what a restart restores: the lift is committed with the engine
+    assert "max_drawdown" not in (await _stored(redis_client, keys))["halts"]
