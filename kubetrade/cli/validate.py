@@ -202,6 +202,15 @@ def build_plan(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         raise
 
 
+def _say_fractions(limits: Any) -> None:
+    """A RiskPolicy percentage written as a fraction, said on stderr: allowed, but a
+    0.05 % stop-loss is rarely what was meant (kubetrade.domain.percentages)."""
+    from kubetrade.domain.percentages import limits_fractions
+
+    for message in limits_fractions(limits):
+        print(f"kubetrade validate: warning: RiskPolicy {message}", file=sys.stderr)
+
+
 def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, Any]:
     from kubetrade.resources import RiskPolicySpec, load_strategy_file
     from kubetrade.validation.plan import (
@@ -233,6 +242,7 @@ def _build_plan(args: argparse.Namespace, holder: list[Any]) -> tuple[Any, Any, 
         limits = limits_from_file(args.risk_policy_file, None)
     if limits is None:
         limits = RiskPolicySpec().to_limits()
+    _say_fractions(limits)
     from decimal import Decimal
     from pathlib import Path
 

@@ -44,6 +44,7 @@ from typing import Any
 from kubetrade.domain.algorithms import create_algorithm
 from kubetrade.domain.engine import TradingEngine
 from kubetrade.domain.models import Candle, MarketInfo, Order, make_client_order_id
+from kubetrade.domain.percentages import limits_fractions
 from kubetrade.domain.risk import RiskLimits
 from kubetrade.domain.timeframes import timeframe_ms
 from kubetrade.exchange.base import ExchangeEvent, GuardedExchange
@@ -192,6 +193,7 @@ class Runner:
         return runner
 
     async def _start(self, restored: RestoredState) -> None:
+        self._warn_fractions()
         await self.reconciler.load_baseline(paper=self.paper is not None)
         self.halt_control.last_emergency = await self.store.read_emergency_ack()
         self.halt_control.restore(restored.engine_snapshot)
@@ -248,6 +250,12 @@ class Runner:
             for t in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+
+    def _warn_fractions(self) -> None:
+        """A percentage written as a fraction (0.05 for 5 %) is allowed but said, each
+        time the runner takes a policy (its start, a change from the API or cluster)."""
+        for message in limits_fractions(self.limits):
+            self.log.warning("risk.percent_as_fraction", message=f"RiskPolicy {message}")
 
     async def _claim(self) -> None:
         holder = {"id": uuid.uuid4().hex, "host": socket.gethostname(), "pid": os.getpid(),
@@ -358,6 +366,7 @@ class Runner:
             self.engine.update_limits(limits)
             await self.store.commit(Changes(engine_snapshot=self.router.snapshot()))
             self.log.info("risk.limits_updated", by=by)
+            self._warn_fractions()
             await self.outputs.audit(
                 "risk.limits_updated", {"by": by, "limits": limits.model_dump(mode="json")}
             )

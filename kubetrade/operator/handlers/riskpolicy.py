@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from kubetrade.operator.checks import fractional_percentages
+from kubetrade.domain.percentages import fractional_percentages
 from kubetrade.operator.clients import clients_of
 from kubetrade.operator.handlers.indexes import StrategyIndex, strategies_in
 from kubetrade.operator.handlers.support import on_timer, write_status

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from kubetrade.operator.checks import (
-    fractional_percentages,
-    percent_fields,
-    symbols_not_allowed,
-)
+from kubetrade.domain.percentages import fractional_percentages, percent_fields
+from kubetrade.operator.checks import symbols_not_allowed
 
 
 def test_a_fraction_written_for_a_percentage_is_flagged_naming_the_field() -> None:

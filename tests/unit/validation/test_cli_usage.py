@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from kubetrade.cli import main
+from tests.unit.validation._data import filters_dir, shared_data, strategy_yaml
 
 
 def test_preflight_needs_a_strategy(capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,3 +37,24 @@ def test_validate_needs_exactly_one_source(
     assert main(["validate", "--strategy-file", str(spec), "--strategy", "s"]) == 2
     assert main(["validate", "--strategy-file", str(spec), "--duration", "48"]) == 2
     assert "duration: '48' is not like 48h" in capsys.readouterr().err
+
+
+def test_a_percentage_written_as_a_fraction_is_said_by_validate_and_preflight(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stopLossPct: 0.05 is a 0.05 % stop: allowed, but said, as the operator does (a
+    new-user trial: pre-flight said 'Stop-Loss Configured PASS stop_loss_pct = 0.05%')."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text(strategy_yaml("fr", "sma-crossover", "{fastPeriod: 3, slowPeriod: 8}",
+                                  "BTC/USDT", "1m", risk="{stopLossPct: 0.05}"))
+    main(["validate", "--strategy-file", str(spec), "--replay",
+          str(shared_data("binance-BTCUSDT-1m-2024-09-21.csv")), "--no-html",
+          "--report-dir", str(tmp_path / "r"), "--datadir", str(filters_dir(tmp_path))])
+    warning = ("warning: RiskPolicy spec.stopLossPct is 0.05: did you mean 5 % rather than "
+               "0.05 %?")
+    assert warning in capsys.readouterr().err
+    # the pre-flight's exchange checks fail at once on a closed local port (no internet)
+    monkeypatch.setenv("KUBETRADE_EXCHANGE_URL", "http://127.0.0.1:9")
+    main(["preflight", "--strategy-file", str(spec), "--no-publish",
+          "--report-dir", str(tmp_path / "p")])
+    assert warning in capsys.readouterr().err
