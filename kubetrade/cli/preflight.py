@@ -61,19 +61,22 @@ def load_inputs(args: argparse.Namespace, env: dict[str, str]) -> tuple[Any, Any
         cluster_strategy,
         kube_api_client,
     )
+    from kubetrade.validation.plan import check_policy_ref
 
     api = None
     if args.strategy_file:
         strategy = load_strategy_file(args.strategy_file)
-        ref = strategy.spec.risk_policy_ref
-        policies = [r for r in load_manifests(args.strategy_file)
-                    if isinstance(r, RiskPolicy) and r.metadata.name == ref]
         if args.risk_policy_file:
             policies = [r for r in load_manifests(args.risk_policy_file)
                         if isinstance(r, RiskPolicy)]
             if len(policies) != 1:
                 raise ValueError(f"{args.risk_policy_file}: expected exactly one RiskPolicy, "
                                  f"found {len(policies)}")
+        else:
+            ref = strategy.spec.risk_policy_ref
+            held = [r for r in load_manifests(args.strategy_file) if isinstance(r, RiskPolicy)]
+            policies = [r for r in held if r.metadata.name == ref] or check_policy_ref(
+                ref, [r.metadata.name for r in held], args.strategy_file)
         risk = policies[0].spec if policies else _risk_from_env(env)
     else:
         api = kube_api_client(args.kubeconfig)

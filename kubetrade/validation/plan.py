@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +150,27 @@ def parse_duration(text: str) -> int:
 
 def limits_from_file(path: str, ref: str | None) -> Any | None:
     """The RiskLimits of the RiskPolicy named ``ref`` in a YAML file (None when the file
-    has no such policy); without ``ref`` the file must hold exactly one (ValueError)."""
+    holds no RiskPolicy: the defaults apply); without ``ref`` the file must hold exactly
+    one. ValueError otherwise: a file holding policies but not ``ref`` is a misspelt
+    riskPolicyRef, which must not trade with the defaults."""
     policies = [r for r in load_manifests(path) if isinstance(r, RiskPolicy)]
     if ref is not None:
-        policies = [p for p in policies if p.metadata.name == ref]
+        policies = [p for p in policies if p.metadata.name == ref] or check_policy_ref(
+            ref, [p.metadata.name for p in policies], path)
     elif len(policies) != 1:
         raise ValueError(f"{path}: expected exactly one RiskPolicy, found {len(policies)}")
     return policies[0].spec.to_limits() if policies else None
+
+
+def check_policy_ref(ref: str, names: list[str], where: str) -> list[Any]:
+    """[] when ``where`` holds no RiskPolicy at all (the defaults apply); ValueError when
+    it holds others than ``ref``, naming them (and the nearest)."""
+    if not names:
+        return []
+    near = get_close_matches(ref, names, n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    raise ValueError(f"{where}: spec.riskPolicyRef {ref!r} is not a RiskPolicy there{hint}; "
+                     f"it holds {', '.join(sorted(names))}")
 
 
 def replay_path_for(replay: str, symbol: str | None, strategy: Any) -> Path:

@@ -58,3 +58,18 @@ def test_a_percentage_written_as_a_fraction_is_said_by_validate_and_preflight(
     main(["preflight", "--strategy-file", str(spec), "--no-publish",
           "--report-dir", str(tmp_path / "p")])
     assert warning in capsys.readouterr().err
+
+
+def test_a_misspelt_risk_policy_ref_is_refused_not_traded_with_the_defaults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(strategy_yaml("fr", "sma-crossover", "{fastPeriod: 3, slowPeriod: 8}",
+                                  "BTC/USDT", "1m", risk="{stopLossPct: 2}")
+                    .replace("riskPolicyRef: fr-risk", "riskPolicyRef: fr-rsik"))
+    said = "spec.riskPolicyRef 'fr-rsik' is not a RiskPolicy there (did you mean 'fr-risk'?)"
+    assert main(["validate", "--strategy-file", str(spec), "--replay", "bundled",
+                 "--no-html", "--report-dir", str(tmp_path / "r")]) == 2
+    assert said in capsys.readouterr().err
+    assert main(["preflight", "--strategy-file", str(spec), "--no-publish"]) == 2
+    assert said in capsys.readouterr().err
