@@ -14,34 +14,20 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from kubetrade.domain.clock import ManualClock
-from kubetrade.exchange.replay import bundled_candles
-from kubetrade.runner.assembly import RunnerEnv, create_runner
-from kubetrade.runner.core import Runner, RunnerOptions
+from kubetrade.runner.core import Runner
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halts import SNAPSHOT_KEY, HaltSource
 from kubetrade.state.client import connect
 from kubetrade.state.desired import write_emergency
 from kubetrade.state.keys import Keys
+from tests.integration.runner.paper_runner import paper_runner, sma_manifest
 
-CSV = bundled_candles("BTC/USDT")
 NAME = "halty"
-MANIFEST = {
-    "apiVersion": "kubetrade.io/v1alpha1",
-    "kind": "Strategy",
-    "metadata": {"name": NAME},
-    "spec": {"algorithm": "sma-crossover", "parameters": {"fastPeriod": 5, "slowPeriod": 20},
-             "symbols": ["BTC/USDT"], "timeframe": "1m", "mode": "paper"},
-}
+MANIFEST = sma_manifest(NAME, 5, 20)
 
 
 async def _runner(redis: Redis, keys: Keys) -> Runner:
-    env = RunnerEnv(market_data=f"replay:{CSV}", replay_interval=0)
-    parts, _ = await create_runner(
-        MANIFEST, redis=redis, keys=keys, env=env, clock=ManualClock(1_800_000_000_000),
-        options=RunnerOptions(reconcile_interval_s=0),
-    )
-    return await Runner.restore(parts)
+    return await paper_runner(redis, keys, MANIFEST)
 
 
 async def _stored(redis: Redis, keys: Keys) -> dict[str, Any]:

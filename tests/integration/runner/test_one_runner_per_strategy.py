@@ -10,30 +10,17 @@ from collections.abc import Callable
 
 import pytest
 
-from kubetrade.domain.clock import ManualClock
-from kubetrade.exchange.replay import bundled_candles
-from kubetrade.runner.assembly import RunnerEnv, create_runner
-from kubetrade.runner.core import Runner, RunnerOptions
+from kubetrade.runner.core import Runner
 from kubetrade.state.client import RedisClient, connect
 from kubetrade.state.keys import Keys
 from kubetrade.state.store import Superseded
+from tests.integration.runner.paper_runner import paper_runner, sma_manifest
 
-NAME = "twice"
-MANIFEST = {
-    "apiVersion": "kubetrade.io/v1alpha1",
-    "kind": "Strategy",
-    "metadata": {"name": NAME},
-    "spec": {"algorithm": "sma-crossover", "parameters": {"fastPeriod": 3, "slowPeriod": 8},
-             "symbols": ["BTC/USDT"], "timeframe": "1m", "mode": "paper"},
-}
+MANIFEST = sma_manifest("twice", 3, 8)
 
 
 async def _runner(redis: RedisClient, keys: Keys) -> Runner:
-    env = RunnerEnv(market_data=f"replay:{bundled_candles('BTC/USDT')}", replay_interval=0.005)
-    parts, _ = await create_runner(
-        MANIFEST, redis=redis, keys=keys, env=env, clock=ManualClock(1_800_000_000_000),
-        options=RunnerOptions(reconcile_interval_s=0))
-    return await Runner.restore(parts)
+    return await paper_runner(redis, keys, MANIFEST, replay_interval=0.005)
 
 
 async def _until(check: Callable[[], bool], timeout_s: float, what: str) -> None:
