@@ -29,6 +29,25 @@ def add_command(
     return parser
 
 
+def tcp_port(text: str) -> int:
+    """An argparse type: a TCP port to listen on (1-65535)."""
+    port = int(text) if text.strip().isdigit() else -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return port
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
+
+
 def pod_namespace() -> str:
     """``$POD_NAMESPACE`` (in a pod, its own namespace), else ``default``."""
     return os.environ.get("POD_NAMESPACE", "default")

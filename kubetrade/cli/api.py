@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kubetrade.cli._command import add_cluster_arguments, add_command
+from kubetrade.cli._command import add_cluster_arguments, add_command, tcp_port
 from kubetrade.cli._http import add_http_arguments, check_host, uvicorn_config
 
 log = logging.getLogger("kubetrade.cli.api")
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--host", default=None,
                    help="address to bind (default 0.0.0.0 when DASHBOARD_PASSWORD is set, "
                    "else 127.0.0.1; without a password only loopback is allowed)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=tcp_port, default=8000, help="port (default 8000)")
     add_cluster_arguments(
         p, (None, "namespace of the custom resources"), short=False,
         kubeconfig="kubeconfig (default $KUBECONFIG)",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kubetrade.cli._command import add_command
+from kubetrade.cli._command import add_command, seconds, tcp_port
 from kubetrade.cli._http import add_http_arguments
 
 
@@ -26,7 +26,7 @@ def register(subparsers: Any) -> None:
         help="directory of Strategy (and RiskPolicy) YAML files (default: examples/strategies)",
     )
     p.add_argument("--host", default="127.0.0.1", help="API bind address (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
+    p.add_argument("--port", type=tcp_port, default=8000, help="API port (default 8000)")
     p.add_argument(
         "--risk-policy", type=Path, default=None,
         help="RiskPolicy YAML (default: RiskPolicies in --strategies, else built-in defaults)",
@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
         help="'exchange' or 'replay:bundled' / 'replay:<csv>' (default: probe Binance)",
     )
     p.add_argument(
-        "--replay-interval", type=float, default=None,
+        "--replay-interval", type=seconds, default=None,
         help="seconds between replayed candles (default 0.5)",
     )
     p.add_argument(

@@ -1,4 +1,5 @@
-"""The runner's environment: values that decide where it trades are read strictly."""
+"""Settings and flags read strictly: a value that decides where or how kubetrade trades
+or listens is refused naming the variable or flag, never taken for something else."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 
+from kubetrade.cli import main
 from kubetrade.runner.assembly import RunnerEnv
 
 
@@ -37,3 +39,18 @@ def test_a_bad_metrics_port_breaks_no_other_command() -> None:
     assert bad.returncode == 2
     assert "argument --metrics-port: 'abc' is not a port" in bad.stderr
     assert "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize(("argv", "said"), [
+    (["local", "--port", "99999"], "argument --port: '99999' is not a TCP port (1-65535)"),
+    (["api", "--port", "0"], "argument --port: '0' is not a TCP port (1-65535)"),
+    (["local", "--replay-interval", "-1"],
+     "argument --replay-interval: '-1' is not a number of seconds (0 or more)"),
+])
+def test_bad_flags_are_refused_naming_the_flag(argv: list[str], said: str,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    # --port 99999 was a raw OverflowError traceback at bind time, -1 s was accepted
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert said in capsys.readouterr().err
