@@ -141,26 +141,32 @@ class StateStore:
         #: this runner's id once it claimed the strategy (:meth:`claim`); from then on
         #: every commit is refused (:class:`Superseded`) when another runner claimed it
         self.instance: str | None = None
+        self._holder = ""
 
     async def claim(self, holder: dict[str, Any]) -> dict[str, Any] | None:
         """Make this process the strategy's one runner: ``holder`` (``id`` and what
         names the process: host, pid, started_ms) replaces whoever held it, and is
         checked by every later :meth:`commit`. Returns the previous holder (None when
         there was none): a runner still running there stops at its next commit."""
-        raw: Any = await self.redis.set(self.keys.runner_instance(self.name), _dumps(holder),
+        self._holder = _dumps(holder)
+        raw: Any = await self.redis.set(self.keys.runner_instance(self.name), self._holder,
                                         get=True)
         self.instance = str(holder["id"])
         return json.loads(raw) if raw else None
 
     async def _fence(self, pipe: Any) -> None:
-        """WATCH the instance key and check it is still ours (see :meth:`claim`)."""
+        """WATCH the instance key and check it is still ours (see :meth:`claim`). A key
+        gone (a Redis that restarted empty, a flush) is claimed again in the same
+        transaction: nobody else holds it, and stopping would say something untrue."""
         key = self.keys.runner_instance(self.name)
         await pipe.watch(key)
         raw = await pipe.get(key)
-        holder = json.loads(raw) if raw else {}
-        if holder.get("id") != self.instance:
+        holder = json.loads(raw) if raw else None
+        if holder is not None and holder.get("id") != self.instance:
             raise Superseded(self.name, holder)
         pipe.multi()
+        if holder is None:
+            pipe.set(key, self._holder)
 
     @property
     def paper_key(self) -> str:
@@ -171,52 +177,62 @@ class StateStore:
         return self.keys.candle_cursor(self.name)
 
     async def commit(self, changes: Changes) -> None:
-        """Write ``changes`` in one MULTI/EXEC: all of it survives a crash, or none."""
+        """Write ``changes`` in one MULTI/EXEC: all of it survives a crash, or none.
+        After :meth:`claim`, only while this runner holds the claim (else
+        :class:`Superseded`); a claim that changed between the check and EXEC is
+        checked again (up to 3 times)."""
         if changes.empty():
             return
+        for _ in range(3):
+            async with self.redis.pipeline(transaction=True) as pipe:
+                if self.instance is not None:
+                    await self._fence(pipe)
+                self._queue(pipe, changes)
+                try:
+                    await pipe.execute()
+                    return
+                except WatchError:
+                    continue
+        raise Superseded(self.name, {})
+
+    def _queue(self, pipe: Any, changes: Changes) -> None:
+        """The writes of ``changes``, queued on ``pipe`` (a MULTI)."""
         k, name = self.keys, self.name
-        async with self.redis.pipeline(transaction=True) as pipe:
-            if self.instance is not None:
-                await self._fence(pipe)
-            pipe.sadd(k.strategies, name)
-            if changes.orders:
+        pipe.sadd(k.strategies, name)
+        if changes.orders:
+            pipe.hset(
+                k.orders(name),
+                mapping={o.client_order_id: _dumps(to_dict(o)) for o in changes.orders},
+            )
+        if changes.fills:
+            pipe.sadd(k.fills_seen(name), *[f.trade_id for f in changes.fills])
+        for trade in changes.closed_trades:
+            fields = trade_fields(trade)
+            pipe.xadd(k.strategy_trades(name), fields, maxlen=TRADES_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(k.trades, fields, maxlen=TRADES_MAXLEN, approximate=True)  # type: ignore[arg-type]
+        if changes.engine_snapshot is not None:
+            pipe.set(k.engine(name), _dumps(changes.engine_snapshot))
+        if changes.positions is not None:
+            pipe.delete(k.positions(name))
+            if changes.positions:
                 pipe.hset(
-                    k.orders(name),
-                    mapping={o.client_order_id: _dumps(to_dict(o)) for o in changes.orders},
+                    k.positions(name),
+                    mapping={s: _dumps(to_dict(p)) for s, p in changes.positions.items()},
                 )
-            if changes.fills:
-                pipe.sadd(k.fills_seen(name), *[f.trade_id for f in changes.fills])
-            for trade in changes.closed_trades:
-                fields = trade_fields(trade)
-                pipe.xadd(k.strategy_trades(name), fields, maxlen=TRADES_MAXLEN, approximate=True)  # type: ignore[arg-type]
-                pipe.xadd(k.trades, fields, maxlen=TRADES_MAXLEN, approximate=True)  # type: ignore[arg-type]
-            if changes.engine_snapshot is not None:
-                pipe.set(k.engine(name), _dumps(changes.engine_snapshot))
-            if changes.positions is not None:
-                pipe.delete(k.positions(name))
-                if changes.positions:
-                    pipe.hset(
-                        k.positions(name),
-                        mapping={s: _dumps(to_dict(p)) for s, p in changes.positions.items()},
-                    )
-            if changes.paper_snapshot is not None:
-                pipe.set(self.paper_key, _dumps(changes.paper_snapshot))
-            if changes.cursor:
-                pipe.hset(self.cursor_key, mapping={s: str(t) for s, t in changes.cursor.items()})
-            if changes.equity is not None:
-                ts, eq = changes.equity
-                pipe.xadd(
-                    k.equity(name),
-                    {"ts": str(ts), "equity": str(eq)},
-                    maxlen=EQUITY_MAXLEN,
-                    approximate=True,
-                )
-            if changes.summary is not None:
-                pipe.hset(k.summary(name), mapping=summary_hash(changes.summary))  # type: ignore[arg-type]
-            try:
-                await pipe.execute()
-            except WatchError:  # claimed by another runner between the check and EXEC
-                raise Superseded(name, {}) from None
+        if changes.paper_snapshot is not None:
+            pipe.set(self.paper_key, _dumps(changes.paper_snapshot))
+        if changes.cursor:
+            pipe.hset(self.cursor_key, mapping={s: str(t) for s, t in changes.cursor.items()})
+        if changes.equity is not None:
+            ts, eq = changes.equity
+            pipe.xadd(
+                k.equity(name),
+                {"ts": str(ts), "equity": str(eq)},
+                maxlen=EQUITY_MAXLEN,
+                approximate=True,
+            )
+        if changes.summary is not None:
+            pipe.hset(k.summary(name), mapping=summary_hash(changes.summary))  # type: ignore[arg-type]
 
     async def fills_seen(self, trade_ids: list[str]) -> set[str]:
         """The subset of ``trade_ids`` already applied."""

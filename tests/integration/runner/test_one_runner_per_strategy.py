@@ -56,3 +56,24 @@ async def test_the_runner_started_last_trades_and_the_other_stops(redis_url: str
                 with pytest.raises((asyncio.CancelledError, Superseded)):
                     await task
         await redis.aclose()
+
+
+async def test_a_lost_claim_is_taken_again_not_read_as_another_runner(redis_url: str) -> None:
+    """A Redis that restarted empty (or was flushed) holds no claim: the runner's next
+    commit claims it again and it trades on, instead of stopping as 'superseded'."""
+    keys = Keys(f"kt-{uuid.uuid4().hex[:8]}")
+    redis = connect(redis_url)
+    runner = await _runner(redis, keys)
+    running = asyncio.create_task(runner.run())
+    try:
+        await _until(lambda: runner.candles_processed >= 10, 30, "trading")
+        await redis.delete(keys.runner_instance("twice"))
+        done = runner.candles_processed
+        await _until(lambda: runner.candles_processed >= done + 10, 30, "trading on")
+        assert not running.done()
+        assert await redis.get(keys.runner_instance("twice")) is not None
+    finally:
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        await redis.aclose()
