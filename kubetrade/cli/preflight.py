@@ -16,7 +16,7 @@ import sys
 from typing import Any
 
 from kubetrade.cli._command import add_cluster_arguments, add_command, pod_namespace
-from kubetrade.domain.percentages import fractional_percentages
+from kubetrade.domain.percentages import limits_fractions
 from kubetrade.exchange.testnet import testnet_setting
 
 EXIT_FAIL = 1
@@ -151,7 +151,7 @@ async def run_preflight(args: argparse.Namespace, env: dict[str, str]) -> Any:
     from kubetrade.validation import preflight as pf
 
     strategy, risk, api = load_inputs(args, env)
-    for message in fractional_percentages(risk.model_dump(mode="json", by_alias=True)):
+    for message in limits_fractions(risk):  # a RiskPolicySpec is a RiskLimits
         print(f"kubetrade preflight: warning: RiskPolicy {message}", file=sys.stderr)
     credentials = pf.load_credentials(env)
     redis = None

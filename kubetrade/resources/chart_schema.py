@@ -13,6 +13,7 @@ dropped), with unknown fields refused. ``make crds`` runs it beside the CRDs.
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,7 @@ def values_spec_schema(crd: Schema) -> Schema:
 def with_spec_schema(values_schema: Schema, spec: Schema) -> Schema:
     """``values_schema`` with ``spec`` at :data:`SPEC_PATH` (a new dict; KeyError when
     the chart's schema has no place for it)."""
-    out: Schema = json.loads(json.dumps(values_schema))
+    out: Schema = copy.deepcopy(values_schema)
     node = out
     for key in SPEC_PATH[:-1]:
         node = node[key]

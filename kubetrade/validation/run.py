@@ -13,6 +13,7 @@ from typing import Any
 
 from kubetrade.domain.clock import Clock
 from kubetrade.domain.metrics import compute_metrics, float_columns
+from kubetrade.marketdata.replay_input import release_arrow_memory
 from kubetrade.validation.analysis import (
     breakdowns,
     buy_and_hold,
@@ -87,15 +88,6 @@ def analyse(plan: ValidationPlan, outcome: RunOutcome, metrics: Any) -> dict[str
         if outcome.first_close is not None and outcome.last_close is not None else None)
     out["price_curve"] = [[ts, p] for ts, p in outcome.prices or []]
     return out
-
-
-def release_arrow_memory() -> None:
-    """Hand back to the system what Arrow's allocator kept after the candles were
-    freed (their columns, the CSV parser's buffers: ~100 MB for a million rows): it
-    keeps freed memory for Arrow alone, and the report is made of Python objects."""
-    import pyarrow as pa
-
-    pa.default_memory_pool().release_unused()
 
 
 def run_plan(
