@@ -50,8 +50,10 @@ def _refuse_duplicate_names(found: list[tuple[Path, Any]]) -> None:
             continue
         why = ("one name is one runner and one set of books" if kind == "Strategy"
                else "their specs differ")
-        raise ValueError(f"--strategies: {kind} {key[1]!r} is in both {first[0].name} and "
-                         f"{file.name}: each {kind} needs its own metadata.name ({why})")
+        where = (f"twice in {file.name}" if first[0] == file
+                 else f"in both {first[0].name} and {file.name}")
+        raise ValueError(f"--strategies: {kind} {key[1]!r} is {where}: each {kind} needs "
+                         f"its own metadata.name ({why})")
 
 
 def load_risk_policy_file(path: Path | None) -> list[dict[str, Any]]:

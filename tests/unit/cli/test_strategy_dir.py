@@ -35,3 +35,9 @@ def test_one_policy_in_two_files_is_fine_unless_they_differ(tmp_path: Path) -> N
                                      + POLICY % 4)
     with pytest.raises(ValueError, match=r"RiskPolicy 'default' is in both a\.yaml and b\.yaml"):
         load_strategy_dir(tmp_path)
+
+
+def test_the_same_name_twice_in_one_file_is_refused_too(tmp_path: Path) -> None:
+    (tmp_path / "two.yaml").write_text(EXAMPLE.read_text() + "---\n" + EXAMPLE.read_text())
+    with pytest.raises(ValueError, match=r"Strategy 'btc-sma' is twice in two\.yaml"):
+        load_strategy_dir(tmp_path)
