@@ -362,8 +362,12 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             return EXIT_GO, report
         return (EXIT_GO if report["decision"] == "GO" else EXIT_NO_GO), report
     except BaseException as exc:
+        termination = termination_in(exc)
         if reporter is not None:
-            reporter.fail(f"{type(exc).__name__}: {exc}")
+            failure = termination or exc
+            reporter.fail(f"{type(failure).__name__}: {failure}")
+        if termination is not None and termination is not exc:
+            raise Terminated(str(termination)) from exc
         raise
     finally:
         if api is not None:
@@ -394,23 +398,29 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         code, _ = execute(args)
-    except Terminated:
+    except BaseException as exc:
+        if termination_in(exc) is None:
+            return _refused(exc)
         print("kubetrade validate: terminated before the run completed", file=sys.stderr)
         return 128 + signal.SIGTERM
-    except ValueError as exc:
-        print(f"kubetrade validate: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:
-        from kubernetes.client.exceptions import ApiException
-
-        if not isinstance(exc, ApiException):
-            raise
-        print(f"kubetrade validate: Kubernetes API: {exc.status} {exc.reason}", file=sys.stderr)
-        return EXIT_ERROR
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
     return code
+
+
+def _refused(exc: BaseException) -> int:
+    """The exit code and one line for a run that could not complete: bad input or a
+    Kubernetes API answer; anything else is re-raised."""
+    from kubernetes.client.exceptions import ApiException
+
+    if isinstance(exc, ValueError):
+        print(f"kubetrade validate: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, ApiException):
+        print(f"kubetrade validate: Kubernetes API: {exc.status} {exc.reason}", file=sys.stderr)
+        return EXIT_ERROR
+    raise exc
 
 
 class Terminated(BaseException):
@@ -420,3 +430,17 @@ class Terminated(BaseException):
 
 def _terminated(signum: int, frame: Any) -> None:
     raise Terminated("terminated by SIGTERM")
+
+
+def termination_in(exc: BaseException) -> Terminated | None:
+    """The Terminated behind `exc`, if any: the handler raises wherever the main
+    thread is, and library code can wrap it (a SIGTERM during `import ccxt` comes out
+    as RuntimeError from a class body's ``__set_name__``, its cause the Terminated)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, Terminated):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
