@@ -362,16 +362,22 @@ def execute(args: argparse.Namespace) -> tuple[int, dict[str, Any] | None]:
             return EXIT_GO, report
         return (EXIT_GO if report["decision"] == "GO" else EXIT_NO_GO), report
     except BaseException as exc:
-        termination = termination_in(exc)
-        if reporter is not None:
-            failure = termination or exc
-            reporter.fail(f"{type(failure).__name__}: {failure}")
-        if termination is not None and termination is not exc:
-            raise Terminated(str(termination)) from exc
+        _failed(exc, reporter)
         raise
     finally:
         if api is not None:
             api.close()
+
+
+def _failed(exc: BaseException, reporter: Any) -> None:
+    """A run that broke off: the ValidationRun (if any) is failed with the reason; a
+    termination that library code wrapped is raised again as itself (from ``exc``)."""
+    termination = termination_in(exc)
+    if reporter is not None:
+        failure = termination or exc
+        reporter.fail(f"{type(failure).__name__}: {failure}")
+    if termination is not None and termination is not exc:
+        raise Terminated(str(termination)) from exc
 
 
 def _progress_sinks(reporter: Any) -> Any:
