@@ -86,6 +86,18 @@ def validate_risk_spec(spec: dict[str, Any]) -> dict[str, Any]:
     return dumped
 
 
+def risk_spec_fields_set(spec: dict[str, Any]) -> dict[str, Any]:
+    """The fields a RiskPolicy spec sets (not those left to defaults), in the stored form
+    of :func:`validate_risk_spec`. Raises :class:`DesiredStateError` naming the field."""
+    try:
+        limits = RiskLimits.model_validate(spec)
+    except ValidationError as exc:
+        raise DesiredStateError(_pydantic_message("RiskPolicy.spec", exc)) from None
+    dumped: dict[str, Any] = limits.model_dump(
+        mode="json", by_alias=True, include=limits.model_fields_set)
+    return dumped
+
+
 StrategyCheck = Callable[[dict[str, Any]], dict[str, Any]]
 """Validates a Strategy manifest and returns it with defaults filled in; raises
 ``pydantic.ValidationError``. The resource model's check lives in
@@ -226,6 +238,21 @@ class LocalDesiredState:
             {"kind": "RiskPolicy", "name": name, "patch": patch},
         )
         return stored
+
+    # -- the files of the last start -------------------------------------------------
+    async def last_applied(self, kind: str, name: str) -> dict[str, Any] | None:
+        """The spec fields the files set for ``kind``/``name`` at the last start (None
+        when no start recorded them)."""
+        raw = await self.redis.hget(self.keys.desired_last_applied, f"{kind}/{name}")  # type: ignore[misc]
+        if raw is None:
+            return None
+        data: dict[str, Any] = json.loads(raw)
+        return data
+
+    async def record_applied(self, kind: str, name: str, fields: dict[str, Any]) -> None:
+        """Remember the spec fields this start's files set for ``kind``/``name``."""
+        await self.redis.hset(self.keys.desired_last_applied, f"{kind}/{name}",  # type: ignore[misc]
+                              json.dumps(fields, sort_keys=True))
 
     # -- emergency ------------------------------------------------------------------
     async def get_emergency(self) -> dict[str, Any]:

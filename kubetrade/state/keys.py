@@ -35,6 +35,10 @@ key                                         type     holds
 {p}:validation:latest                       string   JSON summary of the latest validation report
 {p}:desired:strategies                      hash     name -> Strategy manifest JSON (local mode)
 {p}:desired:riskpolicies                    hash     name -> RiskPolicy manifest JSON (local mode)
+{p}:desired:last-applied                    hash     "Kind/name" -> JSON of the spec fields the
+                                                     files set at the last start (local mode's
+                                                     three-way merge, as kubectl's
+                                                     last-applied-configuration)
 {p}:auth:revoked:{jti}                      string   present = token revoked (TTL = token lifetime)
 {p}:auth:refresh:{family}                   string   live refresh jti of a login (rotation, reuse)
 {p}:auth:login:{client}                     string   failed-login counter (TTL 60 s)
@@ -159,6 +163,10 @@ class Keys:
     @property
     def desired_riskpolicies(self) -> str:
         return f"{self.prefix}:desired:riskpolicies"
+
+    @property
+    def desired_last_applied(self) -> str:
+        return f"{self.prefix}:desired:last-applied"
 
     def revoked_token(self, jti: str) -> str:
         return f"{self.prefix}:auth:revoked:{jti}"

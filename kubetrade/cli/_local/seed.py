@@ -6,11 +6,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from kubetrade.cli._local.apply_merge import SpecMerge, merge_spec
 from kubetrade.cli._risk_env import risk_policy_from_env
 from kubetrade.logs import get_logger
 from kubetrade.resources import RiskPolicy, Strategy, load_manifests
 from kubetrade.runner.assembly import manifest_of
-from kubetrade.state.desired import LocalDesiredState, NotFoundError
+from kubetrade.state.desired import (
+    LocalDesiredState,
+    NotFoundError,
+    risk_policy_manifest,
+    risk_spec_fields_set,
+)
 
 log = get_logger("kubetrade.local")
 
@@ -71,10 +77,12 @@ async def seed_desired(
     """Put the files' manifests into local desired state; paper mode is forced.
 
     With a persistent REDIS_URL, desired state outlives the process and holds what
-    people changed while it ran: a strategy already stored takes the file's spec except
-    ``enabled`` (a dashboard/Telegram toggle wins over the file), and a RiskPolicy
-    already stored is kept as it is (settings changed on the dashboard); what is
-    missing is seeded from the files. Each choice is logged. Returns the stored
+    people changed while it ran (a dashboard/Telegram toggle of ``enabled``, risk
+    settings). Each field is merged as ``kubectl apply`` does
+    (:mod:`kubetrade.cli._local.apply_merge`): a value edited in the file since the last
+    start applies, a value the file did not change keeps what people set, and a stored
+    strategy otherwise takes the file's spec. What is missing is seeded from the files.
+    Each choice is logged; a file value not in force is a warning. Returns the stored
     Strategy manifests.
     """
     out = [await _seed_strategy(desired, manifest) for manifest in strategies]
@@ -110,30 +118,58 @@ async def _seed_strategy(desired: LocalDesiredState, manifest: dict[str, Any]) -
         stored: dict[str, Any] | None = await desired.get_strategy(name)
     except NotFoundError:
         stored = None
+    in_file = {"enabled": bool(spec.get("enabled", True))}
+    last = await desired.last_applied("Strategy", name)
     if stored is None:
         log.info("local.seed_strategy", strategy=name, source="file")
     else:
-        kept = bool((stored.get("spec") or {}).get("enabled", True))
-        in_file = bool(spec.get("enabled", True))
-        spec["enabled"] = kept
+        kept = {"enabled": bool((stored.get("spec") or {}).get("enabled", True))}
+        # unknown last start: a strategy someone disabled is not enabled by inference
+        merge = merge_spec(in_file, last if last is not None else in_file, kept)
+        spec["enabled"] = merge.spec["enabled"]
+        _log_merge("Strategy", name, merge)
         log.info(
             "local.seed_strategy",
             strategy=name,
-            source="file spec, enabled from stored desired state",
-            enabled=kept,
-            file_enabled=in_file,
+            source=("file spec, enabled from the file (changed since the last start)"
+                    if merge.from_file else "file spec, enabled from stored desired state"),
+            enabled=spec["enabled"],
+            file_enabled=in_file["enabled"],
         )
-    return await desired.put_strategy(manifest, actor="local")
+    put = await desired.put_strategy(manifest, actor="local")
+    await desired.record_applied("Strategy", name, in_file)
+    return put
 
 
 async def _seed_policy(
     desired: LocalDesiredState, policy: dict[str, Any], source: str = "file"
 ) -> None:
     name = (policy.get("metadata") or {}).get("name") or "default"
-    if await desired.has_risk_policy(name):
-        log.info("local.seed_riskpolicy", policy=name, source="stored desired state",
-                 note="kept as stored (changed settings survive restarts); the file's "
-                 "RiskPolicy seeds it only when none is stored")
-        return
-    log.info("local.seed_riskpolicy", policy=name, source=source)
-    await desired.put_risk_policy(policy, actor="local")
+    in_file = risk_spec_fields_set(policy.get("spec") or {})
+    if not await desired.has_risk_policy(name):
+        log.info("local.seed_riskpolicy", policy=name, source=source)
+        await desired.put_risk_policy(policy, actor="local")
+    else:
+        stored = (await desired.get_risk_policy(name))["spec"]
+        merge = merge_spec(in_file, await desired.last_applied("RiskPolicy", name), stored)
+        _log_merge("RiskPolicy", name, merge)
+        log.info("local.seed_riskpolicy", policy=name, source=f"stored desired state and {source}",
+                 from_file=sorted(merge.from_file), kept_as_stored=sorted(merge.kept))
+        if merge.spec != stored:
+            await desired.put_risk_policy(risk_policy_manifest(name, merge.spec), actor="local")
+    await desired.record_applied("RiskPolicy", name, in_file)
+
+
+def _log_merge(kind: str, name: str, merge: SpecMerge) -> None:
+    """One line per field whose value changed at this start or is not the file's."""
+    for field_name, (before, value) in sorted(merge.from_file.items()):
+        log.info("local.seed_field_from_file", kind=kind, name=name, field=field_name,
+                 stored=before, file=value, note="edited in the file since the last start")
+    for field_name, (kept, value) in sorted(merge.kept.items()):
+        log.warning("local.seed_field_kept", kind=kind, name=name, field=field_name,
+                    in_force=kept, file=value,
+                    note="changed on the dashboard or in Telegram while it ran; the file's "
+                    "value applies once it is edited in the file")
+    for field_name in merge.dropped:
+        log.info("local.seed_field_dropped", kind=kind, name=name, field=field_name,
+                 note="removed from the file since the last start: its default applies")

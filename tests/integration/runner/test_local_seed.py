@@ -1,6 +1,8 @@
 """`kubetrade local` with a persistent Redis: a restart seeds desired state from the
 YAML files without undoing what people changed while it ran (a dashboard toggle of
-``enabled``, risk settings), while edits to the files' strategy specs do apply."""
+``enabled``, risk settings), while edits to the files do apply (kubectl apply's
+three-way merge, field by field: a value edited in the file since the last start wins,
+one the file did not change keeps what people set)."""
 
 from __future__ import annotations
 
@@ -64,7 +66,45 @@ async def test_restart_keeps_toggles_and_settings_and_applies_file_edits(
     assert float(policy["spec"]["stopLossPct"]) == 2.5  # the settings change survives
     out = capsys.readouterr().out
     assert "enabled from stored desired state" in out and "btc-a" in out
-    assert "kept as stored" in out
+    # each file value not in force is a warning naming the field and both values
+    kept = sorted(line for line in out.splitlines() if "local.seed_field_kept" in line)
+    assert len(kept) == 2 and all("warning" in line for line in kept)
+    assert "field=enabled" in kept[0] and "kind=Strategy" in kept[0]
+    assert "field=stopLossPct" in kept[1] and "in_force=2.5" in kept[1]
+
+
+async def test_an_edit_of_the_file_after_a_restart_applies_over_the_dashboard(
+    redis_client: Redis, tmp_path: Path
+) -> None:
+    """A trader tightens stopLossPct and disables a strategy *in the file* and restarts:
+    both apply, although the dashboard had changed the same fields before (before this,
+    the stored values won and the file's edit was silently ignored). A field removed
+    from the file goes back to its default."""
+    desired = LocalDesiredState(
+        redis_client, Keys("kt"), ManualClock(1), check_strategy=strategy_with_defaults
+    )
+    (tmp_path / "a.yaml").write_text(STRATEGY.format(name="btc-a", fast=10))
+    (tmp_path / "policy.yaml").write_text(
+        POLICY.replace("{stopLossPct: 5.0}", "{stopLossPct: 5.0, maxDrawdownPct: 9.0}"))
+    await seed_desired(desired, *load_strategy_dir(tmp_path))
+    await desired.update_risk_policy("default", {"stopLossPct": 2.5}, "dashboard")
+    await desired.set_strategy_enabled("btc-a", False, "dashboard")
+    await desired.set_strategy_enabled("btc-a", True, "telegram")
+
+    (tmp_path / "policy.yaml").write_text(POLICY.replace("5.0", "3.0"))
+    (tmp_path / "a.yaml").write_text(
+        STRATEGY.format(name="btc-a", fast=10).replace("enabled: true", "enabled: false"))
+    await seed_desired(desired, *load_strategy_dir(tmp_path))  # the restart
+
+    spec = (await desired.get_risk_policy("default"))["spec"]
+    assert Decimal(spec["stopLossPct"]) == 3  # the file's edit, not the dashboard's 2.5
+    assert Decimal(spec["maxDrawdownPct"]) == 15  # removed from the file: the default
+    assert (await desired.get_strategy("btc-a"))["spec"]["enabled"] is False
+
+    await desired.update_risk_policy("default", {"stopLossPct": 4.0}, "dashboard")
+    await seed_desired(desired, *load_strategy_dir(tmp_path))  # unchanged files
+    spec = (await desired.get_risk_policy("default"))["spec"]
+    assert Decimal(spec["stopLossPct"]) == 4  # the file did not change: the dashboard's
 
 
 async def test_the_runbook_env_limits_are_the_policy_of_a_strategy_that_names_no_file(
