@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -29,6 +30,7 @@ from typing import Any
 from jose import JWTError, jwt
 
 from kubetrade.domain.clock import Clock
+from kubetrade.domain.emergency import REDIS_WAIT_S
 from kubetrade.state.client import RedisClient, RedisError
 from kubetrade.state.keys import Keys
 from kubetrade.state.sessions import LoginCounter, Rotation, SessionStore
@@ -168,8 +170,10 @@ class TokenService:
         with the store. Every other use needs the revocation check."""
         claims = self._decode(token, ACCESS)
         try:
-            revoked = await self._revoked(claims)
-        except RedisError:
+            # the kill switch waits on a Redis that hangs only so long
+            async with asyncio.timeout(REDIS_WAIT_S if kill_switch else None):
+                revoked = await self._revoked(claims)
+        except (RedisError, TimeoutError):
             if not kill_switch:
                 raise
             log.warning(

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+REDIS_WAIT_S = 1.0
+"""Seconds a kill-switch request waits on Redis (a write, the revocation check, the
+acknowledgements shown) before it answers without it: a Redis that hangs must not hold
+back a stop whose record of truth is elsewhere (the Emergency resource in a cluster,
+the runners' memory in ``kubetrade local``)."""
+
 
 class EmergencyAction(StrEnum):
     """An emergency action (a ``str``: compares equal to its value)."""
@@ -39,4 +45,4 @@ EMERGENCY_ACTIONS: tuple[str, ...] = tuple(a.value for a in EmergencyAction)
 HALTING_ACTIONS: tuple[str, ...] = (EmergencyAction.STOP.value, EmergencyAction.CLOSE_ALL.value)
 
 
-__all__ = ["EMERGENCY_ACTIONS", "HALTING_ACTIONS", "EmergencyAction"]
+__all__ = ["EMERGENCY_ACTIONS", "HALTING_ACTIONS", "REDIS_WAIT_S", "EmergencyAction"]

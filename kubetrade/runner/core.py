@@ -53,7 +53,7 @@ from kubetrade.runner.account import account_check, starting_capital
 from kubetrade.runner.breaker import BreakerWatch
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.runner.halt_controller import HaltController
-from kubetrade.runner.halts import HaltBook
+from kubetrade.runner.halts import HaltBook, HaltSource
 from kubetrade.runner.live_period import LivePeriod
 from kubetrade.runner.market import recorder_of
 from kubetrade.runner.metrics import runner_metrics
@@ -348,6 +348,12 @@ class Runner:
     async def apply_emergency(self, cmd: EmergencyCommand) -> None:
         """Stop / close-all / resume (``HaltController.apply_emergency``)."""
         await self.halt_control.apply_emergency(cmd)
+
+    def halted_in_memory(self, action: str) -> bool:
+        """Whether the emergency ``action`` (stop/close-all) holds the engine already:
+        the in-memory half of ``apply_emergency``, done before any Redis write."""
+        holds = self.halt_control.halts.holds(HaltSource.emergency(action))
+        return holds and self.engine.is_halted
 
     async def set_enabled(self, enabled: bool, by: str) -> None:
         """``spec.enabled`` of the Strategy changed (or was read at start)."""

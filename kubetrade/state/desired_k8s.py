@@ -9,9 +9,11 @@ blocks the event loop.
 The kill switch has a second path: ``set_emergency`` also writes the action to Redis
 (``keys.emergency`` + ``keys.emergency_channel``, the format runners listen to), so a
 stop reaches runners even while the Kubernetes API is down. For ``stop``/``close-all``
-Redis is written first (halting fast matters most); for ``none`` (resume) the custom
-resource is written first, so a failed resume never lets runners trade while the
-resource still says stop.
+Redis and the resource are written at once (halting fast matters most: neither path
+waits on the other, so a Redis that hangs does not hold back the resource the operator
+acts on); for ``none`` (resume) the custom resource is written first, so a failed
+resume never lets runners trade while the resource still says stop. The Redis write
+is bounded (``REDIS_WAIT_S``): the operator mirrors the resource to Redis too.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from kubetrade.domain.clock import Clock, SystemClock
-from kubetrade.domain.emergency import EMERGENCY_ACTIONS
+from kubetrade.domain.emergency import EMERGENCY_ACTIONS, REDIS_WAIT_S
 from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.desired import (
     API_VERSION,
@@ -270,10 +272,11 @@ class KubernetesDesiredState:
         since_ms = 0
         if self._redis is not None:
             try:
-                mirrored = await read_emergency_state(self._redis, self._keys)
+                async with asyncio.timeout(REDIS_WAIT_S):
+                    mirrored = await read_emergency_state(self._redis, self._keys)
                 if mirrored is not None and mirrored.action == action:
                     since_ms = mirrored.since_ms
-            except (RedisError, ValueError):
+            except (RedisError, ValueError, TimeoutError):
                 pass
         if not since_ms and status.get("since"):
             try:
@@ -306,14 +309,18 @@ class KubernetesDesiredState:
             )
 
     async def _mirror(self, action: str, actor: str, reason: str) -> dict[str, Any] | None:
+        """The action written to Redis for runners, within ``REDIS_WAIT_S``; None
+        when Redis is absent, down or did not answer in time."""
         if self._redis is None:
             return None
         try:
-            return await write_emergency(
-                self._redis, self._keys, action, actor, reason, self._clock
-            )
-        except RedisError:
-            log.error("emergency %s could not be mirrored to Redis", action)
+            async with asyncio.timeout(REDIS_WAIT_S):
+                return await write_emergency(
+                    self._redis, self._keys, action, actor, reason, self._clock
+                )
+        except (RedisError, TimeoutError) as exc:
+            log.error("emergency %s could not be mirrored to Redis: %s", action,
+                      type(exc).__name__)
             return None
 
     async def set_emergency(self, action: str, actor: str, reason: str) -> dict[str, Any]:
@@ -327,16 +334,18 @@ class KubernetesDesiredState:
             await self._write_emergency_cr(action, actor, reason)
             state = await self._mirror(action, actor, reason)
         else:
-            state = await self._mirror(action, actor, reason)
+            # both at once: the resource write does not wait on a Redis that hangs
+            mirror = asyncio.create_task(self._mirror(action, actor, reason))
             try:
                 await self._write_emergency_cr(action, actor, reason)
             except DesiredStateUnavailable as exc:
-                if state is None:
+                if await mirror is None:
                     raise
                 raise DesiredStateUnavailable(
                     f"{exc}; the {action} was delivered to runners through Redis only, "
                     "retry to record it on the Emergency resource"
                 ) from None
+            state = await mirror
             if state is None:
                 log.warning("emergency %s written to the Emergency resource only", action)
         if state is None:

@@ -4,7 +4,9 @@ test runs its own redis-server (append-only file) and stops/starts it."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -107,6 +109,31 @@ def test_a_stop_during_an_outage_is_applied_at_once_and_written_later(
     r = redis.Redis.from_url(server.url, decode_responses=True)
     wait_for(lambda: any(r.hget(k, "action") == "stop" for k in r.keys("*emergency")), 30,
              "the kept stop written to Redis")
+    wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 90, "every runner acks")
+    assert local.get("/api/emergency").json()["action"] == "stop"
+    _assert_stopped(local)
+
+
+def test_a_stop_while_redis_hangs_is_answered_from_the_runners_memory(
+    server: RedisServer, tmp_path: Path, local_procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """Redis stopped (SIGSTOP: connections open, nothing answers, as on a frozen host):
+    the stop is answered within the client's 10 s (before, ~20 s: every Redis wait of
+    the request ran to redis-py's 5 s socket timeout), every runner counts as applied
+    (its halt holds in memory while its own writes wait), and once Redis answers again
+    the kept stop is written and every runner acknowledges it."""
+    local = _start(local_procs, tmp_path, server.url, "0.5")
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        answer = local.post("/api/emergency/stop", json={"reason": "redis hung"})
+        print(f"stop answered in {time.monotonic() - started:.2f} s with Redis hung")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["note"].startswith(
+            f"Redis is unreachable: applied in this process to {EXAMPLE_STRATEGIES} runner(s)")
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
     wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 90, "every runner acks")
     assert local.get("/api/emergency").json()["action"] == "stop"
     _assert_stopped(local)

@@ -1,11 +1,13 @@
 """``/api/emergency`` and its ``stop``, ``close-all`` and ``resume``: the kill switch.
 
 Every change goes to the Emergency resource through the desired state (audited with
-the caller). A halt (stop, close-all) must work while Redis is down: its caller is
-authenticated without the revocation check, and runner acknowledgements, unreadable
-then, are left out of the answer; the runners see the resource on their own.
+the caller). A halt (stop, close-all) must work while Redis is down or hangs: its
+caller is authenticated without the revocation check, and runner acknowledgements,
+unreadable then, are left out of the answer; the runners see the resource on their
+own. Each wait on Redis is bounded by ``REDIS_WAIT_S``.
 """
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
@@ -15,7 +17,7 @@ from kubetrade.api.auth import Principal
 from kubetrade.api.deps import Desired, KillSwitchUser, Reader, User
 from kubetrade.api.routes.common import AUTH_RESPONSES, BAD
 from kubetrade.api.views import emergency_out
-from kubetrade.domain.emergency import EmergencyAction
+from kubetrade.domain.emergency import REDIS_WAIT_S, EmergencyAction
 from kubetrade.state.client import RedisError
 from kubetrade.state.desired import DesiredState
 from kubetrade.state.reader import StateReader
@@ -35,8 +37,9 @@ async def _emergency_out(
 ) -> s.EmergencyOut:
     state = await desired.get_emergency()
     try:
-        acks = await reader.emergency_acks()
-    except RedisError:
+        async with asyncio.timeout(REDIS_WAIT_S if tolerate_redis_down else None):
+            acks = await reader.emergency_acks()
+    except (RedisError, TimeoutError):
         if not tolerate_redis_down:
             raise
         acks = {}  # the stop went through the Emergency resource; acks come later

@@ -10,17 +10,22 @@ trading from the older state in Redis. A resume needs Redis (it is not kept: the
 older stop must never be lifted by a resume that may not last).
 
 The API's answer says what happened (``note``): applied in process to which runners,
-and whether it is written yet.
+and whether it is written yet. A Redis that hangs (a stopped process, a full disk)
+delays the answer by about ``REDIS_WAIT_S``, not by its socket timeouts: the write to
+Redis runs beside the runners' applies and is kept for the background writer when it
+does not answer in time, and a runner whose halt already holds in memory counts as
+applied while its own Redis writes go on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kubetrade.domain.clock import ManualClock
+from kubetrade.domain.emergency import REDIS_WAIT_S
 from kubetrade.logs import get_logger
 from kubetrade.runner.emergency import EmergencyCommand
 from kubetrade.state.client import RedisError
@@ -28,7 +33,9 @@ from kubetrade.state.desired import LocalDesiredState, write_emergency
 
 log = get_logger("kubetrade.local")
 
-Handler = Callable[[EmergencyCommand], Awaitable[None]]
+Handler = Callable[[EmergencyCommand], Coroutine[Any, Any, None]]
+#: Whether a runner's halt for the action (stop/close-all) holds in memory already.
+HaltedProbe = Callable[[str], bool]
 HALTS = ("stop", "close-all")
 #: Seconds one in-process apply may take (a runner mid-candle holds its lock).
 APPLY_TIMEOUT_S = 10.0
@@ -40,15 +47,17 @@ class LocalKillSwitch(LocalDesiredState):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._runners: dict[str, Handler] = {}
+        self._runners: dict[str, tuple[Handler, HaltedProbe | None]] = {}
+        self._finishing: set[asyncio.Task[None]] = set()  # applies past the answer
         self._kept: dict[str, Any] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
         self._settled.set()
 
-    def register(self, name: str, handler: Handler) -> None:
-        """Runner ``name`` takes in-process emergencies through ``handler``."""
-        self._runners[name] = handler
+    def register(self, name: str, handler: Handler, halted: HaltedProbe | None = None) -> None:
+        """Runner ``name`` takes in-process emergencies through ``handler``; ``halted``
+        tells whether its halt holds in memory while ``handler`` still writes."""
+        self._runners[name] = (handler, halted)
 
     def unregister(self, name: str) -> None:
         self._runners.pop(name, None)
@@ -69,15 +78,17 @@ class LocalKillSwitch(LocalDesiredState):
             return {**state, "note": _note(applied, written=True)}
         now = self.clock.now_ms()
         state = {"action": action, "since_ms": now, "by": actor, "reason": reason}
-        applied = await self._apply(state)
+        # both at once: neither the runners nor the answer wait on a Redis that hangs
+        applying = asyncio.create_task(self._apply(state))
         try:
-            state = await self._write(state)
-        except (RedisError, OSError) as exc:
-            log.error("local.emergency_kept", action=action, error=str(exc),
+            async with asyncio.timeout(REDIS_WAIT_S):
+                state = await self._write(state)
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.error("local.emergency_kept", action=action, error=str(exc) or type(exc).__name__,
                       note="Redis is unreachable: applied in process, written when it returns")
             self._keep(state)
-            return {**state, "note": _note(applied, written=False)}
-        return {**state, "note": _note(applied, written=True)}
+            return {**state, "note": _note(await applying, written=False)}
+        return {**state, "note": _note(await applying, written=True)}
 
     async def _apply(self, state: dict[str, Any]) -> list[str]:
         """Hand ``state`` to every registered runner at once (concurrently, each within
@@ -87,24 +98,34 @@ class LocalKillSwitch(LocalDesiredState):
                                str(state["by"]), str(state["reason"]), source="local")
         names = list(self._runners)
         results = await asyncio.gather(
-            *(self._apply_one(n, self._runners[n], cmd) for n in names)
+            *(self._apply_one(n, *self._runners[n], cmd) for n in names)
         )
         return [n for n, ok in zip(names, results, strict=True) if ok]
 
-    @staticmethod
-    async def _apply_one(name: str, handler: Handler, cmd: EmergencyCommand) -> bool:
-        try:
-            async with asyncio.timeout(APPLY_TIMEOUT_S):
-                await handler(cmd)
-        except TimeoutError:  # (an OSError too): its lock was held; Redis' path reaches it
+    async def _apply_one(self, name: str, handler: Handler, halted: HaltedProbe | None,
+                         cmd: EmergencyCommand) -> bool:
+        """Whether runner ``name`` took ``cmd``: its apply ended, or (a halt) it holds
+        in memory after ``REDIS_WAIT_S`` while the apply's Redis writes go on."""
+        task = asyncio.create_task(handler(cmd), name=f"emergency-{name}")
+        done, _ = await asyncio.wait({task}, timeout=REDIS_WAIT_S)
+        if not done and halted is not None and cmd.action in HALTS and halted(cmd.action):
+            log.warning("local.emergency_applied_writing", strategy=name,
+                        note="halted in memory; its Redis writes are still waiting")
+            self._finishing.add(task)
+            task.add_done_callback(lambda t: self._finished(name, t))
+            return True
+        if not done:
+            done, _ = await asyncio.wait({task}, timeout=APPLY_TIMEOUT_S - REDIS_WAIT_S)
+        if not done:  # its lock was held; Redis' path reaches it
+            task.cancel()
             log.error("local.emergency_apply_timeout", strategy=name, timeout_s=APPLY_TIMEOUT_S)
             return False
-        except (RedisError, OSError) as exc:
-            log.warning("local.emergency_applied_unwritten", strategy=name, error=str(exc))
-        except Exception as exc:  # a bug: Redis' path still reaches it
-            log.exception("local.emergency_apply_failed", strategy=name, error=str(exc))
-            return False
-        return True
+        return _took(name, task)
+
+    def _finished(self, name: str, task: asyncio.Task[None]) -> None:
+        self._finishing.discard(task)
+        if not task.cancelled():
+            _took(name, task)
 
     async def _write(self, state: dict[str, Any]) -> dict[str, Any]:
         """Write ``state`` as set when it was requested (its ``since_ms``), the time the
@@ -144,6 +165,21 @@ class LocalKillSwitch(LocalDesiredState):
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        for task in list(self._finishing):
+            task.cancel()
+
+
+def _took(name: str, task: asyncio.Task[None]) -> bool:
+    """Whether an ended apply took: it returned, or broke off writing to Redis (halted
+    in memory first); anything else is a bug, logged (Redis' path still reaches it)."""
+    exc = task.exception()
+    if exc is None:
+        return True
+    if isinstance(exc, RedisError | OSError):
+        log.warning("local.emergency_applied_unwritten", strategy=name, error=str(exc))
+        return True
+    log.error("local.emergency_apply_failed", strategy=name, error=repr(exc))
+    return False
 
 
 def _note(applied: list[str], written: bool) -> str:

@@ -298,7 +298,8 @@ async def supervise(
                 pace_s=env.replay_interval,
             )
             await run_runner(parts, closers, desired=desired,
-                             on_runner=lambda r: desired.register(name, r.apply_emergency))
+                             on_runner=lambda r: desired.register(name, r.apply_emergency,
+                                                                     r.halted_in_memory))
             return
         except asyncio.CancelledError:
             raise

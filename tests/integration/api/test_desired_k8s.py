@@ -259,3 +259,55 @@ async def test_kill_switch_does_not_hang_on_a_redis_that_never_answers(
             w.close()
         server.close()
         await silent.aclose()
+
+
+async def test_the_stop_reaches_the_emergency_resource_while_redis_still_hangs(
+    k8s_api_client: k8s.ApiClient,
+    k8s_namespace: str,
+    kubetrade_crds: Path,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The resource the operator acts on is written at once, not after the Redis write
+    gives up (before, a hung Redis held the stop back from the resource for the 5 s
+    socket timeout of each of its commands: ~20 s in the test above). Here Redis hangs
+    until the test lets go of it, and the resource says stop before that."""
+    import asyncio
+
+    import kubetrade.state.desired_k8s as desired_k8s
+
+    monkeypatch.setattr(desired_k8s, "REDIS_WAIT_S", 120.0)
+    held: list[asyncio.StreamWriter] = []
+
+    async def swallow(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(swallow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    silent = aioredis.from_url(f"redis://127.0.0.1:{port}/0", decode_responses=True,
+                               socket_timeout=120)
+    desired = KubernetesDesiredState(k8s_namespace, k8s_api_client, silent, keys)
+    stop = asyncio.create_task(desired.set_emergency("stop", "alice", "redis hung"))
+    try:
+        async with asyncio.timeout(60):  # turns a hang into a failure only
+            while True:
+                try:
+                    cr = await asyncio.to_thread(
+                        _cr, k8s_api_client, k8s_namespace, "emergencies", "default")
+                except k8s.ApiException:
+                    cr = {}
+                if (cr.get("spec") or {}).get("action") == "stop":
+                    break
+                await asyncio.sleep(0.05)
+        assert not stop.done(), "the answer came before Redis let go: nothing was shown"
+        assert cr["spec"]["requestedBy"] == "alice"
+        for w in held:  # Redis goes away: the mirror gives up, the stop answers
+            w.close()
+        state = await asyncio.wait_for(stop, 60)
+        assert state["action"] == "stop"
+    finally:
+        stop.cancel()
+        for w in held:
+            w.close()
+        server.close()
+        await silent.aclose()
