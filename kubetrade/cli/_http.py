@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -56,17 +57,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def check_host(host: str, auth_enabled: bool, command: str) -> str:
+def check_host(host: str, auth_enabled: bool, command: str,
+               weak_password: str | None = None) -> str:
     """``host`` when allowed; raises ConfigError (a ValueError) when it would expose an
-    API without authentication on a non-loopback address."""
+    API without authentication on a non-loopback address. ``weak_password`` (why the
+    password is easy to guess) is a warning there: anyone on the network may try it."""
     from kubetrade.cli._config import ConfigError
 
-    if not auth_enabled and not is_loopback(host):
+    if is_loopback(host):
+        return host
+    if not auth_enabled:
         raise ConfigError(
             f"--host {host}: DASHBOARD_PASSWORD is not set, so the API has no "
             f"authentication and {command} may only listen on loopback (127.0.0.1, ::1); "
             "set DASHBOARD_PASSWORD to listen on other addresses"
         )
+    if weak_password is not None:
+        logging.getLogger("kubetrade.cli").warning(
+            "DASHBOARD_PASSWORD is weak (%s) and %s listens on %s, reachable from the "
+            "network: set a longer one (or DASHBOARD_PASSWORD_HASH)",
+            weak_password, command, host)
     return host
 
 

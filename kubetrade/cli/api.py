@@ -41,11 +41,13 @@ def register(subparsers: Any) -> None:
     add_http_arguments(p)
 
 
-def choose_host(requested: str | None, auth_enabled: bool) -> str:
-    """The bind address; raises ValueError when it would expose an unauthenticated API."""
+def choose_host(requested: str | None, auth_enabled: bool,
+                weak_password: str | None = None) -> str:
+    """The bind address; raises ValueError when it would expose an unauthenticated API
+    (and warns of a weak password on the network: :func:`check_host`)."""
     if requested is None:
-        return "0.0.0.0" if auth_enabled else "127.0.0.1"  # noqa: S104 - with a password
-    return check_host(requested, auth_enabled, "kubetrade api")
+        requested = "0.0.0.0" if auth_enabled else "127.0.0.1"  # noqa: S104 - with a password
+    return check_host(requested, auth_enabled, "kubetrade api", weak_password)
 
 
 def _namespace(arg: str | None) -> str:
@@ -139,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"kubetrade api: {field}: {err['msg']}", file=sys.stderr)
         return 2
     try:
-        host = choose_host(args.host, settings.auth_enabled)
+        host = choose_host(args.host, settings.auth_enabled, settings.weak_password())
     except ValueError as exc:
         print(f"kubetrade api: {exc}", file=sys.stderr)
         return 2

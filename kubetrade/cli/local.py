@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from kubetrade.cli._command import add_command, seconds, tcp_port
+from kubetrade.cli._config import ConfigError
 from kubetrade.cli._http import add_http_arguments
 
 
@@ -82,8 +84,18 @@ def main(args: argparse.Namespace) -> int:
 def _check_settings(host: str) -> None:
     """Settings refused before anything starts (ConfigError / ValidationError, reported
     by :func:`kubetrade.cli.main` one line per setting, exit 2): bad API settings, or a
-    non-loopback ``--host`` without DASHBOARD_PASSWORD."""
+    non-loopback ``--host`` without DASHBOARD_PASSWORD, or one of TELEGRAM_BOT_TOKEN and
+    TELEGRAM_CHAT_ID without the other (Telegram would be off without a word). A weak
+    DASHBOARD_PASSWORD on a non-loopback ``--host`` is a warning."""
     from kubetrade.api.settings import ApiSettings
     from kubetrade.cli._http import check_host
 
-    check_host(host, ApiSettings().auth_enabled, "kubetrade local")
+    settings = ApiSettings()
+    check_host(host, settings.auth_enabled, "kubetrade local", settings.weak_password())
+    token, chat = (bool(os.environ.get(v)) for v in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"))
+    if token != chat:
+        given, missing = (("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID") if token
+                          else ("TELEGRAM_CHAT_ID", "TELEGRAM_BOT_TOKEN"))
+        raise ConfigError(
+            f"{missing}: required when {given} is set (Telegram alerts and commands need "
+            f"both); set {missing}, or unset {given} to run without Telegram")

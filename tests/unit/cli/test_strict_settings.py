@@ -54,3 +54,38 @@ def test_bad_flags_are_refused_naming_the_flag(argv: list[str], said: str,
         main(argv)
     assert exit_.value.code == 2
     assert said in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("given", "missing"), [
+    ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"), ("TELEGRAM_CHAT_ID", "TELEGRAM_BOT_TOKEN")])
+def test_half_a_telegram_setting_is_refused_naming_the_missing_variable(
+    given: str, missing: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # a token without a chat id ran local mode with Telegram off and not a word about it
+    for name in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(given, "12345")
+    assert main(["local"]) == 2
+    err = capsys.readouterr().err
+    assert f"{missing}: required when {given} is set" in err and "12345" not in err
+
+
+def test_a_weak_password_on_the_network_is_a_warning_without_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from kubetrade.api.settings import ApiSettings
+    from kubetrade.cli._http import check_host
+
+    weak = ApiSettings(dashboard_password="admin").weak_password()  # type: ignore[arg-type]
+    assert weak == "it is a well-known password"
+    assert ApiSettings(dashboard_password="hunter2").weak_password() == (  # type: ignore[arg-type]
+        "it is shorter than 12 characters")
+    assert ApiSettings(
+        dashboard_password="correct horse battery").weak_password() is None  # type: ignore[arg-type]
+    with caplog.at_level("WARNING"):
+        assert check_host("127.0.0.1", True, "kubetrade local", weak) == "127.0.0.1"
+        assert not caplog.records  # loopback: nobody else can try it
+        check_host("0.0.0.0", True, "kubetrade local", weak)
+    assert "DASHBOARD_PASSWORD is weak (it is a well-known password)" in caplog.text
+    assert "admin" not in caplog.text
