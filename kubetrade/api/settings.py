@@ -7,7 +7,7 @@ set, never its value.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -62,10 +62,11 @@ class ApiSettings(BaseSettings):
     ws_queue_size: int = Field(default=256, ge=4, le=100_000)
     ws_auth_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     risk_policy: str = Field(default="default", description="RiskPolicy edited by /api/settings.")
-    trading_mode: str = Field(
+    trading_mode: Literal["paper", "live"] = Field(
         default="paper",
-        description="The runbook's TRADING_MODE, accepted and not used: each Strategy's "
-        "spec.mode decides, and GET /api/settings reports the modes the strategies have.",
+        description="The runbook's TRADING_MODE (paper or live), checked and not used: "
+        "each Strategy's spec.mode decides, and GET /api/settings reports the modes the "
+        "strategies have. kubetrade local warns that it trades paper only when it is live.",
     )
     kubetrade_namespace: str | None = None
     binance_api_key: SecretStr | None = None

@@ -92,6 +92,13 @@ def _check_settings(host: str) -> None:
 
     settings = ApiSettings()
     check_host(host, settings.auth_enabled, "kubetrade local", settings.weak_password())
+    if settings.trading_mode == "live":
+        from kubetrade.logs import get_logger
+
+        get_logger("kubetrade.local").warning(
+            "local.paper_only", setting="TRADING_MODE=live",
+            note="kubetrade local trades paper money only; live trading is a Strategy "
+            "with mode: live on a cluster (kubectl apply), after its pre-flight")
     token, chat = (bool(os.environ.get(v)) for v in ("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID"))
     if token != chat:
         given, missing = (("TELEGRAM_BOT_TOKEN", "TELEGRAM_CHAT_ID") if token

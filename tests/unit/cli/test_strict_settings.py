@@ -89,3 +89,18 @@ def test_a_weak_password_on_the_network_is_a_warning_without_the_password(
         check_host("0.0.0.0", True, "kubetrade local", weak)
     assert "DASHBOARD_PASSWORD is weak (it is a well-known password)" in caplog.text
     assert "admin" not in caplog.text
+
+
+def test_trading_mode_is_paper_or_live_and_live_is_said_to_be_unused_locally(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the runbook's TRADING_MODE was accepted whatever it said and never mentioned again
+    from kubetrade.cli.local import _check_settings
+
+    monkeypatch.setenv("TRADING_MODE", "yolo")
+    assert main(["local"]) == 2
+    assert "TRADING_MODE" in capsys.readouterr().err
+    monkeypatch.setenv("TRADING_MODE", "live")
+    _check_settings("127.0.0.1")
+    out = capsys.readouterr().out
+    assert "local.paper_only" in out and "TRADING_MODE=live" in out
