@@ -78,7 +78,17 @@ def read_csv(path: Path) -> pa.Table:
         table = _read_csv(path, _TYPES)
     except pa.ArrowInvalid as e:
         raise _locate(path, str(e)) from None
-    return table
+    return _without_trailing_blank_lines(table)
+
+
+def _without_trailing_blank_lines(table: pa.Table) -> pa.Table:
+    """``table`` without the rows of blank lines at the end of the file (an editor's or
+    a ``cat``'s extra newline; pandas and Freqtrade skip them too). A blank line before
+    a candle is still an error at its line: the file may have lost data there."""
+    end = table.num_rows
+    while end and all(table.column(c)[end - 1].as_py() is None for c in COLUMNS):
+        end -= 1
+    return table if end == table.num_rows else table.slice(0, end)
 
 
 def _read_csv(path: Path, types: dict[str, pa.DataType]) -> pa.Table:

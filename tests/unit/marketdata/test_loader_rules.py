@@ -76,6 +76,14 @@ def test_fractional_timestamp_is_named(tmp_path: Path) -> None:
     assert (err.rule, err.line) == ("not-a-number", 4)
 
 
+@pytest.mark.parametrize("tail", ["\n", "\n\n\n", "\r\n"])
+def test_blank_lines_at_the_end_are_not_candles(tmp_path: Path, tail: str) -> None:
+    # an editor's extra newline was refused as "line 7: timestamp_ms is empty"
+    path = write(tmp_path, real_rows(5))
+    path.write_bytes(path.read_bytes() + tail.encode())
+    assert len(load_candles(path)) == 5
+
+
 def test_blank_line_is_a_missing_value(tmp_path: Path) -> None:
     rows = real_rows(5)
     rows.insert(2, "")
