@@ -125,11 +125,13 @@ def _criteria(args: argparse.Namespace, spec_criteria: Any | None) -> Any:
             "min_sharpe": spec_criteria.min_sharpe,
             "max_drawdown": Decimal(spec_criteria.max_drawdown_pct) / 100,
         })
+    flags: dict[str, str] = {}
     for key in ("min_trades", "min_win_rate", "min_sharpe", "max_drawdown"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
-    return Criteria.from_overrides(overrides)
+            flags[key] = "--" + key.replace("_", "-")
+    return Criteria.from_overrides(overrides, flags)
 
 
 def _friction(args: argparse.Namespace, spec_friction: Any | None) -> Any:

@@ -167,7 +167,13 @@ def test_bad_input_is_a_usage_error_naming_the_problem(
     csv = str(shared_data(BTC_1M[0]))
     assert main(["validate", "--strategy-file", str(spec), "--replay", csv,
                  "--min-win-rate", "45", "--report-dir", str(tmp_path)]) == 2
-    assert "min_win_rate: 45 is above 1" in capsys.readouterr().err
+    assert ("--min-win-rate: 45 is above 1; give a fraction (0.45) or a percentage (45%)"
+            in capsys.readouterr().err)
+    # each flag's own value in the example (it was always win rate's 0.45 / 45%)
+    assert main(["validate", "--strategy-file", str(spec), "--replay", csv,
+                 "--max-drawdown", "15", "--report-dir", str(tmp_path)]) == 2
+    assert ("--max-drawdown: 15 is above 1; give a fraction (0.15) or a percentage (15%)"
+            in capsys.readouterr().err)
     assert main(["validate", "--strategy-file", str(spec), "--replay", "/nonexistent.csv",
                  "--report-dir", str(tmp_path)]) == 2
     assert "replay: /nonexistent.csv is not a file" in capsys.readouterr().err
