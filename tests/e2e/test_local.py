@@ -127,8 +127,11 @@ def test_local_with_redis_trades_and_serves_health(
         line.get("event") == "local.market_data" and "replay" in str(line.get("source"))
         for line in local.lines()
     )
-    summary = r.hgetall(f"{local.prefix}:strategy:{trade['strategy']}:summary")
-    assert int(summary["trades"]) >= 1 and summary["phase"] in {"Running", "Halted", "Disabled"}
+    # the summary is written after the trade is committed (its own write): wait for it
+    summary_key = f"{local.prefix}:strategy:{trade['strategy']}:summary"
+    summary = wait_for(lambda: (s if int((s := r.hgetall(summary_key)).get("trades", 0)) >= 1
+                                else None), 30, "the trade counted in the summary")
+    assert summary["phase"] in {"Running", "Halted", "Disabled"}  # type: ignore[index]
     metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
     assert 'kubetrade_fills_total{side="buy",strategy="' in metrics
     assert "kubetrade_decision_latency_seconds_bucket" in metrics
