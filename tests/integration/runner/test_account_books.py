@@ -45,7 +45,9 @@ class WallClock:
         return time.time_ns() // 1_000_000
 
     async def sleep(self, seconds: float) -> None:
-        return None
+        # a real wait: a sleep that returned at once made the rate limiter spin on the
+        # wall clock holding the event loop (~30 s a test, and Redis reads timed out)
+        await asyncio.sleep(seconds)
 
 
 class VirtualClock:
@@ -139,7 +141,7 @@ async def _trade_together(desk: Desk, candles: int) -> None:
 async def test_three_strategies_trade_one_account_with_zero_mismatches(
     redis_client: Redis, fake_binance: FakeBinance
 ) -> None:
-    desk = await _desk(redis_client, fake_binance, WallClock())
+    desk = await _desk(redis_client, fake_binance, VirtualClock(fake_binance))
     await _trade_together(desk, 60)
     orders = {r.name: len(r.orders) for r in desk.runners}
     assert all(n >= 3 for n in orders.values()), orders  # each traded, stops included
@@ -223,7 +225,7 @@ async def test_a_breaker_trip_holds_every_runner_and_the_resume_frees_them_all(
 async def test_a_trade_by_hand_is_foreign_and_a_deposit_waits_for_a_person(
     redis_client: Redis, fake_binance: FakeBinance
 ) -> None:
-    desk = await _desk(redis_client, fake_binance, WallClock())
+    desk = await _desk(redis_client, fake_binance, VirtualClock(fake_binance))
     alpha, beta, gamma = desk.runners
     await _trade_together(desk, 30)
     for r in desk.runners:
