@@ -12,16 +12,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from kubetrade.domain.passwords import weak_password_reason
+
 MASK = "********"
-
-
-MIN_PASSWORD_LENGTH = 12
-COMMON_PASSWORDS = frozenset({
-    "admin", "administrator", "password", "passw0rd", "changeme", "secret", "kubetrade",
-    "letmein", "qwerty", "123456", "12345678", "123456789", "1234567890", "trading",
-})
-"""Passwords a dashboard on the network must not have (its guesses are rate-limited,
-not refused: `kubetrade local` and `api` warn at start)."""
 
 
 class ApiSettings(BaseSettings):
@@ -113,17 +106,12 @@ class ApiSettings(BaseSettings):
         return self.dashboard_password is not None or self.dashboard_password_hash is not None
 
     def weak_password(self) -> str | None:
-        """Why DASHBOARD_PASSWORD is easy to guess (shorter than
-        ``MIN_PASSWORD_LENGTH`` characters, or a well-known one), or None: strong,
+        """Why DASHBOARD_PASSWORD is easy to guess
+        (:func:`kubetrade.domain.passwords.weak_password_reason`), or None: strong,
         given as a hash, or unset. The reason never contains the password."""
         if self.dashboard_password is None:
             return None
-        password = self.dashboard_password.get_secret_value()
-        if password.lower() in COMMON_PASSWORDS:
-            return "it is a well-known password"
-        if len(password) < MIN_PASSWORD_LENGTH:
-            return f"it is shorter than {MIN_PASSWORD_LENGTH} characters"
-        return None
+        return weak_password_reason(self.dashboard_password.get_secret_value())
 
     def masked_runtime(self) -> dict[str, Any]:
         """Runtime configuration for ``GET /api/settings``: secrets only as set/unset."""

@@ -22,6 +22,7 @@ from typing import Any
 
 from kubetrade.domain.allocation import AllocationInputs, allocation_verdict
 from kubetrade.domain.models import Balance, MarketInfo, fields_of
+from kubetrade.domain.passwords import is_default_password
 
 
 class CheckStatus(StrEnum):
@@ -60,11 +61,6 @@ CAPITAL_ALLOCATION = "Capital Allocation"
 MIN_BALANCE_USD = Decimal(100)
 # Assets counted as US dollars for the balance check (the runbook: "Verifies USD balance").
 USD_ASSETS: frozenset[str] = frozenset({"USD", "USDT", "USDC", "FDUSD", "BUSD", "TUSD", "DAI"})
-# Values people leave in place from examples; any of these counts as "not changed".
-DEFAULT_PASSWORDS: frozenset[str] = frozenset(
-    {"", "admin", "password", "changeme", "change-me", "change_me", "kubetrade",
-     "your-secure-password", "secret", "123456"}
-)
 # Binance refuses signed requests whose timestamp is off by more than recvWindow
 # (default 5000 ms); a second of skew is already a warning sign of a drifting clock.
 CLOCK_SKEW_WARN_MS = 1000
@@ -296,7 +292,7 @@ def check_password(password: str | None) -> CheckResult:
             PASSWORD_CHANGED, CheckStatus.WARN,
             "DASHBOARD_PASSWORD is not set: the dashboard has no authentication",
         )
-    if password.strip().lower() in DEFAULT_PASSWORDS:
+    if is_default_password(password):
         return CheckResult(
             PASSWORD_CHANGED, CheckStatus.WARN,
             "DASHBOARD_PASSWORD is a default/example value: set a real password",

@@ -61,6 +61,7 @@ CASES = [
     ("Daily Loss Limit", S.FAIL, {"daily_loss_limit_pct": Decimal(0)}),
     ("Password Changed", S.WARN, {"dashboard_password": None}),
     ("Password Changed", S.WARN, {"dashboard_password": "changeme"}),
+    ("Password Changed", S.WARN, {"dashboard_password": " LetMeIn "}),  # one list with local
     ("Paper Validation", S.WARN, {"reports": ()}),
     ("Paper Validation", S.WARN, {"reports": ({**GO_REPORT, "run": {"strategy": "other"}},)}),
     ("Paper Validation", S.WARN, {"reports": (
