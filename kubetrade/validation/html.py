@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from kubetrade.validation.curve import downsample
+from kubetrade.validation.report import iso
 from kubetrade.validation.summary import format_summary
 
 _STATIC = Path(__file__).with_name("static")
@@ -147,6 +148,35 @@ def _cell(v: Any) -> str:
     return "" if v is None else str(v)
 
 
+def _sweep(section: Mapping[str, Any] | None) -> str:
+    """A sweep's walk-forward: both ranges, what it ranked by, and the top combinations
+    with their in-sample figures (the verdict above is the best one's out-of-sample
+    run); empty for a run that was not a sweep."""
+    if not section:
+        return ""
+    ins, outs = section.get("in_sample") or {}, section.get("out_of_sample") or {}
+
+    def span(part: Mapping[str, Any]) -> str:
+        return (f"{part.get('candles')} candles, {_iso_or_blank(part.get('start_ms'))} to "
+                f"{_iso_or_blank(part.get('end_ms'))}")
+
+    rows = {str(k): {"parameters": " ".join(f"{n}={v}" for n, v in r["parameters"].items()),
+                     **{f: r.get(f) for f in ("sharpe", "total_return", "trades",
+                                              "max_drawdown", "error")}}
+            for k, r in enumerate(section.get("top") or [], 1)}
+    return ("<h2>Parameter sweep (walk-forward)</h2>"
+            f"<p>{section.get('combinations')} combinations ({section.get('refused', 0)} "
+            f"refused), ranked by {html.escape(str(section.get('ranked_by')))} on the "
+            f"in-sample part ({html.escape(span(ins))}); the decision is from "
+            f"{html.escape(str(section.get('decision_from')))} "
+            f"({html.escape(span(outs))}).</p>" + _table(rows, "rank"))
+
+
+def _iso_or_blank(ts_ms: Any) -> str:
+    """``ts_ms`` as ISO 8601 UTC, or "?" when absent."""
+    return iso(int(ts_ms)) if ts_ms is not None else "?"
+
+
 def render(report: Mapping[str, Any]) -> str:
     """The whole page."""
     a = report.get("analysis", {})
@@ -179,6 +209,7 @@ def render(report: Mapping[str, Any]) -> str:
     parts.append("<h2>Open positions at the end</h2>")
     parts.append(_table({p["symbol"]: {k: v for k, v in p.items() if k != "symbol"}
                          for p in report.get("open_positions", [])}, "symbol"))
+    parts.append(_sweep(report.get("sweep")))
     for key, title in (("by_symbol", "By symbol"), ("by_exit_reason", "By exit reason"),
                        ("by_month", "By month"), ("by_week", "By week"),
                        ("by_day", "By day")):

@@ -104,3 +104,25 @@ def test_refused_combinations_are_counted_apart_in_the_report_and_the_summary(
     out = capsys.readouterr().out
     assert ("sweep: 12 combinations (2 refused, e.g. overbought=60 oversold=65 period=5: "
             "overbought (60.0) must be greater than oversold (65.0)) ranked on") in out
+
+
+def test_the_html_page_shows_the_sweep_ranking_it_decided_from(tmp_path: Path) -> None:
+    # the page gave the verdict of a sweep without the sweep: no ranking, no ranges
+    spec = tmp_path / "s.yaml"
+    spec.write_text(strategy_yaml("sw", "rsi-mean-reversion",
+                                  "{period: 14, oversold: 30, overbought: 70}", "LTC/BTC", "5m"))
+    main(["validate", "--strategy-file", str(spec), "--replay", str(shared_data(LTC)),
+          "--report-dir", str(tmp_path / "r"), "--datadir", str(filters_dir(tmp_path)),
+          "--sweep", "period=5,14", "--sweep", "oversold=20,75", "--jobs", "1"])
+    (path,) = (tmp_path / "r").glob("validation_report_*.json")
+    sweep = json.loads(path.read_text())["sweep"]
+    page = path.with_suffix(".html").read_text()
+    section = page.split("<h2>Parameter sweep (walk-forward)</h2>")[1].split("<h2>")[0]
+    assert "4 combinations (2 refused), ranked by in-sample Sharpe ratio" in section
+    assert f"{sweep['in_sample']['candles']} candles" in section
+    assert f"{sweep['out_of_sample']['candles']} candles" in section
+    rows = section.split("<tr>")[2:]
+    assert len(rows) == len(sweep["top"]) == 4
+    best = " ".join(f"{k}={v}" for k, v in sweep["top"][0]["parameters"].items())
+    assert rows[0].startswith(f"<td>1</td><td>{best}</td>")
+    assert "must be greater than" in rows[-1]  # a refused one says why
