@@ -81,8 +81,12 @@ def local_procs(tmp_path: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 def start(procs: list[subprocess.Popen[bytes]], log: Path, env: dict[str, str],
           *args: str, port: int | None = None) -> LocalProc:
-    """`kubetrade local --market-data replay:bundled` with ``args``, logging to ``log``."""
+    """`kubetrade local --market-data replay:bundled` with ``args``, logging to ``log``;
+    its ``--data-dir`` beside ``log`` unless ``args`` name one (never the repository's
+    ./data: a halt kept there would outlive the test)."""
     port = port or _free_port()
+    if "--data-dir" not in args:
+        args = (*args, "--data-dir", str(log.parent / "data"))
     proc = subprocess.Popen(
         [KUBETRADE, "local", "--port", str(port), "--market-data", "replay:bundled",
          "--strategies", str(STRATEGIES), *args],

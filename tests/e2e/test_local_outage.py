@@ -4,6 +4,7 @@ test runs its own redis-server (append-only file) and stops/starts it."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -130,13 +131,55 @@ def test_a_stop_while_redis_hangs_is_answered_from_the_runners_memory(
         answer = local.post("/api/emergency/stop", json={"reason": "redis hung"})
         print(f"stop answered in {time.monotonic() - started:.2f} s with Redis hung")
         assert answer.status_code == 200, answer.text
-        assert answer.json()["note"].startswith(
-            f"Redis is unreachable: applied in this process to {EXAMPLE_STRATEGIES} runner(s)")
+        note = answer.json()["note"]
+        assert note.startswith("Redis is unreachable: applied in this process to"), note
+        # every runner is named: halted in memory, or busy with a candle and told
+        assert _runners_named(note) == EXAMPLE_STRATEGIES, note
+        # what was just accepted is what the API says, with Redis still hung
+        shown = local.get("/api/emergency")
+        assert shown.status_code == 200 and shown.json()["action"] == "stop", shown.text
     finally:
         server.proc.send_signal(signal.SIGCONT)
     wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 90, "every runner acks")
     assert local.get("/api/emergency").json()["action"] == "stop"
     _assert_stopped(local)
+
+
+def test_a_stop_accepted_while_redis_hangs_outlives_the_process(
+    server: RedisServer, tmp_path: Path, local_procs: list[subprocess.Popen[bytes]]
+) -> None:
+    """The stop is accepted while Redis hangs, the process is stopped, and the hung
+    Redis dies without having written it: the next start writes the kept stop before
+    any runner trades (it was lost: the next start traded, new fills within 25 s)."""
+    local = _start(local_procs, tmp_path, server.url, "0.5")
+    assert server.proc is not None
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        answer = local.post("/api/emergency/stop", json={"reason": "redis hung, then exit"})
+        assert answer.status_code == 200, answer.text
+        local.proc.send_signal(signal.SIGTERM)
+        local.proc.wait(60)
+        kept = [e for e in _events(local, "local.emergency_unwritten_at_exit")]
+        assert kept and kept[0]["kept_in"].endswith("emergency-kept.json"), kept
+    finally:
+        # the hung Redis dies (a resumed one would run the writes still in its socket)
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(20)
+    server.start()
+    env = base_env(REDIS_URL=server.url, KUBETRADE_REPLAY_INTERVAL="0.5")
+    again = start(local_procs, tmp_path / "again.log", env)  # the same --data-dir
+    again.wait_healthy()
+    assert _events(again, "local.emergency_kept_restored")
+    assert again.get("/api/emergency").json()["action"] == "stop"
+    wait_for(lambda: _acks(again, "stop") == EXAMPLE_STRATEGIES, 90, "every runner acks")
+    _assert_stopped(again)
+    assert not (tmp_path / "data" / "emergency-kept.json").exists()
+
+
+def _runners_named(note: str) -> int:
+    """How many runners the note names, as taking the change now or when busy."""
+    counts = re.findall(r"(\d+) runner\(s\)", note)
+    return sum(int(n) for n in counts)
 
 
 def _assert_stopped(local: LocalProc) -> None:

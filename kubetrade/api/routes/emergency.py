@@ -42,7 +42,10 @@ async def _emergency_out(
     except (RedisError, TimeoutError):
         if not tolerate_redis_down:
             raise
-        acks = {}  # the stop went through the Emergency resource; acks come later
+        # the stop went through the Emergency resource (or the runners' memory); acks
+        # come later
+        return emergency_out(state, {}).model_copy(update={
+            "note": "runner acknowledgements unreadable now: Redis is unavailable"})
     return emergency_out(state, acks)
 
 
@@ -65,9 +68,13 @@ async def _set(
 
 
 @router.get("/api/emergency", **_ROUTE)
-async def get_emergency(user: User, desired: Desired, reader: Reader) -> s.EmergencyOut:
-    """The emergency action in force and each runner's acknowledgement."""
-    return await _emergency_out(desired, reader)
+async def get_emergency(
+    user: KillSwitchUser, desired: Desired, reader: Reader
+) -> s.EmergencyOut:
+    """The emergency action in force and each runner's acknowledgement; like a stop, it
+    answers while Redis is down or hangs (the acknowledgements are then left out, and
+    ``note`` says so)."""
+    return await _emergency_out(desired, reader, tolerate_redis_down=True)
 
 
 @router.post("/api/emergency/stop", name="emergency_stop", **_ROUTE)

@@ -6,15 +6,18 @@ Redis. When Redis cannot be written (it is down), the request is kept and writte
 background task as soon as Redis answers again (retrying with backoff forever), and
 until then :meth:`LocalKillSwitch.get_emergency` answers the kept state and
 :meth:`LocalKillSwitch.settled` holds back any runner (re)start, so no runner starts
-trading from the older state in Redis. A resume needs Redis (it is not kept: the
+trading from the older state in Redis. The kept halt is also in a file
+(:mod:`.kept_halt`) until Redis has it, so a process stopped or crashed before then
+writes it at its next start, before any runner trades. A resume needs Redis (it is not kept: the
 older stop must never be lifted by a resume that may not last).
 
 The API's answer says what happened (``note``): applied in process to which runners,
 and whether it is written yet. A Redis that hangs (a stopped process, a full disk)
 delays the answer by about ``REDIS_WAIT_S``, not by its socket timeouts: the write to
 Redis runs beside the runners' applies and is kept for the background writer when it
-does not answer in time, and a runner whose halt already holds in memory counts as
-applied while its own Redis writes go on.
+does not answer in time, a runner whose halt already holds in memory counts as
+applied while its own Redis writes go on, and one busy with a candle (its lock held,
+waiting on Redis itself) is named as taking the change when that candle ends.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import contextlib
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from kubetrade.cli._local.kept_halt import KeptHaltFile
 from kubetrade.domain.clock import ManualClock
 from kubetrade.domain.emergency import REDIS_WAIT_S
 from kubetrade.logs import get_logger
@@ -37,16 +41,16 @@ Handler = Callable[[EmergencyCommand], Coroutine[Any, Any, None]]
 #: Whether a runner's halt for the action (stop/close-all) holds in memory already.
 HaltedProbe = Callable[[str], bool]
 HALTS = ("stop", "close-all")
-#: Seconds one in-process apply may take (a runner mid-candle holds its lock).
-APPLY_TIMEOUT_S = 10.0
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 
 
 class LocalKillSwitch(LocalDesiredState):
     """:class:`LocalDesiredState` whose halts reach the process' runners directly."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kept_file: KeptHaltFile | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.kept_file = kept_file
         self._runners: dict[str, tuple[Handler, HaltedProbe | None]] = {}
         self._finishing: set[asyncio.Task[None]] = set()  # applies past the answer
         self._kept: dict[str, Any] | None = None
@@ -73,9 +77,15 @@ class LocalKillSwitch(LocalDesiredState):
 
     async def set_emergency(self, action: str, actor: str, reason: str) -> dict[str, Any]:
         if action not in HALTS:
-            state = await super().set_emergency(action, actor, reason)
-            applied = await self._apply(state)
-            return {**state, "note": _note(applied, written=True)}
+            try:
+                async with asyncio.timeout(REDIS_WAIT_S):
+                    state = await super().set_emergency(action, actor, reason)
+            except TimeoutError:
+                raise RedisError(f"Redis did not answer within {REDIS_WAIT_S} s: a resume "
+                                 "needs Redis; the stop stays in force") from None
+            self._drop_kept()  # the person's later resume wins over a kept halt
+            applied, busy = await self._apply(state)
+            return {**state, "note": _note(applied, busy, written=True)}
         now = self.clock.now_ms()
         state = {"action": action, "since_ms": now, "by": actor, "reason": reason}
         # both at once: neither the runners nor the answer wait on a Redis that hangs
@@ -87,40 +97,43 @@ class LocalKillSwitch(LocalDesiredState):
             log.error("local.emergency_kept", action=action, error=str(exc) or type(exc).__name__,
                       note="Redis is unreachable: applied in process, written when it returns")
             self._keep(state)
-            return {**state, "note": _note(await applying, written=False)}
-        return {**state, "note": _note(await applying, written=True)}
+            return {**state, "note": _note(*await applying, written=False)}
+        return {**state, "note": _note(*await applying, written=True)}
 
-    async def _apply(self, state: dict[str, Any]) -> list[str]:
-        """Hand ``state`` to every registered runner at once (concurrently, each within
-        ``APPLY_TIMEOUT_S``); the names that took it. A runner whose apply breaks off
-        writing to Redis is halted already (in memory first)."""
+    async def _apply(self, state: dict[str, Any]) -> tuple[list[str], list[str]]:
+        """Hand ``state`` to every registered runner at once; (the names that took it,
+        the names still busy with a candle after ``REDIS_WAIT_S``: they take it when
+        their candle ends). A runner whose apply breaks off writing to Redis is halted
+        already (in memory first)."""
         cmd = EmergencyCommand(str(state["action"]), int(state["since_ms"]),
                                str(state["by"]), str(state["reason"]), source="local")
         names = list(self._runners)
         results = await asyncio.gather(
             *(self._apply_one(n, *self._runners[n], cmd) for n in names)
         )
-        return [n for n, ok in zip(names, results, strict=True) if ok]
+        return ([n for n, r in zip(names, results, strict=True) if r == "applied"],
+                [n for n, r in zip(names, results, strict=True) if r == "busy"])
 
     async def _apply_one(self, name: str, handler: Handler, halted: HaltedProbe | None,
-                         cmd: EmergencyCommand) -> bool:
-        """Whether runner ``name`` took ``cmd``: its apply ended, or (a halt) it holds
-        in memory after ``REDIS_WAIT_S`` while the apply's Redis writes go on."""
+                         cmd: EmergencyCommand) -> str:
+        """``applied`` when runner ``name`` took ``cmd`` (its apply ended, or a halt holds
+        in memory while its Redis writes go on), ``busy`` when it has not after
+        ``REDIS_WAIT_S`` (a candle holds its lock: the apply goes on and takes it when
+        the candle ends), ``failed`` when the apply broke (a bug; Redis' path reaches
+        it)."""
         task = asyncio.create_task(handler(cmd), name=f"emergency-{name}")
         done, _ = await asyncio.wait({task}, timeout=REDIS_WAIT_S)
-        if not done and halted is not None and cmd.action in HALTS and halted(cmd.action):
+        if done:
+            return "applied" if _took(name, task) else "failed"
+        self._finishing.add(task)
+        task.add_done_callback(lambda t: self._finished(name, t))
+        if halted is not None and cmd.action in HALTS and halted(cmd.action):
             log.warning("local.emergency_applied_writing", strategy=name,
                         note="halted in memory; its Redis writes are still waiting")
-            self._finishing.add(task)
-            task.add_done_callback(lambda t: self._finished(name, t))
-            return True
-        if not done:
-            done, _ = await asyncio.wait({task}, timeout=APPLY_TIMEOUT_S - REDIS_WAIT_S)
-        if not done:  # its lock was held; Redis' path reaches it
-            task.cancel()
-            log.error("local.emergency_apply_timeout", strategy=name, timeout_s=APPLY_TIMEOUT_S)
-            return False
-        return _took(name, task)
+            return "applied"
+        log.warning("local.emergency_apply_busy", strategy=name,
+                    note="its current candle holds it; it takes the change when it ends")
+        return "busy"
 
     def _finished(self, name: str, task: asyncio.Task[None]) -> None:
         self._finishing.discard(task)
@@ -138,8 +151,37 @@ class LocalKillSwitch(LocalDesiredState):
     def _keep(self, state: dict[str, Any]) -> None:
         self._kept = state
         self._settled.clear()
+        if self.kept_file is not None:
+            try:
+                self.kept_file.save(state)
+            except OSError as exc:
+                log.error("local.emergency_kept_file_failed", file=str(self.kept_file.path),
+                          error=str(exc), note="kept in memory only: lost if the process ends")
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_when_back(), name="emergency-writer")
+
+    def _drop_kept(self) -> None:
+        self._kept = None
+        if self.kept_file is not None:
+            self.kept_file.clear()
+        self._settled.set()
+
+    async def restore_kept(self) -> None:
+        """At start: a halt kept by an earlier process that ended before Redis had it is
+        kept again (runners start after it is written), unless Redis already holds a
+        change as new or newer."""
+        state = self.kept_file.load() if self.kept_file is not None else None
+        if state is None:
+            return
+        current = await super().get_emergency()
+        if int(current.get("since_ms") or 0) >= int(state["since_ms"]):
+            self._drop_kept()
+            return
+        log.warning("local.emergency_kept_restored", action=state["action"],
+                    since_ms=state["since_ms"], file=str(self.kept_file.path)
+                    if self.kept_file is not None else None,
+                    note="accepted while Redis could not be written, before the last exit")
+        self._keep(state)
 
     async def _write_when_back(self) -> None:
         delay = RETRY_MIN_S
@@ -154,13 +196,23 @@ class LocalKillSwitch(LocalDesiredState):
             log.warning("local.emergency_written", action=kept["action"],
                         note="the stop kept during the Redis outage is written")
             if self._kept is kept:
-                self._kept = None
+                self._drop_kept()
         self._settled.set()
 
     async def aclose(self) -> None:
-        """Stop the writer (a kept halt not yet written is logged as lost)."""
-        if self._kept is not None:
-            log.error("local.emergency_unwritten_at_exit", action=self._kept["action"])
+        """Stop the writer; a kept halt not yet written is written one last time (within
+        ``REDIS_WAIT_S``), or stays in its file for the next start."""
+        kept = self._kept
+        if kept is not None:
+            try:
+                async with asyncio.timeout(REDIS_WAIT_S):
+                    await self._write(kept)
+                self._drop_kept()
+            except (RedisError, OSError, TimeoutError):
+                where = str(self.kept_file.path) if self.kept_file is not None else None
+                log.error("local.emergency_unwritten_at_exit", action=kept["action"],
+                          kept_in=where, note="written to Redis at the next start"
+                          if where else "lost: no file to keep it in")
         if self._writer is not None:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -182,9 +234,13 @@ def _took(name: str, task: asyncio.Task[None]) -> bool:
     return False
 
 
-def _note(applied: list[str], written: bool) -> str:
+def _note(applied: list[str], busy: list[str], written: bool) -> str:
     who = ", ".join(applied) if applied else "no runner"
+    done = f"applied in this process to {len(applied)} runner(s) ({who})"
+    if busy:
+        done += (f"; {len(busy)} runner(s) ({', '.join(busy)}) take it when the candle "
+                 "they are processing ends")
     if written:
-        return f"applied in this process to {len(applied)} runner(s) ({who}); written to Redis"
-    return (f"Redis is unreachable: applied in this process to {len(applied)} runner(s) "
-            f"({who}); it will be written to Redis when Redis answers again")
+        return f"{done}; written to Redis"
+    return (f"Redis is unreachable: {done}; it will be written to Redis when Redis "
+            "answers again")

@@ -33,6 +33,7 @@ from typing import Any
 import uvicorn
 
 from kubetrade.cli._local.embedded_redis import STOP_TIMEOUT_S as REDIS_STOP_TIMEOUT_S
+from kubetrade.domain.emergency import REDIS_WAIT_S
 from kubetrade.domain.models import Candle
 from kubetrade.logs import get_logger
 from kubetrade.runner.market import MarketSource
@@ -51,10 +52,11 @@ GRACEFUL_SHUTDOWN_S = 3
 LEFTOVER_S = 2.0
 #: The bound from a stop signal to the end of the process, in seconds: the API's
 #: graceful shutdown, then the runners' grace and cancels, the embedded Redis' own stop
-#: (it writes its file), leftovers, plus margin for closing clients on a loaded machine.
+#: (it writes its file), the kill switch's last write of a kept halt, leftovers, plus
+#: margin for closing clients on a loaded machine.
 STOP_BOUND_S = (
     GRACEFUL_SHUTDOWN_S + RUNNER_GRACE_S + RUNNER_CANCEL_S + REDIS_STOP_TIMEOUT_S
-    + LEFTOVER_S + 4.0
+    + REDIS_WAIT_S + LEFTOVER_S + 3.0
 )
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)

@@ -37,6 +37,7 @@ from kubetrade.cli._local.embedded_redis import (
     check_reachable,
     redis_url_or_embedded,
 )
+from kubetrade.cli._local.kept_halt import KeptHaltFile
 from kubetrade.cli._local.kill_switch import LocalKillSwitch
 from kubetrade.cli._local.latency import TimedMarket, decision_histogram
 from kubetrade.cli._local.market import choose_market_data
@@ -146,12 +147,14 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
                           burst=POOL_CONNECTIONS - API_POOL_CONNECTIONS)
     keys = keys_from_env()
     clock = SystemClock()
-    desired = LocalKillSwitch(redis, keys, clock, check_strategy=strategy_with_defaults)
+    desired = LocalKillSwitch(redis, keys, clock, check_strategy=strategy_with_defaults,
+                              kept_file=KeptHaltFile(options.data_dir))
     system = LocalSystem(redis, keys, clock, desired)
     runners: list[asyncio.Task[Any]] = []
     others: list[asyncio.Task[Any]] = []
     try:
         await check_reachable(redis, where)
+        await desired.restore_kept()  # a stop the last process could not write
         policies += load_risk_policy_file(options.risk_policy_file)
         manifests = await seed_desired(system.desired, strategies, policies)
         stop.checkpoint()
@@ -169,7 +172,7 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
     finally:
         stop.cleaning_up = True
         stop.request("shutdown")
-        await _stop(runners, others, redis, embedded)
+        await _stop(runners, others, desired, embedded)
         sock.close()
     return 0
 
@@ -235,16 +238,18 @@ def _api_thread(system: LocalSystem, options: LocalOptions, where: str, redis_ur
 async def _stop(
     runners: list[asyncio.Task[Any]],
     others: list[asyncio.Task[Any]],
-    redis: Redis,
+    desired: LocalKillSwitch,
     embedded: EmbeddedRedis | None,
 ) -> None:
     """Stop the notifier at once and the runners after their grace (their market data
-    has ended), both bounded; close Redis, stop the embedded one."""
+    has ended), both bounded; the kill switch writes a kept halt one last time (or
+    leaves it in its file for the next start); close Redis, stop the embedded one."""
     stuck = await stop_tasks(others, grace_s=0, cancel_s=RUNNER_CANCEL_S)
     stuck += await stop_tasks(runners, grace_s=RUNNER_GRACE_S, cancel_s=RUNNER_CANCEL_S)
     if stuck:
         log.warning("local.shutdown_stuck", tasks=stuck)
-    await redis.aclose()
+    await desired.aclose()
+    await desired.redis.aclose()
     if embedded is not None:
         embedded.stop()
 
