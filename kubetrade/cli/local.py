@@ -31,7 +31,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--port", type=tcp_port, default=8000, help="API port (default 8000)")
     p.add_argument(
         "--risk-policy", type=Path, default=None,
-        help="RiskPolicy YAML (default: RiskPolicies in --strategies, else built-in defaults)",
+        help="RiskPolicy YAML, beside the RiskPolicies in --strategies (default: the "
+        "riskpolicy.yaml next to the --strategies directory, if there is one; a name in "
+        "both with different specs is refused); limits no file sets come from "
+        "STOP_LOSS_PCT etc., else the built-in defaults",
     )
     p.add_argument(
         "--market-data", default=None,

@@ -34,7 +34,7 @@ def load_strategy_dir(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, 
     _refuse_duplicate_names(found)
     resources = [r for _, r in found]
     strategies = [manifest_of(r) for r in resources if isinstance(r, Strategy)]
-    policies = [manifest_of(r) for r in resources if isinstance(r, RiskPolicy)]
+    policies = [as_written(r) for r in resources if isinstance(r, RiskPolicy)]
     if not strategies:
         raise ValueError(f"--strategies: no Strategy manifest in {path}")
     return strategies, policies
@@ -62,11 +62,35 @@ def _refuse_duplicate_names(found: list[tuple[Path, Any]]) -> None:
                          f"its own metadata.name ({why})")
 
 
+def as_written(policy: RiskPolicy) -> dict[str, Any]:
+    """A RiskPolicy as its file wrote it: the fields it sets, no defaults filled in (the
+    restart merge tells a field the file sets from one it leaves to the default)."""
+    data: dict[str, Any] = policy.model_dump(mode="json", by_alias=True, exclude_none=True,
+                                             exclude_unset=True)
+    return data
+
+
 def load_risk_policy_file(path: Path | None) -> list[dict[str, Any]]:
     """The RiskPolicy manifests of ``--risk-policy`` (none when ``path`` is None)."""
     if path is None:
         return []
-    return [manifest_of(r) for r in load_manifests(path) if isinstance(r, RiskPolicy)]
+    return [as_written(r) for r in load_manifests(path) if isinstance(r, RiskPolicy)]
+
+
+def with_risk_policy_file(policies: list[dict[str, Any]], strategies_dir: Path,
+                          path: Path | None) -> list[dict[str, Any]]:
+    """``policies`` (of ``--strategies``) and those of the RiskPolicy file ``path``.
+    ValueError naming both when one name has two different specs (which one held
+    depended on the order they were read in, and changed the limits at each start)."""
+    extra = load_risk_policy_file(path)
+    given = {p["metadata"]["name"]: p for p in policies}
+    for policy in extra:
+        name = policy["metadata"]["name"]
+        if name in given and given[name].get("spec") != policy.get("spec"):
+            raise ValueError(
+                f"--risk-policy {path}: RiskPolicy {name!r} is also in --strategies "
+                f"{strategies_dir} with a different spec; keep one of them")
+    return policies + [p for p in extra if p["metadata"]["name"] not in given]
 
 
 async def seed_desired(
@@ -89,7 +113,7 @@ async def seed_desired(
     for policy in policies:
         await _seed_policy(desired, policy)
     for policy in _env_policies(strategies, policies):
-        await _seed_policy(desired, policy, source="environment (STOP_LOSS_PCT ...)")
+        await _seed_policy(desired, policy, source="environment")
     return out
 
 
@@ -100,8 +124,10 @@ def _env_policies(
     Strategies refer to that no file defines (as preflight and runner read them)."""
     given = {(p.get("metadata") or {}).get("name") for p in policies}
     wanted = {(s.get("spec") or {}).get("riskPolicyRef") or "default" for s in strategies}
-    found = [risk_policy_from_env(name, os.environ) for name in sorted(wanted - given)]
-    return [p for p in found if p is not None]
+    # none set: an empty one, so limits the environment set at the last start and no
+    # longer does go back to their defaults
+    return [risk_policy_from_env(name, os.environ) or risk_policy_manifest(name, {})
+            for name in sorted(wanted - given)]
 
 
 async def _seed_strategy(desired: LocalDesiredState, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -127,7 +153,7 @@ async def _seed_strategy(desired: LocalDesiredState, manifest: dict[str, Any]) -
         # unknown last start: a strategy someone disabled is not enabled by inference
         merge = merge_spec(in_file, last if last is not None else in_file, kept)
         spec["enabled"] = merge.spec["enabled"]
-        _log_merge("Strategy", name, merge)
+        _log_merge("Strategy", name, merge, "file")
         log.info(
             "local.seed_strategy",
             strategy=name,
@@ -152,7 +178,7 @@ async def _seed_policy(
     else:
         stored = (await desired.get_risk_policy(name))["spec"]
         merge = merge_spec(in_file, await desired.last_applied("RiskPolicy", name), stored)
-        _log_merge("RiskPolicy", name, merge)
+        _log_merge("RiskPolicy", name, merge, source)
         log.info("local.seed_riskpolicy", policy=name, source=f"stored desired state and {source}",
                  from_file=sorted(merge.from_file), kept_as_stored=sorted(merge.kept))
         if merge.spec != stored:
@@ -160,16 +186,19 @@ async def _seed_policy(
     await desired.record_applied("RiskPolicy", name, in_file)
 
 
-def _log_merge(kind: str, name: str, merge: SpecMerge) -> None:
-    """One line per field whose value changed at this start or is not the file's."""
+def _log_merge(kind: str, name: str, merge: SpecMerge, source: str) -> None:
+    """One line per field whose value changed at this start or is not the ``source``'s
+    (the file, or the environment's STOP_LOSS_PCT ...)."""
     for field_name, (before, value) in sorted(merge.from_file.items()):
         log.info("local.seed_field_from_file", kind=kind, name=name, field=field_name,
-                 stored=before, file=value, note="edited in the file since the last start")
+                 stored=before, file=value, source=source,
+                 note=f"edited in the {source} since the last start")
     for field_name, (kept, value) in sorted(merge.kept.items()):
         log.warning("local.seed_field_kept", kind=kind, name=name, field=field_name,
-                    in_force=kept, file=value,
-                    note="changed on the dashboard or in Telegram while it ran; the file's "
-                    "value applies once it is edited in the file")
+                    in_force=kept, file=value, source=source,
+                    note=f"changed on the dashboard or in Telegram while it ran; the "
+                    f"{source}'s value applies once it is edited there")
     for field_name in merge.dropped:
         log.info("local.seed_field_dropped", kind=kind, name=name, field=field_name,
-                 note="removed from the file since the last start: its default applies")
+                 source=source,
+                 note=f"removed from the {source} since the last start: its default applies")

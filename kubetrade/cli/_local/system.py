@@ -41,7 +41,7 @@ from kubetrade.cli._local.kept_halt import KeptHaltFile
 from kubetrade.cli._local.kill_switch import LocalKillSwitch
 from kubetrade.cli._local.latency import TimedMarket, decision_histogram
 from kubetrade.cli._local.market import choose_market_data
-from kubetrade.cli._local.seed import load_risk_policy_file, load_strategy_dir, seed_desired
+from kubetrade.cli._local.seed import load_strategy_dir, seed_desired, with_risk_policy_file
 from kubetrade.cli._local.stopping import (
     GRACEFUL_SHUTDOWN_S,
     RUNNER_CANCEL_S,
@@ -155,7 +155,8 @@ async def _run(options: LocalOptions, stop: StopRequest) -> int:
     try:
         await check_reachable(redis, where)
         await desired.restore_kept()  # a stop the last process could not write
-        policies += load_risk_policy_file(options.risk_policy_file)
+        policies = with_risk_policy_file(policies, options.strategies_dir,
+                                         options.risk_policy_file)
         manifests = await seed_desired(system.desired, strategies, policies)
         stop.checkpoint()
         env = await _runner_env(options, manifests)

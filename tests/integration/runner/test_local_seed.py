@@ -144,3 +144,61 @@ def test_runner_from_a_file_reads_the_same_env_limits_and_refuses_a_bad_one(
         load_file_manifests(path, None)
     monkeypatch.delenv("STOP_LOSS_PCT")
     assert load_file_manifests(path, None)[1] is None  # no variable: the defaults
+
+
+async def test_a_line_removed_or_added_in_the_file_is_told_from_a_default(
+    redis_client: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The loader filled every default into the file's spec, so the merge saw every
+    field as written in the file: a line removed kept the dashboard's value (logged as
+    still in the file), and a line added with the default's value was ignored. The same
+    for the environment's STOP_LOSS_PCT removed (a new-user trial)."""
+    monkeypatch.setenv("STOP_LOSS_PCT", "4")
+    desired = LocalDesiredState(
+        redis_client, Keys("kt"), ManualClock(1), check_strategy=strategy_with_defaults
+    )
+    (tmp_path / "a.yaml").write_text(STRATEGY.format(name="btc-a", fast=10))
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.replace("{stopLossPct: 5.0}",
+                                     "{stopLossPct: 5.0, maxConcurrentPositions: 4}"))
+    await seed_desired(desired, *load_strategy_dir(tmp_path))
+    await desired.update_risk_policy(
+        "default", {"maxConcurrentPositions": 2, "stopLimitOffsetPct": 0.7}, "dashboard")
+    # the line goes; a line with the default's value comes
+    policy.write_text(POLICY.replace("{stopLossPct: 5.0}",
+                                     "{stopLossPct: 5.0, stopLimitOffsetPct: 0.5}"))
+    capsys.readouterr()
+    await seed_desired(desired, *load_strategy_dir(tmp_path))
+    spec = (await desired.get_risk_policy("default"))["spec"]
+    assert spec["maxConcurrentPositions"] == 3  # the default, not the dashboard's 2
+    assert Decimal(spec["stopLimitOffsetPct"]) == Decimal("0.5")  # the file's new line
+    out = capsys.readouterr().out
+    assert "local.seed_field_dropped" in out and "field=maxConcurrentPositions" in out
+    assert "local.seed_field_kept" not in out
+
+    # a strategy with no RiskPolicy file: the environment's limit, then none
+    other = LocalDesiredState(
+        redis_client, Keys("kt2"), ManualClock(1), check_strategy=strategy_with_defaults
+    )
+    policy.unlink()
+    await seed_desired(other, *load_strategy_dir(tmp_path))
+    assert Decimal((await other.get_risk_policy("default"))["spec"]["stopLossPct"]) == 4
+    monkeypatch.delenv("STOP_LOSS_PCT")
+    await seed_desired(other, *load_strategy_dir(tmp_path))
+    assert Decimal((await other.get_risk_policy("default"))["spec"]["stopLossPct"]) == 5
+
+
+def test_one_risk_policy_name_in_the_directory_and_the_file_is_refused(tmp_path: Path) -> None:
+    from kubetrade.cli._local.seed import with_risk_policy_file
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "a.yaml").write_text(
+        STRATEGY.format(name="btc-a", fast=10) + "---" + POLICY.replace("5.0", "7.0"))
+    (tmp_path / "riskpolicy.yaml").write_text(POLICY)
+    _, policies = load_strategy_dir(tmp_path / "s")
+    with pytest.raises(ValueError, match=r"RiskPolicy 'default' is also in --strategies"):
+        with_risk_policy_file(policies, tmp_path / "s", tmp_path / "riskpolicy.yaml")
+    (tmp_path / "riskpolicy.yaml").write_text(POLICY.replace("5.0", "7.0"))  # the same
+    assert len(with_risk_policy_file(policies, tmp_path / "s",
+                                     tmp_path / "riskpolicy.yaml")) == 1
