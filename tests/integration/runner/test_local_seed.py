@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
 from kubetrade.cli._config import ConfigError
 from kubetrade.cli._local.seed import load_strategy_dir, seed_desired
@@ -39,7 +40,7 @@ spec: {stopLossPct: 5.0}
 
 
 async def test_restart_keeps_toggles_and_settings_and_applies_file_edits(
-    redis_client: Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    redis_client: Redis, tmp_path: Path
 ) -> None:
     desired = LocalDesiredState(
         redis_client, Keys("kt"), ManualClock(1), check_strategy=strategy_with_defaults
@@ -53,9 +54,8 @@ async def test_restart_keeps_toggles_and_settings_and_applies_file_edits(
     # the files change: a parameter of btc-a, and a new strategy
     (tmp_path / "a.yaml").write_text(STRATEGY.format(name="btc-a", fast=12))
     (tmp_path / "b.yaml").write_text(STRATEGY.format(name="btc-b", fast=10))
-    capsys.readouterr()
-
-    await seed_desired(desired, *load_strategy_dir(tmp_path))  # the restart
+    with capture_logs() as logs:  # whatever stream an earlier test left logging on
+        await seed_desired(desired, *load_strategy_dir(tmp_path))  # the restart
 
     a = await desired.get_strategy("btc-a")
     assert a["spec"]["enabled"] is False  # the toggle survives
@@ -64,13 +64,13 @@ async def test_restart_keeps_toggles_and_settings_and_applies_file_edits(
     assert b["spec"]["enabled"] is True  # new in the files: seeded
     policy = await desired.get_risk_policy("default")
     assert float(policy["spec"]["stopLossPct"]) == 2.5  # the settings change survives
-    out = capsys.readouterr().out
-    assert "enabled from stored desired state" in out and "btc-a" in out
+    assert any(e["event"] == "local.seed_strategy" and e["strategy"] == "btc-a"
+               and "enabled from stored desired state" in e["source"] for e in logs)
     # each file value not in force is a warning naming the field and both values
-    kept = sorted(line for line in out.splitlines() if "local.seed_field_kept" in line)
-    assert len(kept) == 2 and all("warning" in line for line in kept)
-    assert "field=enabled" in kept[0] and "kind=Strategy" in kept[0]
-    assert "field=stopLossPct" in kept[1] and "in_force=2.5" in kept[1]
+    kept = sorted((e["kind"], e["field"], e["in_force"], e["file"], e["log_level"])
+                  for e in logs if e["event"] == "local.seed_field_kept")
+    assert kept == [("RiskPolicy", "stopLossPct", "2.5", "5", "warning"),
+                    ("Strategy", "enabled", False, True, "warning")]
 
 
 async def test_an_edit_of_the_file_after_a_restart_applies_over_the_dashboard(
@@ -148,7 +148,6 @@ def test_runner_from_a_file_reads_the_same_env_limits_and_refuses_a_bad_one(
 
 async def test_a_line_removed_or_added_in_the_file_is_told_from_a_default(
     redis_client: Redis, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The loader filled every default into the file's spec, so the merge saw every
     field as written in the file: a line removed kept the dashboard's value (logged as
@@ -168,14 +167,14 @@ async def test_a_line_removed_or_added_in_the_file_is_told_from_a_default(
     # the line goes; a line with the default's value comes
     policy.write_text(POLICY.replace("{stopLossPct: 5.0}",
                                      "{stopLossPct: 5.0, stopLimitOffsetPct: 0.5}"))
-    capsys.readouterr()
-    await seed_desired(desired, *load_strategy_dir(tmp_path))
+    with capture_logs() as logs:
+        await seed_desired(desired, *load_strategy_dir(tmp_path))
     spec = (await desired.get_risk_policy("default"))["spec"]
     assert spec["maxConcurrentPositions"] == 3  # the default, not the dashboard's 2
     assert Decimal(spec["stopLimitOffsetPct"]) == Decimal("0.5")  # the file's new line
-    out = capsys.readouterr().out
-    assert "local.seed_field_dropped" in out and "field=maxConcurrentPositions" in out
-    assert "local.seed_field_kept" not in out
+    events = {(e["event"], e.get("field")) for e in logs}
+    assert ("local.seed_field_dropped", "maxConcurrentPositions") in events
+    assert not [e for e in logs if e["event"] == "local.seed_field_kept"]
 
     # a strategy with no RiskPolicy file: the environment's limit, then none
     other = LocalDesiredState(
