@@ -82,6 +82,12 @@ class ApiSettings(BaseSettings):
         # `DASHBOARD_PASSWORD=` in an env file means "not set", not "the empty password".
         return None if v == "" else v
 
+    @field_validator("trading_mode", mode="before")
+    @classmethod
+    def _mode_any_case(cls, v: object) -> object:
+        # the runbook writes `paper`; `LIVE` or `Paper` mean the same
+        return v.strip().lower() if isinstance(v, str) else v
+
     @field_validator("jwt_secret")
     @classmethod
     def _secret_long_enough(cls, v: SecretStr | None) -> SecretStr | None:

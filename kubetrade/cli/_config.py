@@ -30,6 +30,13 @@ KNOWN_VARIABLES = frozenset({
 KNOWN_PREFIXES = ("KUBETRADE_", "TELEGRAM_")
 
 
+RUNBOOK_NAMES = {
+    "SYMBOLS": "each Strategy's spec.symbols (examples/strategies/*.yaml)",
+}
+"""Variables of the runbook's ``.env`` that kubetrade reads from the Strategy files: the
+warning for one says where it went instead of "misspelt?"."""
+
+
 class ConfigError(ValueError):
     """A setting that cannot work; the message names it and the rule, never a secret."""
 
@@ -72,8 +79,10 @@ def load_env_file(path: Path = Path(".env")) -> bool:
         return False
     values = read_env_file(path)
     for key in unknown_keys(values):
+        where = RUNBOOK_NAMES.get(key.upper())
+        hint = f"in kubetrade it is {where}" if where else "misspelt?"
         print(f"kubetrade: warning: {path}: {key} is not a kubetrade setting (ignored; "
-              "misspelt?)", file=sys.stderr)
+              f"{hint})", file=sys.stderr)
     for key, value in values.items():
         if value is not None and key not in os.environ:
             os.environ[key] = value

@@ -131,7 +131,14 @@ def _criteria(args: argparse.Namespace, spec_criteria: Any | None) -> Any:
         if value is not None:
             overrides[key] = value
             flags[key] = "--" + key.replace("_", "-")
-    return Criteria.from_overrides(overrides, flags)
+            if key in ("min_win_rate", "max_drawdown") and str(value).strip() in ("1", "1.0"):
+                # 100 % as a gate is no gate; 1 % was more likely meant
+                raise ValueError(f"{flags[key]}: 1 is ambiguous; give 1% (or 0.01) for one "
+                                 "percent, or 100% for all")
+    try:
+        return Criteria.from_overrides(overrides, flags)
+    except ValueError as exc:
+        raise _flag_named(exc, flags) from None
 
 
 def _friction(args: argparse.Namespace, spec_friction: Any | None) -> Any:
@@ -155,7 +162,24 @@ def _friction(args: argparse.Namespace, spec_friction: Any | None) -> Any:
             raise ValueError(f"--slippage-bps: {args.slippage_bps!r} is not a number") from None
     if args.participation is not None:
         values["participation"] = parse_fraction(args.participation, "--participation")
-    return Friction(**values)
+    given = {"fee rate": "--fee-rate", "slippage": "--slippage-bps",
+             "participation": "--participation"}
+    try:
+        return Friction(**values)
+    except ValueError as exc:
+        raise _flag_named(exc, {name: flag for name, flag in given.items()
+                                if getattr(args, flag[2:].replace("-", "_")) is not None}
+                          ) from None
+
+
+def _flag_named(exc: ValueError, names: dict[str, str]) -> ValueError:
+    """``exc`` with its leading ``name:`` replaced by the flag (``names``: name -> flag)
+    the value came from; ``exc`` itself when no flag gave it."""
+    text = str(exc)
+    for name, flag in names.items():
+        if text.startswith(f"{name}:"):
+            return ValueError(flag + text[len(name):])
+    return exc
 
 
 def _sweep(args: argparse.Namespace, replaying: bool) -> Any:

@@ -41,3 +41,20 @@ def test_env_example_names_the_runbooks_variables() -> None:
         "DAILY_LOSS_LIMIT_PCT",
     ]:
         assert f"{name}=" in text, name
+
+
+def test_the_runbooks_symbols_line_says_where_symbols_go(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the runbook's own .env line was answered "misspelt?"
+    env = tmp_path / ".env"
+    env.write_text('SYMBOLS=["BTC/USDT","ETH/USDT"]\nSTOP_LOS_PCT=5\n')
+    try:
+        assert load_dotenv_file(str(env))
+    finally:
+        os.environ.pop("SYMBOLS", None)
+        os.environ.pop("STOP_LOS_PCT", None)
+    err = capsys.readouterr().err
+    assert "SYMBOLS is not a kubetrade setting (ignored; in kubetrade it is each " \
+           "Strategy's spec.symbols" in err
+    assert "STOP_LOS_PCT is not a kubetrade setting (ignored; misspelt?)" in err

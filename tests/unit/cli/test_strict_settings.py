@@ -100,7 +100,7 @@ def test_trading_mode_is_paper_or_live_and_live_is_said_to_be_unused_locally(
     monkeypatch.setenv("TRADING_MODE", "yolo")
     assert main(["local"]) == 2
     assert "TRADING_MODE" in capsys.readouterr().err
-    monkeypatch.setenv("TRADING_MODE", "live")
+    monkeypatch.setenv("TRADING_MODE", "LIVE")  # any case
     _check_settings("127.0.0.1")
     out = capsys.readouterr().out
     assert "local.paper_only" in out and "TRADING_MODE=live" in out

@@ -186,3 +186,21 @@ def test_sharpe_convention_is_the_documented_one() -> None:
     r = np.array([0.01, -0.02, 0.015, 0.003])
     plain = statistics.fmean(r) / statistics.stdev(r) * (365**0.5)
     assert float(empyrical.sharpe_ratio(r, annualization=365)) == pytest.approx(plain)
+
+
+@pytest.mark.parametrize(("flags", "said"), [
+    (["--max-drawdown", "1"], "--max-drawdown: 1 is ambiguous; give 1% (or 0.01)"),
+    (["--min-trades", "-3"], "--min-trades: must be >= 0, got -3"),
+    (["--participation", "0"], "--participation: 0 must be in (0, 1]"),
+    (["--max-drawdown", "150%"], "--max-drawdown: must be a fraction between 0 and 1"),
+])
+def test_each_bad_flag_is_named_as_typed(flags: list[str], said: str, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    # these said max_drawdown / min_trades / participation, and --max-drawdown 1 was
+    # taken as 100 %: a gate that never fails
+    spec = tmp_path / "s.yaml"
+    spec.write_text(strategy_yaml("x", "sma-crossover", "{fastPeriod: 5, slowPeriod: 20}",
+                                  "BTC/USDT", "1m"))
+    assert main(["validate", "--strategy-file", str(spec), "--replay",
+                 str(shared_data(BTC_1M[0])), "--report-dir", str(tmp_path), *flags]) == 2
+    assert said in capsys.readouterr().err
