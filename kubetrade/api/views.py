@@ -9,7 +9,7 @@ from kubetrade.api.analytics import finite_float
 from kubetrade.domain.emergency import EMERGENCY_ACTIONS
 from kubetrade.domain.models import ClosedTrade
 from kubetrade.domain.timeframes import TIMEFRAME_MS
-from kubetrade.state.liveness import STALE, shown_phase
+from kubetrade.state.liveness import REMOVED, STALE, shown_phase
 from kubetrade.state.reader import summary_decimal, summary_int
 from kubetrade.state.schema import decode_last_candles
 
@@ -37,7 +37,9 @@ def overall_status(action: str, items: list[s.StrategyStatusOut]) -> Status:
     """Under an emergency ``stopped`` once every runner applied it, ``stopping`` until
     then; else ``running`` when a strategy trades unhalted, ``stale`` when none does
     and a runner has gone silent (its phase ``Stale``), ``halted`` when every runner
-    is halted, ``idle`` with no strategy."""
+    is halted, ``idle`` with no strategy. A ``Removed`` strategy (no runner on purpose)
+    counts for none of these."""
+    items = [i for i in items if i.phase != REMOVED]
     if action != "none":
         return "stopped" if all(i.emergency_applied for i in items) else "stopping"
     if any(is_running(i.phase) and not i.halted_reason for i in items):

@@ -27,6 +27,7 @@ from kubetrade.state.audit import AuditEntry, write_audit
 from kubetrade.state.emergency import publish_emergency, read_emergency_state
 from kubetrade.state.events import EventType, publish_event
 from kubetrade.state.keys import Keys
+from kubetrade.state.liveness import REMOVED
 from kubetrade.state.schema import EmergencyState
 
 API_VERSION = "kubetrade.io/v1alpha1"
@@ -199,6 +200,16 @@ class LocalDesiredState:
             {"kind": "Strategy", "name": name, "enabled": bool(enabled), "before": before},
         )
         return manifest
+
+    async def remove_strategy(self, name: str, actor: str) -> None:
+        """Forget Strategy ``name`` (its file is gone): no longer configured, its
+        summary's phase ``Removed`` (not a ``Running`` that goes ``Stale``); its books,
+        trades and audit stay in Redis for reading."""
+        await self.redis.hdel(self.keys.desired_strategies, name)  # type: ignore[misc]
+        if await self.redis.exists(self.keys.summary(name)):
+            await self.redis.hset(self.keys.summary(name), mapping={  # type: ignore[misc]
+                "phase": REMOVED, "updated_ms": str(self.clock.now_ms())})
+        await self._changed("strategy.removed", actor, name, {"kind": "Strategy", "name": name})
 
     # -- risk policies --------------------------------------------------------------
     async def get_risk_policy(self, name: str = DEFAULT_POLICY) -> dict[str, Any]:

@@ -15,6 +15,9 @@ from collections.abc import Mapping
 HEARTBEAT_MAX_AGE_MS = 60_000
 """Six missed heartbeats (the operator's default ``KUBETRADE_HEARTBEAT_MAX_AGE``)."""
 STALE = "Stale"
+REMOVED = "Removed"
+"""The phase of a strategy whose Strategy is gone (``kubetrade local`` started without
+its file): no runner on purpose, so never ``Stale``; its books stay for reading."""
 
 
 def heard_ms(summary: Mapping[str, str]) -> int:
@@ -34,10 +37,12 @@ def shown_phase(summary: Mapping[str, str], now_ms: int,
     """The runner's phase as it is now: its summary's ``phase``, or ``Stale`` when the
     runner has not been heard of for more than ``max_age_ms``; None without a phase."""
     phase = summary.get("phase") or None
+    if phase == REMOVED:
+        return phase
     heard = heard_ms(summary)
     if phase is not None and heard and now_ms - heard > max_age_ms:
         return STALE
     return phase
 
 
-__all__ = ["HEARTBEAT_MAX_AGE_MS", "STALE", "heard_ms", "shown_phase"]
+__all__ = ["HEARTBEAT_MAX_AGE_MS", "REMOVED", "STALE", "heard_ms", "shown_phase"]

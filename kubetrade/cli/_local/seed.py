@@ -110,6 +110,7 @@ async def seed_desired(
     Strategy manifests.
     """
     out = [await _seed_strategy(desired, manifest) for manifest in strategies]
+    await _remove_strategies_not_in(desired, {m["metadata"]["name"] for m in out})
     for policy in policies:
         await _seed_policy(desired, policy)
     for policy in _env_policies(strategies, policies):
@@ -128,6 +129,20 @@ def _env_policies(
     # longer does go back to their defaults
     return [risk_policy_from_env(name, os.environ) or risk_policy_manifest(name, {})
             for name in sorted(wanted - given)]
+
+
+async def _remove_strategies_not_in(desired: LocalDesiredState, names: set[str]) -> None:
+    """Strategies stored by an earlier start whose file is gone: no runner trades them
+    now, so they are removed from desired state (as ``kubectl apply --prune`` and Helm
+    remove what left the manifests) instead of showing ``Running`` with nothing
+    behind it. Their books stay in Redis; the log names each."""
+    for stored in await desired.list_strategies():
+        name = (stored.get("metadata") or {}).get("name")
+        if name and name not in names:
+            log.warning("local.strategy_removed", strategy=name,
+                        note="no file of --strategies defines it any more; its trades and "
+                        "books stay readable, no runner trades it")
+            await desired.remove_strategy(name, actor="local")
 
 
 async def _seed_strategy(desired: LocalDesiredState, manifest: dict[str, Any]) -> dict[str, Any]:

@@ -201,3 +201,36 @@ def test_one_risk_policy_name_in_the_directory_and_the_file_is_refused(tmp_path:
     (tmp_path / "riskpolicy.yaml").write_text(POLICY.replace("5.0", "7.0"))  # the same
     assert len(with_risk_policy_file(policies, tmp_path / "s",
                                      tmp_path / "riskpolicy.yaml")) == 1
+
+
+async def test_a_strategy_whose_file_is_gone_is_removed_not_shown_running(
+    redis_client: Redis, tmp_path: Path
+) -> None:
+    """Its file moved out of --strategies: no runner trades it, yet it stayed configured,
+    enabled and Running (then Stale for good). Now it is removed from desired state and
+    its summary says Removed (never Stale); its books stay; /api/status ignores it."""
+    from kubetrade.api import schemas as s
+    from kubetrade.api.views import overall_status
+    from kubetrade.state.liveness import shown_phase
+
+    keys = Keys("kt")
+    desired = LocalDesiredState(
+        redis_client, keys, ManualClock(1), check_strategy=strategy_with_defaults
+    )
+    (tmp_path / "a.yaml").write_text(STRATEGY.format(name="btc-a", fast=10))
+    (tmp_path / "b.yaml").write_text(STRATEGY.format(name="btc-b", fast=10))
+    await seed_desired(desired, *load_strategy_dir(tmp_path))
+    await redis_client.hset(keys.summary("btc-b"),  # type: ignore[misc]
+                            mapping={"phase": "Running", "trades": "3", "updated_ms": "1"})
+    (tmp_path / "b.yaml").unlink()
+    with capture_logs() as logs:
+        await seed_desired(desired, *load_strategy_dir(tmp_path))
+    assert [m["metadata"]["name"] for m in await desired.list_strategies()] == ["btc-a"]
+    summary: dict[str, str] = await redis_client.hgetall(  # type: ignore[misc,assignment]
+        keys.summary("btc-b"))
+    assert summary["trades"] == "3"  # the books stay
+    assert shown_phase(summary, 10**12) == "Removed"  # not Stale, however old
+    assert [e["strategy"] for e in logs if e["event"] == "local.strategy_removed"] == ["btc-b"]
+    removed = s.StrategyStatusOut(name="btc-b", phase="Removed", emergency_applied=False)
+    halted = s.StrategyStatusOut(name="btc-a", phase="Halted", emergency_applied=True)
+    assert overall_status("stop", [removed, halted]) == "stopped"  # not "stopping" forever
