@@ -57,6 +57,9 @@ class LocalKillSwitch(LocalDesiredState):
         self._writer: asyncio.Task[None] | None = None
         self._settled = asyncio.Event()
         self._settled.set()
+        # one emergency write at a time: the kept halt's writer checks, under it, that
+        # no newer change was written before it writes (close-all must not become stop)
+        self._write_lock = asyncio.Lock()
 
     def register(self, name: str, handler: Handler, halted: HaltedProbe | None = None) -> None:
         """Runner ``name`` takes in-process emergencies through ``handler``; ``halted``
@@ -78,12 +81,12 @@ class LocalKillSwitch(LocalDesiredState):
     async def set_emergency(self, action: str, actor: str, reason: str) -> dict[str, Any]:
         if action not in HALTS:
             try:
-                async with asyncio.timeout(REDIS_WAIT_S):
+                async with asyncio.timeout(REDIS_WAIT_S), self._write_lock:
                     state = await super().set_emergency(action, actor, reason)
+                    self._drop_kept()  # the person's later resume wins over a kept halt
             except TimeoutError:
                 raise RedisError(f"Redis did not answer within {REDIS_WAIT_S} s: a resume "
                                  "needs Redis; the stop stays in force") from None
-            self._drop_kept()  # the person's later resume wins over a kept halt
             applied, busy = await self._apply(state)
             return {**state, "note": _note(applied, busy, written=True)}
         now = self.clock.now_ms()
@@ -91,8 +94,9 @@ class LocalKillSwitch(LocalDesiredState):
         # both at once: neither the runners nor the answer wait on a Redis that hangs
         applying = asyncio.create_task(self._apply(state))
         try:
-            async with asyncio.timeout(REDIS_WAIT_S):
+            async with asyncio.timeout(REDIS_WAIT_S), self._write_lock:
                 state = await self._write(state)
+                self._drop_kept()  # written: an older kept halt must not follow it
         except (RedisError, OSError, TimeoutError) as exc:
             log.error("local.emergency_kept", action=action, error=str(exc) or type(exc).__name__,
                       note="Redis is unreachable: applied in process, written when it returns")
@@ -188,7 +192,10 @@ class LocalKillSwitch(LocalDesiredState):
         while self._kept is not None:
             kept = self._kept
             try:
-                await self._write(kept)
+                async with self._write_lock:
+                    if self._kept is not kept:  # a newer change was written meanwhile
+                        continue
+                    await self._write(kept)
             except (RedisError, OSError):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
@@ -202,21 +209,21 @@ class LocalKillSwitch(LocalDesiredState):
     async def aclose(self) -> None:
         """Stop the writer; a kept halt not yet written is written one last time (within
         ``REDIS_WAIT_S``), or stays in its file for the next start."""
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
         kept = self._kept
         if kept is not None:
             try:
-                async with asyncio.timeout(REDIS_WAIT_S):
+                async with asyncio.timeout(REDIS_WAIT_S), self._write_lock:
                     await self._write(kept)
-                self._drop_kept()
+                    self._drop_kept()
             except (RedisError, OSError, TimeoutError):
                 where = str(self.kept_file.path) if self.kept_file is not None else None
                 log.error("local.emergency_unwritten_at_exit", action=kept["action"],
                           kept_in=where, note="written to Redis at the next start"
                           if where else "lost: no file to keep it in")
-        if self._writer is not None:
-            self._writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer
         for task in list(self._finishing):
             task.cancel()
 
