@@ -136,7 +136,7 @@ def _criteria(args: argparse.Namespace, spec_criteria: Any | None) -> Any:
                 raise ValueError(f"{flags[key]}: 1 is ambiguous; give 1% (or 0.01) for one "
                                  "percent, or 100% for all")
     try:
-        return Criteria.from_overrides(overrides, flags)
+        return Criteria.from_overrides(overrides)
     except ValueError as exc:
         raise _flag_named(exc, flags) from None
 

@@ -132,14 +132,11 @@ class Criteria:
         return Decimal(getattr(self, key))
 
     @classmethod
-    def from_overrides(cls, overrides: dict[str, Any] | None = None,
-                       names: dict[str, str] | None = None) -> Criteria:
+    def from_overrides(cls, overrides: dict[str, Any] | None = None) -> Criteria:
         """Defaults with the given overrides applied; ``None`` values keep the default.
 
         Accepts snake_case or camelCase keys (the ValidationRun spec is camelCase) and
         strings or numbers, so flags, YAML and JSON all go through one validation.
-        ``names``: what to call a key in an error (a flag: ``--max-drawdown``); the
-        key itself otherwise. Raises ValueError naming it and the rule.
         """
         base = cls()
         values: dict[str, Any] = {
@@ -163,16 +160,15 @@ class Criteria:
                     f"criteria: unknown criterion {raw_key!r}; "
                     f"expected one of {sorted(set(aliases.values()))}"
                 )
-            what = (names or {}).get(raw_key, raw_key)
             if key == "min_trades":
-                number = _to_decimal(raw, what)
+                number = _to_decimal(raw, "min_trades")
                 if number != number.to_integral_value():
-                    raise ValueError(f"{what}: must be a whole number, got {raw}")
+                    raise ValueError(f"min_trades: must be a whole number, got {raw}")
                 values[key] = int(number)
             elif key == "min_sharpe":
-                values[key] = _to_decimal(raw, what)
+                values[key] = _to_decimal(raw, "min_sharpe")
             else:
-                values[key] = parse_fraction(raw, what)
+                values[key] = parse_fraction(raw, key)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

@@ -45,6 +45,11 @@ class RedisServer:
         self.proc.terminate()
         self.proc.wait(20)
 
+    def signal(self, sig: signal.Signals) -> None:
+        """SIGSTOP: hung (connections open, nothing answers); SIGCONT: back."""
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[RedisServer]:
@@ -92,8 +97,7 @@ def test_a_stop_after_an_outage_between_candles_halts_every_runner(
              "the runners' listeners back")
     answer = local.post("/api/emergency/stop", json={"reason": "after the outage"})
     assert answer.status_code == 200, answer.text
-    wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 30, "every runner acks")
-    _assert_stopped(local)
+    _assert_stopped(local, ack_within_s=30)
 
 
 def test_a_stop_during_an_outage_is_applied_at_once_and_written_later(
@@ -110,8 +114,6 @@ def test_a_stop_during_an_outage_is_applied_at_once_and_written_later(
     r = redis.Redis.from_url(server.url, decode_responses=True)
     wait_for(lambda: any(r.hget(k, "action") == "stop" for k in r.keys("*emergency")), 30,
              "the kept stop written to Redis")
-    wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 90, "every runner acks")
-    assert local.get("/api/emergency").json()["action"] == "stop"
     _assert_stopped(local)
 
 
@@ -124,8 +126,7 @@ def test_a_stop_while_redis_hangs_is_answered_from_the_runners_memory(
     (its halt holds in memory while its own writes wait), and once Redis answers again
     the kept stop is written and every runner acknowledges it."""
     local = _start(local_procs, tmp_path, server.url, "0.5")
-    assert server.proc is not None
-    server.proc.send_signal(signal.SIGSTOP)
+    server.signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
         answer = local.post("/api/emergency/stop", json={"reason": "redis hung"})
@@ -139,9 +140,7 @@ def test_a_stop_while_redis_hangs_is_answered_from_the_runners_memory(
         shown = local.get("/api/emergency")
         assert shown.status_code == 200 and shown.json()["action"] == "stop", shown.text
     finally:
-        server.proc.send_signal(signal.SIGCONT)
-    wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, 90, "every runner acks")
-    assert local.get("/api/emergency").json()["action"] == "stop"
+        server.signal(signal.SIGCONT)
     _assert_stopped(local)
 
 
@@ -152,8 +151,7 @@ def test_a_stop_accepted_while_redis_hangs_outlives_the_process(
     Redis dies without having written it: the next start writes the kept stop before
     any runner trades (it was lost: the next start traded, new fills within 25 s)."""
     local = _start(local_procs, tmp_path, server.url, "0.5")
-    assert server.proc is not None
-    server.proc.send_signal(signal.SIGSTOP)
+    server.signal(signal.SIGSTOP)
     try:
         answer = local.post("/api/emergency/stop", json={"reason": "redis hung, then exit"})
         assert answer.status_code == 200, answer.text
@@ -163,7 +161,8 @@ def test_a_stop_accepted_while_redis_hangs_outlives_the_process(
         assert kept and kept[0]["kept_in"].endswith("emergency-kept.json"), kept
     finally:
         # the hung Redis dies (a resumed one would run the writes still in its socket)
-        server.proc.send_signal(signal.SIGKILL)
+        server.signal(signal.SIGKILL)
+        assert server.proc is not None
         server.proc.wait(20)
     server.start()
     env = base_env(REDIS_URL=server.url, KUBETRADE_REPLAY_INTERVAL="0.5")
@@ -171,7 +170,6 @@ def test_a_stop_accepted_while_redis_hangs_outlives_the_process(
     again.wait_healthy()
     assert _events(again, "local.emergency_kept_restored")
     assert again.get("/api/emergency").json()["action"] == "stop"
-    wait_for(lambda: _acks(again, "stop") == EXAMPLE_STRATEGIES, 90, "every runner acks")
     _assert_stopped(again)
     assert not (tmp_path / "data" / "emergency-kept.json").exists()
 
@@ -182,8 +180,12 @@ def _runners_named(note: str) -> int:
     return sum(int(n) for n in counts)
 
 
-def _assert_stopped(local: LocalProc) -> None:
-    """/api/status says what each runner does: every one halted, having applied it."""
+def _assert_stopped(local: LocalProc, ack_within_s: float = 90) -> None:
+    """Every runner acknowledges the stop (within ``ack_within_s``), /api/emergency
+    says stop, and /api/status says what each runner does: halted, having applied it."""
+    wait_for(lambda: _acks(local, "stop") == EXAMPLE_STRATEGIES, ack_within_s,
+             "every runner acks")
+    assert local.get("/api/emergency").json()["action"] == "stop"
     status = local.get("/api/status").json()
     assert status["status"] == "stopped", status
     assert len(status["strategies"]) == EXAMPLE_STRATEGIES
